@@ -1,0 +1,78 @@
+"""TE computes for elementwise ops (topi handles broadcasting)."""
+from tvm import te, tirx, topi
+
+from . import lowering
+
+
+def _c(x, v):
+    return tirx.const(v, x.dtype)
+
+
+def _unary(fn):
+    return lambda a, x: te.compute(x.shape, lambda *i: fn(a, x, x(*i)), name="ew")
+
+
+UNARY = {
+    "relu": lambda a, x, v: te.max(v, _c(x, 0)),
+    "leaky_relu": lambda a, x, v: tirx.Select(v >= _c(x, 0), v, v * _c(x, a.get("alpha", 0.01))),
+    "sigmoid": lambda a, x, v: _c(x, 1) / (_c(x, 1) + te.exp(-v)),
+    "hard_sigmoid": lambda a, x, v: te.min(te.max(v * _c(x, a.get("alpha", 0.2)) + _c(x, a.get("beta", 0.5)),
+                                                  _c(x, 0)), _c(x, 1)),
+    "tanh": lambda a, x, v: te.tanh(v),
+    "exp": lambda a, x, v: te.exp(v),
+    "log": lambda a, x, v: te.log(v),
+    "sqrt": lambda a, x, v: te.sqrt(v),
+    "neg": lambda a, x, v: -v,
+    "abs": lambda a, x, v: te.abs(v),
+    "floor": lambda a, x, v: te.floor(v),
+    "ceil": lambda a, x, v: te.ceil(v),
+    "reciprocal": lambda a, x, v: _c(x, 1) / v,
+    "erf": lambda a, x, v: te.erf(v),
+    "elu": lambda a, x, v: tirx.Select(v > _c(x, 0), v, _c(x, a.get("alpha", 1.0)) * (te.exp(v) - _c(x, 1))),
+    "selu": lambda a, x, v: _c(x, a.get("gamma", 1.0507009873554805)) * tirx.Select(
+        v > _c(x, 0), v, _c(x, a.get("alpha", 1.6732632423543772)) * (te.exp(v) - _c(x, 1))),
+    "softplus": lambda a, x, v: te.max(v, _c(x, 0)) + te.log(_c(x, 1) + te.exp(-te.abs(v))),
+    "softsign": lambda a, x, v: v / (_c(x, 1) + te.abs(v)),
+    "hard_swish": lambda a, x, v: v * te.min(te.max(v / _c(x, 6) + _c(x, 0.5), _c(x, 0)), _c(x, 1)),
+    "thresholded_relu": lambda a, x, v: tirx.Select(v > _c(x, a.get("alpha", 1.0)), v, _c(x, 0)),
+}
+for _name, _fn in UNARY.items():
+    lowering(_name)(_unary(_fn))
+
+
+@lowering("clip")
+def clip(a, x):
+    def f(*i):
+        v = x(*i)
+        if a.get("min") is not None:
+            v = te.max(v, _c(x, a["min"]))
+        if a.get("max") is not None:
+            v = te.min(v, _c(x, a["max"]))
+        return v
+    return te.compute(x.shape, f, name="clip")
+
+
+@lowering("cast")
+def cast(a, x):
+    return topi.cast(x, a["dtype"])
+
+
+BINARY = {"add": topi.add, "sub": topi.subtract, "mul": topi.multiply, "pow": topi.power,
+          "maximum": topi.maximum, "minimum": topi.minimum}
+for _name, _fn in BINARY.items():
+    lowering(_name)(lambda a, x, y, _fn=_fn: _fn(x, y))
+
+
+@lowering("div")
+def div(a, x, y):
+    return topi.divide(x, y) if x.dtype.startswith("float") else topi.floor_divide(x, y)
+
+
+@lowering("prelu")
+def prelu(a, x, s):
+    return topi.where(topi.greater_equal(x, _c(x, 0)), x, topi.multiply(x, s))
+
+
+@lowering("where")
+def where(a, c, x, y):
+    return topi.where(c, x, y)

@@ -1,0 +1,165 @@
+"""TE computes for convolution, pooling, normalization, dense/matmul and softmax (NCHW)."""
+import numpy as np
+from tvm import te, tirx, topi
+
+from ..ops.nn import _pair, _pool_geometry
+from . import lowering
+
+
+def _pad4(x, p, value=0.0, extra=(0, 0)):
+    if not any(p) and not any(extra):
+        return x
+    return topi.nn.pad(x, [0, 0, p[0], p[1]], [0, 0, p[2] + extra[0], p[3] + extra[1]], pad_value=value)
+
+
+@lowering("conv2d")
+def conv2d(a, x, w, b=None):
+    g = a.get("groups", 1)
+    s, d, p = _pair(a.get("strides"), [1, 1]), _pair(a.get("dilations"), [1, 1]), _pair(a.get("pads"), [0] * 4)
+    n, c, h, wd = (int(v) for v in x.shape)
+    o, ci, kh, kw = (int(v) for v in w.shape)
+    oh = (h + p[0] + p[2] - (kh - 1) * d[0] - 1) // s[0] + 1
+    ow = (wd + p[1] + p[3] - (kw - 1) * d[1] - 1) // s[1] + 1
+    xp = _pad4(x, p)
+    og = o // g
+    rc, ry, rx = te.reduce_axis((0, ci), "rc"), te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx")
+
+    def chan(f):
+        return rc if g == 1 else (f // og) * ci + rc
+
+    y = te.compute((n, o, oh, ow), lambda nn, f, yy, xx: te.sum(
+        xp[nn, chan(f), yy * s[0] + ry * d[0], xx * s[1] + rx * d[1]] * w[f, rc, ry, rx], axis=[rc, ry, rx]),
+        name="conv2d")
+    if b is not None:
+        y = te.compute(y.shape, lambda nn, f, yy, xx: y[nn, f, yy, xx] + b[f], name="bias_add")
+    return y
+
+
+def _pool(a, x, kind):
+    k, s, d, p, oh, ow = _pool_geometry(a, _Shape(x))
+    h, w = int(x.shape[2]), int(x.shape[3])
+    eh = max(0, (oh - 1) * s[0] + (k[0] - 1) * d[0] + 1 - (h + p[0] + p[2]))
+    ew = max(0, (ow - 1) * s[1] + (k[1] - 1) * d[1] + 1 - (w + p[1] + p[3]))
+    ry, rx = te.reduce_axis((0, k[0]), "ry"), te.reduce_axis((0, k[1]), "rx")
+    shape = (x.shape[0], x.shape[1], oh, ow)
+    if kind == "max":
+        xp = _pad4(x, p, value=tirx.min_value(x.dtype), extra=(eh, ew))
+        return te.compute(shape, lambda n, c, i, j: te.max(
+            xp[n, c, i * s[0] + ry * d[0], j * s[1] + rx * d[1]], axis=[ry, rx]), name="max_pool2d")
+    xp = _pad4(x, p, extra=(eh, ew))
+    acc = te.compute(shape, lambda n, c, i, j: te.sum(
+        xp[n, c, i * s[0] + ry * d[0], j * s[1] + rx * d[1]], axis=[ry, rx]), name="pool_sum")
+    # divisor per output row/column: window taps inside the input (or input + explicit pads)
+    lo_h, hi_h = (0, h + p[0] + p[2]) if a.get("count_include_pad") else (p[0], p[0] + h)
+    lo_w, hi_w = (0, w + p[1] + p[3]) if a.get("count_include_pad") else (p[1], p[1] + w)
+    rows = np.arange(oh)[:, None] * s[0] + np.arange(k[0])[None, :] * d[0]
+    cols = np.arange(ow)[:, None] * s[1] + np.arange(k[1])[None, :] * d[1]
+    ch = ((rows >= lo_h) & (rows < hi_h)).sum(1)
+    cw = ((cols >= lo_w) & (cols < hi_w)).sum(1)
+    if len(set(ch.tolist())) == 1 and len(set(cw.tolist())) == 1:
+        inv = 1.0 / max(int(ch[0]) * int(cw[0]), 1)
+        return te.compute(shape, lambda *i: acc(*i) * tirx.const(inv, x.dtype), name="avg_pool2d")
+
+    def count(i, j):
+        def axis_count(idx, start, kk, dd, lo, hi):
+            # number of taps t in [0,k) with lo <= idx*stride + t*d < hi, for d == 1 in closed form
+            first = idx * start
+            if dd == 1:
+                lo_t = te.max(lo - first, 0)
+                hi_t = te.min(hi - first, kk)
+                return te.max(hi_t - lo_t, 1)
+            return sum(tirx.Select(tirx.all(first + t * dd >= lo, first + t * dd < hi), 1, 0) for t in range(kk))
+        return axis_count(i, s[0], k[0], d[0], lo_h, hi_h) * axis_count(j, s[1], k[1], d[1], lo_w, hi_w)
+    return te.compute(shape, lambda n, c, i, j: acc[n, c, i, j] / count(i, j).astype(x.dtype), name="avg_pool2d")
+
+
+class _Shape:
+    def __init__(self, t):
+        self.shape = tuple(int(v) for v in t.shape)
+
+
+lowering("max_pool2d")(lambda a, x: _pool(a, x, "max"))
+lowering("avg_pool2d")(lambda a, x: _pool(a, x, "avg"))
+
+
+@lowering("global_avg_pool")
+def global_avg_pool(a, x):
+    axes = list(range(2, len(x.shape)))
+    n = int(np.prod([int(x.shape[i]) for i in axes]))
+    sm = topi.sum(x, axis=axes, keepdims=True)
+    return te.compute(sm.shape, lambda *i: sm(*i) * tirx.const(1.0 / n, x.dtype), name="global_avg_pool")
+
+
+@lowering("global_max_pool")
+def global_max_pool(a, x):
+    return topi.max(x, axis=list(range(2, len(x.shape))), keepdims=True)
+
+
+@lowering("batch_norm")
+def batch_norm(a, x, scale, bias, mean, var):
+    eps = tirx.const(a.get("epsilon", 1e-5), x.dtype)
+    return te.compute(x.shape, lambda nn, c, *r: (x(nn, c, *r) - mean[c]) * (scale[c] / te.sqrt(var[c] + eps))
+                      + bias[c], name="batch_norm")
+
+
+@lowering("lrn")
+def lrn(a, x):
+    size = a["size"]
+    alpha, beta, bias = a.get("alpha", 1e-4), a.get("beta", 0.75), a.get("bias", 1.0)
+    lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2
+    c = int(x.shape[1])
+    pads_b = [0, lo] + [0] * (len(x.shape) - 2)
+    pads_a = [0, hi] + [0] * (len(x.shape) - 2)
+    sq = te.compute(x.shape, lambda *i: x(*i) * x(*i), name="lrn_sq")
+    sqp = topi.nn.pad(sq, pads_b, pads_a)
+    r = te.reduce_axis((0, size), "r")
+    acc = te.compute(x.shape, lambda nn, cc, *s: te.sum(sqp(nn, cc + r, *s), axis=r), name="lrn_sum")
+    del c
+    return te.compute(x.shape, lambda *i: x(*i) / te.power(
+        tirx.const(bias, x.dtype) + tirx.const(alpha / size, x.dtype) * acc(*i), tirx.const(beta, x.dtype)),
+        name="lrn")
+
+
+@lowering("dense")
+def dense(a, x, w, b=None):
+    k = te.reduce_axis((0, int(x.shape[1])), "k")
+    y = te.compute((x.shape[0], w.shape[0]), lambda i, j: te.sum(x[i, k] * w[j, k], axis=k), name="dense")
+    if b is not None:
+        y = te.compute(y.shape, lambda i, j: y[i, j] + (b[j] if len(b.shape) == 1 else b[0, j]), name="bias_add")
+    return y
+
+
+@lowering("matmul")
+def matmul(a, x, y):
+    xs, ys = [int(v) for v in x.shape], [int(v) for v in y.shape]
+    xv, yv = len(xs) == 1, len(ys) == 1
+    xs2 = [1] + xs if xv else xs
+    ys2 = ys + [1] if yv else ys
+    bx, by = xs2[:-2], ys2[:-2]
+    batch = list(np.broadcast_shapes(tuple(bx), tuple(by)))
+    kdim = xs2[-1]
+    k = te.reduce_axis((0, kdim), "k")
+
+    def idx(b_idx, own):
+        off = len(batch) - len(own)
+        return [0 if own[i] == 1 else b_idx[off + i] for i in range(len(own))]
+
+    def body(*i):
+        b_idx, r, c = list(i[:len(batch)]), i[len(batch)], i[len(batch) + 1]
+        xi = idx(b_idx, bx) + ([k] if xv else [r, k])
+        yi = idx(b_idx, by) + ([k] if yv else [k, c])
+        return te.sum(x(*xi) * y(*yi), axis=k)
+
+    out = te.compute(batch + [xs2[-2], ys2[-1]], body, name="matmul")
+    shape = batch + ([] if xv else [xs2[-2]]) + ([] if yv else [ys2[-1]])
+    return topi.reshape(out, shape) if shape != batch + [xs2[-2], ys2[-1]] else out
+
+
+@lowering("softmax")
+def softmax(a, x):
+    return topi.nn.softmax(x, axis=a.get("axis", -1))
+
+
+@lowering("log_softmax")
+def log_softmax(a, x):
+    return topi.nn.log_softmax(x, axis=a.get("axis", -1) % len(x.shape))

@@ -1,0 +1,103 @@
+"""TE computes for data movement and reductions."""
+import numpy as np
+from tvm import te, topi
+
+from ..ops.tensor import _slice_params
+from . import lowering
+
+
+@lowering("reshape")
+def reshape(a, x):
+    return topi.reshape(x, [int(d) for d in a["shape"]])
+
+
+@lowering("transpose")
+def transpose(a, x):
+    return topi.transpose(x, [int(p) for p in a["perm"]])
+
+
+@lowering("concat")
+def concat(a, *xs):
+    return topi.concatenate(xs, axis=a["axis"] % len(xs[0].shape))
+
+
+@lowering("pad")
+def pad(a, x):
+    p = [int(v) for v in a["pads"]]
+    r = len(x.shape)
+    if any(v < 0 for v in p):  # negative pads crop first
+        x = topi.strided_slice(x, [max(-p[i], 0) for i in range(r)],
+                               [int(x.shape[i]) - max(-p[i + r], 0) for i in range(r)])
+        p = [max(v, 0) for v in p]
+    before, after = p[:r], p[r:]
+    mode = a.get("mode", "constant")
+    if mode == "constant":
+        return topi.nn.pad(x, before, after, pad_value=a.get("value", 0.0))
+    if mode == "reflect":
+        return topi.nn.reflect_pad(x, before, after)
+    return topi.nn.replicate_pad(x, before, after)
+
+
+@lowering("slice")
+def slice_(a, x):
+    sl = _slice_params(a, tuple(int(d) for d in x.shape))
+    begin, end, step = [], [], []
+    for s, d in zip(sl, x.shape):
+        st, en, sp = s.indices(int(d))
+        begin.append(st)
+        step.append(sp)
+        end.append(en if en >= 0 else -int(d) - 1)
+    shape = [len(range(*s.indices(int(d)))) for s, d in zip(sl, x.shape)]
+    return te.compute(shape, lambda *i: x(*[begin[k] + i[k] * step[k] for k in range(len(shape))]), name="slice")
+
+
+@lowering("gather")
+def gather(a, x, idx):
+    ax = a.get("axis", 0) % len(x.shape)
+    return _take(x, idx, ax)
+
+
+def _take(x, idx, ax):
+    n = int(x.shape[ax])
+    r = len(idx.shape)
+
+    def body(*i):
+        j = idx(*i[ax:ax + r])
+        j = te.if_then_else(j < 0, j + n, j).astype("int64")
+        return x(*i[:ax], j, *i[ax + r:])
+    return te.compute(tuple(x.shape[:ax]) + tuple(idx.shape) + tuple(x.shape[ax + 1:]), body, name="gather")
+
+
+@lowering("split")
+def split(a, x):
+    idx = [int(v) for v in np.cumsum(a["sizes"])[:-1]]
+    return list(topi.split(x, idx, axis=a.get("axis", 0) % len(x.shape)))
+
+
+@lowering("expand")
+def expand(a, x):
+    shape = np.broadcast_shapes(tuple(int(d) for d in x.shape), tuple(a["shape"]))
+    return topi.broadcast_to(x, shape)
+
+
+@lowering("tile")
+def tile(a, x):
+    return topi.tile(x, [int(r) for r in a["repeats"]])
+
+
+def _axes(a, x):
+    r = len(x.shape)
+    return sorted({ax % r for ax in a.get("axes", range(r))})
+
+
+REDUCE = {"reduce_sum": topi.sum, "reduce_max": topi.max, "reduce_min": topi.min, "reduce_prod": topi.prod}
+for _name, _fn in REDUCE.items():
+    lowering(_name)(lambda a, x, _fn=_fn: _fn(x, axis=_axes(a, x), keepdims=bool(a.get("keepdims", True))))
+
+
+@lowering("reduce_mean")
+def reduce_mean(a, x):
+    axes = _axes(a, x)
+    n = int(np.prod([int(x.shape[i]) for i in axes]))
+    s = topi.sum(x, axis=axes, keepdims=bool(a.get("keepdims", True)))
+    return te.compute(s.shape, lambda *i: s(*i) / float(n), name="reduce_mean")

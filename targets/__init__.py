@@ -1,0 +1,89 @@
+"""Target presets: a named TVM target, how to link its library, and what it needs.
+
+A preset is data: the TVM target dict, the architecture of the code, how `export_library`
+links it (native, cross gcc, Android NDK), the vector width schedules should use, and the
+host tools it needs. `get(name)` returns one; `PRESETS` lists them for `edgec targets`.
+"""
+import os
+import platform
+import shutil
+from dataclasses import dataclass, field
+
+from ..errors import TargetError
+
+
+@dataclass
+class Preset:
+    name: str
+    description: str
+    tvm: dict  # TVM target dict (see ../shared/docs/tvm-0.27-notes.md: targets are dicts)
+    arch: str  # x86_64, aarch64
+    device: str = "cpu"  # cpu or cuda
+    cross_cc: str = ""  # compiler used to link the library ("" = host default)
+    vector_bits: int = 256
+    threads: int = 0  # 0 = all cores of the running machine
+    tools: list = field(default_factory=list)  # host executables the preset needs
+
+    def tvm_target(self):
+        import tvm
+        d = dict(self.tvm)
+        if self.device == "cuda":
+            return tvm.target.Target(d, host={"kind": "llvm"})
+        return tvm.target.Target(d)
+
+    def missing_tools(self):
+        return [t for t in self.tools if not shutil.which(t)]
+
+    def to_json(self):
+        return {"name": self.name, "tvm": self.tvm, "arch": self.arch, "device": self.device,
+                "vector_bits": self.vector_bits}
+
+
+def _host():
+    import tvm
+    cpu = tvm.target.codegen.llvm_get_system_cpu()
+    arch = platform.machine().lower()
+    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(arch, arch)
+    flags = _cpu_flags()
+    bits = 512 if "avx512f" in flags else 256 if "avx2" in flags else 128
+    return Preset("host", f"this machine ({cpu}, {os.cpu_count()} cores)",
+                  {"kind": "llvm", "mcpu": cpu, "num-cores": os.cpu_count() or 1}, arch, vector_bits=bits)
+
+
+def _cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags") or line.startswith("Features"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+PRESETS = {
+    "x86-avx2": Preset("x86-avx2", "x86-64 with AVX2 + FMA (Haswell and newer)",
+                       {"kind": "llvm", "mcpu": "haswell"}, "x86_64", vector_bits=256),
+    "x86-avx512": Preset("x86-avx512", "x86-64 with AVX-512 (Skylake-SP and newer)",
+                         {"kind": "llvm", "mcpu": "skylake-avx512"}, "x86_64", vector_bits=512),
+}
+
+
+def register(preset):
+    PRESETS[preset.name] = preset
+    return preset
+
+
+def get(name):
+    if isinstance(name, Preset):
+        return name
+    if name == "host":
+        return _host()
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise TargetError(f"unknown target '{name}'; known: {', '.join(names())}") from None
+
+
+def names():
+    return ["host"] + sorted(PRESETS)

@@ -1,0 +1,24 @@
+"""Schedules: turn a kernel's naive TE loops into parallel, vectorized code for a preset.
+
+`schedule(func, kernel, preset)` is the seam: it picks a schedule by the kernel's anchor kind
+(conv2d, dense, pool, elementwise, ...) and the preset, falling back to the generic CPU
+schedule. Register a specialised one with `@rule(kind, arch=...)`.
+"""
+from . import generic
+
+RULES = {}
+
+
+def rule(kind, arch="*"):
+    def deco(fn):
+        RULES[(kind, arch)] = fn
+        return fn
+    return deco
+
+
+def schedule(func, kernel, preset):
+    """Return FUNC scheduled for PRESET; KERNEL is the manifest description of the kernel."""
+    if preset.device != "cpu":
+        return func
+    fn = RULES.get((kernel["kind"], preset.arch)) or RULES.get((kernel["kind"], "*")) or generic.schedule
+    return fn(func, kernel, preset)
