@@ -1,0 +1,204 @@
+"""The `edgec` command line: compile, run, verify, inspect, targets (and more, one table).
+
+User mistakes (edgec's own errors) print one line `edgec: error: ...` and exit 2; a failed
+verification exits 1.
+"""
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+from .errors import EdgecError
+
+
+def _shapes(items):
+    out = {}
+    for item in items or []:
+        name, _, dims = item.rpartition("=")
+        try:
+            out[name] = tuple(int(d) for d in dims.split(","))
+        except ValueError:
+            raise EdgecError(f"--input-shape '{item}' is not NAME=D1,D2,...") from None
+    return out
+
+
+def _console():
+    from rich.console import Console
+    return Console(highlight=False)
+
+
+# ---- compile ----------------------------------------------------------------------------------
+def setup_compile(p):
+    p.add_argument("model", help=".onnx, .keras or .h5 file")
+    p.add_argument("--target", default="host", help="target preset (see `edgec targets`)")
+    p.add_argument("-o", "--output", help="artifact path (default: MODEL stem + .edgec)")
+    p.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,..", help="fix symbolic dims")
+    p.add_argument("--disable-pass", action="append", default=[], metavar="NAME", help="skip a pass (debugging)")
+    p.add_argument("--tune-db", metavar="DIR", help="MetaSchedule database from `edgec tune`")
+
+
+def run_compile(a):
+    from . import api
+    from .runtime.artifact import read_manifest
+    t0 = time.perf_counter()
+    out = api.compile(a.model, a.target, a.output, _shapes(a.input_shape), a.disable_pass,
+                      progress=sys.stderr.isatty(), tune_db=a.tune_db)
+    m = read_manifest(out)
+    print(f"compiled {a.model} for {m['target']['name']} -> {out} "
+          f"({len(m['kernels'])} kernels, {time.perf_counter() - t0:.1f} s)")
+
+
+# ---- run --------------------------------------------------------------------------------------
+def setup_run(p):
+    p.add_argument("artifact")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--inputs", help=".npz of named inputs")
+    g.add_argument("--random", action="store_true", help="seeded random inputs (default)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--outputs", help="write outputs to this .npz")
+    p.add_argument("--repeat", type=int, default=1, help="time this many runs")
+
+
+def run_run(a):
+    from . import api
+    from .runtime import load
+    model = load(a.artifact)
+    inputs = api.load_inputs(a.inputs) if a.inputs else model.random_inputs(a.seed)
+    args = model.prepare(inputs)
+    times = []
+    for _ in range(max(a.repeat, 1)):
+        t0 = time.perf_counter()
+        res = model.invoke(args)
+        outs = model.outputs_to_numpy(res)
+        times.append(time.perf_counter() - t0)
+    for spec, o in zip(model.outputs, outs):
+        flat = o.reshape(-1)
+        print(f"{spec['name']}: {o.dtype}{list(o.shape)}  first values {np.array2string(flat[:6], precision=5)}")
+    print(f"latency: median {np.median(times) * 1e3:.3f} ms over {len(times)} run(s)")
+    if a.outputs:
+        np.savez(a.outputs, **{s["name"]: o for s, o in zip(model.outputs, outs)})
+        print(f"outputs written to {a.outputs}")
+
+
+# ---- verify -----------------------------------------------------------------------------------
+def setup_verify(p):
+    p.add_argument("model", help="the source model (.onnx, .keras, .h5)")
+    p.add_argument("artifact")
+    p.add_argument("--inputs", help=".npz of named inputs (default: seeded random)")
+    p.add_argument("--rtol", type=float, default=1e-4)
+    p.add_argument("--atol", type=float, default=1e-5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def run_verify(a):
+    from rich.table import Table
+    from . import api
+    inputs = api.load_inputs(a.inputs) if a.inputs else None
+    res = api.verify(a.model, a.artifact, inputs, a.rtol, a.atol, a.seed)
+    if a.json:
+        print(json.dumps({"reference": res.reference, "passed": res.passed, "rtol": a.rtol, "atol": a.atol,
+                          "outputs": [r.to_json() for r in res.reports]}, indent=1))
+        return 0 if res.passed else 1
+    t = Table(title=f"edgec vs {res.reference}  (pass: |a-e| <= {a.atol:g} + {a.rtol:g}*|e|)")
+    for col in ["output", "shape", "max abs err", "max rel err", "mean abs err", "worst element (edgec / ref)",
+                "mismatches", "result"]:
+        t.add_column(col)
+    for r in res.reports:
+        t.add_row(r.name, str(list(r.shape)), f"{r.max_abs:.3g}", f"{r.max_rel:.3g}", f"{r.mean_abs:.3g}",
+                  f"{list(r.worst_index)}: {r.worst_actual:.6g} / {r.worst_expected:.6g}",
+                  f"{r.mismatches}/{r.size}", "[green]PASS" if r.passed else f"[red]FAIL {r.note}")
+    _console().print(t)
+    print(f"{'PASS' if res.passed else 'FAIL'}: {len(res.reports)} output(s) vs {res.reference} "
+          f"(reference {res.ref_seconds * 1e3:.1f} ms, edgec {res.run_seconds * 1e3:.1f} ms, first run)")
+    return 0 if res.passed else 1
+
+
+# ---- inspect ----------------------------------------------------------------------------------
+def setup_inspect(p):
+    p.add_argument("path", help="a model (.onnx/.keras/.h5) or an artifact (.edgec)")
+    p.add_argument("--passes", action="store_true", help="print the IR after each pass")
+    p.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,..")
+    p.add_argument("--disable-pass", action="append", default=[], metavar="NAME")
+
+
+def run_inspect(a):
+    if a.path.endswith(".edgec"):
+        from .runtime.artifact import read_manifest
+        print(json.dumps(read_manifest(a.path), indent=1))
+        return 0
+    from . import api
+    from .compiler import lower
+    from .compiler.passes import run_passes
+    graph = api.import_model(a.path, _shapes(a.input_shape))
+    print(graph)
+    if not a.passes:
+        return 0
+    rows = [("import", len(graph.nodes), len(lower.partition(graph)))]
+
+    def on_pass(p, before, after):
+        print(f"\n# ---- after {p.name}: {p.doc}")
+        print(after)
+        rows.append((p.name, len(after.nodes), len(lower.partition(after))))
+    run_passes(graph, disable=a.disable_pass, on_pass=on_pass)
+    from rich.table import Table
+    t = Table(title="pass summary")
+    for c in ["after", "nodes", "kernels"]:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*map(str, r))
+    _console().print(t)
+
+
+# ---- targets ----------------------------------------------------------------------------------
+def setup_targets(p):
+    pass
+
+
+def run_targets(a):
+    from rich.table import Table
+    from . import targets
+    t = Table(title="edgec target presets")
+    for c in ["name", "arch", "description", "TVM target", "needs", "ready"]:
+        t.add_column(c)
+    for name in targets.names():
+        p = targets.get(name)
+        missing = p.missing_tools()
+        t.add_row(name, p.arch, p.description, json.dumps(p.tvm), ", ".join(p.tools) or "-",
+                  "[green]yes" if not missing else f"[red]missing {', '.join(missing)}")
+    _console().print(t)
+
+
+COMMANDS = {
+    "compile": (setup_compile, run_compile, "compile a model into an .edgec artifact"),
+    "run": (setup_run, run_run, "run an artifact on inputs"),
+    "verify": (setup_verify, run_verify, "compare an artifact with the reference (onnxruntime / Keras)"),
+    "inspect": (setup_inspect, run_inspect, "print a model's IR (and passes) or an artifact's manifest"),
+    "targets": (setup_targets, run_targets, "list target presets and whether their tools are present"),
+}
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="edgec", description="Compile Keras/ONNX models for edge devices via TVM.")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, (setup, _, help_) in COMMANDS.items():
+        setup(sub.add_parser(name, help=help_, description=help_))
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command][1](args) or 0
+    except EdgecError as e:
+        print(f"edgec: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edgec: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

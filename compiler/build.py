@@ -1,0 +1,131 @@
+"""The compile driver: IR graph -> passes -> kernels -> Relax module -> TVM -> `.edgec` artifact."""
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from ..errors import EdgecError
+from ..runtime import artifact
+from . import lower
+from .passes import run_passes
+
+
+def to_relax(graph, kernels):
+    """A Relax module whose `main(*inputs, *params)` calls one PrimFunc per kernel."""
+    from tvm import relax
+    bb = relax.BlockBuilder()
+    env = {}
+    args = []
+    params = [c for c in graph.constants if _used(graph, c)]
+    for name in [v.name for v in graph.inputs] + params:
+        v = graph.values[name]
+        var = relax.Var(name, relax.TensorType(list(v.shape), v.dtype))
+        env[name] = var
+        args.append(var)
+    with bb.function("main", args):
+        with bb.dataflow():
+            for k in kernels:
+                call = bb.emit_te(lower.te_kernel(graph, k), *[env[i] for i in k.inputs],
+                                  primfunc_name_hint=k.name)
+                if len(k.outputs) == 1:
+                    env[k.outputs[0]] = call
+                else:
+                    for i, o in enumerate(k.outputs):
+                        env[o] = bb.emit(relax.TupleGetItem(call, i))
+            outs = [env[o] for o in graph.outputs]
+            result = bb.emit_output(outs[0] if len(outs) == 1 else relax.Tuple(outs))
+        bb.emit_func_output(result)
+    return bb.get(), params
+
+
+def _used(graph, name):
+    return name in graph.outputs or any(name in n.inputs for n in graph.nodes)
+
+
+def apply_schedules(mod, kernels, preset, progress=None):
+    import tvm
+    from ..targets import schedules
+    by_name = {k["name"]: k for k in kernels}
+    updates = {}
+    for gv, func in mod.functions_items():
+        if isinstance(func, tvm.tirx.PrimFunc) and gv.name_hint in by_name:
+            updates[gv] = schedules.schedule(func.with_attr("global_symbol", gv.name_hint),
+                                             by_name[gv.name_hint], preset)
+            if progress:
+                progress()
+    for gv, func in updates.items():
+        mod[gv] = func
+    return mod
+
+
+def compile_graph(graph, preset, output, *, disable_passes=(), model_info=None, progress=True):
+    """Compile GRAPH for PRESET into artifact OUTPUT; return the manifest."""
+    import tvm
+    from .. import __version__
+    from ..targets import export
+    t0 = time.perf_counter()
+    graph = run_passes(graph, disable=disable_passes)
+    kernels = lower.partition(graph)
+    described = [k.describe(graph) for k in kernels]
+    mod, params = to_relax(graph, kernels)
+    target = preset.tvm_target()
+    with _progress(progress, f"compiling {graph.name} for {preset.name}", len(kernels) + 1) as step:
+        with target:
+            mod = apply_schedules(mod, described, preset, step)
+        try:
+            ex = tvm.compile(mod, target=target)
+        except Exception as e:  # noqa: BLE001 - TVM raises many types; surface one line
+            raise EdgecError(f"model '{graph.name}': TVM failed to compile for {preset.name}: "
+                             f"{str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__}") from e
+        step()
+    with tempfile.TemporaryDirectory(prefix="edgec-build-") as tmp:
+        lib = os.path.join(tmp, "model.so")
+        export.export_library(ex, lib, preset)
+        pfile = os.path.join(tmp, "params.bin")
+        tvm.runtime.save_param_dict_to_file(
+            {p: tvm.runtime.tensor(np.ascontiguousarray(graph.constants[p])) for p in params}, pfile)
+        manifest = {
+            "model": dict(model_info or {}, name=graph.name),
+            "versions": _versions(__version__),
+            "target": preset.to_json(),
+            "library": "model.so",
+            "params_file": "params.bin",
+            "params": params,
+            "inputs": [v.to_json() for v in graph.inputs],
+            "outputs": [graph.values[o].to_json() for o in graph.outputs],
+            "kernels": described,
+            "compile_seconds": round(time.perf_counter() - t0, 3),
+        }
+        return artifact.write(output, {"model.so": lib, "params.bin": pfile}, manifest)
+
+
+def _versions(edgec_version):
+    import importlib.metadata as md
+    import tvm
+    try:
+        ffi = md.version("apache-tvm-ffi")
+    except md.PackageNotFoundError:
+        ffi = "unknown"
+    return {"edgec": edgec_version, "tvm": tvm.__version__, "tvm_ffi": ffi}
+
+
+class _progress:
+    """A rich progress bar over kernels (silent when disabled or not a terminal)."""
+
+    def __init__(self, enabled, label, total):
+        self.enabled, self.label, self.total = enabled, label, total
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+        self.p = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn(), transient=True)
+        self.p.__enter__()
+        task = self.p.add_task(self.label, total=self.total)
+        return lambda: self.p.advance(task)
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.p.__exit__(*exc)
