@@ -26,7 +26,7 @@ def _shapes(items):
 
 def _console():
     from rich.console import Console
-    return Console(highlight=False)
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
 
 # ---- compile ----------------------------------------------------------------------------------
@@ -152,6 +152,52 @@ def run_inspect(a):
     _console().print(t)
 
 
+# ---- profile ----------------------------------------------------------------------------------
+def setup_profile(p):
+    p.add_argument("artifact")
+    p.add_argument("--repeat", type=int, default=20, help="timed runs (default 20)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
+    p.add_argument("--inputs", help=".npz of named inputs (default: seeded random)")
+    p.add_argument("--trace", metavar="OUT.json", help="write a Chrome trace / Perfetto JSON")
+    p.add_argument("--plot", metavar="OUT.png", help="write a bar chart of per-layer time (needs matplotlib)")
+    p.add_argument("--csv", metavar="OUT.csv", help="write the table as CSV")
+    p.add_argument("--top", type=int, default=0, help="print only the N slowest kernels (default all)")
+
+
+def run_profile(a):
+    from rich.table import Table
+    from . import api
+    from .runtime import load
+    model = load(a.artifact)
+    prof = model.profile(api.load_inputs(a.inputs) if a.inputs else None, a.repeat, a.warmup)
+    t = Table(title=f"{model.name}: time per kernel, median of {prof.repeat} runs "
+                    f"({model.manifest['target'].get('name')}, {model.device_type})")
+    for col, just in [("kernel", "left"), ("IR nodes", "left"), ("source layers", "left"), ("kind", "left"),
+                      ("output shape", "left"), ("median ms", "right"), ("IQR ms", "right"),
+                      ("min-max ms", "right"), ("share", "right"), ("GFLOP/s", "right"), ("calls", "right")]:
+        t.add_column(col, justify=just, overflow="fold")
+    rows = prof.rows[:a.top] if a.top > 0 else prof.rows
+    for r in rows:
+        t.add_row(r["kernel"], ", ".join(r["nodes"]), ", ".join(r["layers"]) or "-", r["kind"],
+                  "x".join(map(str, r["shape"])), f"{r['median_s'] * 1e3:.3f}",
+                  f"{r['q1_s'] * 1e3:.3f}-{r['q3_s'] * 1e3:.3f}", f"{r['min_s'] * 1e3:.3f}-{r['max_s'] * 1e3:.3f}",
+                  f"{r['share']:.1%}", "-" if r["gflops"] is None else f"{r['gflops']:.1f}", str(r["calls"]))
+    if len(rows) < len(prof.rows):
+        t.caption = f"{len(prof.rows) - len(rows)} faster kernels not shown"
+    _console().print(t)
+    e2e = prof.e2e_median
+    print(f"end-to-end: median {e2e * 1e3:.3f} ms (IQR {prof.e2e_q1 * 1e3:.3f}-{prof.e2e_q3 * 1e3:.3f}) "
+          f"over {prof.repeat} uninstrumented runs")
+    print(f"kernel sum: {prof.kernel_sum * 1e3:.3f} ms ({len(prof.rows)} kernels, "
+          f"{prof.kernel_sum / e2e:.1%} of end-to-end)" if e2e else "")
+    print(f"overhead outside kernels: {prof.overhead * 1e3:.3f} ms (end-to-end minus kernel sum; "
+          f"instrumented runs took {prof.instrumented_median * 1e3:.3f} ms)")
+    for flag, write in [(a.csv, prof.write_csv), (a.trace, prof.write_trace), (a.plot, prof.plot)]:
+        if flag:
+            write(flag)
+            print(f"wrote {flag}")
+
+
 # ---- targets ----------------------------------------------------------------------------------
 def setup_targets(p):
     pass
@@ -177,6 +223,7 @@ COMMANDS = {
     "verify": (setup_verify, run_verify, "compare an artifact with the reference (onnxruntime / Keras)"),
     "inspect": (setup_inspect, run_inspect, "print a model's IR (and passes) or an artifact's manifest"),
     "targets": (setup_targets, run_targets, "list target presets and whether their tools are present"),
+    "profile": (setup_profile, run_profile, "time every kernel of an artifact, mapped to the model's layers"),
 }
 
 
