@@ -174,13 +174,13 @@ def run_profile(a):
                     f"({model.manifest['target'].get('name')}, {model.device_type})")
     for col, just in [("kernel", "left"), ("IR nodes", "left"), ("source layers", "left"), ("kind", "left"),
                       ("output shape", "left"), ("median ms", "right"), ("IQR ms", "right"),
-                      ("min-max ms", "right"), ("share", "right"), ("GFLOP/s", "right"), ("calls", "right")]:
+                      ("share", "right"), ("GFLOP/s", "right"), ("calls", "right")]:
         t.add_column(col, justify=just, overflow="fold")
     rows = prof.rows[:a.top] if a.top > 0 else prof.rows
     for r in rows:
         t.add_row(r["kernel"], ", ".join(r["nodes"]), ", ".join(r["layers"]) or "-", r["kind"],
                   "x".join(map(str, r["shape"])), f"{r['median_s'] * 1e3:.3f}",
-                  f"{r['q1_s'] * 1e3:.3f}-{r['q3_s'] * 1e3:.3f}", f"{r['min_s'] * 1e3:.3f}-{r['max_s'] * 1e3:.3f}",
+                  f"{(r['q3_s'] - r['q1_s']) * 1e3:.3f}",
                   f"{r['share']:.1%}", "-" if r["gflops"] is None else f"{r['gflops']:.1f}", str(r["calls"]))
     if len(rows) < len(prof.rows):
         t.caption = f"{len(prof.rows) - len(rows)} faster kernels not shown"
@@ -189,7 +189,7 @@ def run_profile(a):
     print(f"end-to-end: median {e2e * 1e3:.3f} ms (IQR {prof.e2e_q1 * 1e3:.3f}-{prof.e2e_q3 * 1e3:.3f}) "
           f"over {prof.repeat} uninstrumented runs")
     print(f"kernel sum: {prof.kernel_sum * 1e3:.3f} ms ({len(prof.rows)} kernels, "
-          f"{prof.kernel_sum / e2e:.1%} of end-to-end)" if e2e else "")
+          f"{prof.kernel_sum / max(e2e, 1e-12):.1%} of end-to-end)")
     print(f"overhead outside kernels: {prof.overhead * 1e3:.3f} ms (end-to-end minus kernel sum; "
           f"instrumented runs took {prof.instrumented_median * 1e3:.3f} ms)")
     for flag, write in [(a.csv, prof.write_csv), (a.trace, prof.write_trace), (a.plot, prof.plot)]:

@@ -14,7 +14,7 @@ import tempfile
 import numpy as np
 
 from ..errors import ArtifactError, InputError
-from . import artifact
+from . import artifact, profile
 
 RUNTIME_FORMAT = 1
 
@@ -115,6 +115,10 @@ class Model:
 
     def random_inputs(self, seed=0):
         return random_inputs(self.inputs, seed)
+
+    def profile(self, inputs=None, repeat=20, warmup=3):
+        """Time every kernel over REPEAT runs; return a `profile.Profile` (rows by time, trace, plot)."""
+        return profile.profile_model(self, inputs, repeat, warmup)
 
 
 def random_inputs(specs, seed=0):

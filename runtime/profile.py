@@ -1,0 +1,211 @@
+"""Per-kernel profiling of a compiled model, mapped back to the user's layers.
+
+TVM 0.27 has no VM profiler, so `measure` uses `VirtualMachine.set_instrument`: the VM calls the
+instrument before and after every call instruction; for calls to the model's kernels (PrimFunc
+names = manifest["kernels"][i]["name"]) it synchronizes the device and reads the clock. End-to-end
+times come from separate runs without the instrument, so its overhead does not inflate them.
+
+`measure(vm, args, device, names, ...)` is the timing core: it only needs an object with
+`set_instrument` and `[func]`, so a VM over an RPC session can be passed the same way.
+`profile_model(model, ...)` wraps it for a loaded `edgec.runtime.Model` and returns a `Profile`
+(rows, trace, CSV, plot). Imports only numpy and the standard library; matplotlib only in `plot`.
+"""
+import csv
+import json
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import EdgecError
+
+GFLOP_KINDS = ("conv2d", "dense", "recurrent")  # kinds whose FLOP counts mean arithmetic work
+
+
+@dataclass
+class Measurement:
+    e2e: list  # seconds per uninstrumented run
+    runs: list  # per instrumented run: (run start, run end, [(kernel, start, end), ...]), seconds
+    instrumented: list = field(default_factory=list)  # seconds per instrumented run
+
+
+def measure(vm, args, device, names, repeat=20, warmup=3, func="main", clock=time.perf_counter):
+    """Run VM[func](*args) WARMUP + REPEAT times plain and REPEAT times instrumented.
+
+    Returns a Measurement; kernel calls are those whose symbol is in NAMES.
+    """
+    names = set(names)
+    fn = vm[func]
+    sync = device.sync
+    for _ in range(warmup):
+        fn(*args)
+    sync()
+    e2e = []
+    for _ in range(repeat):
+        t0 = clock()
+        fn(*args)
+        sync()
+        e2e.append(clock() - t0)
+
+    events, pending = [], {}
+
+    def instrument(f, symbol, before, ret, *rest):
+        if symbol in names:
+            if before:
+                sync()
+                pending[symbol] = clock()
+            else:
+                sync()
+                events.append((symbol, pending.pop(symbol), clock()))
+        return 0
+
+    runs = []
+    vm.set_instrument(instrument)
+    try:
+        for _ in range(repeat):
+            events = []
+            t0 = clock()
+            fn(*args)
+            sync()
+            runs.append((t0, clock(), events))
+    finally:
+        vm.set_instrument(None)
+    return Measurement(e2e, runs, [end - start for start, end, _ in runs])
+
+
+class Profile:
+    """Per-kernel statistics of a Measurement, joined with the manifest's kernel records."""
+
+    def __init__(self, model_name, kernels, m):
+        self.model_name, self.measurement = model_name, m
+        self.repeat = len(m.runs)
+        per_run = {k["name"]: [[] for _ in m.runs] for k in kernels}
+        for i, (_, _, events) in enumerate(m.runs):
+            for name, start, end in events:
+                per_run[name][i].append(end - start)
+        self.rows = []
+        for k in kernels:
+            totals = np.array([sum(calls) for calls in per_run[k["name"]]])
+            calls = int(np.median([len(c) for c in per_run[k["name"]]])) if m.runs else 0
+            if calls == 0:
+                continue
+            q1, med, q3 = np.percentile(totals, [25, 50, 75])
+            flops = k.get("flops", 0) * calls
+            self.rows.append({
+                "kernel": k["name"], "nodes": k.get("nodes", []), "layers": k.get("sources", []),
+                "kind": k.get("kind", ""), "ops": k.get("ops", []),
+                "shape": k.get("output_shapes", [[]])[0] if k.get("output_shapes") else [],
+                "calls": calls, "median_s": float(med), "q1_s": float(q1), "q3_s": float(q3),
+                "min_s": float(totals.min()), "max_s": float(totals.max()),
+                "gflops": flops / med / 1e9 if flops and med > 0 and k.get("kind") in GFLOP_KINDS else None,
+            })
+        self.rows.sort(key=lambda r: -r["median_s"])
+        self.kernel_sum = float(sum(r["median_s"] for r in self.rows))
+        for r in self.rows:
+            r["share"] = r["median_s"] / self.kernel_sum if self.kernel_sum else 0.0
+        self.e2e_median = float(np.median(m.e2e)) if m.e2e else 0.0
+        self.e2e_q1, self.e2e_q3 = (float(x) for x in np.percentile(m.e2e, [25, 75])) if m.e2e else (0.0, 0.0)
+        self.instrumented_median = float(np.median(m.instrumented)) if m.instrumented else 0.0
+
+    @property
+    def overhead(self):
+        """End-to-end median minus the sum of kernel medians (VM dispatch, allocation, copies)."""
+        return self.e2e_median - self.kernel_sum
+
+    def to_json(self):
+        return {"model": self.model_name, "repeat": self.repeat, "e2e_median_s": self.e2e_median,
+                "kernel_sum_s": self.kernel_sum, "overhead_s": self.overhead,
+                "instrumented_median_s": self.instrumented_median, "rows": self.rows}
+
+    # ---- files ------------------------------------------------------------------------------
+    def write_csv(self, path):
+        cols = ["kernel", "layers", "nodes", "kind", "shape", "calls", "median_ms", "q1_ms", "q3_ms",
+                "min_ms", "max_ms", "share", "gflops"]
+        with _open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(cols)
+            for r in self.rows:
+                w.writerow([r["kernel"], ";".join(r["layers"]), ";".join(r["nodes"]), r["kind"],
+                            "x".join(map(str, r["shape"])), r["calls"],
+                            *(f"{r[k] * 1e3:.6f}" for k in ("median_s", "q1_s", "q3_s", "min_s", "max_s")),
+                            f"{r['share']:.6f}", "" if r["gflops"] is None else f"{r['gflops']:.3f}"])
+
+    def trace_events(self):
+        """Chrome trace events: one 'run' per instrumented iteration, each kernel call inside it."""
+        info = {r["kernel"]: r for r in self.rows}
+        t_base = self.measurement.runs[0][0] if self.measurement.runs else 0.0
+        us = lambda t: round((t - t_base) * 1e6, 3)  # noqa: E731
+        out = [{"name": "process_name", "ph": "M", "pid": 1, "tid": 1,
+                "args": {"name": f"edgec {self.model_name}"}}]
+        for i, (start, end, events) in enumerate(self.measurement.runs):
+            out.append({"name": "run", "cat": "run", "ph": "X", "pid": 1, "tid": 1, "ts": us(start),
+                        "dur": round((end - start) * 1e6, 3), "args": {"iteration": i}})
+            for name, s, e in events:
+                r = info.get(name, {})
+                out.append({"name": name, "cat": r.get("kind", "kernel"), "ph": "X", "pid": 1, "tid": 1,
+                            "ts": us(s), "dur": round((e - s) * 1e6, 3),
+                            "args": {"layers": r.get("layers", []), "nodes": r.get("nodes", []),
+                                     "shape": r.get("shape", [])}})
+        return out
+
+    def write_trace(self, path):
+        with _open(path, "w") as f:
+            json.dump({"traceEvents": self.trace_events(), "displayTimeUnit": "ms"}, f)
+
+    def plot(self, path, top=25):
+        """Horizontal bar chart of median time per kernel, labelled with its source layers."""
+        try:
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise EdgecError("--plot needs matplotlib: pip install 'edgec[plot]'") from None
+        rows = self.rows[:top]
+        rest = sum(r["median_s"] for r in self.rows[top:])
+        labels = [_label(r) for r in rows] + ([f"{len(self.rows) - top} other kernels"] if rest else [])
+        ms = [r["median_s"] * 1e3 for r in rows] + ([rest * 1e3] if rest else [])
+        err = [[(r["median_s"] - r["q1_s"]) * 1e3 for r in rows] + ([0] if rest else []),
+               [(r["q3_s"] - r["median_s"]) * 1e3 for r in rows] + ([0] if rest else [])]
+        fig, ax = plt.subplots(figsize=(10, 0.32 * len(labels) + 1.6))
+        y = np.arange(len(labels))
+        ax.barh(y, ms, xerr=err, color="#4878a8", ecolor="#999999", capsize=2)
+        ax.set_yticks(y, labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("median time per run (ms), bars: IQR")
+        ax.set_title(f"{self.model_name}: end-to-end {self.e2e_median * 1e3:.2f} ms, kernels "
+                     f"{self.kernel_sum * 1e3:.2f} ms, overhead {self.overhead * 1e3:.2f} ms", fontsize=9)
+        for yi, v, hi, r in zip(y, ms, err[1], rows + [None]):
+            share = r["share"] if r else rest / self.kernel_sum
+            ax.text(v + hi, yi, f"  {share:.1%}", va="center", fontsize=7)
+        ax.margins(x=0.1)
+        fig.tight_layout()
+        try:
+            fig.savefig(path, format="png", dpi=110)
+        except OSError as e:
+            raise EdgecError(f"cannot write plot '{path}': {e}") from None
+        finally:
+            plt.close(fig)
+
+
+def _label(row, width=48):
+    text = ", ".join(row["layers"]) or row["kernel"]
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _open(path, mode, **kw):
+    try:
+        return open(path, mode, **kw)
+    except OSError as e:
+        raise EdgecError(f"cannot write '{path}': {e}") from None
+
+
+def profile_model(model, inputs=None, repeat=20, warmup=3):
+    """Profile a loaded edgec.runtime.Model on INPUTS (default: seeded random); return a Profile."""
+    if repeat < 1 or warmup < 0:
+        raise EdgecError(f"profile of '{model.name}': repeat must be >= 1 and warmup >= 0 "
+                         f"(got {repeat}, {warmup})")
+    args = model.prepare(model.random_inputs() if inputs is None else inputs)
+    kernels = model.kernels
+    m = measure(model.vm, [*args, *model._params], model.device, [k["name"] for k in kernels],
+                repeat=repeat, warmup=warmup)
+    return Profile(model.name, kernels, m)
