@@ -53,7 +53,9 @@ def reference_outputs(model, inputs):
     if kind == "onnx":
         import onnxruntime as ort
         try:
-            sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+            opts = ort.SessionOptions()
+            opts.log_severity_level = 3
+            sess = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001
             raise ModelError(f"onnxruntime cannot load '{model}': {str(e).splitlines()[0]}") from None
         feed = {i.name: inputs[i.name] for i in sess.get_inputs() if i.name in inputs}
