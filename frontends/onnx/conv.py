@@ -1,0 +1,71 @@
+"""Conv (1-D and 2-D). 1-D convolutions become 2-D ones with H = 1."""
+from .registry import converter
+
+
+def spatial_pads(ctx, in_sizes, kernel, strides, dilations):
+    """Explicit pads [begin..., end...] from `pads` / `auto_pad` (SAME_UPPER, SAME_LOWER, VALID)."""
+    r = len(in_sizes)
+    auto = ctx.attr("auto_pad", "NOTSET")
+    pads = ctx.attr("pads")
+    if auto in ("NOTSET", ""):
+        pads = list(pads) if pads is not None else [0] * (2 * r)
+        if len(pads) != 2 * r:
+            raise ctx.error(f"pads {pads} need {2 * r} entries")
+        return pads
+    if auto == "VALID":
+        return [0] * (2 * r)
+    if auto not in ("SAME_UPPER", "SAME_LOWER"):
+        raise ctx.unsupported(f"auto_pad={auto!r} is not supported")
+    begin, end = [], []
+    for size, k, s, d in zip(in_sizes, kernel, strides, dilations):
+        out = -(-size // s)
+        total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
+        small, big = total // 2, total - total // 2
+        begin.append(small if auto == "SAME_UPPER" else big)
+        end.append(big if auto == "SAME_UPPER" else small)
+    return begin + end
+
+
+def window_attrs(ctx, in_sizes, kernel):
+    r = len(in_sizes)
+    strides = list(ctx.attr("strides") or [1] * r)
+    dilations = list(ctx.attr("dilations") or [1] * r)
+    if len(strides) != r or len(dilations) != r or len(kernel) != r:
+        raise ctx.error(f"strides {strides}, dilations {dilations} or kernel {list(kernel)} "
+                        f"do not match {r} spatial dims")
+    pads = spatial_pads(ctx, in_sizes, kernel, strides, dilations)
+    return strides, dilations, pads
+
+
+def to_2d(ctx, name, strides, dilations, pads):
+    """Lift a 1-D (N, C, L) window op to 2-D (N, C, 1, L); returns new name and 2-D attrs."""
+    shape = ctx.shape(name)
+    return (ctx.reshape(name, shape[:2] + (1, shape[2])), [1, strides[0]], [1, dilations[0]],
+            [0, pads[0], 0, pads[1]])
+
+
+@converter("Conv")
+def conv(ctx):
+    x, w = ctx.input(0), ctx.input(1)
+    xs, ws = ctx.shape(x), ctx.shape(w)
+    rank = len(xs) - 2
+    if rank not in (1, 2):
+        raise ctx.unsupported(f"{rank}-D convolution is not supported (1-D and 2-D only)")
+    if len(ws) != len(xs):
+        raise ctx.error(f"weight {list(ws)} does not match input {list(xs)}")
+    kernel = list(ctx.attr("kernel_shape") or ws[2:])
+    if list(kernel) != list(ws[2:]):
+        raise ctx.error(f"kernel_shape {kernel} does not match weight {list(ws)}")
+    strides, dilations, pads = window_attrs(ctx, xs[2:], kernel)
+    if not ctx.dtype(x).startswith("float"):
+        raise ctx.unsupported(f"input dtype {ctx.dtype(x)} is not supported (floats only)")
+    group = int(ctx.attr("group", 1))
+    ins = [x, w] + ([ctx.input(2)] if ctx.has_input(2) else [])
+    if rank == 1:
+        ins[0], strides, dilations, pads = to_2d(ctx, x, strides, dilations, pads)
+        ins[1] = ctx.reshape(w, ws[:2] + (1, ws[2]))
+    y = ctx.add1("conv2d", ins, {"strides": strides, "dilations": dilations, "pads": pads, "groups": group})
+    if rank == 1:
+        ys = ctx.shape(y)
+        y = ctx.reshape(y, (ys[0], ys[1], ys[3]))
+    return [y]
