@@ -76,3 +76,15 @@ def prelu(a, x, s):
 @lowering("where")
 def where(a, c, x, y):
     return topi.where(c, x, y)
+
+
+COMPARE = {"equal": topi.equal, "less": topi.less, "greater": topi.greater, "less_equal": topi.less_equal,
+           "greater_equal": topi.greater_equal, "logical_and": topi.logical_and,
+           "logical_or": topi.logical_or, "logical_xor": topi.logical_xor}
+for _name, _fn in COMPARE.items():
+    lowering(_name)(lambda a, x, y, _fn=_fn: _fn(x, y))
+
+
+@lowering("logical_not")
+def logical_not(a, x):
+    return topi.logical_not(x)

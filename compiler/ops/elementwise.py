@@ -49,7 +49,16 @@ def _softplus(x):
 
 _unary("relu", lambda a, x: np.maximum(x, _f(x, 0)))
 _unary("leaky_relu", lambda a, x: np.where(x >= 0, x, x * _f(x, a.get("alpha", 0.01))))
-_unary("clip", lambda a, x: np.clip(x, _f(x, a.get("min", -np.inf)), _f(x, a.get("max", np.inf))))
+def _clip(a, x):
+    # a missing bound is no bound (the old -inf/inf defaults overflowed for integer inputs)
+    if a.get("min") is not None:
+        x = np.maximum(x, _f(x, a["min"]))
+    if a.get("max") is not None:
+        x = np.minimum(x, _f(x, a["max"]))
+    return x
+
+
+_unary("clip", lambda a, x: _clip(a, x))
 _unary("sigmoid", lambda a, x: (1 / (1 + np.exp(-x))).astype(x.dtype))
 _unary("hard_sigmoid", lambda a, x: np.clip(x * _f(x, a.get("alpha", 0.2)) + _f(x, a.get("beta", 0.5)),
                                             _f(x, 0), _f(x, 1)))
@@ -89,3 +98,33 @@ def cast(attrs, x):
 @defop("prelu", "elementwise", lambda a, x, s: (broadcast_shape(x.shape, s.shape), x.dtype), _ew_flops)
 def prelu(attrs, x, slope):
     return np.where(x >= 0, x, x * slope)
+
+
+# ---- comparisons and logic (bool results) ---------------------------------------------------
+def _compare_infer(attrs, a, b):
+    return _binary_infer(attrs, a, b)[0], "bool"
+
+
+def _logic_infer(attrs, a, b):
+    if a.dtype != "bool" or b.dtype != "bool":
+        raise ShapeError(f"logical ops want bool operands, got {a.dtype} and {b.dtype}")
+    return broadcast_shape(a.shape, b.shape), "bool"
+
+
+for _name, _fn in {"equal": np.equal, "less": np.less, "greater": np.greater,
+                   "less_equal": np.less_equal, "greater_equal": np.greater_equal}.items():
+    defop(_name, "elementwise", _compare_infer, _ew_flops)(lambda a, x, y, _fn=_fn: _fn(x, y))
+for _name, _fn in {"logical_and": np.logical_and, "logical_or": np.logical_or,
+                   "logical_xor": np.logical_xor}.items():
+    defop(_name, "elementwise", _logic_infer, _ew_flops)(lambda a, x, y, _fn=_fn: _fn(x, y))
+
+
+def _not_infer(attrs, x):
+    if x.dtype != "bool":
+        raise ShapeError(f"logical_not wants a bool operand, got {x.dtype}")
+    return x.shape, "bool"
+
+
+@defop("logical_not", "elementwise", _not_infer, _ew_flops)
+def logical_not(attrs, x):
+    return np.logical_not(x)
