@@ -47,8 +47,11 @@ class Kernel:
 
 
 def partition(graph):
-    """Group nodes into kernels by `Node.kernel` (fusion), else one kernel per node."""
+    """Group nodes into kernels by `Node.kernel` (a fused group is named by it, anchor first), else
+    one kernel per node named `<op>_<index>`. A group's nodes must be contiguous (the fuse pass
+    places them so)."""
     from ..ops import get_op
+    from ..passes.fuse import short_name
     groups, order = {}, []
     for i, n in enumerate(graph.nodes):
         key = n.kernel or f"#{i}"
@@ -69,14 +72,9 @@ def partition(graph):
         outputs = [o for n in nodes for o in n.outputs
                    if o in graph_outputs or any(id(u) not in members for u in users.get(o, []))]
         anchor = min(nodes, key=lambda n: _KIND_RANK.index(get_op(n.op).kind))
-        name = f"{'_'.join(_short_op(n.op) for n in nodes)}_{idx}"
+        name = nodes[0].kernel or f"{short_name(nodes[0].op)}_{idx}"
         kernels.append(Kernel(name, nodes, inputs, outputs, anchor.op, get_op(anchor.op).kind))
     return kernels
-
-
-def _short_op(op):
-    return {"max_pool2d": "maxpool", "avg_pool2d": "avgpool", "global_avg_pool": "gap",
-            "global_max_pool": "gmp", "batch_norm": "bn"}.get(op, op)
 
 
 def te_kernel(graph, kernel):

@@ -18,6 +18,12 @@ def _reshape_infer(a, x):
     return shape, x.dtype
 
 
+@defop("identity", "layout", lambda a, x: (x.shape, x.dtype))
+def identity(attrs, x):
+    """ONNX Identity / Dropout at inference; the remove_identity pass deletes it."""
+    return x.copy()
+
+
 @defop("reshape", "layout", _reshape_infer)
 def reshape(attrs, x):
     return x.reshape(attrs["shape"])

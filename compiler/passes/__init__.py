@@ -1,11 +1,17 @@
-"""The pass manager. Each pass is one module exposing `run(graph) -> graph` and a docstring that
-says what it rewrites; `PIPELINE` is the default order. `run_passes` can print or record the IR
-after every pass (`edgec inspect --passes`) and skip passes by name (`--disable-pass`).
+"""The pass manager. Each pass is one module exposing `NAME`, `run(graph) -> graph` (or
+`run(graph, preset)` for a pass that needs the target) and a docstring that says what it rewrites;
+`PIPELINE` is the default order. After every pass the IR verifier runs; `run_passes` can also
+check numerics (`check=True`: the numpy interpreter runs the graph before and after each pass on
+seeded random inputs), print or record the IR after every pass (`edgec inspect --passes`) and
+skip passes by name (`--disable-pass`).
 """
+import inspect
 from dataclasses import dataclass
 
+import numpy as np
+
 from ...errors import EdgecError
-from . import dead_code, fold_constants
+from . import dead_code, fold_batch_norm, fold_constants, fuse, layout, remove_identity
 
 
 @dataclass
@@ -14,19 +20,27 @@ class Pass:
     run: callable
     doc: str
 
+    def __call__(self, graph, preset=None):
+        if "preset" in inspect.signature(self.run).parameters:
+            return self.run(graph, preset=preset)
+        return self.run(graph)
+
 
 def _p(module):
     return Pass(module.NAME, module.run, (module.__doc__ or "").strip().splitlines()[0])
 
 
-PIPELINE = [_p(fold_constants), _p(dead_code)]
+# identity removal and folding first (BN folding wants constant weights), dead code sweeps what
+# folding left behind, fusion groups the simplified graph, the layout hook sees the final kernels
+PIPELINE = [_p(remove_identity), _p(fold_constants), _p(fold_batch_norm), _p(dead_code), _p(fuse),
+            _p(layout)]
 
 
 def names():
     return [p.name for p in PIPELINE]
 
 
-def run_passes(graph, disable=(), on_pass=None, pipeline=None):
+def run_passes(graph, disable=(), on_pass=None, pipeline=None, preset=None, check=False):
     """Run the pipeline on a copy of GRAPH; call on_pass(pass, before, after) after each pass."""
     unknown = set(disable) - set(names())
     if unknown:
@@ -36,9 +50,24 @@ def run_passes(graph, disable=(), on_pass=None, pipeline=None):
         if p.name in disable:
             continue
         before = graph
-        graph = p.run(graph.copy())
+        graph = p(graph.copy(), preset)
         graph.prune_values()
         graph.verify()
+        if check:
+            check_numerics(p.name, before, graph)
         if on_pass:
             on_pass(p, before, graph)
     return graph
+
+
+def check_numerics(name, before, after, seed=0, rtol=1e-4, atol=1e-5):
+    """Raise EdgecError if BEFORE and AFTER differ on seeded random inputs (numpy interpreter)."""
+    from ..interp import interpret
+    rng = np.random.default_rng(seed)
+    feed = {v.name: rng.standard_normal(v.shape).astype(v.dtype) for v in before.inputs}
+    want, got = interpret(before, feed), interpret(after, feed)
+    for out in before.outputs:
+        if not np.allclose(got[out], want[out], rtol=rtol, atol=atol):
+            err = float(np.max(np.abs(got[out].astype(np.float64) - want[out])))
+            raise EdgecError(f"model '{before.name}': pass {name} changed output '{out}' "
+                             f"(max abs error {err:.3g} > {atol:g} + {rtol:g}*|expected|)")

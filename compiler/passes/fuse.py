@@ -1,0 +1,80 @@
+"""fuse: group each anchor op with the elementwise epilogue (and pool) that follows it; every group
+becomes one kernel (`Node.kernel` = `<ops>_<kernel index>`, anchor first, e.g. `conv2d_relu_maxpool_3`).
+
+    y = conv2d(x, W, b); r = relu(y); p = max_pool2d(r)    ->  one kernel conv2d_relu_maxpool_K
+    y = conv2d(x, ...); s = add(y, shortcut); r = relu(s)  ->  one kernel conv2d_add_relu_K
+    y = dense(x, W, b); t = tanh(y)                         ->  one kernel dense_tanh_K
+    a = mul(x, c); b = add(a, d); r = clip(b)               ->  one kernel mul_add_clip_K
+
+Anchors are conv2d, dense/matmul, pool and elementwise nodes. A group grows from its anchor along
+the single chain of values: the next node joins if it is the *only* reader of the current tail
+value (which is not a graph output) and it is elementwise with the tail's shape (activations,
+Clip, scale/shift, a residual Add whose other operand comes from outside), or, after a conv2d
+anchor, one max/average/global pool. So a value with two readers, or a graph output, ends a group
+and is the group's single output: a fused kernel never has to write an intermediate twice, and
+it has exactly one output. Because every value inside a group has exactly one reader, also inside,
+no path can leave a group and re-enter it: groups are convex. Each group's nodes are moved
+together to where its last node was, so a kernel's operands are all computed before it runs.
+"""
+from ..ops import get_op
+from .rewrite import sole_consumer
+
+NAME = "fuse"
+
+ANCHORS = {"conv2d", "dense", "pool", "elementwise"}
+POOLS = {"max_pool2d", "avg_pool2d", "global_avg_pool", "global_max_pool"}
+SHORT = {"max_pool2d": "maxpool", "avg_pool2d": "avgpool", "global_avg_pool": "gap",
+         "global_max_pool": "gmp", "batch_norm": "bn"}
+
+
+def short_name(op):
+    return SHORT.get(op, op)
+
+
+def _joins(graph, tail, node, anchor, pooled):
+    if len(node.outputs) != 1:
+        return False
+    if get_op(node.op).kind == "elementwise":
+        return graph.values[node.outputs[0]].shape == graph.values[tail.outputs[0]].shape
+    return node.op in POOLS and anchor.op == "conv2d" and not pooled
+
+
+def _groups(graph):
+    users = graph.consumers()
+    claimed, groups = set(), []
+    for node in graph.nodes:
+        if id(node) in claimed or get_op(node.op).kind not in ANCHORS:
+            continue
+        group, pooled = [node], False
+        while len(group[-1].outputs) == 1:
+            nxt = sole_consumer(graph, group[-1].outputs[0], users)
+            if nxt is None or id(nxt) in claimed or not _joins(graph, group[-1], nxt, node, pooled):
+                break
+            pooled = pooled or nxt.op in POOLS
+            group.append(nxt)
+        if len(group) > 1:
+            claimed.update(id(n) for n in group)
+            groups.append(group)
+    return groups
+
+
+def run(graph):
+    for node in graph.nodes:  # this pass owns the marks: recompute them
+        node.kernel = ""
+    groups = _groups(graph)
+    last = {id(g[-1]): g for g in groups}
+    member = {id(n) for g in groups for n in g}
+    order = []
+    for node in graph.nodes:  # each group moves to its last node's place
+        if id(node) in last:
+            order.append(last[id(node)])
+        elif id(node) not in member:
+            order.append([node])
+    graph.nodes = []
+    for k, nodes in enumerate(order):
+        if len(nodes) > 1:
+            name = f"{'_'.join(short_name(n.op) for n in nodes)}_{k}"
+            for n in nodes:
+                n.kernel = name
+        graph.nodes += nodes
+    return graph

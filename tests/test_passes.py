@@ -1,0 +1,250 @@
+"""Unit tests of the graph passes on small hand-built graphs: structure before/after and numerics
+(numpy interpreter before vs after)."""
+import numpy as np
+import pytest
+
+from edgec.compiler import lower
+from edgec.compiler.interp import interpret
+from edgec.compiler.ir import Graph
+from edgec.compiler.passes import PIPELINE, check_numerics, fold_batch_norm, fuse, remove_identity, run_passes
+from edgec.errors import EdgecError
+
+RNG = np.random.default_rng(0)
+
+
+def w(*shape):
+    return RNG.standard_normal(shape).astype("float32") * 0.5
+
+
+def bn_params(g, c):
+    return [g.add_const(w(c) + 1), g.add_const(w(c)), g.add_const(w(c)),
+            g.add_const(np.abs(w(c)) + 0.5)]
+
+
+def apply(graph, module):
+    """Run one pass the way the pass manager does and check numerics before/after."""
+    after = module.run(graph.copy())
+    after.prune_values()
+    after.verify()
+    check_numerics(module.NAME, graph, after)
+    return after
+
+
+def ops(graph):
+    return [n.op for n in graph.nodes]
+
+
+def conv_graph(c=3, o=4, hw=8):
+    g = Graph("t")
+    x = g.add_input("x", (1, c, hw, hw))
+    (y,) = g.add_node("conv2d", [x, g.add_const(w(o, c, 3, 3)), g.add_const(w(o))], {"pads": [1] * 4},
+                      name="conv", source=["Conv_0"])
+    return g, y
+
+
+# ---- remove_identity ------------------------------------------------------------------------
+def test_identity_and_noop_reshape_are_removed_and_output_name_kept():
+    g = Graph("t")
+    x = g.add_input("x", (2, 3))
+    (a,) = g.add_node("relu", [x], name="a")
+    (b,) = g.add_node("identity", [a], name="b")
+    (c,) = g.add_node("tanh", [b], name="c")
+    (d,) = g.add_node("reshape", [c], {"shape": [2, 3]}, name="out", source=["output out"])
+    g.outputs = [d]
+    after = apply(g, remove_identity)
+    assert ops(after) == ["relu", "tanh"] and after.outputs == ["out"]
+    assert after.nodes[1].outputs == ["out"] and "output out" in after.nodes[1].source
+
+
+def test_identity_of_graph_input_to_output_is_kept():
+    g = Graph("t")
+    x = g.add_input("x", (2, 3))
+    (y,) = g.add_node("identity", [x], name="y")
+    g.outputs = [y]
+    assert ops(apply(g, remove_identity)) == ["identity"]
+
+
+# ---- fold_batch_norm ------------------------------------------------------------------------
+def test_bn_folds_into_conv_and_keeps_its_layer_name():
+    g, y = conv_graph()
+    (z,) = g.add_node("batch_norm", [y] + bn_params(g, 4), {"epsilon": 1e-3}, name="bn", source=["BN_0"])
+    g.outputs = [z]
+    after = apply(g, fold_batch_norm)
+    assert ops(after) == ["conv2d"]
+    assert after.nodes[0].source == ["Conv_0", "BN_0"] and after.outputs == [z]
+
+
+def test_bn_folds_into_grouped_conv_without_bias_and_into_dense():
+    g = Graph("t")
+    x = g.add_input("x", (1, 4, 6, 6))
+    (y,) = g.add_node("conv2d", [x, g.add_const(w(8, 2, 3, 3))], {"groups": 2}, name="conv")
+    (z,) = g.add_node("batch_norm", [y] + bn_params(g, 8), name="bn")
+    (f,) = g.add_node("reshape", [z], {"shape": [1, 8 * 16]})
+    (d,) = g.add_node("dense", [f, g.add_const(w(5, 128)), g.add_const(w(1, 5))], name="fc")
+    (e,) = g.add_node("batch_norm", [d] + bn_params(g, 5), name="bn2")
+    g.outputs = [e]
+    assert ops(apply(g, fold_batch_norm)) == ["conv2d", "reshape", "dense"]
+
+
+def test_bn_not_folded_when_conv_output_is_a_graph_output():
+    g, y = conv_graph()
+    (z,) = g.add_node("batch_norm", [y] + bn_params(g, 4), name="bn", source=["BN_0"])
+    g.outputs = [y, z]
+    after = apply(g, fold_batch_norm)
+    assert ops(after) == ["conv2d", "mul", "add"]
+    assert after.nodes[0].outputs == [y] and after.nodes[2].outputs == [z]
+    assert after.nodes[1].source == ["BN_0"]
+
+
+def test_bn_not_folded_when_conv_output_has_another_reader():
+    g, y = conv_graph()
+    (z,) = g.add_node("batch_norm", [y] + bn_params(g, 4), name="bn")
+    (r,) = g.add_node("add", [z, y], name="res")
+    g.outputs = [r]
+    assert ops(apply(g, fold_batch_norm)) == ["conv2d", "mul", "add", "add"]
+
+
+def test_standalone_bn_on_input_becomes_scale_and_shift():
+    g = Graph("t")
+    x = g.add_input("x", (3, 4))
+    (z,) = g.add_node("batch_norm", [x] + bn_params(g, 4), name="bn")
+    g.outputs = [z]
+    assert ops(apply(g, fold_batch_norm)) == ["mul", "add"]
+
+
+# ---- fuse -------------------------------------------------------------------------------------
+def kernels(graph):
+    return [(k.name, [n.op for n in k.nodes], k.outputs) for k in lower.partition(graph)]
+
+
+def assert_convex(graph):
+    """Every group's nodes are contiguous in the (verified, topological) node order. Then no path
+    can leave a group and re-enter it: a node on such a path would sit between two members."""
+    graph.verify()
+    by_kernel = {}
+    for i, n in enumerate(graph.nodes):
+        if n.kernel:
+            by_kernel.setdefault(n.kernel, []).append(i)
+    for name, idx in by_kernel.items():
+        assert idx == list(range(idx[0], idx[-1] + 1)), f"{name} is not convex/contiguous"
+
+
+def test_convexity_check_rejects_a_group_with_a_path_outside():
+    g, y = conv_graph()
+    (r,) = g.add_node("relu", [y])
+    (t,) = g.add_node("tanh", [y])
+    (s,) = g.add_node("add", [r, t])
+    g.outputs = [s]
+    for n in g.nodes:
+        n.kernel = "" if n.op == "tanh" else "bad"  # conv -> tanh -> add leaves the group and returns
+    with pytest.raises(AssertionError, match="not convex"):
+        assert_convex(g)
+
+
+def test_conv_relu_maxpool_is_one_kernel_named_after_the_anchor():
+    g, y = conv_graph()
+    (r,) = g.add_node("relu", [y])
+    (p,) = g.add_node("max_pool2d", [r], {"kernel": [2, 2], "strides": [2, 2]})
+    (q,) = g.add_node("conv2d", [p, g.add_const(w(2, 4, 1, 1))])
+    g.outputs = [q]
+    after = apply(g, fuse)
+    assert kernels(after) == [("conv2d_relu_maxpool_0", ["conv2d", "relu", "max_pool2d"], [p]),
+                              ("conv2d_1", ["conv2d"], [q])]
+    assert_convex(after)
+
+
+def test_residual_add_fuses_into_the_later_conv_and_group_moves_after_its_operands():
+    g = Graph("t")
+    x = g.add_input("x", (1, 4, 6, 6))
+    (a,) = g.add_node("conv2d", [x, g.add_const(w(4, 4, 1, 1))], name="main")
+    (b,) = g.add_node("conv2d", [x, g.add_const(w(4, 4, 1, 1))], name="shortcut")  # after main
+    (s,) = g.add_node("add", [a, b])
+    (r,) = g.add_node("relu", [s])
+    g.outputs = [r]
+    after = apply(g, fuse)
+    assert kernels(after) == [("conv2d_0", ["conv2d"], [b]), ("conv2d_add_relu_1", ["conv2d", "add", "relu"], [r])]
+    assert_convex(after)
+
+
+@pytest.mark.parametrize("act", [("relu", {}), ("leaky_relu", {"alpha": 0.1}), ("clip", {"min": 0.0, "max": 6.0}),
+                                 ("sigmoid", {}), ("tanh", {})])
+def test_activations_fuse_into_conv_and_dense(act):
+    g, y = conv_graph()
+    (r,) = g.add_node(act[0], [y], act[1])
+    (f,) = g.add_node("reshape", [r], {"shape": [1, 256]})
+    (d,) = g.add_node("dense", [f, g.add_const(w(3, 256)), g.add_const(w(3))])
+    (t,) = g.add_node(act[0], [d], act[1])
+    g.outputs = [t]
+    assert [k[1] for k in kernels(apply(g, fuse))] == [["conv2d", act[0]], ["reshape"], ["dense", act[0]]]
+
+
+def test_value_with_two_readers_or_graph_output_ends_the_group():
+    g, y = conv_graph()
+    (r,) = g.add_node("relu", [y])
+    (a,) = g.add_node("sigmoid", [r])  # r has two readers
+    (b,) = g.add_node("tanh", [r])
+    (c,) = g.add_node("mul", [a, b])
+    (e,) = g.add_node("exp", [c])  # c is a graph output and read by exp
+    g.outputs = [c, e]
+    after = apply(g, fuse)
+    groups = kernels(after)
+    assert [k[1] for k in groups] == [["conv2d", "relu"], ["tanh"], ["sigmoid", "mul"], ["exp"]]
+    assert all(len(k[2]) == 1 for k in groups)  # one output per kernel
+    assert_convex(after)
+
+
+def test_pool_after_a_non_fusable_op_or_after_elementwise_is_not_fused():
+    g = Graph("t")
+    x = g.add_input("x", (1, 2, 4, 4))
+    (c,) = g.add_node("concat", [x, x], {"axis": 1})
+    (p,) = g.add_node("max_pool2d", [c], {"kernel": [2, 2]})
+    (r,) = g.add_node("relu", [p])
+    (q,) = g.add_node("avg_pool2d", [r], {"kernel": [2, 2]})
+    g.outputs = [q]
+    assert [k[1] for k in kernels(apply(g, fuse))] == [["concat"], ["max_pool2d", "relu"], ["avg_pool2d"]]
+
+
+def test_elementwise_that_broadcasts_the_tail_to_a_bigger_shape_is_not_fused():
+    g = Graph("t")
+    x = g.add_input("x", (1, 4))
+    y = g.add_input("y", (3, 4))
+    (a,) = g.add_node("relu", [x])
+    (b,) = g.add_node("add", [a, y])
+    g.outputs = [b]
+    assert [k[1] for k in kernels(apply(g, fuse))] == [["relu"], ["add"]]
+
+
+# ---- pipeline ---------------------------------------------------------------------------------
+def test_pipeline_on_a_small_resnet_block_folds_bn_and_fuses():
+    g, y = conv_graph(c=4)
+    (z,) = g.add_node("batch_norm", [y] + bn_params(g, 4), name="bn", source=["BN_0"])
+    (r,) = g.add_node("relu", [z])
+    (i,) = g.add_node("identity", [r])
+    (s,) = g.add_node("add", [i, "x"])
+    (o,) = g.add_node("relu", [s])
+    (p,) = g.add_node("global_avg_pool", [o])
+    g.outputs = [p]
+    out = run_passes(g, check=True)
+    assert "batch_norm" not in ops(out) and "identity" not in ops(out)
+    assert kernels(out) == [("conv2d_relu_add_relu_gap_0", ["conv2d", "relu", "add", "relu", "global_avg_pool"],
+                             [p])]
+    assert out.nodes[0].source == ["Conv_0", "BN_0"]
+
+
+def test_disable_pass_and_unknown_pass():
+    g, y = conv_graph()
+    (r,) = g.add_node("relu", [y])
+    g.outputs = [r]
+    assert all(not n.kernel for n in run_passes(g, disable=["fuse"]).nodes)
+    with pytest.raises(EdgecError, match="unknown pass"):
+        run_passes(g, disable=["nope"])
+    assert [p.name for p in PIPELINE][-2:] == ["fuse", "layout"]
+
+
+def test_check_numerics_catches_a_wrong_rewrite():
+    g, y = conv_graph()
+    g.outputs = [y]
+    bad = g.copy()
+    bad.constants[bad.nodes[0].inputs[2]] = bad.constants[bad.nodes[0].inputs[2]] + 1
+    with pytest.raises(EdgecError, match="pass broken changed output"):
+        check_numerics("broken", g, bad)
