@@ -1,0 +1,264 @@
+"""The Keras import driver: a model config + weights -> an edgec Graph.
+
+Sequential models chain their layers; functional models connect layer calls ("nodes") through
+`inbound_nodes`, whose tensors name `keras_history = [layer, node index, tensor index]` (Keras 3)
+or `[layer, node index, tensor index, kwargs]` (Keras 2 files). A layer called twice is shared:
+each call is converted with the same weights.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ...compiler.ir import Graph
+from ...errors import ModelError, UnsupportedError
+from .registry import CONVERTERS
+
+INPUT_DTYPES = {"float32", "float16", "float64", "int32", "int64", "int8", "uint8", "int16", "bool"}
+
+
+class Context:
+    """What a converter sees of the layer call it converts, and how it adds IR."""
+
+    def __init__(self, importer, layer, weights):
+        self.imp = importer
+        self.graph = importer.graph
+        self.cls = layer["class_name"]
+        self.config = layer.get("config", {})
+        self.name = self.config.get("name") or layer.get("name") or self.cls
+        self.weights = weights
+        self.kwargs = {}
+
+    # ---- errors -------------------------------------------------------------------------------
+    def where(self):
+        return f"model '{self.imp.model_name}': layer '{self.name}' ({self.cls})"
+
+    def unsupported(self, what):
+        return UnsupportedError(f"{self.where()}: {what}")
+
+    def error(self, what):
+        return ModelError(f"{self.where()}: {what}")
+
+    # ---- config -------------------------------------------------------------------------------
+    def opt(self, key, default=None):
+        return self.config.get(key, default)
+
+    def require(self, key, *allowed, default=None):
+        """The option's value; UnsupportedError if it is not one of ALLOWED."""
+        value = self.config.get(key, default)
+        if value not in allowed:
+            raise self.unsupported(f"option {key}={value!r} is not supported "
+                                   f"(supported: {', '.join(repr(a) for a in allowed)})")
+        return value
+
+    def weight(self, i, shape=None):
+        if i >= len(self.weights):
+            raise self.error(f"expected at least {i + 1} weight arrays, the file has {len(self.weights)}")
+        w = np.asarray(self.weights[i], dtype=np.float32)
+        if shape is not None and tuple(w.shape) != tuple(shape):
+            raise self.error(f"weight {i} has shape {list(w.shape)}, expected {list(shape)}")
+        return w
+
+    # ---- building -----------------------------------------------------------------------------
+    def shape(self, name):
+        return self.graph.values[name].shape
+
+    def dtype(self, name):
+        return self.graph.values[name].dtype
+
+    def const(self, array, dtype=np.float32):
+        return self.graph.add_const(np.ascontiguousarray(np.asarray(array, dtype=dtype)),
+                                    self.graph.fresh(f"{self.name}_w"))
+
+    def add(self, op, inputs, attrs=None, n_outputs=None):
+        outs = self.graph.add_node(op, inputs, attrs, name=self.graph.fresh(f"{self.name}_{op}"),
+                                   source=[self.name], n_outputs=n_outputs)
+        return outs if n_outputs else outs[0]
+
+    def transpose(self, x, perm):
+        return self.add("transpose", [x], {"perm": list(perm)})
+
+    def reshape(self, x, shape):
+        return x if tuple(self.shape(x)) == tuple(shape) else self.add("reshape", [x], {"shape": list(shape)})
+
+
+class Importer:
+    def __init__(self, config, weights, input_shapes=None, name=None):
+        self.config = config
+        self.weights = weights
+        self.cls = config.get("class_name")
+        self.cfg = config.get("config", {})
+        self.model_name = name or self.cfg.get("name") or "keras_model"
+        self.graph = Graph(self.model_name)
+        self.input_shapes = dict(input_shapes or {})
+        self.tensors = {}  # (layer name, node index, tensor index) -> IR value
+
+    def run(self):
+        if self.cls == "Sequential":
+            self._sequential()
+        elif self.cls in ("Functional", "Model"):
+            self._functional()
+        else:
+            raise UnsupportedError(f"model '{self.model_name}': top-level class {self.cls!r} is not supported "
+                                   "(Sequential and functional models are)")
+        unused = set(self.input_shapes) - {v.name for v in self.graph.inputs}
+        if unused:
+            raise ModelError(f"model '{self.model_name}': --input-shape names unknown input(s) "
+                             f"{', '.join(sorted(unused))}; inputs are {', '.join(v.name for v in self.graph.inputs)}")
+        return self.graph.verify()
+
+    # ---- inputs -------------------------------------------------------------------------------
+    def _add_input(self, name, batch_shape, dtype):
+        shape = list(self.input_shapes.get(name, batch_shape))
+        if len(shape) != len(batch_shape):
+            raise ModelError(f"model '{self.model_name}': input '{name}' has rank {len(batch_shape)}, "
+                             f"--input-shape gives {list(shape)}")
+        if shape and shape[0] is None:
+            shape[0] = 1
+        if any(d is None for d in shape):
+            raise ModelError(f"model '{self.model_name}': input '{name}' has unknown dims {list(batch_shape)}; "
+                             f"fix them with --input-shape {name}=D1,D2,...")
+        dtype = _dtype_name(dtype) or "float32"
+        if dtype not in INPUT_DTYPES:
+            raise UnsupportedError(f"model '{self.model_name}': input '{name}' has dtype {dtype!r}")
+        return self.graph.add_input(name, shape, dtype)
+
+    def _input_layer(self, layer):
+        c = layer.get("config", {})
+        shape = c.get("batch_shape") or c.get("batch_input_shape")
+        if shape is None:
+            raise ModelError(f"model '{self.model_name}': input layer '{c.get('name')}' has no shape")
+        return self._add_input(c["name"], shape, c.get("dtype"))
+
+    # ---- model kinds --------------------------------------------------------------------------
+    def _sequential(self):
+        layers = self.cfg.get("layers", [])
+        if not layers:
+            raise ModelError(f"model '{self.model_name}': Sequential model has no layers")
+        if layers[0]["class_name"] == "InputLayer":
+            x = self._input_layer(layers[0])
+            layers = layers[1:]
+        else:
+            first = layers[0].get("config", {})
+            shape = first.get("batch_input_shape") or first.get("batch_shape") or self.cfg.get("build_input_shape")
+            if shape is None:
+                raise ModelError(f"model '{self.model_name}': Sequential model has no input shape (never built)")
+            x = self._add_input("input", shape, first.get("dtype") if isinstance(first.get("dtype"), str) else None)
+        for layer in layers:
+            outs = self._convert(layer, [x], {})
+            if len(outs) != 1:
+                raise self._ctx(layer).error("a layer inside a Sequential model must have one output")
+            x = outs[0]
+        self.graph.outputs = [x]
+        self._name_outputs([layers[-1]["config"]["name"]] if layers else [])
+
+    def _functional(self):
+        layers = self.cfg.get("layers", [])
+        pending = []
+        for layer in layers:
+            if layer["class_name"] == "InputLayer":
+                self.tensors[(layer["config"]["name"], 0, 0)] = self._input_layer(layer)
+                continue
+            for i, node in enumerate(layer.get("inbound_nodes", [])):
+                pending.append((layer, i, _parse_node(node)))
+        while pending:  # convert every call whose inputs are ready (config order is usually topological)
+            progress = False
+            for item in list(pending):
+                layer, i, (args, kwargs) = item
+                refs = args + [r for r in kwargs.values() if r is not None]
+                if all(tuple(r) in self.tensors for r in refs):
+                    ins = [self.tensors[tuple(r)] for r in args]
+                    kw = {k: self.tensors[tuple(r)] for k, r in kwargs.items() if r is not None}
+                    outs = self._convert(layer, ins, kw)
+                    for t, v in enumerate(outs):
+                        self.tensors[(layer["config"]["name"], i, t)] = v
+                    pending.remove(item)
+                    progress = True
+            if not progress:
+                missing = sorted({r[0] for _, _, (a, k) in pending for r in a + list(k.values())
+                                  if r is not None and tuple(r) not in self.tensors})
+                raise ModelError(f"model '{self.model_name}': layer calls depend on tensors never produced "
+                                 f"(from {', '.join(missing)})")
+        outs = [self._ref(r) for r in _refs(self.cfg.get("output_layers", []))]
+        ins = [self._ref(r) for r in _refs(self.cfg.get("input_layers", []))]
+        order = {v: i for i, v in enumerate(ins)}
+        self.graph.inputs.sort(key=lambda v: order.get(v.name, len(order)))
+        self.graph.outputs = outs
+        self._name_outputs([r[0] for r in _refs(self.cfg.get("output_layers", []))])
+
+    def _ref(self, r):
+        try:
+            return self.tensors[tuple(r)]
+        except KeyError:
+            raise ModelError(f"model '{self.model_name}': model tensor {list(r)} is never produced") from None
+
+    def _name_outputs(self, layer_names):
+        """Rename each output to its layer name where that name is free (readable artifacts)."""
+        for i, (out, want) in enumerate(zip(list(self.graph.outputs), layer_names)):
+            if out == want or want in self.graph.values or out in {v.name for v in self.graph.inputs} \
+                    or out in self.graph.constants or self.graph.outputs.count(out) > 1:
+                continue
+            g = self.graph
+            g.values[want] = type(g.values[out])(want, g.values[out].shape, g.values[out].dtype)
+            del g.values[out]
+            for n in g.nodes:
+                n.inputs = [want if v == out else v for v in n.inputs]
+                n.outputs = [want if v == out else v for v in n.outputs]
+            g.outputs = [want if v == out else v for v in g.outputs]
+
+    # ---- one layer call -----------------------------------------------------------------------
+    def _ctx(self, layer):
+        name = layer.get("config", {}).get("name") or layer.get("name")
+        return Context(self, layer, self.weights.get(name, []))
+
+    def _convert(self, layer, inputs, kwargs):
+        ctx = self._ctx(layer)
+        fn = CONVERTERS.get(ctx.cls)
+        if fn is None:
+            raise ctx.unsupported(f"layer class {ctx.cls!r} is not supported")
+        if ctx.config.get("data_format", "channels_last") != "channels_last":
+            ctx.require("data_format", "channels_last")
+        ctx.kwargs = dict(kwargs)
+        outs = fn(ctx, inputs)
+        if ctx.kwargs:
+            raise ctx.unsupported(f"call argument(s) {', '.join(sorted(ctx.kwargs))} are not supported")
+        return outs
+
+
+def _dtype_name(dtype):
+    if isinstance(dtype, dict):  # a DTypePolicy
+        dtype = dtype.get("config", {}).get("name")
+    return dtype
+
+
+def _is_tensor(obj):
+    return isinstance(obj, dict) and obj.get("class_name") == "__keras_tensor__"
+
+
+def _parse_node(node):
+    """(positional tensor refs, {kwarg: tensor ref}) of one inbound node, either file format."""
+    if isinstance(node, dict):  # Keras 3
+        args = []
+
+        def walk(obj):
+            if _is_tensor(obj):
+                args.append(obj["config"]["keras_history"][:3])
+            elif isinstance(obj, (list, tuple)):
+                for o in obj:
+                    walk(o)
+        walk(node.get("args", []))
+        kwargs = {}
+        for k, v in node.get("kwargs", {}).items():
+            if _is_tensor(v):
+                kwargs[k] = v["config"]["keras_history"][:3]
+            elif isinstance(v, (list, tuple)) and any(_is_tensor(o) for o in v):
+                for j, o in enumerate(v):
+                    kwargs[f"{k}[{j}]"] = o["config"]["keras_history"][:3] if _is_tensor(o) else None
+        return args, kwargs
+    return [list(t[:3]) for t in node], {}  # Keras 2: [[layer, node, tensor, kwargs], ...]
+
+
+def _refs(spec):
+    """output_layers / input_layers: one [name, node, tensor] or a list of them."""
+    if spec and isinstance(spec[0], str):
+        return [spec[:3]]
+    return [s[:3] for s in spec]

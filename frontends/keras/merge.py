@@ -1,0 +1,30 @@
+"""Merge layers: Add, Subtract, Multiply, Average, Maximum, Minimum, Concatenate."""
+import numpy as np
+
+from .registry import converter
+
+FOLD = {"Add": "add", "Multiply": "mul", "Maximum": "maximum", "Minimum": "minimum", "Average": "add"}
+
+
+@converter(*FOLD)
+def fold(ctx, inputs):
+    if len(inputs) < 2:
+        raise ctx.error(f"needs at least 2 inputs, got {len(inputs)}")
+    y = inputs[0]
+    for x in inputs[1:]:
+        y = ctx.add(FOLD[ctx.cls], [y, x])
+    if ctx.cls == "Average":
+        y = ctx.add("mul", [y, ctx.const(np.float32(1.0 / len(inputs)))])
+    return [y]
+
+
+@converter("Subtract")
+def subtract(ctx, inputs):
+    if len(inputs) != 2:
+        raise ctx.error(f"needs exactly 2 inputs, got {len(inputs)}")
+    return [ctx.add("sub", inputs)]
+
+
+@converter("Concatenate")
+def concatenate(ctx, inputs):
+    return [ctx.add("concat", inputs, {"axis": int(ctx.opt("axis", -1)) % len(ctx.shape(inputs[0]))})]
