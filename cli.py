@@ -217,6 +217,22 @@ def run_targets(a):
     _console().print(t)
 
 
+# ---- package ----------------------------------------------------------------------------------
+def setup_package(p):
+    p.add_argument("artifact", help=".edgec artifact compiled for a device target (rpi4, rpi5, aarch64, ...)")
+    p.add_argument("-o", "--output", required=True, help="bundle path (.tar.gz)")
+
+
+def run_package(a):
+    from .targets.package import package
+    info = package(a.artifact, a.output)
+    mib = lambda n: f"{n / 2**20:.2f} MiB"  # noqa: E731
+    print(f"packaged {a.artifact} -> {info['output']} ({mib(info['bytes'])} compressed; runtime+runner "
+          f"{mib(info['runtime_bytes'])}, weights {mib(info['weights_bytes'])}, model code "
+          f"{mib(info['library_bytes'])}); on the device: tar xzf {a.output} && "
+          f"{info['root']}/run.sh INPUT.npy ...")
+
+
 COMMANDS = {
     "compile": (setup_compile, run_compile, "compile a model into an .edgec artifact"),
     "run": (setup_run, run_run, "run an artifact on inputs"),
@@ -224,6 +240,7 @@ COMMANDS = {
     "inspect": (setup_inspect, run_inspect, "print a model's IR (and passes) or an artifact's manifest"),
     "targets": (setup_targets, run_targets, "list target presets and whether their tools are present"),
     "profile": (setup_profile, run_profile, "time every kernel of an artifact, mapped to the model's layers"),
+    "package": (setup_package, run_package, "bundle an ARM artifact with the TVM runtime and a C++ runner"),
 }
 
 

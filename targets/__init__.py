@@ -87,3 +87,6 @@ def get(name):
 
 def names():
     return ["host"] + sorted(PRESETS)
+
+
+from . import arm  # noqa: E402,F401  (registers the ARM presets)

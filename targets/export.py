@@ -8,7 +8,8 @@ def export_library(ex, path, preset):
         raise TargetError(f"target '{preset.name}' needs {', '.join(missing)} on this machine "
                           "(see `edgec targets`)")
     kwargs = {}
-    if preset.cross_cc:
+    linker = getattr(preset, "linker", "") or preset.cross_cc
+    if linker:
         from tvm.support import cc
-        kwargs["fcompile"] = cc.cross_compiler(preset.cross_cc)
+        kwargs["fcompile"] = cc.cross_compiler(linker)
     ex.export_library(path, **kwargs)
