@@ -7,7 +7,7 @@
 registered with `@converter("OpType")` (registry.py).
 """
 from . import (activation, arithmetic, constant, conv, indexing, linear, normalization,  # noqa: F401
-               pool, reduce, shape)
+               pool, recurrent, reduce, shape)
 from .importer import import_onnx
 from .registry import supported_ops
 

@@ -1,0 +1,321 @@
+"""Recurrent ops: `lstm`, `gru`, `rnn` (whole sequences, ONNX semantics) and the per-step /
+per-sequence kernels the `unroll_recurrent` pass rewrites them into.
+
+Whole-sequence ops (time-major, ONNX weight layout, all inputs present; the frontend fills
+defaults):
+
+    lstm(X[T,B,I], W[D,4H,I], R[D,4H,H], B[D,8H], h0[D,B,H], c0[D,B,H], P[D,3H] [, lens[B]])
+        -> Y[T,D,B,H], Y_h[D,B,H], Y_c[D,B,H]            gates i,o,f,c; peepholes i,o,f
+    gru(X, W[D,3H,I], R[D,3H,H], B[D,6H], h0 [, lens]) -> Y, Y_h              gates z,r,h
+    rnn(X, W[D,H,I],  R[D,H,H],  B[D,2H], h0 [, lens]) -> Y, Y_h
+
+attrs: hidden (H), direction (forward|reverse|bidirectional), acts (per direction, a list of
+[name, alpha, beta]: 3 for lstm f,g,h; 2 for gru f,g; 1 for rnn), clip (None or float),
+input_forget (lstm), linear_before_reset (gru), masked (a lens input is present).
+With lens, batch b runs lens[b] steps: Y is zero past lens[b], Y_h holds the last valid state,
+and the reverse direction runs backwards from lens[b]-1 (what onnxruntime computes).
+
+Step kernels (made by the pass; XP = X.W^T + biases for all steps, [T*B, G*H]; RT = R^T [H, G*H]):
+
+    lstm_cell(XP, h, c, RT, P [, lens]) -> y, h', c'      gru_cell(XP, h, RT, rbh [, lens]) -> y, h'
+    rnn_cell(XP, h, RT [, lens]) -> y, h'                 attrs above + step, reverse, seq
+    *_loop(same inputs) -> Y[T,B,H], h_T (, c_T)          all steps in one kernel
+    rnn_stack(y_0..y_{T-1} per direction [, lens]) -> Y[T,D,B,H]   (reverse: y_s lands at lens-1-s)
+"""
+import numpy as np
+
+from . import ShapeError, defop
+
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+N_ACTS = {"lstm": 3, "gru": 2, "rnn": 1}
+DEFAULT_ACTS = {"lstm": ["sigmoid", "tanh", "tanh"], "gru": ["sigmoid", "tanh"], "rnn": ["tanh"]}
+# name -> (uses alpha, uses beta, default alpha, default beta) (onnxruntime's defaults)
+ACTIVATIONS = {
+    "relu": (0, 0, 0.0, 0.0), "tanh": (0, 0, 0.0, 0.0), "sigmoid": (0, 0, 0.0, 0.0),
+    "affine": (1, 1, 1.0, 0.0), "leakyrelu": (1, 0, 0.01, 0.0), "thresholdedrelu": (1, 0, 1.0, 0.0),
+    "scaledtanh": (1, 1, 1.0, 1.0), "hardsigmoid": (1, 1, 0.2, 0.5), "elu": (1, 0, 1.0, 0.0),
+    "softsign": (0, 0, 0.0, 0.0), "softplus": (0, 0, 0.0, 0.0),
+}
+
+
+class NumpyMath:
+    exp, tanh, abs, log1p = np.exp, np.tanh, np.abs, np.log1p
+    maximum, minimum, where = np.maximum, np.minimum, np.where
+
+    @staticmethod
+    def c(v, like):
+        return v
+
+
+def activate(m, act, x):
+    """ACT = [name, alpha, beta] applied to X with math namespace M (NumpyMath, or TirMath in lowering)."""
+    name, alpha, beta = act[0], m.c(act[1], x), m.c(act[2], x)
+    one, zero = m.c(1.0, x), m.c(0.0, x)
+    if name == "sigmoid":
+        return one / (one + m.exp(-x))
+    if name == "tanh":
+        return m.tanh(x)
+    if name == "relu":
+        return m.maximum(x, zero)
+    if name == "affine":
+        return alpha * x + beta
+    if name == "leakyrelu":
+        return m.where(x >= zero, x, alpha * x)
+    if name == "thresholdedrelu":
+        return m.where(x > alpha, x, zero)
+    if name == "scaledtanh":
+        return alpha * m.tanh(beta * x)
+    if name == "hardsigmoid":
+        return m.maximum(m.minimum(alpha * x + beta, one), zero)
+    if name == "elu":
+        return m.where(x >= zero, x, alpha * (m.exp(x) - one))
+    if name == "softsign":
+        return x / (one + m.abs(x))
+    if name == "softplus":
+        return m.maximum(x, zero) + m.log1p(m.exp(-m.abs(x)))
+    raise ValueError(f"unknown activation {name}")
+
+
+def _clip(m, a, x):
+    if a.get("clip") is None:
+        return x
+    return m.minimum(m.maximum(x, m.c(-a["clip"], x)), m.c(a["clip"], x))
+
+
+def lstm_update(m, a, acts, pre, c, p):
+    """pre = (i, o, f, c~) pre-activations with biases; p = peepholes (i, o, f). -> (h', c')."""
+    f_, g_, h_ = acts
+    i = activate(m, f_, _clip(m, a, pre[0] + p[0] * c))
+    f = m.c(1.0, i) - i if a.get("input_forget") else activate(m, f_, _clip(m, a, pre[2] + p[2] * c))
+    c_new = f * c + i * activate(m, g_, _clip(m, a, pre[3]))
+    o = activate(m, f_, _clip(m, a, pre[1] + p[1] * c_new))
+    return o * activate(m, h_, c_new), c_new
+
+
+def gru_gates(m, a, acts, pre_z, pre_r):
+    return activate(m, acts[0], _clip(m, a, pre_z)), activate(m, acts[0], _clip(m, a, pre_r))
+
+
+def gru_update(m, a, acts, z, pre_h, h):
+    """pre_h: the h gate's pre-activation (r already applied). -> h'."""
+    ht = activate(m, acts[1], _clip(m, a, pre_h))
+    return (m.c(1.0, z) - z) * ht + z * h
+
+
+def rnn_update(m, a, acts, pre):
+    return activate(m, acts[0], _clip(m, a, pre))
+
+
+# ---- whole-sequence ops -------------------------------------------------------------------
+def dirs(a):
+    return 2 if a["direction"] == "bidirectional" else 1
+
+
+def _seq_infer(kind):
+    def infer(a, x, w, r, b, h0, *rest):
+        if len(x.shape) != 3:
+            raise ShapeError(f"X must be [seq, batch, input], got {list(x.shape)}")
+        t, n, i = x.shape
+        d, h, g = dirs(a), a["hidden"], GATES[kind]
+        want = {"W": (w, (d, g * h, i)), "R": (r, (d, g * h, h)), "B": (b, (d, 2 * g * h)),
+                "initial_h": (h0, (d, n, h))}
+        if kind == "lstm":
+            want.update(initial_c=(rest[0], (d, n, h)), P=(rest[1], (d, 3 * h)))
+        if a.get("masked"):
+            want["sequence_lens"] = (rest[-1], (n,))
+        for label, (v, shape) in want.items():
+            if tuple(v.shape) != shape:
+                raise ShapeError(f"{label} has shape {list(v.shape)}, expected {list(shape)}")
+        outs = [((t, d, n, h), x.dtype), ((d, n, h), x.dtype)]
+        return outs + [((d, n, h), x.dtype)] if kind == "lstm" else outs
+    return infer
+
+
+def _seq_flops(kind):
+    def flops(a, ins, outs):
+        t, n, i = ins[0].shape
+        gh = GATES[kind] * a["hidden"]
+        return 2 * t * n * gh * (i + a["hidden"]) * dirs(a)
+    return flops
+
+
+def step_order(a, reverse, t, lens):
+    """Per batch element: time index of each step s and whether it is valid. -> [T, B] arrays."""
+    s = np.arange(t)[:, None]
+    lens = np.full((1,), t) if lens is None else np.asarray(lens).reshape(1, -1).astype(np.int64)
+    valid = s < lens
+    pos = np.where(valid, lens - 1 - s, s) if reverse else np.broadcast_to(s, valid.shape)
+    return pos, valid
+
+
+def reference_sequence(kind, a, x, w, r, b, h0, c0=None, p=None, lens=None):
+    x = x.astype(np.float64)
+    t, n, _ = x.shape
+    hid, g = a["hidden"], GATES[kind]
+    ys, hs, cs = [], [], []
+    for d in range(dirs(a)):
+        reverse = a["direction"] == "reverse" or d == 1
+        acts = a["acts"][d]
+        wd, rd = w[d].astype(np.float64), r[d].astype(np.float64)
+        wb, rb = b[d, :g * hid].astype(np.float64), b[d, g * hid:].astype(np.float64)
+        h = h0[d].astype(np.float64)
+        c = c0[d].astype(np.float64) if kind == "lstm" else None
+        pos, valid = step_order(a, reverse, t, lens)
+        y = np.zeros((t, n, hid))
+        for s in range(t):
+            xt = x[pos[s], np.arange(n)]
+            v = valid[s][:, None]
+            if kind == "lstm":
+                pre = xt @ wd.T + wb + h @ rd.T + rb
+                pp = p[d].astype(np.float64)
+                hn, cn = lstm_update(NumpyMath, a, acts, [pre[:, k * hid:(k + 1) * hid] for k in range(4)], c,
+                                     [pp[k * hid:(k + 1) * hid] for k in range(3)])
+                c = np.where(v, cn, c)
+            elif kind == "gru":
+                px, ph = xt @ wd.T + wb, h @ rd.T
+                z, rr = gru_gates(NumpyMath, a, acts, px[:, :hid] + ph[:, :hid] + rb[:hid],
+                                  px[:, hid:2 * hid] + ph[:, hid:2 * hid] + rb[hid:2 * hid])
+                rh = rb[2 * hid:]
+                if a.get("linear_before_reset"):
+                    pre_h = px[:, 2 * hid:] + rr * (ph[:, 2 * hid:] + rh)
+                else:
+                    pre_h = px[:, 2 * hid:] + (rr * h) @ rd[2 * hid:].T + rh
+                hn = gru_update(NumpyMath, a, acts, z, pre_h, h)
+            else:
+                hn = rnn_update(NumpyMath, a, acts, xt @ wd.T + wb + h @ rd.T + rb)
+            h = np.where(v, hn, h)
+            y[pos[s], np.arange(n)] = np.where(v, hn, 0.0)
+        ys.append(y)
+        hs.append(h)
+        cs.append(c)
+    outs = [np.stack(ys, 1).astype(x.dtype), np.stack(hs).astype(np.float32)]
+    return tuple(outs + [np.stack(cs).astype(np.float32)]) if kind == "lstm" else tuple(outs)
+
+
+for _kind in GATES:
+    defop(_kind, "recurrent", _seq_infer(_kind), _seq_flops(_kind))(
+        lambda a, *arrays, _k=_kind: reference_sequence(_k, a, *_split_inputs(_k, a, arrays)))
+
+
+def _split_inputs(kind, a, arrays):
+    """Whole-sequence op inputs -> reference_sequence's positional arguments."""
+    lens = arrays[-1] if a.get("masked") else None
+    base = list(arrays[:5])
+    extra = list(arrays[5:7]) if kind == "lstm" else [None, None]
+    return base + extra + [lens]
+
+
+# ---- step kernels -------------------------------------------------------------------------
+def step_inputs(kind, a, arrays):
+    """(xp, h, c, rt, extra, lens) from a cell/loop op's inputs (c/extra None where unused)."""
+    arrays = list(arrays)
+    lens = arrays.pop() if a.get("masked") else None
+    if kind == "lstm":
+        xp, h, c, rt, p = arrays
+        return xp, h, c, rt, p, lens
+    if kind == "gru":
+        xp, h, rt, rbh = arrays
+        return xp, h, None, rt, rbh, lens
+    xp, h, rt = arrays
+    return xp, h, None, rt, None, lens
+
+
+def _step_infer(kind, loop):
+    def infer(a, *vals):
+        xp, h, c, rt, extra, lens = step_inputs(kind, a, vals)
+        n, hid, gh = h.shape[0], a["hidden"], GATES[kind] * a["hidden"]
+        if tuple(xp.shape) != (a["seq"] * n, gh) or tuple(rt.shape) != (hid, gh) or tuple(h.shape) != (n, hid):
+            raise ShapeError(f"step inputs {list(xp.shape)}, {list(h.shape)}, {list(rt.shape)} do not fit "
+                             f"seq {a['seq']} hidden {hid}")
+        state = ((n, hid), h.dtype)
+        y = ((a["seq"], n, hid), h.dtype) if loop else state
+        return [y, state, state] if kind == "lstm" else [y, state]
+    return infer
+
+
+def reference_steps(kind, a, xp, h, c, rt, extra, lens, steps):
+    """Run STEPS (step indices) of one direction in numpy; -> (ys per step [T or 1, B, H], h, c)."""
+    hid, n = a["hidden"], h.shape[0]
+    xp3 = xp.astype(np.float64).reshape(a["seq"], n, -1)
+    rt, h = rt.astype(np.float64), h.astype(np.float64)
+    c = None if c is None else c.astype(np.float64)
+    pos, valid = step_order(a, a.get("reverse"), a["seq"], lens)
+    ys = np.zeros((a["seq"], n, hid))
+    acts = a["acts"]
+    for s in steps:
+        xt, v = xp3[pos[s], np.arange(n)], valid[s][:, None]
+        hr = h @ rt
+        if kind == "lstm":
+            pre = xt + hr
+            hn, cn = lstm_update(NumpyMath, a, acts, [pre[:, k * hid:(k + 1) * hid] for k in range(4)], c,
+                                 [extra[k * hid:(k + 1) * hid] for k in range(3)])
+            c = np.where(v, cn, c)
+        elif kind == "gru":
+            z, r = gru_gates(NumpyMath, a, acts, xt[:, :hid] + hr[:, :hid], xt[:, hid:2 * hid] + hr[:, hid:2 * hid])
+            if a.get("linear_before_reset"):
+                pre_h = xt[:, 2 * hid:] + r * (hr[:, 2 * hid:] + extra)
+            else:
+                pre_h = xt[:, 2 * hid:] + (r * h) @ rt[:, 2 * hid:]
+            hn = gru_update(NumpyMath, a, acts, z, pre_h, h)
+        else:
+            hn = rnn_update(NumpyMath, a, acts, xt + hr)
+        h = np.where(v, hn, h)
+        ys[s] = np.where(v, hn, 0.0)
+    return ys, h, c
+
+
+def _cell_ref(kind):
+    def ref(a, *arrays):
+        xp, h, c, rt, extra, lens = step_inputs(kind, a, arrays)
+        ys, h, c = reference_steps(kind, a, xp, h, c, rt, extra, lens, [a["step"]])
+        outs = [ys[a["step"]].astype(np.float32), h.astype(np.float32)]
+        return tuple(outs + [c.astype(np.float32)]) if kind == "lstm" else tuple(outs)
+    return ref
+
+
+def _loop_ref(kind):
+    def ref(a, *arrays):
+        xp, h, c, rt, extra, lens = step_inputs(kind, a, arrays)
+        ys, h, c = reference_steps(kind, a, xp, h, c, rt, extra, lens, range(a["seq"]))
+        pos, valid = step_order(a, a.get("reverse"), a["seq"], lens)
+        y = np.zeros_like(ys)
+        for s in range(a["seq"]):  # step s of batch b lands at time pos[s, b]
+            y[pos[s], np.arange(ys.shape[1])] = ys[s]
+        outs = [y.astype(np.float32), h.astype(np.float32)]
+        return tuple(outs + [c.astype(np.float32)]) if kind == "lstm" else tuple(outs)
+    return ref
+
+
+def _step_flops(kind, loop):
+    def flops(a, ins, outs):
+        gh = GATES[kind] * a["hidden"]
+        return 2 * ins[1].shape[0] * a["hidden"] * gh * (a["seq"] if loop else 1)
+    return flops
+
+
+for _kind in GATES:
+    defop(f"{_kind}_cell", "recurrent", _step_infer(_kind, False), _step_flops(_kind, False))(_cell_ref(_kind))
+    defop(f"{_kind}_loop", "recurrent", _step_infer(_kind, True), _step_flops(_kind, True))(_loop_ref(_kind))
+
+
+def _stack_infer(a, *vals):
+    vals = vals[:-1] if a.get("masked") else vals
+    t, d = a["seq"], len(a["reverse"])
+    if len(vals) != t * d:
+        raise ShapeError(f"rnn_stack wants {t * d} step outputs, got {len(vals)}")
+    n, h = vals[0].shape
+    return (t, d, n, h), vals[0].dtype
+
+
+@defop("rnn_stack", "recurrent", _stack_infer)
+def rnn_stack(a, *arrays):
+    lens = arrays[-1] if a.get("masked") else None
+    ys = arrays[:-1] if a.get("masked") else arrays
+    t = a["seq"]
+    n = ys[0].shape[0]
+    out = np.zeros((t, len(a["reverse"])) + ys[0].shape, ys[0].dtype)
+    for d, rev in enumerate(a["reverse"]):
+        pos, _ = step_order(a, rev, t, lens)
+        for s in range(t):
+            out[pos[s], d, np.arange(n)] = ys[d * t + s]
+    return out
