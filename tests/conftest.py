@@ -1,12 +1,5 @@
-import os
 import sys
+from pathlib import Path
 
-import numpy as np
-import pytest
-
-os.environ.setdefault("TVM_NUM_THREADS", str(os.cpu_count() or 1))
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(0)
+# test helpers (onnx_cases.py, zoo.py) import as top-level modules under --import-mode=importlib
+sys.path.insert(0, str(Path(__file__).parent))
