@@ -37,9 +37,12 @@ def check_compatible(manifest, path, device=None):
         raise ArtifactError(f"artifact '{path}' was built with TVM {want}, this runtime has TVM "
                             f"{tvm.__version__}; recompile it")
     target = manifest.get("target", {})
-    if (device or target.get("device", "cpu")) == "cpu" and target.get("arch") not in (None, host_arch()):
+    if target.get("arch") not in (None, host_arch()):
         raise ArtifactError(f"artifact '{path}' holds {target.get('arch')} code for target "
                             f"'{target.get('name')}'; this machine is {host_arch()}")
+    if (device or target.get("device", "cpu")) == "cuda" and not tvm.cuda(0).exist:
+        raise ArtifactError(f"artifact '{path}' was compiled for a CUDA GPU (target '{target.get('name')}'), "
+                            "and this machine has none")
 
 
 class Model:

@@ -89,4 +89,4 @@ def names():
     return ["host"] + sorted(PRESETS)
 
 
-from . import arm  # noqa: E402,F401  (registers the ARM presets)
+from . import arm, cuda  # noqa: E402,F401  (register the ARM and CUDA presets)

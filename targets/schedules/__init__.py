@@ -18,7 +18,8 @@ def rule(kind, arch="*"):
 
 def schedule(func, kernel, preset):
     """Return FUNC scheduled for PRESET; KERNEL is the manifest description of the kernel."""
-    if preset.device != "cpu":
-        return func
+    if preset.device == "cuda":
+        from . import gpu
+        return gpu.schedule(func, kernel, preset)
     fn = RULES.get((kernel["kind"], preset.arch)) or RULES.get((kernel["kind"], "*")) or generic.schedule
     return fn(func, kernel, preset)
