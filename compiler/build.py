@@ -65,7 +65,7 @@ def compile_graph(graph, preset, output, *, disable_passes=(), model_info=None, 
     from .. import __version__
     from ..targets import export
     t0 = time.perf_counter()
-    graph = run_passes(graph, disable=disable_passes)
+    graph = run_passes(graph, disable=disable_passes, preset=preset)
     kernels = lower.partition(graph)
     described = [k.describe(graph) for k in kernels]
     mod, params = to_relax(graph, kernels)
@@ -97,7 +97,25 @@ def compile_graph(graph, preset, output, *, disable_passes=(), model_info=None, 
             "kernels": described,
             "compile_seconds": round(time.perf_counter() - t0, 3),
         }
-        return artifact.write(output, {"model.so": lib, "params.bin": pfile}, manifest)
+        members = {"model.so": lib, "params.bin": pfile}
+        if preset.device == "cuda":  # ship the generated CUDA C++ for inspection
+            members["kernels.cu"] = os.path.join(tmp, "kernels.cu")
+            with open(members["kernels.cu"], "w") as f:
+                f.write(_device_source(ex, "cuda"))
+        return artifact.write(output, members, manifest)
+
+
+def _device_source(ex, fmt):
+    """The device code TVM generated (e.g. CUDA C++), found among the executable's imports."""
+    pending, texts = list(ex.mod.imports), []
+    while pending:
+        m = pending.pop()
+        pending += list(m.imports)
+        try:
+            texts.append(m.inspect_source(fmt))
+        except Exception:  # noqa: BLE001 - host (LLVM) modules have no CUDA source
+            pass
+    return "\n".join(texts)
 
 
 def _versions(edgec_version):
