@@ -192,6 +192,10 @@ def run_profile(a):
           f"{prof.kernel_sum / max(e2e, 1e-12):.1%} of end-to-end)")
     print(f"overhead outside kernels: {prof.overhead * 1e3:.3f} ms (end-to-end minus kernel sum; "
           f"instrumented runs took {prof.instrumented_median * 1e3:.3f} ms)")
+    print(f"fastest runs: end-to-end {prof.e2e_min * 1e3:.3f} ms, kernel sum {prof.kernel_sum_min * 1e3:.3f} ms")
+    idle = [r["kernel"] for r in prof.rows if r["calls"] == 0]
+    if idle:
+        print(f"not called (TVM runs them as views, no kernel): {', '.join(idle)}")
     for flag, write in [(a.csv, prof.write_csv), (a.trace, prof.write_trace), (a.plot, prof.plot)]:
         if flag:
             write(flag)

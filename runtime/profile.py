@@ -30,47 +30,46 @@ class Measurement:
 
 
 def measure(vm, args, device, names, repeat=20, warmup=3, func="main", clock=time.perf_counter):
-    """Run VM[func](*args) WARMUP + REPEAT times plain and REPEAT times instrumented.
+    """Run VM[func](*args) WARMUP times, then REPEAT times plain and REPEAT times instrumented.
 
+    Plain and instrumented runs alternate, so a change in machine load hits both alike.
     Returns a Measurement; kernel calls are those whose symbol is in NAMES.
     """
     names = set(names)
     fn = vm[func]
     sync = device.sync
-    for _ in range(warmup):
-        fn(*args)
-    sync()
-    e2e = []
-    for _ in range(repeat):
-        t0 = clock()
-        fn(*args)
-        sync()
-        e2e.append(clock() - t0)
-
     events, pending = [], {}
 
     def instrument(f, symbol, before, ret, *rest):
         if symbol in names:
+            sync()
             if before:
-                sync()
                 pending[symbol] = clock()
             else:
-                sync()
                 events.append((symbol, pending.pop(symbol), clock()))
         return 0
 
-    runs = []
-    vm.set_instrument(instrument)
+    for _ in range(warmup):
+        fn(*args)
+    sync()
+    m = Measurement([], [], [])
     try:
         for _ in range(repeat):
+            t0 = clock()
+            fn(*args)
+            sync()
+            m.e2e.append(clock() - t0)
+            vm.set_instrument(instrument)
             events = []
             t0 = clock()
             fn(*args)
             sync()
-            runs.append((t0, clock(), events))
+            m.runs.append((t0, clock(), events))
+            m.instrumented.append(m.runs[-1][1] - t0)
+            vm.set_instrument(None)
     finally:
         vm.set_instrument(None)
-    return Measurement(e2e, runs, [end - start for start, end, _ in runs])
+    return m
 
 
 class Profile:
@@ -85,10 +84,9 @@ class Profile:
                 per_run[name][i].append(end - start)
         self.rows = []
         for k in kernels:
-            totals = np.array([sum(calls) for calls in per_run[k["name"]]])
+            # a kernel never called (TVM ran a reshape as a view) stays in the table with zero time
+            totals = np.array([sum(calls) for calls in per_run[k["name"]]] or [0.0])
             calls = int(np.median([len(c) for c in per_run[k["name"]]])) if m.runs else 0
-            if calls == 0:
-                continue
             q1, med, q3 = np.percentile(totals, [25, 50, 75])
             flops = k.get("flops", 0) * calls
             self.rows.append({
@@ -106,6 +104,9 @@ class Profile:
         self.e2e_median = float(np.median(m.e2e)) if m.e2e else 0.0
         self.e2e_q1, self.e2e_q3 = (float(x) for x in np.percentile(m.e2e, [25, 75])) if m.e2e else (0.0, 0.0)
         self.instrumented_median = float(np.median(m.instrumented)) if m.instrumented else 0.0
+        # fastest run of each kind: robust to preemption on a loaded machine
+        self.e2e_min = float(min(m.e2e)) if m.e2e else 0.0
+        self.kernel_sum_min = float(min(sum(e - s for _, s, e in ev) for _, _, ev in m.runs)) if m.runs else 0.0
 
     @property
     def overhead(self):
@@ -115,7 +116,8 @@ class Profile:
     def to_json(self):
         return {"model": self.model_name, "repeat": self.repeat, "e2e_median_s": self.e2e_median,
                 "kernel_sum_s": self.kernel_sum, "overhead_s": self.overhead,
-                "instrumented_median_s": self.instrumented_median, "rows": self.rows}
+                "instrumented_median_s": self.instrumented_median, "e2e_min_s": self.e2e_min,
+                "kernel_sum_min_s": self.kernel_sum_min, "rows": self.rows}
 
     # ---- files ------------------------------------------------------------------------------
     def write_csv(self, path):
