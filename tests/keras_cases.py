@@ -1,0 +1,121 @@
+"""Small Keras models for the Keras frontend tests, each with random non-trivial weights.
+
+`CASES` maps a name to a builder `fn(keras) -> keras.Model`; `randomize(model, rng)` replaces
+every weight (batch-norm moving variance positive) so a wrong layout or gate order shows up.
+"""
+import numpy as np
+
+
+def randomize(model, rng):
+    for w in model.weights:
+        shape = tuple(w.shape)
+        path = w.path
+        if "moving_variance" in path:
+            value = rng.uniform(0.5, 2.0, shape)
+        elif "gamma" in path:
+            value = rng.uniform(0.5, 1.5, shape)
+        elif "embeddings" in path:
+            value = rng.standard_normal(shape)
+        else:
+            fan_in = int(np.prod(shape[:-1])) if len(shape) > 1 else 4
+            value = rng.standard_normal(shape) / np.sqrt(fan_in) + (0.1 if len(shape) == 1 else 0)
+        w.assign(value.astype("float32"))
+    return model
+
+
+def seq_cnn(k):
+    L = k.layers
+    return k.Sequential([k.Input((12, 12, 3), name="image"),
+                         L.Conv2D(4, 3, activation="relu"), L.MaxPooling2D(),
+                         L.Conv2D(6, 2, strides=2, padding="same"),  # even kernel, stride 2, 'same'
+                         L.BatchNormalization(), L.Flatten(), L.Dense(5, activation="softmax")], name="seq_cnn")
+
+
+def residual_cnn(k):
+    L = k.layers
+    x0 = k.Input((10, 10, 4), name="image")
+    x = L.Conv2D(4, 3, padding="same", use_bias=False)(x0)
+    x = L.BatchNormalization()(x)
+    x = L.ReLU()(x)
+    y = L.SeparableConv2D(4, 3, padding="same")(x)
+    y = L.BatchNormalization()(y)
+    x = L.Activation("relu")(L.Add()([x, y]))
+    x = L.Conv2D(6, 3, strides=2, padding="same", activation="relu6")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    return k.Model(x0, L.Dense(3)(x), name="residual_cnn")
+
+
+def depthwise_cnn(k):
+    L = k.layers
+    return k.Sequential([k.Input((11, 11, 3)),
+                         L.DepthwiseConv2D(3, depth_multiplier=2, strides=2, padding="same"),
+                         L.SeparableConv2D(5, 3, depth_multiplier=2, activation="hard_sigmoid"),
+                         L.AveragePooling2D(3, strides=2, padding="same"),
+                         L.GlobalMaxPooling2D(keepdims=True), L.Flatten(), L.Dense(4)], name="depthwise_cnn")
+
+
+def conv1d(k):
+    L = k.layers
+    return k.Sequential([k.Input((16, 3)),
+                         L.Conv1D(4, 3, padding="causal", dilation_rate=2, activation="tanh"),
+                         L.Conv1D(5, 4, strides=2, padding="same"), L.MaxPooling1D(2),
+                         L.AveragePooling1D(2, padding="same"), L.GlobalAveragePooling1D(), L.Dense(2)], name="conv1d")
+
+
+def activations(k):
+    L = k.layers
+    x0 = k.Input((6,), name="x")
+    h = L.Dense(8)(x0)
+    branches = [L.ReLU(max_value=4.0, negative_slope=0.1, threshold=0.5)(h), L.ReLU(negative_slope=0.2)(h),
+                L.ReLU(max_value=6.0)(h), L.LeakyReLU(negative_slope=0.2)(h), L.ELU(alpha=0.7)(h),
+                L.Softmax()(h)]
+    branches += [L.Activation(a)(h) for a in ("gelu", "swish", "softplus", "softsign", "selu", "hard_sigmoid",
+                                               "hard_silu", "sigmoid", "tanh", "elu", "mish", "log_softmax")]
+    x = L.Concatenate()(branches)
+    x = L.Dropout(0.5)(x)
+    return k.Model(x0, L.Dense(3, activation="exponential")(x), name="activations")
+
+
+def multi_io(k):
+    L = k.layers
+    a, b = k.Input((5,), name="a"), k.Input((5,), name="b")
+    shared = L.Dense(4, activation="tanh", name="shared")
+    sa, sb = shared(a), shared(b)
+    diff = L.Subtract()([sa, sb])
+    prod = L.Multiply()([sa, sb, diff])
+    avg = L.Average()([sa, sb])
+    both = L.Concatenate()([diff, prod, L.Maximum()([sa, sb]), L.Minimum()([sa, avg])])
+    return k.Model([a, b], [L.Dense(2, name="head1")(both), L.Dense(3, name="head2")(sa)], name="multi_io")
+
+
+def reshape_permute(k):
+    L = k.layers
+    return k.Sequential([k.Input((4, 6)), L.Reshape((2, -1)), L.Permute((2, 1)),
+                         L.Dense(3, activation="relu"),  # Dense on a rank-3 input
+                         L.Flatten(), L.Dense(2)], name="reshape_permute")
+
+
+def padded_dilated(k):
+    L = k.layers
+    return k.Sequential([k.Input((9, 8, 2)), L.ZeroPadding2D(((1, 2), (0, 1))),
+                         L.Conv2D(3, 3, dilation_rate=2, use_bias=False, activation="elu"),
+                         L.AveragePooling2D(2), L.Conv2D(4, (2, 3), padding="same"),
+                         L.MaxPooling2D(2, padding="same"), L.Softmax(axis=-1)], name="padded_dilated")
+
+
+CNN_CASES = {f.__name__: f for f in (seq_cnn, residual_cnn, depthwise_cnn, conv1d, activations, multi_io,
+                                     reshape_permute, padded_dilated)}
+CASES = dict(CNN_CASES)
+
+
+def random_inputs(model, rng):
+    """{input name: array} for MODEL (batch 2; integer inputs in [0, 10))."""
+    out = {}
+    for t in model.inputs:
+        shape = (2,) + tuple(t.shape[1:])
+        name = t._keras_history.operation.name
+        if "int" in str(t.dtype):
+            out[name] = rng.integers(0, 10, shape).astype(str(t.dtype))
+        else:
+            out[name] = rng.standard_normal(shape).astype("float32")
+    return out
