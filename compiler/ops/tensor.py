@@ -94,7 +94,9 @@ def _slice_params(a, shape):
     for ax, st, en, sp in zip(axes, a["starts"], a["ends"], steps):
         if sp == 0:
             raise ShapeError("slice step 0")
-        sl[ax] = slice(*slice(int(st), int(en), int(sp)).indices(shape[ax]))
+        start, stop, step = slice(int(st), int(en), int(sp)).indices(shape[ax])
+        # a negative step that runs through index 0 stops at -1, which a slice reads as "last"
+        sl[ax] = slice(start, None if stop < 0 else stop, step)
     return tuple(sl)
 
 

@@ -33,4 +33,7 @@ def run(graph, preset=None):
         if layout != DEFAULT:
             raise UnsupportedError(f"model '{graph.name}': kernel of {nodes[0].op} node '{nodes[0].name}': "
                                    f"layout {layout} was chosen but only {DEFAULT} is implemented")
+    if preset is not None:  # weights (constants) pre-packed for the target's conv2d schedule
+        from ...targets.schedules.pack import pack_conv_weights
+        graph = pack_conv_weights(graph, preset)
     return graph

@@ -1,0 +1,85 @@
+"""conv2d on CPU: direct convolution with a register tile of width positions x a block of output
+channels (see compiler/lower/packed.py for the compute and pack.py for the weight layout).
+
+Per (batch, channel block, output row) -- the parallel loop -- the row is cut into tiles of `xt`
+pixels; for each tile `xt` accumulator vectors of `block` output channels stay in registers while
+the reduction runs over input channel, kernel row, kernel column; each step broadcasts one input
+pixel and FMAs it with one packed weight vector. The row is then written back to NCHW with the
+bias and the fused epilogue (activations, residual add) applied on the way. Kernels without a
+packed conv (depthwise, non-constant weights) use the generic schedule.
+"""
+import tvm
+from tvm.s_tir import Schedule
+
+from . import generic, rule
+from .pack import conv_params
+
+
+def width_tile(ow, most):
+    """The tile size <= MOST that wastes the fewest lanes on OW pixels (larger wins ties)."""
+    if ow <= most:
+        return ow
+    return min(range(max(1, most // 2), most + 1), key=lambda t: (-(-ow // t) * t - ow, -t))
+
+
+@rule("conv2d")
+def schedule(func, kernel, preset):
+    sch = Schedule(tvm.IRModule({"main": func}))
+    try:
+        conv = sch.get_sblock("conv2d_packed")
+    except Exception:  # noqa: BLE001 - no packed conv in this kernel
+        return generic.schedule(func, kernel, preset)
+    unpack = sch.get_sblock("conv2d_unpack")
+    _, most = conv_params(preset)
+    pads = [b for b in sch.get_producers(conv)]
+    _inline_epilogue(sch, unpack)
+
+    n, bi, y, x, oi, rc, ry, rx = sch.get_loops(conv)
+    ow = int(sch.get(x).extent)
+    xo, xi = sch.split(x, [None, width_tile(ow, most)])
+    sch.reorder(n, bi, y, xo, rc, ry, rx, xi, oi)
+    acc = sch.cache_write(conv, 0, "local")
+    sch.reverse_compute_at(acc, xo)
+    sch.vectorize(sch.get_loops(acc)[-1])
+    try:
+        sch.reverse_compute_at(unpack, y)
+        sch.vectorize(sch.get_loops(unpack)[-1])
+    except Exception:  # noqa: BLE001 - grouped index maps: write back as a separate pass
+        generic._schedule_block(sch, unpack, max(preset.vector_bits // 32, 4))
+    sch.parallel(sch.fuse(n, bi, y))
+    sch.unroll(xi)
+    sch.vectorize(oi)
+    sch.decompose_reduction(conv, rc)
+    for pad in pads:
+        loops = sch.get_loops(pad)
+        sch.parallel(sch.fuse(*loops[:2]))
+    _schedule_rest(sch, preset, [conv, unpack, acc, *pads])
+    return sch.mod["main"]
+
+
+def _inline_epilogue(sch, unpack):
+    """Fold the elementwise chain after the conv into the write-back block."""
+    while True:
+        consumers = sch.get_consumers(unpack)
+        if len(consumers) != 1 or generic._is_reduction(sch, consumers[0]):
+            return
+        try:
+            sch.reverse_compute_inline(consumers[0])
+        except Exception:  # noqa: BLE001 - not injective (e.g. a pool's padding): stop here
+            return
+
+
+def _schedule_rest(sch, preset, done):
+    """Blocks after the epilogue (a fused pool and its padding): the generic treatment."""
+    names = {sch.get(b).name_hint for b in done}
+    lanes = max(preset.vector_bits // 32, 4)
+    for b in sch.get_child_blocks(sch.get_sblock("root")):
+        if sch.get(b).name_hint in names:
+            continue
+        if not generic._is_reduction(sch, b):
+            try:
+                sch.compute_inline(b)
+                continue
+            except Exception:  # noqa: BLE001
+                pass
+        generic._schedule_block(sch, b, lanes)

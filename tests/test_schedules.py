@@ -1,0 +1,85 @@
+"""CPU schedules against the numpy reference: the blocked conv2d (edge tiles, strides,
+dilations, groups, padding, fused epilogues), and the kernels that fall back to generic."""
+import numpy as np
+import pytest
+
+from edgec import targets
+from edgec.compiler.build import compile_graph
+from edgec.compiler.interp import interpret
+from edgec.compiler.ir import Graph
+from edgec.runtime import load
+from edgec.targets.schedules.conv2d import width_tile
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def _check(tmp_path, g, preset="host", want_ops=None):
+    out = compile_graph(g, targets.get(preset), str(tmp_path / "m.edgec"), progress=False)
+    del out
+    m = load(str(tmp_path / "m.edgec"))
+    if want_ops:
+        assert any(want_ops == k["ops"] for k in m.kernels), [k["ops"] for k in m.kernels]
+    rng = np.random.default_rng(1)
+    feed = {v.name: rng.standard_normal(v.shape).astype(v.dtype) for v in g.inputs}
+    got = m.run(feed)
+    want = interpret(g, feed)
+    for o, a in zip(g.outputs, got):
+        np.testing.assert_allclose(a, want[o], rtol=1e-4, atol=1e-4)
+
+
+def _conv_graph(rng, c, o, hw, k, groups=1, stride=1, dil=1, pads=(0, 0, 0, 0), bias=True, post=()):
+    g = Graph("conv")
+    x = g.add_input("x", (1, c) + hw)
+    w = g.add_const(rng.standard_normal((o, c // groups) + k).astype("float32") / np.sqrt(c * k[0] * k[1]))
+    ins = [x, w] + ([g.add_const(rng.standard_normal(o).astype("float32"))] if bias else [])
+    y, = g.add_node("conv2d", ins, {"groups": groups, "strides": [stride] * 2, "dilations": [dil] * 2,
+                                    "pads": list(pads)})
+    for op in post:
+        if op == "add":
+            s = g.add_input("skip", g.values[y].shape)
+            y, = g.add_node("add", [y, s])
+        elif op == "max_pool2d":
+            y, = g.add_node("max_pool2d", [y], {"kernel": [2, 2], "strides": [2, 2]})
+        else:
+            y, = g.add_node(op, [y])
+    g.outputs = [y]
+    return g
+
+
+CASES = [  # c, o, (h, w), (kh, kw), groups, stride, dilation, pads
+    (16, 32, (14, 14), (3, 3), 1, 1, 1, (1, 1, 1, 1)),
+    (3, 20, (13, 11), (3, 3), 1, 1, 1, (1, 1, 1, 1)),  # odd channels: a partial block
+    (8, 16, (17, 31), (1, 1), 1, 1, 1, (0, 0, 0, 0)),  # 1x1, width 31 not a tile multiple
+    (12, 24, (15, 15), (3, 3), 1, 2, 1, (1, 1, 1, 1)),  # stride 2
+    (8, 16, (16, 16), (3, 3), 1, 1, 2, (2, 2, 2, 2)),  # dilation 2
+    (3, 16, (23, 23), (7, 7), 1, 2, 1, (3, 2, 3, 1)),  # 7x7 stem, asymmetric pads
+    (16, 48, (9, 9), (3, 3), 2, 1, 1, (1, 1, 1, 1)),  # grouped (24 per group)
+    (16, 16, (10, 12), (3, 3), 16, 1, 1, (1, 1, 1, 1)),  # depthwise: generic schedule
+    (5, 7, (6, 5), (2, 3), 1, 1, 1, (0, 1, 0, 0)),  # tiny, not packed (7 < block / 2 on AVX-512)
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"c{c[0]}o{c[1]}k{c[3][0]}g{c[4]}s{c[5]}d{c[6]}")
+def test_conv2d(tmp_path, rng, case):
+    c, o, hw, k, groups, stride, dil, pads = case
+    _check(tmp_path, _conv_graph(rng, c, o, hw, k, groups, stride, dil, pads))
+
+
+@pytest.mark.parametrize("post", [("relu",), ("add", "relu"), ("relu", "max_pool2d")])
+def test_conv2d_fused_epilogue(tmp_path, rng, post):
+    _check(tmp_path, _conv_graph(rng, 16, 32, (15, 15), (3, 3), pads=(1, 1, 1, 1), post=post),
+           want_ops=["conv2d_packed", *post])
+
+
+def test_conv2d_avx2_preset(tmp_path, rng):
+    if "avx2" not in open("/proc/cpuinfo").read():
+        pytest.skip("this machine has no AVX2 to run x86-avx2 code")
+    _check(tmp_path, _conv_graph(rng, 16, 24, (13, 19), (3, 3), pads=(1, 1, 1, 1), post=("relu",)), "x86-avx2")
+
+
+def test_width_tile_wastes_little():
+    assert width_tile(56, 14) == 14 and width_tile(7, 14) == 7 and width_tile(28, 14) == 14
+    assert width_tile(55, 14) == 11  # 5 x 11 = 55: no partial tile
