@@ -9,6 +9,7 @@ from edgec.compiler.interp import interpret
 from edgec.compiler.ir import Graph
 from edgec.runtime import load
 from edgec.targets.schedules.conv2d import width_tile
+from edgec.targets.schedules.pack import conv_params
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ def _check(tmp_path, g, preset="host", want_ops=None):
 def _conv_graph(rng, c, o, hw, k, groups=1, stride=1, dil=1, pads=(0, 0, 0, 0), bias=True, post=()):
     g = Graph("conv")
     x = g.add_input("x", (1, c) + hw)
-    w = g.add_const(rng.standard_normal((o, c // groups) + k).astype("float32") / np.sqrt(c * k[0] * k[1]))
+    w = g.add_const((rng.standard_normal((o, c // groups) + k) / np.sqrt(c * k[0] * k[1])).astype("float32"))
     ins = [x, w] + ([g.add_const(rng.standard_normal(o).astype("float32"))] if bias else [])
     y, = g.add_node("conv2d", ins, {"groups": groups, "strides": [stride] * 2, "dilations": [dil] * 2,
                                     "pads": list(pads)})
@@ -65,7 +66,10 @@ CASES = [  # c, o, (h, w), (kh, kw), groups, stride, dilation, pads
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"c{c[0]}o{c[1]}k{c[3][0]}g{c[4]}s{c[5]}d{c[6]}")
 def test_conv2d(tmp_path, rng, case):
     c, o, hw, k, groups, stride, dil, pads = case
-    _check(tmp_path, _conv_graph(rng, c, o, hw, k, groups, stride, dil, pads))
+    block, _ = conv_params(targets.get("host"))
+    packed = (o // groups) * 2 >= block  # what the blocked schedule takes; the rest is generic
+    _check(tmp_path, _conv_graph(rng, c, o, hw, k, groups, stride, dil, pads),
+           want_ops=["conv2d_packed" if packed else "conv2d"])
 
 
 @pytest.mark.parametrize("post", [("relu",), ("add", "relu"), ("relu", "max_pool2d")])
