@@ -178,7 +178,8 @@ def run_profile(a):
         t.add_column(col, justify=just, overflow="fold")
     rows = prof.rows[:a.top] if a.top > 0 else prof.rows
     for r in rows:
-        t.add_row(r["kernel"], ", ".join(r["nodes"]), ", ".join(r["layers"]) or "-", r["kind"],
+        shared = f" (runs {r['function']})" if r["function"] != r["kernel"] else ""
+        t.add_row(r["kernel"] + shared, ", ".join(r["nodes"]), ", ".join(r["layers"]) or "-", r["kind"],
                   "x".join(map(str, r["shape"])), f"{r['median_s'] * 1e3:.3f}",
                   f"{(r['q3_s'] - r['q1_s']) * 1e3:.3f}",
                   f"{r['share']:.1%}", "-" if r["gflops"] is None else f"{r['gflops']:.1f}", str(r["calls"]))

@@ -12,11 +12,16 @@ from .passes import run_passes
 
 
 def to_relax(graph, kernels):
-    """A Relax module whose `main(*inputs, *params)` calls one PrimFunc per kernel."""
+    """A Relax module whose `main(*inputs, *params)` calls one PrimFunc per kernel.
+
+    Returns (module, param names, the PrimFunc name each kernel calls): the BlockBuilder shares
+    one PrimFunc among structurally identical kernels, so that name can be another kernel's.
+    """
     from tvm import relax
     bb = relax.BlockBuilder()
     env = {}
     args = []
+    functions = []
     params = [c for c in graph.constants if _used(graph, c)]
     for name in [v.name for v in graph.inputs] + params:
         v = graph.values[name]
@@ -28,6 +33,7 @@ def to_relax(graph, kernels):
             for k in kernels:
                 call = bb.emit_te(lower.te_kernel(graph, k), *[env[i] for i in k.inputs],
                                   primfunc_name_hint=k.name)
+                functions.append(bb.lookup_binding(call).args[0].name_hint)
                 if len(k.outputs) == 1:
                     env[k.outputs[0]] = call
                 else:
@@ -36,7 +42,7 @@ def to_relax(graph, kernels):
             outs = [env[o] for o in graph.outputs]
             result = bb.emit_output(outs[0] if len(outs) == 1 else relax.Tuple(outs))
         bb.emit_func_output(result)
-    return bb.get(), params
+    return bb.get(), params, functions
 
 
 def _used(graph, name):
@@ -68,7 +74,9 @@ def compile_graph(graph, preset, output, *, disable_passes=(), model_info=None, 
     graph = run_passes(graph, disable=disable_passes, preset=preset)
     kernels = lower.partition(graph)
     described = [k.describe(graph) for k in kernels]
-    mod, params = to_relax(graph, kernels)
+    mod, params, functions = to_relax(graph, kernels)
+    for d, f in zip(described, functions):
+        d["function"] = f
     target = preset.tvm_target()
     with _progress(progress, f"compiling {graph.name} for {preset.name}", len(kernels) + 1) as step:
         with target:

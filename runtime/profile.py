@@ -1,14 +1,16 @@
 """Per-kernel profiling of a compiled model, mapped back to the user's layers.
 
 TVM 0.27 has no VM profiler, so `measure` uses `VirtualMachine.set_instrument`: the VM calls the
-instrument before and after every call instruction; for calls to the model's kernels (PrimFunc
-names = manifest["kernels"][i]["name"]) it synchronizes the device and reads the clock. End-to-end
-times come from separate runs without the instrument, so its overhead does not inflate them.
+instrument before and after every call instruction; for calls to the model's PrimFuncs
+(manifest["kernels"][i]["function"]) it synchronizes the device and reads the clock. End-to-end
+times come from plain runs alternating with the instrumented ones, without the instrument's cost.
 
-`measure(vm, args, device, names, ...)` is the timing core: it only needs an object with
+`measure(vm, args, device, functions, ...)` is the timing core: it needs only an object with
 `set_instrument` and `[func]`, so a VM over an RPC session can be passed the same way.
-`profile_model(model, ...)` wraps it for a loaded `edgec.runtime.Model` and returns a `Profile`
-(rows, trace, CSV, plot). Imports only numpy and the standard library; matplotlib only in `plot`.
+`attribute` maps calls back to kernels by their order in `main` (identical kernels share one
+PrimFunc). `profile_model(model, ...)` wraps both for a loaded `edgec.runtime.Model` and returns a
+`Profile` (rows, trace, CSV, plot). Imports only numpy and the standard library; matplotlib only
+inside `Profile.plot`.
 """
 import csv
 import json
@@ -72,6 +74,28 @@ def measure(vm, args, device, names, repeat=20, warmup=3, func="main", clock=tim
     return m
 
 
+def function_of(kernel):
+    """The PrimFunc a kernel calls (identical kernels share one; older artifacts lack the field)."""
+    return kernel.get("function", kernel["name"])
+
+
+def attribute(events, kernels):
+    """Map (function, start, end) call events to kernel names, using the kernels' order in `main`.
+
+    The VM calls kernels in manifest order, skipping those TVM runs as views (a lone reshape).
+    A shared PrimFunc's call goes to the next kernel in order that uses it.
+    """
+    out, i = [], 0
+    for func, start, end in events:
+        j = next((j for j in range(i, len(kernels)) if function_of(kernels[j]) == func), None)
+        if j is None:  # called again after its last kernel: count it there
+            j = max(j for j, k in enumerate(kernels) if function_of(k) == func)
+        else:
+            i = j + 1
+        out.append((kernels[j]["name"], start, end))
+    return out
+
+
 class Profile:
     """Per-kernel statistics of a Measurement, joined with the manifest's kernel records."""
 
@@ -79,7 +103,8 @@ class Profile:
         self.model_name, self.measurement = model_name, m
         self.repeat = len(m.runs)
         per_run = {k["name"]: [[] for _ in m.runs] for k in kernels}
-        for i, (_, _, events) in enumerate(m.runs):
+        self.runs = [(start, end, attribute(events, kernels)) for start, end, events in m.runs]
+        for i, (_, _, events) in enumerate(self.runs):
             for name, start, end in events:
                 per_run[name][i].append(end - start)
         self.rows = []
@@ -90,7 +115,7 @@ class Profile:
             q1, med, q3 = np.percentile(totals, [25, 50, 75])
             flops = k.get("flops", 0) * calls
             self.rows.append({
-                "kernel": k["name"], "nodes": k.get("nodes", []), "layers": k.get("sources", []),
+                "kernel": k["name"], "function": function_of(k), "nodes": k.get("nodes", []), "layers": k.get("sources", []),
                 "kind": k.get("kind", ""), "ops": k.get("ops", []),
                 "shape": k.get("output_shapes", [[]])[0] if k.get("output_shapes") else [],
                 "calls": calls, "median_s": float(med), "q1_s": float(q1), "q3_s": float(q3),
@@ -135,11 +160,11 @@ class Profile:
     def trace_events(self):
         """Chrome trace events: one 'run' per instrumented iteration, each kernel call inside it."""
         info = {r["kernel"]: r for r in self.rows}
-        t_base = self.measurement.runs[0][0] if self.measurement.runs else 0.0
+        t_base = self.runs[0][0] if self.runs else 0.0
         us = lambda t: round((t - t_base) * 1e6, 3)  # noqa: E731
         out = [{"name": "process_name", "ph": "M", "pid": 1, "tid": 1,
                 "args": {"name": f"edgec {self.model_name}"}}]
-        for i, (start, end, events) in enumerate(self.measurement.runs):
+        for i, (start, end, events) in enumerate(self.runs):
             out.append({"name": "run", "cat": "run", "ph": "X", "pid": 1, "tid": 1, "ts": us(start),
                         "dur": round((end - start) * 1e6, 3), "args": {"iteration": i}})
             for name, s, e in events:
@@ -189,9 +214,10 @@ class Profile:
             plt.close(fig)
 
 
-def _label(row, width=48):
+def _label(row, width=40):
     text = ", ".join(row["layers"]) or row["kernel"]
-    return text if len(text) <= width else text[:width - 3] + "..."
+    text = text if len(text) <= width else text[:width - 3] + "..."
+    return f"{text} ({row['kind']})"
 
 
 def _open(path, mode, **kw):
@@ -208,6 +234,6 @@ def profile_model(model, inputs=None, repeat=20, warmup=3):
                          f"(got {repeat}, {warmup})")
     args = model.prepare(model.random_inputs() if inputs is None else inputs)
     kernels = model.kernels
-    m = measure(model.vm, [*args, *model._params], model.device, [k["name"] for k in kernels],
+    m = measure(model.vm, [*args, *model._params], model.device, {function_of(k) for k in kernels},
                 repeat=repeat, warmup=warmup)
     return Profile(model.name, kernels, m)

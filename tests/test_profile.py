@@ -56,7 +56,20 @@ def _mlp():
     return g
 
 
-@pytest.fixture(scope="module", params=[_cnn, _mlp], ids=["cnn", "mlp"])
+def _twins():
+    """Two conv+relu blocks of the same shapes: TVM shares one PrimFunc between their kernels."""
+    rng = np.random.default_rng(2)
+    g = Graph("twins")
+    (y,) = [g.add_input("x", (1, 8, 16, 16))]
+    for i in (1, 2):
+        w = g.add_const(rng.standard_normal((8, 8, 3, 3)).astype("float32") * 0.3, f"conv{i}.w")
+        (y,) = g.add_node("conv2d", [y, w], {"pads": [1, 1, 1, 1]}, source=[f"block{i}/conv"])
+        (y,) = g.add_node("relu", [y], source=[f"block{i}/relu"])
+    g.outputs = [y]
+    return g
+
+
+@pytest.fixture(scope="module", params=[_cnn, _mlp, _twins], ids=["cnn", "mlp", "twins"])
 def built(request, tmp_path_factory):
     graph = request.param()
     layers = {s for n in graph.nodes for s in n.source}
@@ -83,6 +96,21 @@ def test_every_kernel_timed_once_and_mapped_to_source_layers(built):
         assert r["q1_s"] <= r["median_s"] <= r["q3_s"] and r["min_s"] <= r["q1_s"] and r["q3_s"] <= r["max_s"]
     assert [r["median_s"] for r in prof.rows] == sorted((r["median_s"] for r in prof.rows), reverse=True)
     assert sum(r["share"] for r in prof.rows) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("built", [_twins], ids=["twins"], indirect=True)
+def test_shared_primfunc_calls_go_to_their_own_kernels(built):
+    _, model, _, prof = built
+    assert len(model.kernels) == 2 and model.kernels[0]["function"] == model.kernels[1]["function"]
+    assert [r["calls"] for r in prof.rows] == [1, 1]
+
+
+def test_attribute_follows_kernel_order():
+    from edgec.runtime.profile import attribute
+    kernels = [{"name": "a", "function": "a"}, {"name": "view", "function": "view"},
+               {"name": "b", "function": "a"}, {"name": "c"}]
+    events = [("a", 0, 1), ("a", 1, 2), ("c", 2, 3), ("c", 3, 4)]
+    assert [k for k, _, _ in attribute(events, kernels)] == ["a", "b", "c", "c"]
 
 
 def test_gflops_only_for_compute_kernels(built):
