@@ -82,14 +82,22 @@ def _clip(m, a, x):
     return m.minimum(m.maximum(x, m.c(-a["clip"], x)), m.c(a["clip"], x))
 
 
-def lstm_update(m, a, acts, pre, c, p):
-    """pre = (i, o, f, c~) pre-activations with biases; p = peepholes (i, o, f). -> (h', c')."""
-    f_, g_, h_ = acts
+def lstm_c(m, a, acts, pre, c, p):
+    """pre = (i, o, f, c~) pre-activations with biases; p = peepholes (i, o, f). -> c'."""
+    f_, g_ = acts[0], acts[1]
     i = activate(m, f_, _clip(m, a, pre[0] + p[0] * c))
     f = m.c(1.0, i) - i if a.get("input_forget") else activate(m, f_, _clip(m, a, pre[2] + p[2] * c))
-    c_new = f * c + i * activate(m, g_, _clip(m, a, pre[3]))
-    o = activate(m, f_, _clip(m, a, pre[1] + p[1] * c_new))
-    return o * activate(m, h_, c_new), c_new
+    return f * c + i * activate(m, g_, _clip(m, a, pre[3]))
+
+
+def lstm_h(m, a, acts, pre, c_new, p):
+    o = activate(m, acts[0], _clip(m, a, pre[1] + p[1] * c_new))
+    return o * activate(m, acts[2], c_new)
+
+
+def lstm_update(m, a, acts, pre, c, p):
+    c_new = lstm_c(m, a, acts, pre, c, p)
+    return lstm_h(m, a, acts, pre, c_new, p), c_new
 
 
 def gru_gates(m, a, acts, pre_z, pre_r):

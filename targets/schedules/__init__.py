@@ -23,3 +23,6 @@ def schedule(func, kernel, preset):
         return gpu.schedule(func, kernel, preset)
     fn = RULES.get((kernel["kind"], preset.arch)) or RULES.get((kernel["kind"], "*")) or generic.schedule
     return fn(func, kernel, preset)
+
+
+from . import recurrent  # noqa: E402,F401  (registers the recurrent rule)
