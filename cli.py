@@ -59,12 +59,25 @@ def setup_run(p):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--outputs", help="write outputs to this .npz")
     p.add_argument("--repeat", type=int, default=1, help="time this many runs")
+    _remote_args(p)
+
+
+def _remote_args(p):
+    p.add_argument("--remote", metavar="HOST:PORT", help="run on a device's TVM RPC server (tvm.exec.rpc_server)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for --remote (default 10)")
+
+
+def _load(a):
+    if a.remote:
+        from .runtime.remote import load_remote
+        return load_remote(a.artifact, a.remote, a.timeout)
+    from .runtime import load
+    return load(a.artifact)
 
 
 def run_run(a):
     from . import api
-    from .runtime import load
-    model = load(a.artifact)
+    model = _load(a)
     inputs = api.load_inputs(a.inputs) if a.inputs else model.random_inputs(a.seed)
     args = model.prepare(inputs)
     times = []
@@ -152,6 +165,25 @@ def run_inspect(a):
     _console().print(t)
 
 
+# ---- bench ------------------------------------------------------------------------------------
+def setup_bench(p):
+    p.add_argument("model", help=".onnx model (compiled first) or .edgec artifact (next to its .onnx)")
+    p.add_argument("--target", default="host", help="target preset to compile for (default host)")
+    p.add_argument("--threads", type=int, help="threads for edgec and onnxruntime (default: all cores)")
+    p.add_argument("--repeat", type=int, default=20, help="timed runs of each (default 20)")
+    p.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,..", help="fix symbolic dims")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def run_bench(a):
+    from .bench import bench, format_result
+    if a.repeat < 1 or (a.threads is not None and a.threads < 1):
+        raise EdgecError("--repeat and --threads must be >= 1")
+    r = bench(a.model, a.target, a.threads, a.repeat, input_shapes=_shapes(a.input_shape),
+              progress=sys.stderr.isatty())
+    print(json.dumps(r, indent=1) if a.json else format_result(r))
+
+
 # ---- profile ----------------------------------------------------------------------------------
 def setup_profile(p):
     p.add_argument("artifact")
@@ -162,13 +194,13 @@ def setup_profile(p):
     p.add_argument("--plot", metavar="OUT.png", help="write a bar chart of per-layer time (needs matplotlib)")
     p.add_argument("--csv", metavar="OUT.csv", help="write the table as CSV")
     p.add_argument("--top", type=int, default=0, help="print only the N slowest kernels (default all)")
+    _remote_args(p)
 
 
 def run_profile(a):
     from rich.table import Table
     from . import api
-    from .runtime import load
-    model = load(a.artifact)
+    model = _load(a)
     prof = model.profile(api.load_inputs(a.inputs) if a.inputs else None, a.repeat, a.warmup)
     t = Table(title=f"{model.name}: time per kernel, median of {prof.repeat} runs "
                     f"({model.manifest['target'].get('name')}, {model.device_type})")
@@ -189,7 +221,7 @@ def run_profile(a):
     e2e = prof.e2e_median
     print(f"end-to-end: median {e2e * 1e3:.3f} ms (IQR {prof.e2e_q1 * 1e3:.3f}-{prof.e2e_q3 * 1e3:.3f}) "
           f"over {prof.repeat} uninstrumented runs")
-    print(f"kernel sum: {prof.kernel_sum * 1e3:.3f} ms ({len(prof.rows)} kernels, "
+    print(f"kernel sum: median {prof.kernel_sum * 1e3:.3f} ms per run ({len(prof.rows)} kernels, "
           f"{prof.kernel_sum / max(e2e, 1e-12):.1%} of end-to-end)")
     print(f"overhead outside kernels: {prof.overhead * 1e3:.3f} ms (end-to-end minus kernel sum; "
           f"instrumented runs took {prof.instrumented_median * 1e3:.3f} ms)")
@@ -245,6 +277,7 @@ COMMANDS = {
     "inspect": (setup_inspect, run_inspect, "print a model's IR (and passes) or an artifact's manifest"),
     "targets": (setup_targets, run_targets, "list target presets and whether their tools are present"),
     "profile": (setup_profile, run_profile, "time every kernel of an artifact, mapped to the model's layers"),
+    "bench": (setup_bench, run_bench, "time edgec against onnxruntime (same inputs, threads), GFLOP/s"),
     "package": (setup_package, run_package, "bundle an ARM artifact with the TVM runtime and a C++ runner"),
 }
 

@@ -123,19 +123,22 @@ class Profile:
                 "gflops": flops / med / 1e9 if flops and med > 0 and k.get("kind") in GFLOP_KINDS else None,
             })
         self.rows.sort(key=lambda r: -r["median_s"])
-        self.kernel_sum = float(sum(r["median_s"] for r in self.rows))
+        medians = sum(r["median_s"] for r in self.rows)
         for r in self.rows:
-            r["share"] = r["median_s"] / self.kernel_sum if self.kernel_sum else 0.0
-        self.e2e_median = float(np.median(m.e2e)) if m.e2e else 0.0
-        self.e2e_q1, self.e2e_q3 = (float(x) for x in np.percentile(m.e2e, [25, 75])) if m.e2e else (0.0, 0.0)
-        self.instrumented_median = float(np.median(m.instrumented)) if m.instrumented else 0.0
+            r["share"] = r["median_s"] / medians if medians else 0.0
+        # whole-run numbers are medians over runs (of plain run times, of each instrumented run's
+        # kernel sum), so the two carry the same noise; a sum of per-kernel medians would not
+        sums = [sum(e - s for _, s, e in ev) for _, _, ev in self.runs] or [0.0]
+        e2e = m.e2e or [0.0]
+        self.kernel_sum, self.e2e_median = float(np.median(sums)), float(np.median(e2e))
+        self.e2e_q1, self.e2e_q3 = (float(x) for x in np.percentile(e2e, [25, 75]))
+        self.instrumented_median = float(np.median(m.instrumented or [0.0]))
         # fastest run of each kind: robust to preemption on a loaded machine
-        self.e2e_min = float(min(m.e2e)) if m.e2e else 0.0
-        self.kernel_sum_min = float(min(sum(e - s for _, s, e in ev) for _, _, ev in m.runs)) if m.runs else 0.0
+        self.kernel_sum_min, self.e2e_min = float(min(sums)), float(min(e2e))
 
     @property
     def overhead(self):
-        """End-to-end median minus the sum of kernel medians (VM dispatch, allocation, copies)."""
+        """Median end-to-end time minus median kernel time per run (VM dispatch, allocation, shape checks)."""
         return self.e2e_median - self.kernel_sum
 
     def to_json(self):
@@ -202,7 +205,7 @@ class Profile:
         ax.set_title(f"{self.model_name}: end-to-end {self.e2e_median * 1e3:.2f} ms, kernels "
                      f"{self.kernel_sum * 1e3:.2f} ms, overhead {self.overhead * 1e3:.2f} ms", fontsize=9)
         for yi, v, hi, r in zip(y, ms, err[1], rows + [None]):
-            share = r["share"] if r else rest / self.kernel_sum
+            share = r["share"] if r else rest / sum(r["median_s"] for r in self.rows)
             ax.text(v + hi, yi, f"  {share:.1%}", va="center", fontsize=7)
         ax.margins(x=0.1)
         fig.tight_layout()
