@@ -1,0 +1,159 @@
+"""Run and profile an artifact on a remote device over TVM RPC (`edgec run|profile --remote HOST:PORT`).
+
+On the device: `python -m tvm.exec.rpc_server --host 0.0.0.0 --port 9090` (runtime-only TVM is enough).
+The artifact's library is uploaded, loaded there and run by a VM on the device; params and inputs are
+copied over, outputs copied back. Unreachable devices fail within `timeout` seconds.
+
+Profiling over RPC: TVM cannot pass the host's instrument callback to the device, so
+- end-to-end times come from the device's own clock (`time_evaluator` runs on the device);
+- each kernel is called on its own, from the host, with random inputs of its shapes; its time is the
+  host-measured call minus the median round trip of an empty remote call (measured the same way).
+Imports only the standard library, numpy and the TVM runtime.
+"""
+import os
+import socket
+import time
+
+import numpy as np
+
+from ..errors import RemoteError
+from . import Model, artifact
+from .profile import Measurement, Profile, function_of
+
+
+def parse_address(address):
+    host, sep, port = str(address).rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise RemoteError(f"--remote '{address}' is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def connect(address, timeout=10.0, session_timeout=600):
+    """Open an RPC session to ADDRESS (HOST:PORT) or raise RemoteError within TIMEOUT seconds."""
+    host, port = parse_address(address)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        why = "timed out" if isinstance(e, socket.timeout) else (e.strerror or str(e))
+        raise RemoteError(f"cannot reach a TVM RPC server at {host}:{port} within {timeout:g} s ({why}); "
+                          "start one on the device: python -m tvm.exec.rpc_server --host 0.0.0.0 "
+                          f"--port {port}") from None
+    from tvm import rpc
+    try:
+        return rpc.connect(host, port, session_timeout=session_timeout)
+    except Exception as e:  # noqa: BLE001 - TVM raises RPCError/TVMError/OSError
+        raise RemoteError(f"{host}:{port} accepted the connection but the RPC handshake failed: "
+                          f"{_last_line(e)}") from None
+
+
+def _last_line(e):
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else type(e).__name__
+
+
+class RemoteModel(Model):
+    """An artifact loaded on a remote device: the same prepare/invoke/run API as Model."""
+
+    def __init__(self, path, address, timeout=10.0):
+        import tempfile
+        import tvm
+        from tvm.runtime.vm import VirtualMachine
+        self.path, self.address = str(path), address
+        self._tmp = tempfile.TemporaryDirectory(prefix="edgec-remote-")
+        self.manifest = artifact.extract(self.path, self._tmp.name)
+        target = self.manifest.get("target", {})
+        if target.get("device", "cpu") != "cpu":
+            raise RemoteError(f"artifact '{self.path}' targets {target.get('device')}; --remote runs CPU "
+                              "artifacts")
+        self.session = connect(address, timeout)
+        self.device_type, self.device = "cpu", self.session.cpu(0)
+        lib = os.path.join(self._tmp.name, self.manifest["library"])
+        try:
+            self.session.upload(lib, "edgec_model.so")
+            self.lib = self.session.load_module("edgec_model.so")
+        except Exception as e:  # noqa: BLE001
+            raise RemoteError(f"the device at {address} cannot load artifact '{self.path}', which holds "
+                              f"{target.get('arch')} code for target '{target.get('name')}' (is the device "
+                              f"{target.get('arch')}? compile with --target for it): {_last_line(e)}") from None
+        self.vm = VirtualMachine(self.lib, self.device)
+        params = tvm.runtime.load_param_dict_from_file(os.path.join(self._tmp.name, self.manifest["params_file"]))
+        self._host_params = {p: params[p].numpy() for p in self.manifest["params"]}
+        self._params = [tvm.runtime.tensor(self._host_params[p], self.device) for p in self.manifest["params"]]
+        self.inputs, self.outputs = self.manifest["inputs"], self.manifest["outputs"]
+        self.kernels = self.manifest.get("kernels", [])
+
+    def device_time(self, args, repeat=10):
+        """Seconds per run of main on ARGS, timed by the device's own clock."""
+        self.vm.set_input("main", *args, *self._params)
+        res = self.vm.time_evaluator("invoke_stateful", self.device, number=1, repeat=repeat)("main")
+        return list(res.results)
+
+    def profile(self, inputs=None, repeat=20, warmup=3):
+        return profile_remote(self, inputs, repeat, warmup)
+
+
+def load_remote(path, address, timeout=10.0):
+    return RemoteModel(path, address, timeout)
+
+
+def profile_remote(model, inputs=None, repeat=20, warmup=3):
+    """A Profile of MODEL (RemoteModel): device-clock end-to-end runs, host-timed kernel calls."""
+    import tvm
+    args = model.prepare(model.random_inputs() if inputs is None else inputs)
+    for _ in range(warmup):
+        model.invoke(args)
+    e2e = model.device_time(args, repeat)
+    rtt = _round_trip(model, repeat)
+    get = model.session.get_function("ffi.ModuleGetFunction")
+    specs = _value_specs(model)
+    rng = np.random.default_rng(0)
+    runs = [(0.0, 0.0, []) for _ in range(repeat)]
+    timed = []
+    for k in model.kernels:
+        try:
+            fn = get(model.lib, function_of(k), True)
+            kargs = [_tensor(tvm, specs[v], rng, model.device) for v in [*k["inputs"], *k["outputs"]]]
+            for _ in range(max(warmup, 1)):
+                fn(*kargs)
+        except Exception:  # noqa: BLE001 - a kernel we cannot call alone (view-only, other dtypes)
+            continue
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            fn(*kargs)
+            times.append(max(time.perf_counter() - t0 - rtt, 0.0))
+        timed.append((function_of(k), times))
+    for i in range(repeat):  # lay each run's kernel calls end to end (a synthetic timeline)
+        t, events = float(sum(e2e[:i])), []
+        for name, times in timed:
+            events.append((name, t, t + times[i]))
+            t += times[i]
+        runs[i] = (events[0][1] if events else 0.0, t, events)
+    return Profile(f"{model.name} @ {model.address}", model.kernels, Measurement(e2e, runs))
+
+
+def _round_trip(model, repeat):
+    """Median seconds of an empty remote call (the RPC cost included in each host-timed kernel call)."""
+    fn = model.session.get_function("ffi.ModuleGetKind")
+    times = []
+    for _ in range(max(repeat, 5)):
+        t0 = time.perf_counter()
+        fn(model.lib)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def _value_specs(model):
+    specs = {i["name"]: (i["shape"], i["dtype"]) for i in model.inputs}
+    specs.update({p: (list(a.shape), str(a.dtype)) for p, a in model._host_params.items()})
+    out_dtypes = {o["name"]: o["dtype"] for o in model.outputs}
+    for k in model.kernels:
+        for name, shape in zip(k["outputs"], k["output_shapes"]):
+            specs.setdefault(name, (shape, out_dtypes.get(name, "float32")))
+    return specs
+
+
+def _tensor(tvm, spec, rng, device):
+    shape, dtype = spec
+    x = rng.standard_normal(shape) if np.dtype(dtype).kind == "f" else np.zeros(shape)
+    return tvm.runtime.tensor(np.asarray(x, dtype=dtype), device)
