@@ -103,9 +103,74 @@ def padded_dilated(k):
                          L.MaxPooling2D(2, padding="same"), L.Softmax(axis=-1)], name="padded_dilated")
 
 
+def embedding_lstm(k):
+    L = k.layers
+    return k.Sequential([k.Input((7,), dtype="int32", name="tokens"), L.Embedding(12, 5),
+                         L.LSTM(6), L.Dense(3, activation="softmax")], name="embedding_lstm")
+
+
+def stacked_lstm(k):
+    L = k.layers
+    return k.Sequential([k.Input((6, 4)), L.LSTM(5, return_sequences=True),
+                         L.LSTM(4, return_sequences=True, go_backwards=True, activation="relu",
+                                recurrent_activation="hard_sigmoid"),
+                         L.LSTM(3, go_backwards=True), L.Dense(2)], name="stacked_lstm")
+
+
+def gru_reset_after(k):
+    L = k.layers
+    return k.Sequential([k.Input((6, 4)), L.GRU(5, return_sequences=True), L.GRU(3, go_backwards=True)],
+                        name="gru_reset_after")
+
+
+def gru_reset_before(k):
+    L = k.layers
+    return k.Sequential([k.Input((6, 4)), L.GRU(5, reset_after=False, return_sequences=True, go_backwards=True),
+                         L.GRU(3, reset_after=False, use_bias=False)], name="gru_reset_before")
+
+
+def simple_rnn(k):
+    L = k.layers
+    return k.Sequential([k.Input((5, 3)), L.SimpleRNN(4, return_sequences=True, activation="relu"),
+                         L.SimpleRNN(3, go_backwards=True), L.Dense(2)], name="simple_rnn")
+
+
+def return_state(k):
+    L = k.layers
+    x0 = k.Input((5, 3), name="seq")
+    seq, h, c = L.LSTM(4, return_sequences=True, return_state=True)(x0)
+    out, gh = L.GRU(4, return_state=True)(seq)
+    r_seq, rh = L.SimpleRNN(2, return_sequences=True, return_state=True, go_backwards=True)(seq)
+    return k.Model(x0, [L.Add()([h, c, gh, out]), r_seq, rh], name="return_state")
+
+
+def _bidirectional(mode, layer):
+    def build(k):
+        L = k.layers
+        return k.Sequential([k.Input((5, 3)), L.Bidirectional(layer(k, True), merge_mode=mode),
+                             L.Bidirectional(layer(k, False), merge_mode=mode), L.Dense(2)],
+                            name=f"bidirectional_{mode}")
+    build.__name__ = f"bidirectional_{mode}"
+    return build
+
+
+def embedding_bilstm_gru(k):
+    L = k.layers
+    return k.Sequential([k.Input((8,), dtype="int32", name="tokens"), L.Embedding(16, 6),
+                         L.Bidirectional(L.LSTM(5, return_sequences=True)), L.GRU(4),
+                         L.Dense(3)], name="embedding_bilstm_gru")
+
+
+RNN_CASES = {f.__name__: f for f in (
+    embedding_lstm, stacked_lstm, gru_reset_after, gru_reset_before, simple_rnn, return_state, embedding_bilstm_gru,
+    _bidirectional("concat", lambda k, seq: k.layers.LSTM(4, return_sequences=seq)),
+    _bidirectional("sum", lambda k, seq: k.layers.GRU(4, return_sequences=seq)),
+    _bidirectional("mul", lambda k, seq: k.layers.GRU(3, reset_after=False, return_sequences=seq)),
+    _bidirectional("ave", lambda k, seq: k.layers.SimpleRNN(4, return_sequences=seq)))}
+
 CNN_CASES = {f.__name__: f for f in (seq_cnn, residual_cnn, depthwise_cnn, conv1d, activations, multi_io,
                                      reshape_permute, padded_dilated)}
-CASES = dict(CNN_CASES)
+CASES = dict(CNN_CASES, **RNN_CASES)
 
 
 def random_inputs(model, rng):
