@@ -27,23 +27,23 @@ GFLOP_KINDS = ("conv2d", "dense", "recurrent")  # kinds whose FLOP counts mean a
 @dataclass
 class Measurement:
     e2e: list  # seconds per uninstrumented run
-    runs: list  # per instrumented run: (run start, run end, [(kernel, start, end), ...]), seconds
+    runs: list  # per instrumented run: (run start, run end, [(function, start, end), ...]), seconds
     instrumented: list = field(default_factory=list)  # seconds per instrumented run
 
 
-def measure(vm, args, device, names, repeat=20, warmup=3, func="main", clock=time.perf_counter):
+def measure(vm, args, device, functions, repeat=20, warmup=3, func="main", clock=time.perf_counter):
     """Run VM[func](*args) WARMUP times, then REPEAT times plain and REPEAT times instrumented.
 
     Plain and instrumented runs alternate, so a change in machine load hits both alike.
-    Returns a Measurement; kernel calls are those whose symbol is in NAMES.
+    Returns a Measurement; kernel calls are calls of the PrimFuncs named in FUNCTIONS.
     """
-    names = set(names)
+    functions = set(functions)
     fn = vm[func]
     sync = device.sync
     events, pending = [], {}
 
     def instrument(f, symbol, before, ret, *rest):
-        if symbol in names:
+        if symbol in functions:
             sync()
             if before:
                 pending[symbol] = clock()
@@ -115,8 +115,8 @@ class Profile:
             q1, med, q3 = np.percentile(totals, [25, 50, 75])
             flops = k.get("flops", 0) * calls
             self.rows.append({
-                "kernel": k["name"], "function": function_of(k), "nodes": k.get("nodes", []), "layers": k.get("sources", []),
-                "kind": k.get("kind", ""), "ops": k.get("ops", []),
+                "kernel": k["name"], "function": function_of(k), "nodes": k.get("nodes", []),
+                "layers": k.get("sources", []), "kind": k.get("kind", ""), "ops": k.get("ops", []),
                 "shape": k.get("output_shapes", [[]])[0] if k.get("output_shapes") else [],
                 "calls": calls, "median_s": float(med), "q1_s": float(q1), "q3_s": float(q3),
                 "min_s": float(totals.min()), "max_s": float(totals.max()),
@@ -138,14 +138,8 @@ class Profile:
 
     @property
     def overhead(self):
-        """Median end-to-end time minus median kernel time per run (VM dispatch, allocation, shape checks)."""
+        """Median end-to-end time minus median kernel time per run (VM dispatch, allocation, checks)."""
         return self.e2e_median - self.kernel_sum
-
-    def to_json(self):
-        return {"model": self.model_name, "repeat": self.repeat, "e2e_median_s": self.e2e_median,
-                "kernel_sum_s": self.kernel_sum, "overhead_s": self.overhead,
-                "instrumented_median_s": self.instrumented_median, "e2e_min_s": self.e2e_min,
-                "kernel_sum_min_s": self.kernel_sum_min, "rows": self.rows}
 
     # ---- files ------------------------------------------------------------------------------
     def write_csv(self, path):
