@@ -47,8 +47,12 @@ def compile(model, target="host", output=None, input_shapes=None, disable_passes
     return str(output)
 
 
-def reference_outputs(model, inputs):
-    """Run the independent reference for MODEL: (reference name, list of outputs)."""
+def reference_outputs(model, inputs, reference=None):
+    """Run the independent reference for MODEL (or its ONNX export REFERENCE): (reference name, outputs)."""
+    if reference is not None:
+        if model_kind(reference) != "onnx":
+            raise EdgecError(f"reference '{reference}' must be an ONNX export (.onnx)")
+        model = reference
     kind = model_kind(model)
     if kind == "onnx":
         import onnxruntime as ort
@@ -59,7 +63,10 @@ def reference_outputs(model, inputs):
         except Exception as e:  # noqa: BLE001
             raise ModelError(f"onnxruntime cannot load '{model}': {str(e).splitlines()[0]}") from None
         feed = {i.name: inputs[i.name] for i in sess.get_inputs() if i.name in inputs}
-        return f"onnxruntime {ort.__version__}", sess.run(None, feed)
+        if reference is not None and len(feed) < len(inputs) == len(sess.get_inputs()):
+            feed = {i.name: v for i, v in zip(sess.get_inputs(), inputs.values())}  # an export renames inputs
+        where = f" on {os.path.basename(str(reference))}" if reference is not None else ""
+        return f"onnxruntime {ort.__version__}{where}", sess.run(None, feed)
     from .frontends.keras.reference import keras_predict
     return keras_predict(model, inputs)
 
@@ -72,14 +79,14 @@ def load_inputs(path):
         raise EdgecError(f"cannot read inputs '{path}': {e}") from None
 
 
-def verify(model, artifact_path, inputs=None, rtol=1e-4, atol=1e-5, seed=0):
+def verify(model, artifact_path, inputs=None, rtol=1e-4, atol=1e-5, seed=0, reference=None):
     """Run the reference and the artifact on the same inputs; return a VerifyResult."""
     from .runtime import compare, load, random_inputs
     art = load(artifact_path)
     if inputs is None:
         inputs = random_inputs(art.inputs, seed)
     t0 = time.perf_counter()
-    ref_name, expected = reference_outputs(model, inputs)
+    ref_name, expected = reference_outputs(model, inputs, reference)
     t_ref = time.perf_counter() - t0
     t0 = time.perf_counter()
     actual = art.run(inputs)

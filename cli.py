@@ -100,6 +100,8 @@ def setup_verify(p):
     p.add_argument("model", help="the source model (.onnx, .keras, .h5)")
     p.add_argument("artifact")
     p.add_argument("--inputs", help=".npz of named inputs (default: seeded random)")
+    p.add_argument("--reference", metavar="MODEL.onnx", help="compare with onnxruntime on this ONNX export "
+                   "(default: onnxruntime for .onnx, Keras predict for .keras/.h5)")
     p.add_argument("--rtol", type=float, default=1e-4)
     p.add_argument("--atol", type=float, default=1e-5)
     p.add_argument("--seed", type=int, default=0)
@@ -110,7 +112,7 @@ def run_verify(a):
     from rich.table import Table
     from . import api
     inputs = api.load_inputs(a.inputs) if a.inputs else None
-    res = api.verify(a.model, a.artifact, inputs, a.rtol, a.atol, a.seed)
+    res = api.verify(a.model, a.artifact, inputs, a.rtol, a.atol, a.seed, reference=a.reference)
     if a.json:
         print(json.dumps({"reference": res.reference, "passed": res.passed, "rtol": a.rtol, "atol": a.atol,
                           "outputs": [r.to_json() for r in res.reports]}, indent=1))
