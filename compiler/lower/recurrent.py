@@ -59,24 +59,30 @@ def _kernel(kind, a, tensors, loop):
             with T.sblock("root"):
                 acc = T.alloc_buffer((n * nj, g_all, lanes), "float32")
                 hs = T.alloc_buffer((2, n, hid), "float32") if loop else None
+                cs = T.alloc_buffer((2, n, hid), "float32") if loop and c0 is not None else None
                 zr = T.alloc_buffer((2, n, hid), "float32") if lbr0 else None
                 if loop:
                     with T.parallel(0, n * hid) as i:
                         T.buffer_store(hs, h0[i // hid, i % hid], [0, i // hid, i % hid])
                         if c0 is not None:
-                            T.buffer_store(c_out, c0[i // hid, i % hid], [i // hid, i % hid])
+                            T.buffer_store(cs, c0[i // hid, i % hid], [0, i // hid, i % hid])
                     with T.serial(0, seq) as s:
-                        _step(kind, a, s, xp, lambda b, j: hs[s % 2, b, j], (hs, lambda b, j: [(s + 1) % 2, b, j]),
-                              c_out, c_out, rt, ex, lens, y, loop, zr, acc, n, nj, lanes)
+                        nxt = lambda b, j: [(s + 1) % 2, b, j]  # noqa: E731
+                        _step(kind, a, s, xp, lambda b, j: hs[s % 2, b, j], (hs, nxt),
+                              (lambda b, j: cs[s % 2, b, j]) if cs is not None else None, (cs, nxt),
+                              rt, ex, lens, y, loop, zr, acc, n, nj, lanes)
                     with T.parallel(0, n * hid) as i:
                         T.buffer_store(h_out, hs[seq % 2, i // hid, i % hid], [i // hid, i % hid])
+                        if c0 is not None:
+                            T.buffer_store(c_out, cs[seq % 2, i // hid, i % hid], [i // hid, i % hid])
                 else:
                     _step(kind, a, a["step"], xp, lambda b, j: h0[b, j], (h_out, lambda b, j: [b, j]),
-                          c0, c_out, rt, ex, lens, y, loop, zr, acc, n, nj, lanes)
+                          (lambda b, j: c0[b, j]) if c0 is not None else None, (c_out, lambda b, j: [b, j]),
+                          rt, ex, lens, y, loop, zr, acc, n, nj, lanes)
     return _extern(ib.get(), present)
 
 
-def _step(kind, a, s, xp, src, dst, c_in, c_out, rt, ex, lens, y, loop, zr, acc, n, nj, lanes):
+def _step(kind, a, s, xp, src, dst, c_src, c_dst, rt, ex, lens, y, loop, zr, acc, n, nj, lanes):
     hid, seq = a["hidden"], a["seq"]
     acts = a["acts"]
     lbr0 = kind == "gru" and not a.get("linear_before_reset")
@@ -105,8 +111,7 @@ def _step(kind, a, s, xp, src, dst, c_in, c_out, rt, ex, lens, y, loop, zr, acc,
     def store_state(b, j, hn, valid):
         buf, idx = dst
         T.buffer_store(buf, hn if valid is None else tirx.Select(valid, hn, src(b, j)), idx(b, j))
-        hv = buf[tuple(idx(b, j))]
-        yv = hv if valid is None else tirx.Select(valid, hv, tirx.const(0.0, "float32"))
+        yv = hn if valid is None else tirx.Select(valid, hn, tirx.const(0.0, "float32"))
         pos, _ = where_(b)
         T.buffer_store(y, yv, [pos, b, j] if loop else [b, j])
 
@@ -120,10 +125,10 @@ def _step(kind, a, s, xp, src, dst, c_in, c_out, rt, ex, lens, y, loop, zr, acc,
             _, valid = where_(b)
             if kind == "lstm":
                 p = [ex[q * hid + j] for q in range(3)]
-                c_old = c_in[b, j]
+                c_old = c_src(b, j)
                 cn = lstm_c(M, a, acts, pre, c_old, p)
-                T.buffer_store(c_out, cn if valid is None else tirx.Select(valid, cn, c_old), [b, j])
-                store_state(b, j, lstm_h(M, a, acts, pre, c_out[b, j], p), valid)
+                T.buffer_store(c_dst[0], cn if valid is None else tirx.Select(valid, cn, c_old), c_dst[1](b, j))
+                store_state(b, j, lstm_h(M, a, acts, pre, cn, p), valid)
             elif kind == "rnn":
                 store_state(b, j, rnn_update(M, a, acts, pre[0]), valid)
             else:

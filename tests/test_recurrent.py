@@ -1,0 +1,187 @@
+"""LSTM/GRU/RNN: ONNX conformance cases, random models vs onnxruntime, masked steps, the loop
+kernel above UNROLL_MAX, and a Keras LSTM via tf2onnx (interpreter and compiled)."""
+import importlib.util
+import os
+import warnings
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from edgec import runtime, targets
+from edgec.compiler.build import compile_graph
+from edgec.compiler.interp import interpret
+from edgec.compiler.passes import run_passes, unroll_recurrent
+from edgec.errors import EdgecError
+from edgec.frontends.onnx import from_onnx
+
+HERE = os.path.dirname(__file__)
+_spec = importlib.util.spec_from_file_location("make_recurrent_models",
+                                               os.path.join(HERE, "..", "examples", "make_recurrent_models.py"))
+mk = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(mk)
+RTOL, ATOL = 1e-4, 1e-5
+
+
+def _cases():
+    from onnx.backend.test.case.node import collect_testcases
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return [c for c in collect_testcases(None)
+                if c.name.startswith(("test_lstm", "test_gru", "test_simple_rnn", "test_rnn_seq"))]
+
+
+CASES = _cases()
+
+
+def _compiled(graph, tmp_path, feed):
+    out = str(tmp_path / "m.edgec")
+    compile_graph(graph, targets.get("host"), out, progress=False)
+    return runtime.load(out).run(feed)
+
+
+def _check(got, expected):
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, rtol=RTOL, atol=ATOL)
+
+
+def test_all_18_conformance_cases_collected():
+    assert len(CASES) == 18
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_onnx_conformance(case, tmp_path):
+    g = from_onnx(case.model)
+    inputs, expected = case.data_sets[0]
+    feed = {vi.name: a for vi, a in zip(case.model.graph.input, inputs)}
+    _check([interpret(g, feed)[o] for o in g.outputs], expected)
+    _check([interpret(run_passes(g), feed)[o] for o in g.outputs], expected)
+    _check(_compiled(g, tmp_path, feed), expected)
+
+
+def _ort(model, feed):
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)
+
+
+def _x(kw, seed=1):
+    return np.random.default_rng(seed).standard_normal((kw["seq"], kw.get("batch", 1), kw["inp"])).astype(np.float32)
+
+
+BIG = [  # realistic sizes, compiled: kept few so the suite stays fast
+    dict(op="LSTM", seq=32, batch=4, inp=64, hidden=128, layers=2, direction="bidirectional"),
+    dict(op="LSTM", seq=100, batch=1, inp=64, hidden=512),  # > UNROLL_MAX: loop kernel
+    dict(op="GRU", seq=40, batch=4, inp=32, hidden=256, linear_before_reset=1),
+    dict(op="GRU", seq=80, batch=1, inp=32, hidden=128, direction="bidirectional"),
+]
+
+
+@pytest.mark.parametrize("kw", BIG, ids=lambda k: "-".join(f"{v}" for v in k.values()))
+def test_random_models_match_onnxruntime(kw, tmp_path):
+    model = mk.recurrent_model(**kw)
+    feed = {"X": _x(kw)}
+    _check(_compiled(from_onnx(model), tmp_path, feed), _ort(model, feed))
+
+
+ATTR_MODELS = [  # small, numpy interpreter and compiled
+    dict(op="LSTM", clip=0.5, input_forget=1, activations=["HardSigmoid", "Elu", "Softsign"] * 2,
+         activation_alpha=[0.3, 0.7, 0.25, 0.9], activation_beta=[0.4, 0.45], direction="bidirectional"),
+    dict(op="GRU", activations=["Sigmoid", "Softplus"], clip=2.0),
+    dict(op="GRU", direction="reverse", linear_before_reset=1, activations=["HardSigmoid", "LeakyRelu"],
+         activation_alpha=[0.15, 0.05], activation_beta=[0.55]),
+    dict(op="RNN", activations=["Relu"]),
+    dict(op="RNN", activations=["ThresholdedRelu"], activation_alpha=[0.1]),
+]
+
+
+@pytest.mark.parametrize("kw", ATTR_MODELS, ids=lambda k: f"{k['op']}-{'-'.join(k.get('activations', []))}")
+def test_attributes_match_onnxruntime(kw, tmp_path):
+    kw = dict(seq=6, batch=3, inp=5, hidden=16, scale=1.0, **kw)
+    model = mk.recurrent_model(**kw)
+    feed = {"X": _x(kw)}
+    expected = _ort(model, feed)
+    g = from_onnx(model)
+    _check([interpret(g, feed)[o] for o in g.outputs], expected)
+    _check(_compiled(g, tmp_path, feed), expected)
+
+
+def _masked_model(op, direction, seq, batch, hidden=16, inp=5, peephole=False):
+    rng = np.random.default_rng(3)
+    dirs, g = (2 if direction == "bidirectional" else 1), mk.GATES[op]
+    inits = [numpy_helper.from_array(rng.uniform(-0.5, 0.5, s).astype(np.float32), n) for n, s in
+             (("W", (dirs, g * hidden, inp)), ("R", (dirs, g * hidden, hidden)), ("B", (dirs, 2 * g * hidden)),
+              ("h0", (dirs, batch, hidden)))]
+    ins = ["X", "W", "R", "B", "lens", "h0"]
+    outs = ["Y", "Y_h"]
+    if op == "LSTM":
+        inits += [numpy_helper.from_array(rng.uniform(-0.5, 0.5, s).astype(np.float32), n)
+                  for n, s in (("c0", (dirs, batch, hidden)), ("P", (dirs, 3 * hidden)))]
+        ins += ["c0", "P"] if peephole else ["c0"]
+        outs.append("Y_c")
+    node = helper.make_node(op, ins, outs, hidden_size=hidden, direction=direction)
+    graph = helper.make_graph([node], "masked", [
+        helper.make_tensor_value_info("X", TensorProto.FLOAT, [seq, batch, inp]),
+        helper.make_tensor_value_info("lens", TensorProto.INT32, [batch])],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outs], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+
+
+@pytest.mark.parametrize("op,direction", [("LSTM", "bidirectional"), ("GRU", "reverse"), ("RNN", "forward")])
+def test_sequence_lens_masks_steps_like_onnxruntime(op, direction, tmp_path, monkeypatch):
+    seq, batch = 7, 4
+    model = _masked_model(op, direction, seq, batch, peephole=True)
+    feed = {"X": _x(dict(seq=seq, batch=batch, inp=5)), "lens": np.array([7, 3, 1, 5], np.int32)}
+    expected = _ort(model, feed)
+    g = from_onnx(model)
+    _check([interpret(g, feed)[o] for o in g.outputs], expected)
+    _check(_compiled(g, tmp_path, feed), expected)
+    monkeypatch.setattr(unroll_recurrent, "UNROLL_MAX", 4)  # the loop kernel masks the same way
+    _check(_compiled(g, tmp_path, feed), expected)
+
+
+def test_long_sequences_get_one_loop_kernel():
+    g = run_passes(from_onnx(mk.recurrent_model(op="LSTM", seq=unroll_recurrent.UNROLL_MAX + 1, inp=8, hidden=16,
+                                                direction="bidirectional")))
+    ops = [n.op for n in g.nodes]
+    assert ops.count("lstm_loop") == 2 and "lstm_cell" not in ops
+    g = run_passes(from_onnx(mk.recurrent_model(op="LSTM", seq=unroll_recurrent.UNROLL_MAX, inp=8, hidden=16)))
+    assert [n.op for n in g.nodes].count("lstm_cell") == unroll_recurrent.UNROLL_MAX
+
+
+def test_bad_sequence_lens_and_activation_are_clear_errors():
+    model = _masked_model("RNN", "forward", 5, 2)
+    model.graph.input.pop()
+    model.graph.initializer.append(numpy_helper.from_array(np.array([6, 2], np.int32), "lens"))
+    with pytest.raises(EdgecError, match="RNN node .*sequence_lens"):
+        from_onnx(model)
+    bad = mk.recurrent_model(op="RNN", seq=3, inp=4, hidden=4, activations=["Gelu"])
+    with pytest.raises(EdgecError, match="activation 'gelu'"):
+        from_onnx(bad)
+
+
+@pytest.mark.keras
+def test_keras_lstm_via_tf2onnx_matches_predict(tmp_path):
+    try:
+        import keras
+        import tf2onnx  # noqa: F401
+    except ImportError as e:
+        pytest.skip(f"needs TensorFlow, Keras and tf2onnx (the keras extra): {e}")
+    import subprocess
+    import sys
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((20, 8)), keras.layers.LSTM(32, return_sequences=True),
+                              keras.layers.LSTM(16)])
+    x = np.random.default_rng(0).standard_normal((2, 20, 8)).astype(np.float32)
+    expected = model.predict(x, verbose=0)
+    model.export(str(tmp_path / "sm"), format="tf_saved_model", verbose=False)
+    path = tmp_path / "m.onnx"
+    subprocess.run([sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(tmp_path / "sm"), "--opset", "17",
+                    "--output", str(path)], check=True, capture_output=True)
+    onnx_model = onnx.load(str(path))
+    assert sum(n.op_type == "LSTM" for n in onnx_model.graph.node) == 2
+    name = onnx_model.graph.input[0].name
+    g = from_onnx(onnx_model, input_shapes={name: x.shape})
+    np.testing.assert_allclose(interpret(g, {name: x})[g.outputs[0]], expected, rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(_compiled(g, tmp_path, {name: x})[0], expected, rtol=RTOL, atol=ATOL)
