@@ -87,3 +87,15 @@ def test_conv2d_avx2_preset(tmp_path, rng):
 def test_width_tile_wastes_little():
     assert width_tile(56, 14) == 14 and width_tile(7, 14) == 7 and width_tile(28, 14) == 14
     assert width_tile(55, 14) == 11  # 5 x 11 = 55: no partial tile
+
+
+@pytest.mark.parametrize("m,k,n,bias", [(1, 300, 1000, True), (3, 64, 37, False), (2, 17, 130, True)])
+def test_dense(tmp_path, rng, m, k, n, bias):
+    g = Graph("dense")
+    x = g.add_input("x", (m, k))
+    w = g.add_const((rng.standard_normal((n, k)) / np.sqrt(k)).astype("float32"))
+    ins = [x, w] + ([g.add_const(rng.standard_normal(n).astype("float32"))] if bias else [])
+    y, = g.add_node("dense", ins)
+    r, = g.add_node("relu", [y])
+    g.outputs = [r]
+    _check(tmp_path, g, want_ops=["dense_packed", "relu"])

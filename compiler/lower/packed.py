@@ -3,7 +3,8 @@
 Block `conv2d_packed` computes (N, blocks, OH, OW, block) with the packed weight's lanes
 innermost (a vector of output channels per input pixel: broadcast FMAs); block `conv2d_unpack`
 writes it back to NCHW with the bias added. The schedule (targets/schedules/conv2d.py) keys on
-these two block names.
+these two block names. `dense_packed` is the same with (M, N) output: block `dense_packed` computes
+(M, blocks, block), block `dense_unpack` writes (M, N) with the bias.
 """
 from tvm import te
 
@@ -38,3 +39,18 @@ def conv2d_packed(a, x, wp, b=None):
         return v + b[f] if b is not None else v
 
     return te.compute((n, o, oh, ow), unpack, name="conv2d_unpack")
+
+
+@lowering("dense_packed")
+def dense_packed(a, x, wp, b=None):
+    m = int(x.shape[0])
+    nb, kk, block = (int(v) for v in wp.shape)
+    k = te.reduce_axis((0, kk), "k")
+    acc = te.compute((m, nb, block), lambda i, jb, ji: te.sum(x[i, k] * wp[jb, k, ji], axis=k),
+                     name="dense_packed")
+
+    def unpack(i, j):
+        v = acc[i, j // block, j % block]
+        return v + (b[j] if len(b.shape) == 1 else b[0, j]) if b is not None else v
+
+    return te.compute((m, a["out_features"]), unpack, name="dense_unpack")

@@ -1,14 +1,17 @@
-"""conv2d with a weight pre-packed at compile time for a blocked-output-channel schedule.
+"""conv2d and dense with weights pre-packed at compile time for blocked-output-channel schedules.
 
 `conv2d_packed(x, wp[, b])` equals `conv2d(x, unpack(wp)[, b])`. The packed weight has shape
 (groups * nb, C/groups, KH, KW, block): output channel o of group g lives in block
 g * nb + (o % og) // block, lane (o % og) % block, where og = O/groups and nb = ceil(og/block);
 lanes past og are zero. Attrs are conv2d's plus `out_channels` and `block`.
+`dense_packed(x, wp[, b])` equals `dense(x, w[, b])` with the (N, K) weight packed into
+(ceil(N/block), K, block); attrs `out_features` and `block`.
 """
 import numpy as np
 
 from . import ShapeError, defop
-from .nn import _conv_flops, _conv_infer, conv2d
+from .nn import _conv_flops, _conv_infer, conv2d, dense
+from .nn import _dense_infer as _dense_infer_plain
 
 
 def pack_weight(w, groups, block):
@@ -53,3 +56,32 @@ def _flops(a, ins, outs):
 @defop("conv2d_packed", "conv2d", _infer, _flops)
 def conv2d_packed(attrs, x, wp, b=None):
     return conv2d(attrs, x, unpack_weight(wp, attrs["out_channels"], attrs.get("groups", 1)), b)
+
+
+# ---- dense ----------------------------------------------------------------------------------
+def pack_dense_weight(w, block):
+    """(N, K) weight -> (ceil(N/block), K, block), zero-padded to whole blocks."""
+    n, k = w.shape
+    nb = -(-n // block)
+    wp = np.zeros((nb * block, k), w.dtype)
+    wp[:n] = w
+    return np.ascontiguousarray(wp.reshape(nb, block, k).transpose(0, 2, 1))
+
+
+def _dense_unpacked(a, w):
+    nb, k, block = w.shape
+    n = a["out_features"]
+    if block != a["block"] or nb != -(-n // block):
+        raise ShapeError(f"packed weight {list(w.shape)} does not fit out_features={n}, block={a['block']}")
+    return _V((n, k), w.dtype)
+
+
+def _dense_infer(a, x, w, b=None):
+    return _dense_infer_plain(a, x, _dense_unpacked(a, w), b)
+
+
+@defop("dense_packed", "dense", _dense_infer,
+       lambda a, i, o: 2 * int(np.prod(o[0].shape)) * i[0].shape[1])
+def dense_packed(attrs, x, wp, b=None):
+    w = wp.transpose(0, 2, 1).reshape(-1, wp.shape[1])[:attrs["out_features"]]
+    return dense(attrs, x, w, b)

@@ -53,7 +53,7 @@ def schedule(func, kernel, preset):
     for pad in pads:
         loops = sch.get_loops(pad)
         sch.parallel(sch.fuse(*loops[:2]))
-    _schedule_rest(sch, preset, [conv, unpack, acc, *pads])
+    _schedule_rest(sch, preset, ["conv2d_packed", "conv2d_unpack", *[sch.get(p).name_hint for p in pads]])
     return sch.mod["main"]
 
 
@@ -69,12 +69,12 @@ def _inline_epilogue(sch, unpack):
             return
 
 
-def _schedule_rest(sch, preset, done):
-    """Blocks after the epilogue (a fused pool and its padding): the generic treatment."""
-    names = {sch.get(b).name_hint for b in done}
+def _schedule_rest(sch, preset, names):
+    """Blocks after the epilogue (a fused pool and its padding): the generic treatment. NAMES:
+    prefixes of the blocks already scheduled."""
     lanes = max(preset.vector_bits // 32, 4)
     for b in sch.get_child_blocks(sch.get_sblock("root")):
-        if sch.get(b).name_hint in names:
+        if any(sch.get(b).name_hint.startswith(n) for n in names):  # incl. the _init of a reduction
             continue
         if not generic._is_reduction(sch, b):
             try:
@@ -83,3 +83,28 @@ def _schedule_rest(sch, preset, done):
             except Exception:  # noqa: BLE001
                 pass
         generic._schedule_block(sch, b, lanes)
+
+
+@rule("dense")
+def schedule_dense(func, kernel, preset):
+    """dense with a packed weight: per block of output features (parallel), the reduction runs
+    over K with the block's accumulator vectors in registers, then the write-back adds the bias
+    and the fused epilogue."""
+    sch = Schedule(tvm.IRModule({"main": func}))
+    try:
+        acc = sch.get_sblock("dense_packed")
+    except Exception:  # noqa: BLE001 - no packed weight (e.g. both operands computed)
+        return generic.schedule(func, kernel, preset)
+    unpack = sch.get_sblock("dense_unpack")
+    _inline_epilogue(sch, unpack)
+    i, jb, ji, k = sch.get_loops(acc)
+    sch.reorder(jb, i, k, ji)
+    local = sch.cache_write(acc, 0, "local")
+    sch.reverse_compute_at(local, i)
+    sch.vectorize(sch.get_loops(local)[-1])
+    sch.parallel(jb)
+    sch.vectorize(ji)
+    sch.decompose_reduction(acc, k)
+    generic._schedule_block(sch, unpack, max(preset.vector_bits // 32, 4))
+    _schedule_rest(sch, preset, ["dense_packed", "dense_unpack"])
+    return sch.mod["main"]
