@@ -151,20 +151,26 @@ def run_inspect(a):
     print(graph)
     if not a.passes:
         return 0
-    rows = [("import", len(graph.nodes), len(lower.partition(graph)))]
+    rows = [("import", len(graph.nodes), len(lower.partition(graph)), "")]
 
     def on_pass(p, before, after):
         print(f"\n# ---- after {p.name}: {p.doc}")
         print(after)
-        rows.append((p.name, len(after.nodes), len(lower.partition(after))))
+        rows.append((p.name, len(after.nodes), len(lower.partition(after)), _op_changes(before, after)))
     run_passes(graph, disable=a.disable_pass, on_pass=on_pass)
     from rich.table import Table
     t = Table(title="pass summary")
-    for c in ["after", "nodes", "kernels"]:
+    for c in ["after", "nodes", "kernels", "ops removed / added"]:
         t.add_column(c)
     for r in rows:
         t.add_row(*map(str, r))
     _console().print(t)
+
+
+def _op_changes(before, after):
+    from collections import Counter
+    b, a = Counter(n.op for n in before.nodes), Counter(n.op for n in after.nodes)
+    return ", ".join(f"{op} {a[op] - b[op]:+d}" for op in sorted(set(a) | set(b)) if a[op] != b[op])
 
 
 # ---- bench ------------------------------------------------------------------------------------
