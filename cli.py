@@ -137,6 +137,8 @@ def setup_inspect(p):
     p.add_argument("--passes", action="store_true", help="print the IR after each pass")
     p.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,..")
     p.add_argument("--disable-pass", action="append", default=[], metavar="NAME")
+    p.add_argument("--check-passes", action="store_true",
+                   help="run the numpy interpreter before and after each pass and fail on a difference")
 
 
 def run_inspect(a):
@@ -157,7 +159,7 @@ def run_inspect(a):
         print(f"\n# ---- after {p.name}: {p.doc}")
         print(after)
         rows.append((p.name, len(after.nodes), len(lower.partition(after)), _op_changes(before, after)))
-    run_passes(graph, disable=a.disable_pass, on_pass=on_pass)
+    run_passes(graph, disable=a.disable_pass, on_pass=on_pass, check=a.check_passes)
     from rich.table import Table
     t = Table(title="pass summary")
     for c in ["after", "nodes", "kernels", "ops removed / added"]:
