@@ -4,9 +4,9 @@ The light models carry their weights as ConstantOfShape nodes (one constant valu
 hides layout and indexing bugs. `randomize_weights` turns every float initializer and every
 ConstantOfShape-made weight into seeded random values of the same shape, scaled so activations stay
 sane: fan-in std (1/sqrt(fan_in); He-style 2/fan_in blew up through max pools) for Conv/Gemm weights,
-positive variance and near-1 scales for BatchNormalization (small scales where the norm ends a
-residual branch feeding a Sum, so residual sums do not grow)
-(and for the Mul of an unfolded batch norm), small biases and shifts.
+positive variance and near-1 scales for BatchNormalization and for the Mul of an unfolded batch norm
+(small scales where the norm ends a residual branch feeding a Sum, so residual sums do not grow),
+small biases and shifts.
 """
 from pathlib import Path
 
