@@ -248,3 +248,15 @@ def test_check_numerics_catches_a_wrong_rewrite():
     bad.constants[bad.nodes[0].inputs[2]] = bad.constants[bad.nodes[0].inputs[2]] + 1
     with pytest.raises(EdgecError, match="pass broken changed output"):
         check_numerics("broken", g, bad)
+
+
+def test_matmul_bias_activation_is_one_dense_kernel():
+    g = Graph("t")
+    x = g.add_input("x", (2, 3, 5))
+    (m,) = g.add_node("matmul", [x, g.add_const(w(5, 4))])
+    (b,) = g.add_node("add", [m, g.add_const(w(4))])
+    (r,) = g.add_node("clip", [b], {"min": 0.0, "max": 6.0})
+    g.outputs = [r]
+    after = apply(g, fuse)
+    assert kernels(after) == [("matmul_add_clip_0", ["matmul", "add", "clip"], [r])]
+    assert lower.partition(after)[0].kind == "dense"
