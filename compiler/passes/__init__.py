@@ -65,7 +65,9 @@ def check_numerics(name, before, after, seed=0, rtol=1e-4, atol=1e-5):
     """Raise EdgecError if BEFORE and AFTER differ on seeded random inputs (numpy interpreter)."""
     from ..interp import interpret
     rng = np.random.default_rng(seed)
-    feed = {v.name: rng.standard_normal(v.shape).astype(v.dtype) for v in before.inputs}
+    # integer/bool inputs (indices, masks) get zeros: always in range
+    feed = {v.name: (rng.standard_normal(v.shape) if v.dtype.startswith("float") else np.zeros(v.shape)
+                     ).astype(v.dtype) for v in before.inputs}
     want, got = interpret(before, feed), interpret(after, feed)
     for out in before.outputs:
         if not np.allclose(got[out], want[out], rtol=rtol, atol=atol):
