@@ -27,7 +27,8 @@ def build(keras):
         keras.Input((8, 8, 1), name="image"),
         L.Conv2D(16, 3, padding="same", use_bias=False), L.BatchNormalization(), L.ReLU(),
         L.Conv2D(32, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
-        L.Dropout(0.2), L.Flatten(), L.Dense(32, activation="relu"), L.Dense(10, activation="softmax"),
+        L.Dropout(0.2), L.Flatten(), L.Dense(32, activation="relu"),
+        L.Dense(10, activation="softmax", name="probs"),
     ], name="digits_cnn")
 
 

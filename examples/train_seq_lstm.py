@@ -24,7 +24,7 @@ def make_data(n, seed):
 def build(keras):
     L = keras.layers
     return keras.Sequential([keras.Input((STEPS, 1), name="sequence"), L.LSTM(16),
-                             L.Dense(2, activation="softmax")], name="seq_lstm")
+                             L.Dense(2, activation="softmax", name="probs")], name="seq_lstm")
 
 
 def main():

@@ -1,0 +1,57 @@
+"""`edgec verify` on a Keras model: Keras predict by default, onnxruntime with --reference."""
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+
+pytestmark = pytest.mark.keras
+
+
+@pytest.fixture(scope="module")
+def dense_model(tmp_path_factory):
+    keras = pytest.importorskip("keras", reason="Keras/TensorFlow not installed (the keras extra)")
+    from edgec import api
+    d = tmp_path_factory.mktemp("verify")
+    model = keras.Sequential([keras.Input((4,), name="x"), keras.layers.Dense(3, activation="tanh")], name="tiny")
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.standard_normal((4, 3)).astype("float32"), rng.standard_normal(3).astype("float32")])
+    path = d / "tiny.keras"
+    model.save(path)
+    art = api.compile(path, output=d / "tiny.edgec", progress=False)
+    return d, path, art, model.get_weights()
+
+
+def _onnx_export(path, kernel, bias):
+    """The same model written as ONNX by hand, with a renamed input (as exporters do)."""
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["serving_x", "k"], ["mm"]), helper.make_node("Add", ["mm", "b"], ["pre"]),
+         helper.make_node("Tanh", ["pre"], ["y"])], "tiny",
+        [helper.make_tensor_value_info("serving_x", onnx.TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3])],
+        [numpy_helper.from_array(kernel, "k"), numpy_helper.from_array(bias, "b")])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def test_verify_uses_keras_predict(dense_model):
+    from edgec import api
+    _, path, art, _ = dense_model
+    res = api.verify(path, art)
+    assert res.passed and res.reference.startswith("Keras ") and "predict" in res.reference
+
+
+def test_verify_against_onnx_export(dense_model):
+    from edgec import api
+    d, path, art, (kernel, bias) = dense_model
+    _onnx_export(d / "good.onnx", kernel, bias)
+    res = api.verify(path, art, reference=d / "good.onnx")
+    assert res.passed and res.reference.startswith("onnxruntime") and "good.onnx" in res.reference
+    _onnx_export(d / "bad.onnx", kernel, bias + 0.5)  # another model: verify must fail
+    assert not api.verify(path, art, reference=d / "bad.onnx").passed
+
+
+def test_reference_must_be_onnx(dense_model):
+    from edgec import api
+    from edgec.errors import EdgecError
+    _, path, art, _ = dense_model
+    with pytest.raises(EdgecError, match="must be an ONNX export"):
+        api.verify(path, art, reference=path)
