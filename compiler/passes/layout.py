@@ -1,5 +1,7 @@
-"""layout: the point where a target chooses the data layout of each conv2d kernel. Today every
-kernel stays NCHW (the layout of the IR and of every lowering), so this pass rewrites nothing.
+"""layout: the point where a target chooses the data layout of each conv2d kernel. Activations
+stay NCHW today (the layout of the IR and of every lowering); with a CPU preset, constant conv2d
+and dense weights are pre-packed for the target's schedules (conv2d -> conv2d_packed,
+dense -> dense_packed, see targets/schedules/pack.py), which changes no activation layout.
 
 The seam: `choose_layout(nodes, preset)` gets a conv2d kernel's nodes (its fused group) and the
 target preset and returns a layout name. A target that wants NCHW[x]c (x86) or NHWC (ARM) makes
