@@ -27,7 +27,9 @@ class Pass:
 
 
 def _p(module):
-    return Pass(module.NAME, module.run, (module.__doc__ or "").strip().splitlines()[0])
+    """A Pass whose doc is the first sentence of the module's docstring."""
+    first = " ".join((module.__doc__ or "").strip().split("\n\n")[0].split())
+    return Pass(module.NAME, module.run, first.split(". ")[0].rstrip("."))
 
 
 # recurrent nodes unroll first (folding then folds their weight slices and transposes); identity
