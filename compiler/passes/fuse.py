@@ -1,5 +1,5 @@
 """fuse: group each anchor op with the elementwise epilogue (and pool) that follows it; every group
-becomes one kernel (`Node.kernel` = `<ops>_<kernel index>`, anchor first, e.g. `conv2d_relu_maxpool_3`).
+becomes one kernel (`Node.kernel` = `<ops>_<kernel index>`, anchor first, like `conv2d_relu_maxpool_3`).
 
     y = conv2d(x, W, b); r = relu(y); p = max_pool2d(r)    ->  one kernel conv2d_relu_maxpool_K
     y = conv2d(x, ...); s = add(y, shortcut); r = relu(s)  ->  one kernel conv2d_add_relu_K
