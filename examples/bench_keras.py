@@ -43,7 +43,8 @@ def main(argv=None):
     import onnxruntime as ort
     from edgec import api
     from edgec.runtime import load
-    print("| model | edgec ms | Keras predict ms | Keras call ms | ORT (tf2onnx) ms | max abs diff vs Keras (edgec / ORT) |")
+    print("| model | edgec ms | Keras predict ms | Keras call ms | ORT (tf2onnx) ms "
+          "| max abs diff vs Keras (edgec / ORT) |")
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for model_file, data, name in EXAMPLES:

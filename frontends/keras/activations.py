@@ -67,5 +67,10 @@ def apply(ctx, x, spec):
                           f"(supported: linear, {', '.join(sorted(set(UNARY) | set(COMPOSED)))})")
 
 
+def is_elementwise(spec):
+    """Whether the activation treats every element alone (so it commutes with a transpose)."""
+    return name_of(spec) not in ("softmax", "log_softmax")
+
+
 def supported():
     return sorted({"linear"} | set(UNARY) | set(COMPOSED))

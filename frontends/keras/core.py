@@ -5,6 +5,13 @@ from . import activations
 from .registry import converter
 
 
+def elementwise(ctx, x, fn):
+    """FN (elementwise) on X; on the NCHW value behind X when X is a conv's NHWC output, so the
+    transposes around consecutive convolutions cancel."""
+    src = ctx.nchw_source(x)
+    return fn(x) if src is None else ctx.transpose(fn(src), (0, 2, 3, 1))
+
+
 @converter("Dense")
 def dense(ctx, inputs):
     x = inputs[0]
@@ -20,35 +27,41 @@ def dense(ctx, inputs):
 
 @converter("Activation")
 def activation(ctx, inputs):
-    return [activations.apply(ctx, inputs[0], ctx.opt("activation"))]
+    spec = ctx.opt("activation")
+    if not activations.is_elementwise(spec):
+        return [activations.apply(ctx, inputs[0], spec)]
+    return [elementwise(ctx, inputs[0], lambda x: activations.apply(ctx, x, spec))]
 
 
 @converter("ReLU")
 def relu(ctx, inputs):
     """Keras: f(x) = x if x > threshold (clipped to max_value) else 0, minus
     negative_slope * relu(threshold - x)."""
-    x = inputs[0]
+    return [elementwise(ctx, inputs[0], lambda x: _relu(ctx, x))]
+
+
+def _relu(ctx, x):
     slope, top, thr = float(ctx.opt("negative_slope", 0.0)), ctx.opt("max_value"), float(ctx.opt("threshold", 0.0))
     if slope != 0 and top is None and thr == 0:
-        return [ctx.add("leaky_relu", [x], {"alpha": slope})]
+        return ctx.add("leaky_relu", [x], {"alpha": slope})
     y = ctx.add("thresholded_relu", [x], {"alpha": thr}) if thr != 0 else ctx.add("relu", [x])
     if top is not None:
         y = ctx.add("clip", [y], {"min": 0.0, "max": float(top)})
     if slope != 0:
         below = ctx.add("relu", [ctx.add("sub", [ctx.const(np.float32(thr)), x])])
         y = ctx.add("sub", [y, ctx.add("mul", [below, ctx.const(np.float32(slope))])])
-    return [y]
+    return y
 
 
 @converter("LeakyReLU")
 def leaky_relu(ctx, inputs):
     slope = ctx.opt("negative_slope", ctx.opt("alpha", 0.3))
-    return [ctx.add("leaky_relu", [inputs[0]], {"alpha": float(slope)})]
+    return [elementwise(ctx, inputs[0], lambda x: ctx.add("leaky_relu", [x], {"alpha": float(slope)}))]
 
 
 @converter("ELU")
 def elu(ctx, inputs):
-    return [ctx.add("elu", [inputs[0]], {"alpha": float(ctx.opt("alpha", 1.0))})]
+    return [elementwise(ctx, inputs[0], lambda x: ctx.add("elu", [x], {"alpha": float(ctx.opt("alpha", 1.0))}))]
 
 
 @converter("Softmax")
@@ -89,10 +102,12 @@ def batch_norm(ctx, inputs):
     inv = 1.0 / np.sqrt(var.astype(np.float64) + float(ctx.opt("epsilon", 1e-3)))
     scale = inv * (gamma if gamma is not None else 1.0)
     shift = (beta if beta is not None else 0.0) - mean * scale
-    bshape = [1] * len(shape)
-    bshape[axis] = c
-    y = ctx.add("mul", [x, ctx.const(scale.reshape(bshape))])
-    return [ctx.add("add", [y, ctx.const(shift.reshape(bshape))])]
+    def affine(v):
+        bshape = [1] * len(shape)
+        bshape[1 if v != x else axis] = c
+        y = ctx.add("mul", [v, ctx.const(scale.reshape(bshape))])
+        return ctx.add("add", [y, ctx.const(shift.reshape(bshape))])
+    return [elementwise(ctx, x, affine) if axis == 3 else affine(x)]
 
 
 @converter("Embedding")

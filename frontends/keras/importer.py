@@ -72,10 +72,23 @@ class Context:
     def add(self, op, inputs, attrs=None, n_outputs=None):
         outs = self.graph.add_node(op, inputs, attrs, name=self.graph.fresh(f"{self.name}_{op}"),
                                    source=[self.name], n_outputs=n_outputs)
+        for o in outs:
+            self.imp.producer[o] = self.graph.nodes[-1]
         return outs if n_outputs else outs[0]
 
     def transpose(self, x, perm):
+        """transpose(X, PERM); undoes a transpose that produced X instead of stacking another."""
+        src = self.imp.producer.get(x)
+        if src is not None and src.op == "transpose" and [src.attrs["perm"][p] for p in perm] == sorted(perm):
+            return src.inputs[0]
         return self.add("transpose", [x], {"perm": list(perm)})
+
+    def nchw_source(self, x):
+        """V when X = transpose(V, NCHW -> NHWC), so elementwise layers can run on V; else None."""
+        src = self.imp.producer.get(x)
+        if src is not None and src.op == "transpose" and list(src.attrs["perm"]) == [0, 2, 3, 1]:
+            return src.inputs[0]
+        return None
 
     def reshape(self, x, shape):
         return x if tuple(self.shape(x)) == tuple(shape) else self.add("reshape", [x], {"shape": list(shape)})
@@ -91,6 +104,7 @@ class Importer:
         self.graph = Graph(self.model_name)
         self.input_shapes = dict(input_shapes or {})
         self.tensors = {}  # (layer name, node index, tensor index) -> IR value
+        self.producer = {}  # IR value -> the node that made it
 
     def run(self):
         if self.cls == "Sequential":
