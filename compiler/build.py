@@ -22,7 +22,8 @@ def to_relax(graph, kernels):
     env = {}
     args = []
     functions = []
-    params = [c for c in graph.constants if _used(graph, c)]
+    used = [c for c in graph.constants if _used(graph, c)]
+    params = [c for c in used if graph.constants[c].size]  # TVM's param files hold no empty tensors
     for name in [v.name for v in graph.inputs] + params:
         v = graph.values[name]
         var = relax.Var(name, relax.TensorType(list(v.shape), v.dtype))
@@ -30,6 +31,10 @@ def to_relax(graph, kernels):
         args.append(var)
     with bb.function("main", args):
         with bb.dataflow():
+            for c in used:
+                if not graph.constants[c].size:
+                    v = graph.values[c]
+                    env[c] = bb.emit(relax.op.zeros(relax.ShapeExpr(list(v.shape)), v.dtype))
             for k in kernels:
                 call = bb.emit_te(lower.te_kernel(graph, k), *[env[i] for i in k.inputs],
                                   primfunc_name_hint=k.name)
@@ -49,15 +54,20 @@ def _used(graph, name):
     return name in graph.outputs or any(name in n.inputs for n in graph.nodes)
 
 
-def apply_schedules(mod, kernels, preset, progress=None):
+def apply_schedules(mod, kernels, preset, progress=None, tuned=None):
+    """Schedule every kernel PrimFunc of MOD for PRESET (TUNED: a targets.tune.Tuned database whose
+    schedule wins where it beat the hand schedule)."""
     import tvm
     from ..targets import schedules
     by_name = {k["name"]: k for k in kernels}
     updates = {}
     for gv, func in mod.functions_items():
         if isinstance(func, tvm.tirx.PrimFunc) and gv.name_hint in by_name:
-            updates[gv] = schedules.schedule(func.with_attr("global_symbol", gv.name_hint),
-                                             by_name[gv.name_hint], preset)
+            func = func.with_attr("global_symbol", gv.name_hint)
+            scheduled = tuned.schedule(func) if tuned else None
+            if scheduled is None:
+                scheduled = schedules.schedule(func, by_name[gv.name_hint], preset)
+            updates[gv] = scheduled
             if progress:
                 progress()
     for gv, func in updates.items():
@@ -65,7 +75,7 @@ def apply_schedules(mod, kernels, preset, progress=None):
     return mod
 
 
-def compile_graph(graph, preset, output, *, disable_passes=(), model_info=None, progress=True):
+def compile_graph(graph, preset, output, *, disable_passes=(), model_info=None, progress=True, tune_db=None):
     """Compile GRAPH for PRESET into artifact OUTPUT; return the manifest."""
     import tvm
     from .. import __version__
@@ -80,7 +90,11 @@ def compile_graph(graph, preset, output, *, disable_passes=(), model_info=None, 
     target = preset.tvm_target()
     with _progress(progress, f"compiling {graph.name} for {preset.name}", len(kernels) + 1) as step:
         with target:
-            mod = apply_schedules(mod, described, preset, step)
+            tuned = None
+            if tune_db:
+                from ..targets.tune import Tuned
+                tuned = Tuned(tune_db, target)
+            mod = apply_schedules(mod, described, preset, step, tuned)
         try:
             ex = tvm.compile(mod, target=target)
         except Exception as e:  # noqa: BLE001 - TVM raises many types; surface one line
@@ -92,7 +106,7 @@ def compile_graph(graph, preset, output, *, disable_passes=(), model_info=None, 
         export.export_library(ex, lib, preset)
         pfile = os.path.join(tmp, "params.bin")
         tvm.runtime.save_param_dict_to_file(
-            {p: tvm.runtime.tensor(np.ascontiguousarray(graph.constants[p])) for p in params}, pfile)
+            {p: tvm.runtime.tensor(np.require(graph.constants[p], requirements="C")) for p in params}, pfile)
         manifest = {
             "model": dict(model_info or {}, name=graph.name),
             "versions": _versions(__version__),

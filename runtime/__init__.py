@@ -98,7 +98,7 @@ class Model:
             if x.dtype != np.dtype(spec["dtype"]):
                 raise InputError(f"model '{self.name}': input '{spec['name']}' has dtype {x.dtype}, "
                                  f"expected {spec['dtype']}")
-            out.append(tvm.runtime.tensor(np.ascontiguousarray(x), self.device))
+            out.append(tvm.runtime.tensor(np.require(x, requirements="C"), self.device))
         return out
 
     def invoke(self, args):

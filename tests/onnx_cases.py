@@ -39,7 +39,21 @@ def execute(graph, feeds, backend):
     if backend == "interp":
         from edgec.compiler.interp import interpret
         return interpret(graph, feeds)
+    if backend == "tvm":  # the whole path: passes, kernels, TVM, artifact, runtime
+        import tempfile
+
+        from edgec import targets
+        from edgec.compiler.build import compile_graph
+        from edgec.runtime import load
+        with tempfile.TemporaryDirectory() as tmp:
+            compile_graph(graph, targets.get("host"), f"{tmp}/case.edgec", progress=False)
+            model = load(f"{tmp}/case.edgec")
+            return model.run_dict({k: np.asarray(v, dtype=model_dtype(model, k)) for k, v in feeds.items()})
     raise NotImplementedError(f"backend {backend!r}")
+
+
+def model_dtype(model, name):
+    return next(i["dtype"] for i in model.inputs if i["name"] == name)
 
 
 # Inputs edgec needs at compile time (shapes, axes, pads, repeats...): the ONNX cases often feed

@@ -51,15 +51,16 @@ def expected_unsupported(name):
 CLAIMED = claimed_cases()
 
 
+@pytest.mark.parametrize("backend", ["interp", "tvm"])  # numpy reference, and the compiled artifact
 @pytest.mark.parametrize("name", CLAIMED)
-def test_onnx_node_case(name):
+def test_onnx_node_case(name, backend):
     case = all_cases()[name]
     why = expected_unsupported(name)
     if why:
         with pytest.raises(UnsupportedError):
-            run_case(case, "interp")
+            run_case(case, backend)
     else:
-        run_case(case, "interp")
+        run_case(case, backend)
 
 
 def test_expected_unsupported_patterns_are_used():

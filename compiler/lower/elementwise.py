@@ -31,7 +31,7 @@ UNARY = {
     "elu": lambda a, x, v: tirx.Select(v > _c(x, 0), v, _c(x, a.get("alpha", 1.0)) * (te.exp(v) - _c(x, 1))),
     "selu": lambda a, x, v: _c(x, a.get("gamma", 1.0507009873554805)) * tirx.Select(
         v > _c(x, 0), v, _c(x, a.get("alpha", 1.6732632423543772)) * (te.exp(v) - _c(x, 1))),
-    "softplus": lambda a, x, v: te.max(v, _c(x, 0)) + te.log(_c(x, 1) + te.exp(-te.abs(v))),
+    "softplus": lambda a, x, v: te.max(v, _c(x, 0)) + tirx.log1p(te.exp(-te.abs(v))),
     "softsign": lambda a, x, v: v / (_c(x, 1) + te.abs(v)),
     "hard_swish": lambda a, x, v: v * te.min(te.max(v / _c(x, 6) + _c(x, 0.5), _c(x, 0)), _c(x, 1)),
     "thresholded_relu": lambda a, x, v: tirx.Select(v > _c(x, a.get("alpha", 1.0)), v, _c(x, 0)),
@@ -57,15 +57,24 @@ def cast(a, x):
     return topi.cast(x, a["dtype"])
 
 
-BINARY = {"add": topi.add, "sub": topi.subtract, "mul": topi.multiply, "pow": topi.power,
+BINARY = {"add": topi.add, "sub": topi.subtract, "mul": topi.multiply,
           "maximum": topi.maximum, "minimum": topi.minimum}
 for _name, _fn in BINARY.items():
     lowering(_name)(lambda a, x, y, _fn=_fn: _fn(x, y))
 
 
+@lowering("pow")
+def pow_(a, x, y):
+    if str(x.dtype).startswith("float"):
+        return topi.power(x, topi.cast(y, x.dtype))
+    # integer powers: exact in float64 for results below 2**53, then rounded back
+    p = topi.power(topi.cast(x, "float64"), topi.cast(y, "float64"))
+    return te.compute(p.shape, lambda *i: te.round(p(*i)).astype(x.dtype), name="pow")
+
+
 @lowering("div")
 def div(a, x, y):
-    return topi.divide(x, y) if x.dtype.startswith("float") else topi.floor_divide(x, y)
+    return topi.divide(x, y) if str(x.dtype).startswith("float") else topi.floor_divide(x, y)
 
 
 @lowering("prelu")

@@ -12,6 +12,15 @@ def _pad4(x, p, value=0.0, extra=(0, 0)):
     return topi.nn.pad(x, [0, 0, p[0], p[1]], [0, 0, p[2] + extra[0], p[3] + extra[1]], pad_value=value)
 
 
+def _acc(v, dtype):
+    """Products accumulate in float32 for half-precision inputs (as onnxruntime and cuDNN do)."""
+    return v.astype("float32") if str(dtype) == "float16" else v
+
+
+def _out(y, dtype):
+    return te.compute(y.shape, lambda *i: y(*i).astype(dtype), name="cast") if str(y.dtype) != str(dtype) else y
+
+
 @lowering("conv2d")
 def conv2d(a, x, w, b=None):
     g = a.get("groups", 1)
@@ -27,9 +36,9 @@ def conv2d(a, x, w, b=None):
     def chan(f):
         return rc if g == 1 else (f // og) * ci + rc
 
-    y = te.compute((n, o, oh, ow), lambda nn, f, yy, xx: te.sum(
-        xp[nn, chan(f), yy * s[0] + ry * d[0], xx * s[1] + rx * d[1]] * w[f, rc, ry, rx], axis=[rc, ry, rx]),
-        name="conv2d")
+    y = _out(te.compute((n, o, oh, ow), lambda nn, f, yy, xx: te.sum(
+        _acc(xp[nn, chan(f), yy * s[0] + ry * d[0], xx * s[1] + rx * d[1]], x.dtype) * _acc(w[f, rc, ry, rx], x.dtype),
+        axis=[rc, ry, rx]), name="conv2d"), x.dtype)
     if b is not None:
         y = te.compute(y.shape, lambda nn, f, yy, xx: y[nn, f, yy, xx] + b[f], name="bias_add")
     return y
@@ -123,7 +132,8 @@ def lrn(a, x):
 @lowering("dense")
 def dense(a, x, w, b=None):
     k = te.reduce_axis((0, int(x.shape[1])), "k")
-    y = te.compute((x.shape[0], w.shape[0]), lambda i, j: te.sum(x[i, k] * w[j, k], axis=k), name="dense")
+    y = _out(te.compute((x.shape[0], w.shape[0]), lambda i, j: te.sum(
+        _acc(x[i, k], x.dtype) * _acc(w[j, k], x.dtype), axis=k), name="dense"), x.dtype)
     if b is not None:
         y = te.compute(y.shape, lambda i, j: y[i, j] + (b[j] if len(b.shape) == 1 else b[0, j]), name="bias_add")
     return y
@@ -148,9 +158,9 @@ def matmul(a, x, y):
         b_idx, r, c = list(i[:len(batch)]), i[len(batch)], i[len(batch) + 1]
         xi = idx(b_idx, bx) + ([k] if xv else [r, k])
         yi = idx(b_idx, by) + ([k] if yv else [k, c])
-        return te.sum(x(*xi) * y(*yi), axis=k)
+        return te.sum(_acc(x(*xi), x.dtype) * _acc(y(*yi), x.dtype), axis=k)
 
-    out = te.compute(batch + [xs2[-2], ys2[-1]], body, name="matmul")
+    out = _out(te.compute(batch + [xs2[-2], ys2[-1]], body, name="matmul"), x.dtype)
     shape = batch + ([] if xv else [xs2[-2]]) + ([] if yv else [ys2[-1]])
     return topi.reshape(out, shape) if shape != batch + [xs2[-2], ys2[-1]] else out
 

@@ -1,6 +1,6 @@
 """TE computes for data movement and reductions."""
 import numpy as np
-from tvm import te, topi
+from tvm import te, tirx, topi
 
 from ..ops.tensor import _slice_params
 from . import lowering
@@ -75,8 +75,14 @@ def _take(x, idx, ax):
 
 @lowering("split")
 def split(a, x):
-    idx = [int(v) for v in np.cumsum(a["sizes"])[:-1]]
-    return list(topi.split(x, idx, axis=a.get("axis", 0) % len(x.shape)))
+    ax = a.get("axis", 0) % len(x.shape)
+    starts = [0] + [int(v) for v in np.cumsum(a["sizes"])[:-1]]
+    return [_part(x, ax, s0, int(size)) for s0, size in zip(starts, a["sizes"])]  # parts may be empty
+
+
+def _part(x, ax, start, size):
+    shape = [size if i == ax else int(d) for i, d in enumerate(x.shape)]
+    return te.compute(shape, lambda *i: x(*[v + start if k == ax else v for k, v in enumerate(i)]), name="split")
 
 
 @lowering("expand")
@@ -95,9 +101,27 @@ def _axes(a, x):
     return sorted({ax % r for ax in a.get("axes", range(r))})
 
 
-REDUCE = {"reduce_sum": topi.sum, "reduce_max": topi.max, "reduce_min": topi.min, "reduce_prod": topi.prod}
-for _name, _fn in REDUCE.items():
-    lowering(_name)(lambda a, x, _fn=_fn: _fn(x, axis=_axes(a, x), keepdims=bool(a.get("keepdims", True))))
+# reduction, identity over an empty axis (ReduceMax/Min of nothing is refused by the frontend)
+REDUCE = {"reduce_sum": (topi.sum, 0), "reduce_max": (topi.max, None), "reduce_min": (topi.min, None),
+          "reduce_prod": (topi.prod, 1)}
+
+
+def _reduce(fn, identity):
+    def low(a, x):
+        axes, keep = _axes(a, x), bool(a.get("keepdims", True))
+        if any(int(x.shape[i]) == 0 for i in axes) and identity is not None:
+            shape = [1 if i in axes else d for i, d in enumerate(x.shape)] if keep else \
+                [d for i, d in enumerate(x.shape) if i not in axes]
+            return te.compute(shape, lambda *i: tirx.const(identity, x.dtype), name="reduce_empty")
+        if str(x.dtype) == "bool":  # any / all through int8
+            r = fn(topi.cast(x, "int8"), axis=axes, keepdims=keep)
+            return topi.cast(r, "bool")
+        return fn(x, axis=axes, keepdims=keep)
+    return low
+
+
+for _name, (_fn, _identity) in REDUCE.items():
+    lowering(_name)(_reduce(_fn, _identity))
 
 
 @lowering("reduce_mean")

@@ -57,8 +57,8 @@ def _has_root(sch):
 
 def _schedule_block(sch, block, lanes):
     loops = sch.get_loops(block)
-    if not loops:
-        return
+    if not loops or any(_loop_extent(sch, l) == 0 for l in loops):
+        return  # nothing to run (zero-size tensor): leave the empty loop nest alone
     types = _iter_types(sch, block)
     if len(types) != len(loops):
         return
