@@ -43,7 +43,8 @@ def compile(model, target="host", output=None, input_shapes=None, disable_passes
     if isinstance(model, (str, os.PathLike)):
         from .runtime.artifact import sha256_file
         info["sha256"] = sha256_file(model)
-    compile_graph(graph, preset, output, disable_passes=disable_passes, model_info=info, progress=progress)
+    compile_graph(graph, preset, output, disable_passes=disable_passes, model_info=info, progress=progress,
+                  tune_db=tune_db)
     return str(output)
 
 

@@ -194,6 +194,25 @@ def run_bench(a):
     print(json.dumps(r, indent=1) if a.json else format_result(r))
 
 
+# ---- tune -------------------------------------------------------------------------------------
+def setup_tune(p):
+    p.add_argument("model", help=".onnx, .keras or .h5 file")
+    p.add_argument("--target", default="host", help="CPU target preset (default host)")
+    p.add_argument("--trials", type=int, default=256, help="MetaSchedule trials in all, shared by FLOPs")
+    p.add_argument("--db", help="database directory (default: MODEL stem + .tunedb)")
+    p.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,..", help="fix symbolic dims")
+    p.add_argument("--cost-model", default="xgb", choices=["xgb", "random"], help="MetaSchedule cost model")
+
+
+def run_tune(a):
+    from .targets.tune import tune
+    r = tune(a.model, a.target, a.trials, a.db, _shapes(a.input_shape), a.cost_model, progress=sys.stderr.isatty())
+    for k in r["kernels"]:
+        tuned = f"{k['tuned_ms']:.3f} ms" if k["tuned_ms"] is not None else "none"
+        print(f"{k['kernel']:<40} hand {k['hand_ms']:.3f} ms  tuned {tuned} ({k['trials']} trials) -> {k['use']}")
+    print(f"database {r['db']}: use it with `edgec compile {a.model} --target {r['target']} --tune-db {r['db']}`")
+
+
 # ---- profile ----------------------------------------------------------------------------------
 def setup_profile(p):
     p.add_argument("artifact")
@@ -288,6 +307,7 @@ COMMANDS = {
     "targets": (setup_targets, run_targets, "list target presets and whether their tools are present"),
     "profile": (setup_profile, run_profile, "time every kernel of an artifact, mapped to the model's layers"),
     "bench": (setup_bench, run_bench, "time edgec against onnxruntime (same inputs, threads), GFLOP/s"),
+    "tune": (setup_tune, run_tune, "tune kernels with MetaSchedule into a database for compile --tune-db"),
     "package": (setup_package, run_package, "bundle an ARM artifact with the TVM runtime and a C++ runner"),
 }
 
