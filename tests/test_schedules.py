@@ -58,7 +58,10 @@ CASES = [  # c, o, (h, w), (kh, kw), groups, stride, dilation, pads
     (8, 16, (16, 16), (3, 3), 1, 1, 2, (2, 2, 2, 2)),  # dilation 2
     (3, 16, (23, 23), (7, 7), 1, 2, 1, (3, 2, 3, 1)),  # 7x7 stem, asymmetric pads
     (16, 48, (9, 9), (3, 3), 2, 1, 1, (1, 1, 1, 1)),  # grouped (24 per group)
-    (16, 16, (10, 12), (3, 3), 16, 1, 1, (1, 1, 1, 1)),  # depthwise: generic schedule
+    (16, 16, (10, 12), (3, 3), 16, 1, 1, (1, 1, 1, 1)),  # depthwise: row-vector schedule
+    (24, 24, (9, 70), (3, 3), 24, 1, 1, (1, 1, 1, 1)),  # depthwise, width 70: split with a tail
+    (8, 8, (28, 28), (3, 3), 8, 2, 1, (1, 1, 1, 1)),  # depthwise, stride 2
+    (8, 16, (11, 11), (3, 3), 8, 1, 1, (1, 1, 1, 1)),  # depthwise with multiplier 2
     (5, 7, (6, 5), (2, 3), 1, 1, 1, (0, 1, 0, 0)),  # tiny, not packed (7 < block / 2 on AVX-512)
 ]
 
@@ -70,6 +73,11 @@ def test_conv2d(tmp_path, rng, case):
     packed = (o // groups) * 2 >= block  # what the blocked schedule takes; the rest is generic
     _check(tmp_path, _conv_graph(rng, c, o, hw, k, groups, stride, dil, pads),
            want_ops=["conv2d_packed" if packed else "conv2d"])
+
+
+def test_depthwise_fused_relu(tmp_path, rng):
+    _check(tmp_path, _conv_graph(rng, 32, 32, (14, 14), (3, 3), 32, pads=(1, 1, 1, 1), post=("relu",)),
+           want_ops=["conv2d", "relu"])
 
 
 @pytest.mark.parametrize("post", [("relu",), ("add", "relu"), ("relu", "max_pool2d")])

@@ -28,7 +28,7 @@ def schedule(func, kernel, preset):
     try:
         conv = sch.get_sblock("conv2d_packed")
     except Exception:  # noqa: BLE001 - no packed conv in this kernel
-        return generic.schedule(func, kernel, preset)
+        return _depthwise(sch, kernel, preset) or generic.schedule(func, kernel, preset)
     unpack = sch.get_sblock("conv2d_unpack")
     _, most = conv_params(preset)
     pads = [b for b in sch.get_producers(conv)]
@@ -54,6 +54,39 @@ def schedule(func, kernel, preset):
         loops = sch.get_loops(pad)
         sch.parallel(sch.fuse(*loops[:2]))
     _schedule_rest(sch, preset, ["conv2d_packed", "conv2d_unpack", *[sch.get(p).name_hint for p in pads]])
+    return sch.mod["main"]
+
+
+def _depthwise(sch, kernel, preset):
+    """A conv2d with one input channel per output channel (depthwise): per (batch, channel), the
+    padded input stays materialized, and each output row is a vector accumulated over the taps.
+    Returns None for other convs."""
+    try:
+        conv = sch.get_sblock("conv2d")
+    except Exception:  # noqa: BLE001
+        return None
+    loops = sch.get_loops(conv)
+    if len(loops) != 7 or int(sch.get(loops[4]).extent) != 1:
+        return None
+    pads = list(sch.get_producers(conv))
+    n, f, y, x, rc, ry, rx = loops
+    sch.reorder(n, f, y, rc, ry, rx, x)
+    ow = int(sch.get(x).extent)
+    lanes = max(preset.vector_bits // 32, 4)
+    if ow > 4 * lanes and ow % lanes:
+        x, _ = sch.split(x, [None, lanes])
+    consumers = sch.get_consumers(conv)
+    if len(consumers) == 1:
+        _inline_epilogue(sch, consumers[0])
+        sch.reverse_compute_at(consumers[0], y)
+        sch.vectorize(sch.get_loops(consumers[0])[-1])
+    sch.parallel(sch.fuse(n, f))
+    sch.vectorize(sch.get_loops(conv)[-1])
+    sch.decompose_reduction(conv, rc)
+    for pad in pads:
+        sch.parallel(sch.fuse(*sch.get_loops(pad)[:2]))
+    names = ["conv2d", *[sch.get(b).name_hint for b in pads + consumers]]
+    _schedule_rest(sch, preset, names)
     return sch.mod["main"]
 
 
