@@ -18,12 +18,12 @@ import numpy as np
 from .errors import EdgecError
 
 PEAK_CACHE = Path(os.environ.get("EDGEC_CACHE", Path.home() / ".cache" / "edgec")) / "peak.json"
-PEAK_METHOD = "numpy float32 matmul 2048x2048 (BLAS), best of 5"
+PEAK_METHOD = "numpy float32 matmul 2048x2048 (BLAS), best of 10"
 _PEAK_CODE = """
 import time, numpy as np
 a = np.random.default_rng(0).standard_normal((2048, 2048), dtype=np.float32)
 a @ a
-best = min((lambda t0: (a @ a, time.perf_counter() - t0)[1])(time.perf_counter()) for _ in range(5))
+best = min((lambda t0: (a @ a, time.perf_counter() - t0)[1])(time.perf_counter()) for _ in range(10))
 print(2 * 2048 ** 3 / best / 1e9)
 """
 
