@@ -107,3 +107,24 @@ def test_dense(tmp_path, rng, m, k, n, bias):
     r, = g.add_node("relu", [y])
     g.outputs = [r]
     _check(tmp_path, g, want_ops=["dense_packed", "relu"])
+
+
+@pytest.mark.parametrize("op,attrs", [
+    ("max_pool2d", {"kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    ("max_pool2d", {"kernel": [3, 3], "strides": [2, 2], "ceil_mode": True}),
+    ("avg_pool2d", {"kernel": [3, 3], "strides": [1, 1], "pads": [1, 1, 1, 1]}),
+    ("avg_pool2d", {"kernel": [2, 2], "strides": [2, 2], "count_include_pad": True, "pads": [0, 0, 1, 1]}),
+])
+def test_pool(tmp_path, op, attrs):
+    g = Graph("pool")
+    x = g.add_input("x", (1, 5, 23, 70))
+    y, = g.add_node(op, [x], attrs)
+    g.outputs = [y]
+    _check(tmp_path, g, want_ops=[op])
+
+
+def test_conv2d_fused_pool_with_padding(tmp_path, rng):
+    g = _conv_graph(rng, 8, 16, (28, 28), (3, 3), pads=(1, 1, 1, 1), post=("relu",))
+    y, = g.add_node("max_pool2d", [g.outputs[0]], {"kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]})
+    g.outputs = [y]
+    _check(tmp_path, g, want_ops=["conv2d_packed", "relu", "max_pool2d"])

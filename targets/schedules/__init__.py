@@ -25,4 +25,4 @@ def schedule(func, kernel, preset):
     return fn(func, kernel, preset)
 
 
-from . import recurrent  # noqa: E402,F401  (registers the recurrent rule)
+from . import conv2d, pool, recurrent  # noqa: E402,F401  (registers the CPU rules)

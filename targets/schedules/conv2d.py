@@ -13,6 +13,7 @@ from tvm.s_tir import Schedule
 
 from . import generic, rule
 from .pack import conv_params
+from .pool import POOL_BLOCKS, schedule_pool_block
 
 
 def width_tile(ow, most):
@@ -103,9 +104,13 @@ def _inline_epilogue(sch, unpack):
 
 
 def _schedule_rest(sch, preset, names):
-    """Blocks after the epilogue (a fused pool and its padding): the generic treatment. NAMES:
-    prefixes of the blocks already scheduled."""
+    """Blocks after the epilogue: a fused pool (and its padding) gets the pool schedule, the rest
+    the generic treatment. NAMES: prefixes of the blocks already scheduled."""
     lanes = max(preset.vector_bits // 32, 4)
+    names = list(names)
+    for b in sch.get_child_blocks(sch.get_sblock("root")):
+        if sch.get(b).name_hint in POOL_BLOCKS:
+            names += schedule_pool_block(sch, b, preset)
     for b in sch.get_child_blocks(sch.get_sblock("root")):
         if any(sch.get(b).name_hint.startswith(n) for n in names):  # incl. the _init of a reduction
             continue

@@ -1,0 +1,74 @@
+"""Pooling on CPU: windows reduced into output rows held as vectors.
+
+For a max/sum pooling block over (n, c, i, j) with window taps (ry, rx): its padding stays a
+materialized buffer (inlined, it would put a bounds test on every tap), the (batch, channel)
+loops run in parallel, and per output row the taps are the outer loops and the row the inner,
+vectorized one. Global pools and anything else take the generic schedule.
+"""
+import tvm
+from tvm.s_tir import Schedule
+
+from . import generic, rule
+
+POOL_BLOCKS = ("max_pool2d", "pool_sum")
+
+
+def schedule_pool_block(sch, block, preset):
+    """Schedule one pooling BLOCK in SCH; returns the names of the blocks it scheduled."""
+    loops = sch.get_loops(block)
+    if len(loops) != 6:
+        return []
+    done = [sch.get(block).name_hint]
+    n, c, i, j, ry, rx = loops
+    sch.reorder(n, c, i, ry, rx, j)
+    lanes = max(preset.vector_bits // 32, 4)
+    ow = int(sch.get(j).extent)
+    if ow > 4 * lanes and ow % lanes:
+        sch.split(j, [None, lanes])
+    consumers = sch.get_consumers(block)
+    if len(consumers) == 1 and not generic._is_reduction(sch, consumers[0]):
+        try:
+            sch.reverse_compute_at(consumers[0], i)
+            sch.vectorize(sch.get_loops(consumers[0])[-1])
+            done.append(sch.get(consumers[0]).name_hint)
+        except Exception:  # noqa: BLE001 - the divisor block reads more than one row: leave it
+            pass
+    sch.parallel(sch.fuse(n, c))
+    sch.vectorize(sch.get_loops(block)[-1])
+    sch.decompose_reduction(block, ry)
+    for pad in sch.get_producers(block):
+        pl = sch.get_loops(pad)
+        if len(pl) == 4:
+            try:
+                sch.parallel(sch.fuse(*pl[:2]))
+            except Exception:  # noqa: BLE001 - not a plain padding copy: leave it serial
+                pass
+            done.append(sch.get(pad).name_hint)
+    return done
+
+
+@rule("pool")
+def schedule(func, kernel, preset):
+    sch = Schedule(tvm.IRModule({"main": func}))
+    blocks = [b for b in sch.get_child_blocks(sch.get_sblock("root")) if sch.get(b).name_hint in POOL_BLOCKS]
+    if len(blocks) != 1:
+        return generic.schedule(func, kernel, preset)
+    done = schedule_pool_block(sch, blocks[0], preset)
+    if not done:
+        return generic.schedule(func, kernel, preset)
+    _rest(sch, preset, done)
+    return sch.mod["main"]
+
+
+def _rest(sch, preset, names):
+    lanes = max(preset.vector_bits // 32, 4)
+    for b in sch.get_child_blocks(sch.get_sblock("root")):
+        if any(sch.get(b).name_hint.startswith(n) for n in names):
+            continue
+        if not generic._is_reduction(sch, b):
+            try:
+                sch.compute_inline(b)
+                continue
+            except Exception:  # noqa: BLE001
+                pass
+        generic._schedule_block(sch, b, lanes)
