@@ -10,8 +10,12 @@ import time
 
 import numpy as np
 
-import edgec
-from edgec.errors import EdgecError
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # Keras is only the verify reference here: keep it quiet
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+import edgec  # noqa: E402
+from edgec import cli  # noqa: E402
+from edgec.errors import EdgecError  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "..", "out")
@@ -21,7 +25,7 @@ def banner(text):
     print(f"\n=== {text} " + "=" * max(0, 70 - len(text)))
 
 
-def demo(model_file, test_split=None):
+def demo(model_file, test_split=None, input_shapes=None):
     path = os.path.join(HERE, model_file)
     if not os.path.exists(path):
         print(f"(skipping {model_file}: not in examples/)")
@@ -30,7 +34,7 @@ def demo(model_file, test_split=None):
     os.makedirs(OUT, exist_ok=True)
     art_path = os.path.join(OUT, os.path.splitext(model_file)[0] + ".edgec")
     t0 = time.perf_counter()
-    edgec.compile(path, target="host", output=art_path, progress=False)
+    edgec.compile(path, target="host", output=art_path, input_shapes=input_shapes, progress=False)
     print(f"compile: {time.perf_counter() - t0:.2f} s -> {os.path.relpath(art_path)}")
 
     try:
@@ -65,14 +69,14 @@ def demo(model_file, test_split=None):
             correct += int((probs.argmax(-1) == y[i:i + batch]).sum())
         print(f"held-out accuracy of the compiled model: {correct / (len(x) - len(x) % batch):.4f}")
 
-    if hasattr(model, "profile"):
-        model.profile(repeat=20).print()
+    print("per-layer profile (edgec profile):")
+    cli.main(["profile", art_path, "--repeat", "20", "--top", "8"])
     return res is None or res.passed
 
 
 def main():
     ok = True
-    ok &= demo("digits_cnn.onnx", "digits_test.npz")
+    ok &= demo("digits_cnn.onnx", "digits_test.npz", {"image": (1, 8, 8, 1)})
     ok &= demo("digits_cnn.keras", "digits_test.npz")
     print("\ndemo finished: " + ("all verifications passed" if ok else "VERIFICATION FAILED"))
     return 0 if ok else 1
