@@ -8,6 +8,7 @@ from edgec.compiler.build import compile_graph
 from edgec.compiler.interp import interpret
 from edgec.compiler.ir import Graph
 from edgec.runtime import load
+from edgec.targets import schedules
 from edgec.targets.schedules.conv2d import width_tile
 from edgec.targets.schedules.pack import conv_params
 
@@ -15,6 +16,12 @@ from edgec.targets.schedules.pack import conv_params
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(autouse=True, params=["parallel", "serial"])
+def threading(request, monkeypatch):
+    """Every schedule both ways: parallel regions forced on, and kernels too small for them."""
+    monkeypatch.setattr(schedules, "PARALLEL_MIN_WORK", 0 if request.param == "parallel" else float("inf"))
 
 
 def _check(tmp_path, g, preset="host", want_ops=None):

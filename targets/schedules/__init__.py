@@ -4,9 +4,21 @@
 (conv2d, dense, pool, elementwise, ...) and the preset, falling back to the generic CPU
 schedule. Register a specialised one with `@rule(kind, arch=...)`.
 """
+import numpy as np
+
 from . import generic
 
 RULES = {}
+
+
+PARALLEL_MIN_WORK = 10e6  # below this (FLOPs, or 16 per output element) a kernel runs on one thread
+
+
+def worth_parallel(kernel):
+    """Whether KERNEL has enough work to pay for a parallel region (a fork/join of the thread pool
+    costs tens of microseconds, far more when the cores are shared)."""
+    elems = sum(int(np.prod(s)) for s in kernel.get("output_shapes", []))
+    return max(kernel.get("flops", 0), 16 * elems) >= PARALLEL_MIN_WORK
 
 
 def rule(kind, arch="*"):

@@ -11,7 +11,7 @@ packed conv (depthwise, non-constant weights) use the generic schedule.
 import tvm
 from tvm.s_tir import Schedule
 
-from . import generic, rule
+from . import generic, rule, worth_parallel
 from .pack import conv_params
 from .pool import POOL_BLOCKS, schedule_pool_block
 
@@ -34,6 +34,7 @@ def schedule(func, kernel, preset):
     _, most = conv_params(preset)
     pads = [b for b in sch.get_producers(conv)]
     _inline_epilogue(sch, unpack)
+    par = worth_parallel(kernel)
 
     n, bi, y, x, oi, rc, ry, rx = sch.get_loops(conv)
     ow = int(sch.get(x).extent)
@@ -46,15 +47,14 @@ def schedule(func, kernel, preset):
         sch.reverse_compute_at(unpack, y)
         sch.vectorize(sch.get_loops(unpack)[-1])
     except Exception:  # noqa: BLE001 - grouped index maps: write back as a separate pass
-        generic._schedule_block(sch, unpack, max(preset.vector_bits // 32, 4))
-    sch.parallel(sch.fuse(n, bi, y))
+        generic._schedule_block(sch, unpack, max(preset.vector_bits // 32, 4), par)
+    _parallel(sch, sch.fuse(n, bi, y), par)
     sch.unroll(xi)
     sch.vectorize(oi)
     sch.decompose_reduction(conv, rc)
     for pad in pads:
-        loops = sch.get_loops(pad)
-        sch.parallel(sch.fuse(*loops[:2]))
-    _schedule_rest(sch, preset, ["conv2d_packed", "conv2d_unpack", *[sch.get(p).name_hint for p in pads]])
+        _parallel(sch, sch.fuse(*sch.get_loops(pad)[:2]), par)
+    _schedule_rest(sch, preset, ["conv2d_packed", "conv2d_unpack", *[sch.get(p).name_hint for p in pads]], par)
     return sch.mod["main"]
 
 
@@ -70,6 +70,7 @@ def _depthwise(sch, kernel, preset):
     if len(loops) != 7 or int(sch.get(loops[4]).extent) != 1:
         return None
     pads = list(sch.get_producers(conv))
+    par = worth_parallel(kernel)
     n, f, y, x, rc, ry, rx = loops
     sch.reorder(n, f, y, rc, ry, rx, x)
     ow = int(sch.get(x).extent)
@@ -81,13 +82,13 @@ def _depthwise(sch, kernel, preset):
         _inline_epilogue(sch, consumers[0])
         sch.reverse_compute_at(consumers[0], y)
         sch.vectorize(sch.get_loops(consumers[0])[-1])
-    sch.parallel(sch.fuse(n, f))
+    _parallel(sch, sch.fuse(n, f), par)
     sch.vectorize(sch.get_loops(conv)[-1])
     sch.decompose_reduction(conv, rc)
     for pad in pads:
-        sch.parallel(sch.fuse(*sch.get_loops(pad)[:2]))
+        _parallel(sch, sch.fuse(*sch.get_loops(pad)[:2]), par)
     names = ["conv2d", *[sch.get(b).name_hint for b in pads + consumers]]
-    _schedule_rest(sch, preset, names)
+    _schedule_rest(sch, preset, names, par)
     return sch.mod["main"]
 
 
@@ -103,14 +104,19 @@ def _inline_epilogue(sch, unpack):
             return
 
 
-def _schedule_rest(sch, preset, names):
+def _parallel(sch, loop, par):
+    if par:
+        sch.parallel(loop)
+
+
+def _schedule_rest(sch, preset, names, par=True):
     """Blocks after the epilogue: a fused pool (and its padding) gets the pool schedule, the rest
     the generic treatment. NAMES: prefixes of the blocks already scheduled."""
     lanes = max(preset.vector_bits // 32, 4)
     names = list(names)
     for b in sch.get_child_blocks(sch.get_sblock("root")):
         if sch.get(b).name_hint in POOL_BLOCKS:
-            names += schedule_pool_block(sch, b, preset)
+            names += schedule_pool_block(sch, b, preset, par)
     for b in sch.get_child_blocks(sch.get_sblock("root")):
         if any(sch.get(b).name_hint.startswith(n) for n in names):  # incl. the _init of a reduction
             continue
@@ -120,7 +126,7 @@ def _schedule_rest(sch, preset, names):
                 continue
             except Exception:  # noqa: BLE001
                 pass
-        generic._schedule_block(sch, b, lanes)
+        generic._schedule_block(sch, b, lanes, par)
 
 
 @rule("dense")
@@ -135,14 +141,15 @@ def schedule_dense(func, kernel, preset):
         return generic.schedule(func, kernel, preset)
     unpack = sch.get_sblock("dense_unpack")
     _inline_epilogue(sch, unpack)
+    par = worth_parallel(kernel)
     i, jb, ji, k = sch.get_loops(acc)
     sch.reorder(jb, i, k, ji)
     local = sch.cache_write(acc, 0, "local")
     sch.reverse_compute_at(local, i)
     sch.vectorize(sch.get_loops(local)[-1])
-    sch.parallel(jb)
+    _parallel(sch, jb, par)
     sch.vectorize(ji)
     sch.decompose_reduction(acc, k)
-    generic._schedule_block(sch, unpack, max(preset.vector_bits // 32, 4))
-    _schedule_rest(sch, preset, ["dense_packed", "dense_unpack"])
+    generic._schedule_block(sch, unpack, max(preset.vector_bits // 32, 4), par)
+    _schedule_rest(sch, preset, ["dense_packed", "dense_unpack"], par)
     return sch.mod["main"]

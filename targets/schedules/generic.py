@@ -42,8 +42,10 @@ def schedule(func, kernel, preset):
         except Exception:  # noqa: BLE001
             pass
     lanes = max(preset.vector_bits // 32, 4)
+    from . import worth_parallel
+    par = worth_parallel(kernel)
     for b in sch.get_child_blocks(sch.get_sblock("root")):
-        _schedule_block(sch, b, lanes)
+        _schedule_block(sch, b, lanes, par)
     return sch.mod["main"]
 
 
@@ -55,7 +57,7 @@ def _has_root(sch):
         return False
 
 
-def _schedule_block(sch, block, lanes):
+def _schedule_block(sch, block, lanes, parallel=True):
     loops = sch.get_loops(block)
     if not loops or any(_loop_extent(sch, l) == 0 for l in loops):
         return  # nothing to run (zero-size tensor): leave the empty loop nest alone
@@ -85,7 +87,7 @@ def _schedule_block(sch, block, lanes):
         total *= ext
         if total >= _MIN_PARALLEL:
             break
-    if fused:
+    if fused and parallel:
         p = sch.fuse(*fused) if len(fused) > 1 else fused[0]
         sch.parallel(p)
     if inner is not None:

@@ -8,12 +8,12 @@ vectorized one. Global pools and anything else take the generic schedule.
 import tvm
 from tvm.s_tir import Schedule
 
-from . import generic, rule
+from . import generic, rule, worth_parallel
 
 POOL_BLOCKS = ("max_pool2d", "pool_sum")
 
 
-def schedule_pool_block(sch, block, preset):
+def schedule_pool_block(sch, block, preset, par=True):
     """Schedule one pooling BLOCK in SCH; returns the names of the blocks it scheduled."""
     loops = sch.get_loops(block)
     if len(loops) != 6:
@@ -33,14 +33,17 @@ def schedule_pool_block(sch, block, preset):
             done.append(sch.get(consumers[0]).name_hint)
         except Exception:  # noqa: BLE001 - the divisor block reads more than one row: leave it
             pass
-    sch.parallel(sch.fuse(n, c))
+    nc = sch.fuse(n, c)
+    if par:
+        sch.parallel(nc)
     sch.vectorize(sch.get_loops(block)[-1])
     sch.decompose_reduction(block, ry)
     for pad in sch.get_producers(block):
         pl = sch.get_loops(pad)
         if len(pl) == 4:
             try:
-                sch.parallel(sch.fuse(*pl[:2]))
+                if par:
+                    sch.parallel(sch.fuse(*pl[:2]))
             except Exception:  # noqa: BLE001 - not a plain padding copy: leave it serial
                 pass
             done.append(sch.get(pad).name_hint)
@@ -53,14 +56,15 @@ def schedule(func, kernel, preset):
     blocks = [b for b in sch.get_child_blocks(sch.get_sblock("root")) if sch.get(b).name_hint in POOL_BLOCKS]
     if len(blocks) != 1:
         return generic.schedule(func, kernel, preset)
-    done = schedule_pool_block(sch, blocks[0], preset)
+    par = worth_parallel(kernel)
+    done = schedule_pool_block(sch, blocks[0], preset, par)
     if not done:
         return generic.schedule(func, kernel, preset)
-    _rest(sch, preset, done)
+    _rest(sch, preset, done, par)
     return sch.mod["main"]
 
 
-def _rest(sch, preset, names):
+def _rest(sch, preset, names, par):
     lanes = max(preset.vector_bits // 32, 4)
     for b in sch.get_child_blocks(sch.get_sblock("root")):
         if any(sch.get(b).name_hint.startswith(n) for n in names):
@@ -71,4 +75,4 @@ def _rest(sch, preset, names):
                 continue
             except Exception:  # noqa: BLE001
                 pass
-        generic._schedule_block(sch, b, lanes)
+        generic._schedule_block(sch, b, lanes, par)
