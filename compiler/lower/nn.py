@@ -2,7 +2,7 @@
 import numpy as np
 from tvm import te, tirx, topi
 
-from ..ops.nn import _pair, _pool_geometry
+from ..ops.nn import _pair, _pool_geometry, avg_pool_bounds, avg_pool_divisors
 from . import lowering
 
 
@@ -58,13 +58,8 @@ def _pool(a, x, kind):
     xp = _pad4(x, p, extra=(eh, ew))
     acc = te.compute(shape, lambda n, c, i, j: te.sum(
         xp[n, c, i * s[0] + ry * d[0], j * s[1] + rx * d[1]], axis=[ry, rx]), name="pool_sum")
-    # divisor per output row/column: window taps inside the input (or input + explicit pads)
-    lo_h, hi_h = (0, h + p[0] + p[2]) if a.get("count_include_pad") else (p[0], p[0] + h)
-    lo_w, hi_w = (0, w + p[1] + p[3]) if a.get("count_include_pad") else (p[1], p[1] + w)
-    rows = np.arange(oh)[:, None] * s[0] + np.arange(k[0])[None, :] * d[0]
-    cols = np.arange(ow)[:, None] * s[1] + np.arange(k[1])[None, :] * d[1]
-    ch = ((rows >= lo_h) & (rows < hi_h)).sum(1)
-    cw = ((cols >= lo_w) & (cols < hi_w)).sum(1)
+    ch, cw = avg_pool_divisors(a, [int(v) for v in x.shape])
+    lo_h, hi_h, lo_w, hi_w = avg_pool_bounds(a, [int(v) for v in x.shape])
     if len(set(ch.tolist())) == 1 and len(set(cw.tolist())) == 1:
         inv = 1.0 / max(int(ch[0]) * int(cw[0]), 1)
         return te.compute(shape, lambda *i: acc(*i) * tirx.const(inv, x.dtype), name="avg_pool2d")

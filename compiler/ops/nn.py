@@ -117,15 +117,31 @@ def max_pool2d(attrs, x):
 def avg_pool2d(attrs, x):
     win, (k, s, d, p, oh, ow, eh, ew) = _pool_windows(attrs, x.astype(np.float64), 0.0)
     total = win.sum(axis=(4, 5))
-    # divisor: window elements inside the original input, or inside input + explicit pads
-    h, w = x.shape[2], x.shape[3]
-    lo_h, hi_h = (0, h + p[0] + p[2]) if attrs.get("count_include_pad") else (p[0], p[0] + h)
-    lo_w, hi_w = (0, w + p[1] + p[3]) if attrs.get("count_include_pad") else (p[1], p[1] + w)
+    ch, cw = avg_pool_divisors(attrs, x.shape)
+    return (total / np.maximum(ch[:, None] * cw[None, :], 1)).astype(x.dtype)
+
+
+def avg_pool_divisors(attrs, shape):
+    """Per output row and column, the window taps inside the input (or input + explicit pads
+    with count_include_pad); an average divides by their product."""
+    k, s, d, p, oh, ow = _pool_geometry(attrs, _Shaped(shape))
+    lo_h, hi_h, lo_w, hi_w = avg_pool_bounds(attrs, shape)
     rows = np.arange(oh)[:, None] * s[0] + np.arange(k[0])[None, :] * d[0]
     cols = np.arange(ow)[:, None] * s[1] + np.arange(k[1])[None, :] * d[1]
-    ch = ((rows >= lo_h) & (rows < hi_h)).sum(1)
-    cw = ((cols >= lo_w) & (cols < hi_w)).sum(1)
-    return (total / np.maximum(ch[:, None] * cw[None, :], 1)).astype(x.dtype)
+    return ((rows >= lo_h) & (rows < hi_h)).sum(1), ((cols >= lo_w) & (cols < hi_w)).sum(1)
+
+
+def avg_pool_bounds(attrs, shape):
+    """Row and column index ranges [lo, hi) of the padded input whose taps an average counts."""
+    p, h, w = _pair(attrs.get("pads"), [0] * 4), shape[2], shape[3]
+    if attrs.get("count_include_pad"):
+        return 0, h + p[0] + p[2], 0, w + p[1] + p[3]
+    return p[0], p[0] + h, p[1], p[1] + w
+
+
+class _Shaped:
+    def __init__(self, shape):
+        self.shape = tuple(int(v) for v in shape)
 
 
 def _global_infer(a, x):
