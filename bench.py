@@ -1,6 +1,7 @@
 """`edgec bench`: edgec against onnxruntime on the same inputs and thread count.
 
-Runs alternate (edgec, onnxruntime, edgec, ...) so a change in machine load hits both alike; the
+Runs alternate (edgec, onnxruntime, edgec, ...) so a change in machine load hits both alike
+(onnxruntime with its thread pool's spin-waiting off, see `_ort_session`); the
 report gives each one's median latency, the ratio edgec/onnxruntime, edgec's GFLOP/s (FLOPs from
 the manifest's kernels) and that as a fraction of the machine's peak, measured once with a large
 numpy (BLAS) float32 matrix multiply on the same thread count and cached.
@@ -139,6 +140,10 @@ def _ort_session(path, threads):
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
+    # onnxruntime's pool otherwise spin-waits between runs and takes the cores that edgec's next
+    # (alternating) run needs: measured here, edgec on 2 threads ran at 1-thread speed with spinning
+    # on; turning it off cost onnxruntime ~5% on a 3x3 conv
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.log_severity_level = 3
     return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
