@@ -35,7 +35,7 @@ def _p(module):
 # recurrent nodes unroll first (folding then folds their weight slices and transposes); identity
 # removal and folding first (BN folding wants constant weights), dead code sweeps what
 # folding left behind, fusion groups the simplified graph, the layout hook sees the final kernels
-PIPELINE = [_p(remove_identity), _p(unroll_recurrent), _p(fold_constants), _p(fold_batch_norm), _p(dead_code),
+PIPELINE = [_p(remove_identity), _p(unroll_recurrent), _p(fold_constants), _p(dead_code), _p(fold_batch_norm),
             _p(fuse), _p(layout)]
 
 

@@ -103,8 +103,14 @@ def batch_norm(ctx, inputs):
     scale = inv * (gamma if gamma is not None else 1.0)
     shift = (beta if beta is not None else 0.0) - mean * scale
     def affine(v):
+        channel = 1 if v != x else axis
+        if channel == 1:  # the IR's batch_norm (channels on axis 1): passes fold it into a conv or dense
+            params = [gamma if gamma is not None else np.ones(c, np.float32),
+                      beta if beta is not None else np.zeros(c, np.float32), mean, var]
+            return ctx.add("batch_norm", [v] + [ctx.const(np.asarray(p, np.float32)) for p in params],
+                           {"epsilon": float(ctx.opt("epsilon", 1e-3))})
         bshape = [1] * len(shape)
-        bshape[1 if v != x else axis] = c
+        bshape[channel] = c
         y = ctx.add("mul", [v, ctx.const(scale.reshape(bshape))])
         return ctx.add("add", [y, ctx.const(shift.reshape(bshape))])
     return [elementwise(ctx, x, affine) if axis == 3 else affine(x)]
