@@ -62,6 +62,7 @@ class Graph:
         self.nodes: list[Node] = []
         self.constants: dict[str, np.ndarray] = {}
         self.values: dict[str, Value] = {}
+        self.input_ranges: dict[str, list] = {}  # integer inputs' valid [lo, hi) (e.g. token ids)
         self._counter = 0
 
     # ---- building -------------------------------------------------------------------------
@@ -134,6 +135,7 @@ class Graph:
                         n.kernel) for n in self.nodes]
         g.constants = dict(self.constants)
         g.values = dict(self.values)
+        g.input_ranges = dict(self.input_ranges)
         g._counter = self._counter
         return g
 
@@ -204,6 +206,7 @@ class Graph:
     def to_json(self):
         return {"format": "edgec-ir/1", "name": self.name,
                 "inputs": [v.to_json() for v in self.inputs], "outputs": list(self.outputs),
+                "input_ranges": self.input_ranges,
                 "values": [v.to_json() for v in self.values.values()],
                 "constants": sorted(self.constants), "nodes": [n.to_json() for n in self.nodes]}
 
@@ -216,6 +219,7 @@ class Graph:
             g.values[v["name"]] = Value(v["name"], tuple(v["shape"]), v["dtype"])
         g.inputs = [g.values[v["name"]] for v in data["inputs"]]
         g.outputs = list(data["outputs"])
+        g.input_ranges = dict(data.get("input_ranges", {}))
         g.constants = {k: np.asarray(constants[k]) for k in data["constants"]}
         g.nodes = [Node(n["op"], n["name"], n["inputs"], n["outputs"], n["attrs"], n["source"], n.get("kernel", ""))
                    for n in data["nodes"]]

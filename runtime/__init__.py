@@ -130,9 +130,9 @@ def random_inputs(specs, seed=0):
     out = {}
     for spec in specs:
         dt = np.dtype(spec["dtype"])
-        if dt.kind in "iu":
-            hi = spec.get("range", [0, 10])[1]
-            out[spec["name"]] = rng.integers(0, hi, size=spec["shape"]).astype(dt)
+        if dt.kind in "iu" or "range" in spec:  # ids: within the model's declared range
+            lo, hi = spec.get("range", [0, 10])
+            out[spec["name"]] = rng.integers(lo, hi, size=spec["shape"]).astype(dt)
         elif dt.kind == "b":
             out[spec["name"]] = rng.random(spec["shape"]) > 0.5
         else:

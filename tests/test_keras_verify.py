@@ -55,3 +55,18 @@ def test_reference_must_be_onnx(dense_model):
     _, path, art, _ = dense_model
     with pytest.raises(EdgecError, match="must be an ONNX export"):
         api.verify(path, art, reference=path)
+
+
+@pytest.mark.parametrize("dtype", ["int32", "float32"])
+def test_verify_draws_token_ids_within_the_embedding_vocabulary(dtype, tmp_path):
+    """A vocabulary of 3: random inputs must be ids in [0, 3) (the manifest records the range)."""
+    keras = pytest.importorskip("keras", reason="Keras/TensorFlow not installed (the keras extra)")
+    from edgec import api
+    from edgec.runtime.artifact import read_manifest
+    inp = keras.Input((6,), dtype=dtype, name="tokens")
+    model = keras.Model(inp, keras.layers.LSTM(5)(keras.layers.Embedding(3, 4)(inp)))
+    model.save(tmp_path / "emb.keras")
+    art = api.compile(tmp_path / "emb.keras", output=tmp_path / "emb.edgec", progress=False)
+    assert read_manifest(art)["inputs"][0]["range"] == [0, 3]
+    res = api.verify(tmp_path / "emb.keras", art, seed=3)
+    assert res.passed, [r.max_abs for r in res.reports]

@@ -122,6 +122,8 @@ def embedding(ctx, inputs):
         raise ctx.unsupported("option mask_zero=True is not supported (masks are not propagated)")
     x = inputs[0]
     table = ctx.weight(0, (int(ctx.opt("input_dim")), int(ctx.opt("output_dim"))))
+    if x in {v.name for v in ctx.graph.inputs}:  # random test inputs must be valid token ids
+        ctx.graph.input_ranges[x] = [0, int(ctx.opt("input_dim"))]
     if not ctx.dtype(x).startswith("int"):
         x = ctx.add("cast", [x], {"dtype": "int32"})
     return [ctx.add("gather", [ctx.const(table), x], {"axis": 0})]
