@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.edgec-installed
-EXTRAS ?= dev,keras,plot
+EXTRAS ?= dev,keras,plot,tune
 
 .PHONY: demo test setup bench clean
 
@@ -22,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(BIN)/edgec bench examples/digits_cnn.onnx
+	$(BIN)/edgec bench examples/digits_cnn.onnx --input-shape image=1,8,8,1
 
 clean:
 	rm -rf $(VENV) build *.egg-info
