@@ -48,6 +48,17 @@ def compile(model, target="host", output=None, input_shapes=None, disable_passes
     return str(output)
 
 
+def tune(model, target="host", trials=64, db=None, input_shapes=None, cost_model="xgb", progress=True):
+    """MetaSchedule-tune MODEL's conv/dense kernels for TARGET into database DB (see targets.tune)."""
+    from . import targets
+    from .compiler.build import lowered_kernels
+    from .targets.tune import tune as tune_kernels
+    preset = targets.get(target)
+    graph = import_model(model, input_shapes)
+    db = db or f"{Path(str(model)).stem}.tunedb"
+    return tune_kernels(graph.name, lowered_kernels(graph, preset), preset, db, trials, cost_model, progress)
+
+
 def reference_outputs(model, inputs, reference=None):
     """Run the independent reference for MODEL (or its ONNX export REFERENCE): (reference name, outputs)."""
     if reference is not None:

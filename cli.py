@@ -205,7 +205,7 @@ def setup_tune(p):
 
 
 def run_tune(a):
-    from .targets.tune import tune
+    from .api import tune
     r = tune(a.model, a.target, a.trials, a.db, _shapes(a.input_shape), a.cost_model, progress=sys.stderr.isatty())
     for k in r["kernels"]:
         tuned = f"{k['tuned_ms']:.3f} ms" if k["tuned_ms"] is not None else "none"

@@ -6,6 +6,7 @@ import time
 import numpy as np
 
 from ..errors import EdgecError
+from ..progress import progress as progress_bar
 from ..runtime import artifact
 from . import lower
 from .passes import run_passes
@@ -50,6 +51,18 @@ def to_relax(graph, kernels):
     return bb.get(), params, functions
 
 
+def lowered_kernels(graph, preset, disable_passes=()):
+    """[(kernel description, PrimFunc)] of GRAPH for PRESET, one per distinct PrimFunc."""
+    graph = run_passes(graph, disable=disable_passes, preset=preset)
+    kernels = lower.partition(graph)
+    mod, _, functions = to_relax(graph, kernels)
+    by_function = {}
+    for k, f in zip(kernels, functions):
+        by_function.setdefault(f, k.describe(graph))
+    return [(by_function[gv.name_hint], func) for gv, func in mod.functions_items()
+            if gv.name_hint in by_function]
+
+
 def _used(graph, name):
     return name in graph.outputs or any(name in n.inputs for n in graph.nodes)
 
@@ -88,7 +101,7 @@ def compile_graph(graph, preset, output, *, disable_passes=(), model_info=None, 
     for d, f in zip(described, functions):
         d["function"] = f
     target = preset.tvm_target()
-    with _progress(progress, f"compiling {graph.name} for {preset.name}", len(kernels) + 1) as step:
+    with progress_bar(progress, f"compiling {graph.name} for {preset.name}", len(kernels) + 1) as step:
         with target:
             tuned = None
             if tune_db:
@@ -149,24 +162,3 @@ def _versions(edgec_version):
     except md.PackageNotFoundError:
         ffi = "unknown"
     return {"edgec": edgec_version, "tvm": tvm.__version__, "tvm_ffi": ffi}
-
-
-class _progress:
-    """A rich progress bar over kernels (silent when disabled or not a terminal)."""
-
-    def __init__(self, enabled, label, total):
-        self.enabled, self.label, self.total = enabled, label, total
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-        self.p = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn(), transient=True)
-        self.p.__enter__()
-        task = self.p.add_task(self.label, total=self.total)
-        return lambda: self.p.advance(task)
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self.p.__exit__(*exc)

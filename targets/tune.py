@@ -1,6 +1,6 @@
 """`edgec tune`: MetaSchedule search per kernel, kept only where it beats the hand schedule.
 
-`tune(...)` lowers the model exactly as `compile` does (same passes, same kernels), tunes the
+`tune(...)` takes the model's kernels lowered exactly as `compile` lowers them, tunes the
 kernels that do arithmetic (conv2d, dense), heaviest first, with the trial budget shared by FLOPs,
 into a MetaSchedule JSON database in DIR (evolutionary search for kernels given >= 128 trials,
 replaying random traces below that, where the evolutionary warm-up alone takes minutes). Then it times each tuned kernel against the hand
@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EdgecError
+from ..progress import progress as progress_bar
 
 TUNED_KINDS = ("conv2d", "dense")
 CHOICES = "choices.json"
@@ -30,44 +31,25 @@ def _workload(func):
     return tvm.IRModule({"main": func.without_attr("global_symbol")})
 
 
-def lowered_kernels(graph, preset, disable_passes=()):
-    """[(kernel description, PrimFunc)] of GRAPH for PRESET, one per distinct PrimFunc."""
-    from ..compiler import lower
-    from ..compiler.build import to_relax
-    from ..compiler.passes import run_passes
-    graph = run_passes(graph, disable=disable_passes, preset=preset)
-    kernels = lower.partition(graph)
-    mod, _, functions = to_relax(graph, kernels)
-    by_function = {}
-    for k, f in zip(kernels, functions):
-        by_function.setdefault(f, k.describe(graph))
-    return [(by_function[gv.name_hint], func) for gv, func in mod.functions_items()
-            if gv.name_hint in by_function]
-
-
-def tune(model, target="host", trials=64, db=None, input_shapes=None, cost_model="xgb", progress=True,
-         repeat=20):
-    """Tune MODEL's kernels for TARGET with about TRIALS MetaSchedule trials in all; return a report."""
+def tune(name, kernels, preset, db, trials=64, cost_model="xgb", progress=True, repeat=20):
+    """Tune the KERNELS ([(description, PrimFunc)], from compiler.build.lowered_kernels) of model NAME
+    for PRESET with about TRIALS MetaSchedule trials in all, into database folder DB; return a report."""
     from tvm.s_tir import meta_schedule as ms
-    from .. import targets
-    from ..api import import_model
     if trials < 1:
         raise EdgecError(f"tune: --trials must be >= 1, got {trials}")
-    preset = targets.get(target)
     if preset.device != "cpu":
         raise EdgecError(f"tune: target '{preset.name}' is not a CPU target; edgec tunes CPU kernels only")
-    graph = import_model(model, input_shapes)
     tvm_target = preset.tvm_target()
-    todo = [(k, f) for k, f in lowered_kernels(graph, preset) if k["kind"] in TUNED_KINDS and k["flops"]]
+    todo = [(k, f) for k, f in kernels if k["kind"] in TUNED_KINDS and k["flops"]]
     todo.sort(key=lambda kf: -kf[0]["flops"])
     if not todo:
-        raise EdgecError(f"tune: model '{graph.name}' has no conv2d or dense kernel to tune")
+        raise EdgecError(f"tune: model '{name}' has no conv2d or dense kernel to tune")
     total = sum(k["flops"] for k, _ in todo)
-    db = Path(db or f"{Path(str(model)).stem}.tunedb")
+    db = Path(db)
     db.mkdir(parents=True, exist_ok=True)
     choices = _load_choices(db)
     report = []
-    with _bar(progress, f"tuning {graph.name}", len(todo)) as step:
+    with progress_bar(progress, f"tuning {name}", len(todo)) as step:
         for kernel, func in todo:
             n = max(2, round(trials * kernel["flops"] / total))
             database = ms.tir_integration.tune_tir(
@@ -85,7 +67,7 @@ def tune(model, target="host", trials=64, db=None, input_shapes=None, cost_model
             report.append(choices[_key(func)])
             _save_choices(db, choices)
             step()
-    return {"model": graph.name, "target": preset.name, "db": str(db), "kernels": report}
+    return {"model": name, "target": preset.name, "db": str(db), "kernels": report}
 
 
 def _hand(func, kernel, preset):
@@ -138,20 +120,3 @@ def _save_choices(db, choices):
     (Path(db) / CHOICES).write_text(json.dumps(choices, indent=1, sort_keys=True))
 
 
-class _bar:
-    def __init__(self, enabled, label, total):
-        self.enabled, self.label, self.total = enabled, label, total
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-        self.p = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn())
-        self.p.__enter__()
-        task = self.p.add_task(self.label, total=self.total)
-        return lambda: self.p.advance(task)
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self.p.__exit__(*exc)

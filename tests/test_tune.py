@@ -9,7 +9,8 @@ from edgec.cli import main
 from edgec.compiler.build import compile_graph
 from edgec.compiler.interp import interpret
 from edgec.runtime import load
-from edgec.targets.tune import Tuned, lowered_kernels
+from edgec.compiler.build import lowered_kernels
+from edgec.targets.tune import Tuned
 
 
 def _tiny_onnx(path):
