@@ -1,7 +1,7 @@
 """layout: the point where a target chooses the data layout of each conv2d kernel. Activations
 stay NCHW today (the layout of the IR and of every lowering); with a CPU preset, constant conv2d
 and dense weights are pre-packed for the target's schedules (conv2d -> conv2d_packed,
-dense -> dense_packed, see targets/schedules/pack.py), which changes no activation layout.
+dense -> dense_packed, block sizes from targets/schedules/pack.py), which changes no activation layout.
 
 The seam: `choose_layout(nodes, preset)` gets a conv2d kernel's nodes (its fused group) and the
 target preset and returns a layout name. A target that wants NCHW[x]c (x86) or NHWC (ARM) makes
@@ -12,6 +12,7 @@ layout to a kernel in another (group boundaries, graph inputs/outputs). Until th
 those lowerings exist, a layout other than NCHW is refused with a clear error rather than ignored.
 """
 from ...errors import UnsupportedError
+from ..ops.packed import pack_dense_weight, pack_weight
 
 NAME = "layout"
 DEFAULT = "NCHW"
@@ -36,6 +37,41 @@ def run(graph, preset=None):
             raise UnsupportedError(f"model '{graph.name}': kernel of {nodes[0].op} node '{nodes[0].name}': "
                                    f"layout {layout} was chosen but only {DEFAULT} is implemented")
     if preset is not None:  # weights (constants) pre-packed for the target's conv2d schedule
-        from ...targets.schedules.pack import pack_conv_weights
         graph = pack_conv_weights(graph, preset)
     return graph
+
+
+def packable(graph, node, block):
+    if node.op != "conv2d" or node.inputs[1] not in graph.constants:
+        return False
+    w = graph.constants[node.inputs[1]]
+    g = node.attrs.get("groups", 1)
+    return w.dtype.name == "float32" and w.ndim == 4 and (w.shape[0] // g) * 2 >= block
+
+
+def pack_conv_weights(graph, preset):
+    """Rewrite conv2d and dense nodes with constant weights (in place) to their packed ops; return GRAPH."""
+    if preset is None or preset.device != "cpu":
+        return graph
+    from ...targets.schedules.pack import conv_params, dense_block
+    block, _ = conv_params(preset)
+    for node in graph.nodes:
+        if not packable(graph, node, block):
+            continue
+        w = graph.constants[node.inputs[1]]
+        g = node.attrs.get("groups", 1)
+        node.inputs[1] = graph.add_const(pack_weight(w, g, block), graph.fresh(node.inputs[1] + "_packed"))
+        node.op = "conv2d_packed"
+        node.attrs = dict(node.attrs, out_channels=int(w.shape[0]), block=block)
+    dblock = dense_block(preset)
+    for node in graph.nodes:
+        if node.op != "dense" or node.inputs[1] not in graph.constants:
+            continue
+        w = graph.constants[node.inputs[1]]
+        if w.dtype.name != "float32" or w.shape[0] < dblock // 8:
+            continue
+        node.inputs[1] = graph.add_const(pack_dense_weight(w, dblock), graph.fresh(node.inputs[1] + "_packed"))
+        node.op = "dense_packed"
+        node.attrs = dict(node.attrs, out_features=int(w.shape[0]), block=dblock)
+    return graph
+
