@@ -135,3 +135,13 @@ def test_conv2d_fused_pool_with_padding(tmp_path, rng):
     y, = g.add_node("max_pool2d", [g.outputs[0]], {"kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]})
     g.outputs = [y]
     _check(tmp_path, g, want_ops=["conv2d_packed", "relu", "max_pool2d"])
+
+
+@pytest.mark.parametrize("axis", [1, 3, -1])
+def test_concat(tmp_path, axis):
+    g = Graph("concat")
+    xs = [g.add_input(f"x{i}", (1, 3 + i, 9, 13) if axis == 1 else (1, 4, 9, 5 + 2 * i)) for i in range(3)]
+    y, = g.add_node("concat", xs, {"axis": axis})
+    r, = g.add_node("relu", [xs[0]])
+    g.outputs = [y, r]
+    _check(tmp_path, g, want_ops=["concat"])

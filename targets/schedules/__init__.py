@@ -37,4 +37,4 @@ def schedule(func, kernel, preset):
     return fn(func, kernel, preset)
 
 
-from . import conv2d, pool, recurrent  # noqa: E402,F401  (registers the CPU rules)
+from . import concat, conv2d, pool, recurrent  # noqa: E402,F401  (registers the CPU rules)

@@ -13,7 +13,7 @@ from tvm.s_tir import Schedule
 
 from . import generic, rule, worth_parallel
 from .pack import conv_params
-from .pool import POOL_BLOCKS, schedule_pool_block
+from .pool import POOL_BLOCKS, contiguous_reads, schedule_pool_block
 
 
 def width_tile(ow, most):
@@ -83,7 +83,8 @@ def _depthwise(sch, kernel, preset):
         sch.reverse_compute_at(consumers[0], y)
         sch.vectorize(sch.get_loops(consumers[0])[-1])
     _parallel(sch, sch.fuse(n, f), par)
-    sch.vectorize(sch.get_loops(conv)[-1])
+    if contiguous_reads(sch, conv, 3):  # a strided row (stride 2) is left to LLVM's vectorizer
+        sch.vectorize(sch.get_loops(conv)[-1])
     sch.decompose_reduction(conv, rc)
     for pad in pads:
         _parallel(sch, sch.fuse(*sch.get_loops(pad)[:2]), par)

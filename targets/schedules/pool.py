@@ -6,6 +6,8 @@ loops run in parallel, and per output row the taps are the outer loops and the r
 vectorized one. Global pools and anything else take the generic schedule.
 """
 import tvm
+from tvm import tirx
+from tvm.sym import pattern
 from tvm.s_tir import Schedule
 
 from . import generic, rule, worth_parallel
@@ -36,7 +38,8 @@ def schedule_pool_block(sch, block, preset, par=True):
     nc = sch.fuse(n, c)
     if par:
         sch.parallel(nc)
-    sch.vectorize(sch.get_loops(block)[-1])
+    if contiguous_reads(sch, block, 3):
+        sch.vectorize(sch.get_loops(block)[-1])  # strided rows: LLVM's own vectorizer does better
     sch.decompose_reduction(block, ry)
     for pad in sch.get_producers(block):
         pl = sch.get_loops(pad)
@@ -48,6 +51,19 @@ def schedule_pool_block(sch, block, preset, par=True):
                 pass
             done.append(sch.get(pad).name_hint)
     return done
+
+
+def contiguous_reads(sch, block, axis):
+    """Whether BLOCK's reads step by one element along their last dimension as its iteration
+    variable AXIS (the output column) steps by one. A strided row (stride-2 pooling or depthwise
+    conv) vectorized by TVM becomes element-wise gathers; left to LLVM's loop vectorizer it
+    becomes interleaved loads and shuffles (measured ~3x faster for a stride-2 3x3 max pool)."""
+    var = sch.get(block).iter_vars[axis].var
+    for region in sch.get(block).reads:
+        coef = pattern.detect_linear_equation(region.region[-1].min, [var])
+        if len(coef) and not (isinstance(coef[0], tirx.IntImm) and int(coef[0]) in (0, 1)):
+            return False
+    return True
 
 
 @rule("pool")
