@@ -1,5 +1,5 @@
-"""LSTM/GRU/RNN: ONNX conformance cases, random models vs onnxruntime, masked steps, the loop
-kernel above UNROLL_MAX, and a Keras LSTM via tf2onnx (interpreter and compiled)."""
+"""LSTM/GRU/RNN: ONNX conformance cases, random models vs onnxruntime, masked steps, one loop
+kernel per direction, and a Keras LSTM via tf2onnx (interpreter and compiled)."""
 import importlib.util
 import os
 import warnings
@@ -72,7 +72,7 @@ def _x(kw, seed=1):
 
 BIG = [  # realistic sizes, compiled: kept few so the suite stays fast
     dict(op="LSTM", seq=32, batch=4, inp=64, hidden=128, layers=2, direction="bidirectional"),
-    dict(op="LSTM", seq=100, batch=1, inp=64, hidden=512),  # > UNROLL_MAX: loop kernel
+    dict(op="LSTM", seq=100, batch=1, inp=64, hidden=512),  # parallel tile loop
     dict(op="GRU", seq=40, batch=4, inp=32, hidden=256, linear_before_reset=1),
     dict(op="GRU", seq=80, batch=1, inp=32, hidden=128, direction="bidirectional"),
 ]
@@ -129,7 +129,7 @@ def _masked_model(op, direction, seq, batch, hidden=16, inp=5, peephole=False):
 
 
 @pytest.mark.parametrize("op,direction", [("LSTM", "bidirectional"), ("GRU", "reverse"), ("RNN", "forward")])
-def test_sequence_lens_masks_steps_like_onnxruntime(op, direction, tmp_path, monkeypatch):
+def test_sequence_lens_masks_steps_like_onnxruntime(op, direction, tmp_path):
     seq, batch = 7, 4
     model = _masked_model(op, direction, seq, batch, peephole=True)
     feed = {"X": _x(dict(seq=seq, batch=batch, inp=5)), "lens": np.array([7, 3, 1, 5], np.int32)}
@@ -137,17 +137,17 @@ def test_sequence_lens_masks_steps_like_onnxruntime(op, direction, tmp_path, mon
     g = from_onnx(model)
     _check([interpret(g, feed)[o] for o in g.outputs], expected)
     _check(_compiled(g, tmp_path, feed), expected)
-    monkeypatch.setattr(unroll_recurrent, "UNROLL_MAX", 4)  # the loop kernel masks the same way
-    _check(_compiled(g, tmp_path, feed), expected)
 
 
-def test_long_sequences_get_one_loop_kernel():
-    g = run_passes(from_onnx(mk.recurrent_model(op="LSTM", seq=unroll_recurrent.UNROLL_MAX + 1, inp=8, hidden=16,
-                                                direction="bidirectional")))
-    ops = [n.op for n in g.nodes]
-    assert ops.count("lstm_loop") == 2 and "lstm_cell" not in ops
-    g = run_passes(from_onnx(mk.recurrent_model(op="LSTM", seq=unroll_recurrent.UNROLL_MAX, inp=8, hidden=16)))
-    assert [n.op for n in g.nodes].count("lstm_cell") == unroll_recurrent.UNROLL_MAX
+@pytest.mark.parametrize("seq", [1, 100])
+def test_one_loop_kernel_per_direction_with_packed_weights(seq):
+    g = run_passes(from_onnx(mk.recurrent_model(op="LSTM", seq=seq, inp=8, hidden=48, direction="bidirectional")),
+                   preset=targets.get("x86-avx512"))
+    loops = [n for n in g.nodes if n.op == "lstm_loop"]
+    assert len(loops) == 2 and all(n.attrs["seq"] == seq for n in loops)
+    assert g.values[loops[0].inputs[3]].shape == (3, 48, 4, 16)  # 48 units: tiles of 16 (32 does not divide)
+    assert unroll_recurrent.tile_lanes(128, targets.get("x86-avx512")) == 32
+    assert unroll_recurrent.tile_lanes(128, targets.get("x86-avx2")) == 16
 
 
 def test_bad_sequence_lens_and_activation_are_clear_errors():

@@ -1,5 +1,5 @@
-"""Recurrent ops: `lstm`, `gru`, `rnn` (whole sequences, ONNX semantics) and the per-step /
-per-sequence kernels the `unroll_recurrent` pass rewrites them into.
+"""Recurrent ops: `lstm`, `gru`, `rnn` (whole sequences, ONNX semantics) and the per-direction
+loop kernels the `unroll_recurrent` pass rewrites them into.
 
 Whole-sequence ops (time-major, ONNX weight layout, all inputs present; the frontend fills
 defaults):
@@ -15,12 +15,12 @@ input_forget (lstm), linear_before_reset (gru), masked (a lens input is present)
 With lens, batch b runs lens[b] steps: Y is zero past lens[b], Y_h holds the last valid state,
 and the reverse direction runs backwards from lens[b]-1 (what onnxruntime computes).
 
-Step kernels (made by the pass; XP = X.W^T + biases for all steps, [T*B, G*H]; RT = R^T [H, G*H]):
+Loop kernels (made by the pass; XP = X.W^T + biases for all steps, [T*B, G*H]; RP = R packed per
+hidden tile, RP[tile, k, gate, lane] = R[gate*H + tile*lanes + lane, k]):
 
-    lstm_cell(XP, h, c, RT, P [, lens]) -> y, h', c'      gru_cell(XP, h, RT, rbh [, lens]) -> y, h'
-    rnn_cell(XP, h, RT [, lens]) -> y, h'                 attrs above + step, reverse, seq
-    *_loop(same inputs) -> Y[T,B,H], h_T (, c_T)          all steps in one kernel
-    rnn_stack(y_0..y_{T-1} per direction [, lens]) -> Y[T,D,B,H]   (reverse: y_s lands at lens-1-s)
+    lstm_loop(XP, h0, c0, RP, P [, lens]) -> Y[T,B,H], h_T, c_T       one direction, all steps
+    gru_loop(XP, h0, RP, rbh [, lens]) -> Y, h_T                      attrs above + reverse, seq
+    rnn_loop(XP, h0, RP [, lens]) -> Y, h_T
 """
 import numpy as np
 
@@ -213,36 +213,43 @@ def _split_inputs(kind, a, arrays):
     return base + extra + [lens]
 
 
-# ---- step kernels -------------------------------------------------------------------------
+# ---- loop kernels -------------------------------------------------------------------------
 def step_inputs(kind, a, arrays):
-    """(xp, h, c, rt, extra, lens) from a cell/loop op's inputs (c/extra None where unused)."""
+    """(xp, h, c, rp, extra, lens) from a loop op's inputs (c/extra None where unused)."""
     arrays = list(arrays)
     lens = arrays.pop() if a.get("masked") else None
     if kind == "lstm":
-        xp, h, c, rt, p = arrays
-        return xp, h, c, rt, p, lens
+        xp, h, c, rp, p = arrays
+        return xp, h, c, rp, p, lens
     if kind == "gru":
-        xp, h, rt, rbh = arrays
-        return xp, h, None, rt, rbh, lens
-    xp, h, rt = arrays
-    return xp, h, None, rt, None, lens
+        xp, h, rp, rbh = arrays
+        return xp, h, None, rp, rbh, lens
+    xp, h, rp = arrays
+    return xp, h, None, rp, None, lens
 
 
-def _step_infer(kind, loop):
+def unpack_r(rp):
+    """Packed recurrent weights RP[tile, k, gate, lane] -> R^T [H, G*H] (unit = tile*lanes + lane)."""
+    nj, hid, g, lanes = rp.shape
+    return np.transpose(rp, (1, 2, 0, 3)).reshape(hid, g * nj * lanes)
+
+
+def _loop_infer(kind):
     def infer(a, *vals):
-        xp, h, c, rt, extra, lens = step_inputs(kind, a, vals)
-        n, hid, gh = h.shape[0], a["hidden"], GATES[kind] * a["hidden"]
-        if tuple(xp.shape) != (a["seq"] * n, gh) or tuple(rt.shape) != (hid, gh) or tuple(h.shape) != (n, hid):
-            raise ShapeError(f"step inputs {list(xp.shape)}, {list(h.shape)}, {list(rt.shape)} do not fit "
+        xp, h, c, rp, extra, lens = step_inputs(kind, a, vals)
+        n, hid, g = h.shape[0], a["hidden"], GATES[kind]
+        if (tuple(xp.shape) != (a["seq"] * n, g * hid) or len(rp.shape) != 4 or rp.shape[1:3] != (hid, g)
+                or rp.shape[0] * rp.shape[3] != hid or tuple(h.shape) != (n, hid)):
+            raise ShapeError(f"loop inputs {list(xp.shape)}, {list(h.shape)}, {list(rp.shape)} do not fit "
                              f"seq {a['seq']} hidden {hid}")
         state = ((n, hid), h.dtype)
-        y = ((a["seq"], n, hid), h.dtype) if loop else state
+        y = ((a["seq"], n, hid), h.dtype)
         return [y, state, state] if kind == "lstm" else [y, state]
     return infer
 
 
-def reference_steps(kind, a, xp, h, c, rt, extra, lens, steps):
-    """Run STEPS (step indices) of one direction in numpy; -> (ys per step [T or 1, B, H], h, c)."""
+def reference_steps(kind, a, xp, h, c, rt, extra, lens):
+    """Run every step of one direction in numpy; -> (ys per step [T, B, H], h, c)."""
     hid, n = a["hidden"], h.shape[0]
     xp3 = xp.astype(np.float64).reshape(a["seq"], n, -1)
     rt, h = rt.astype(np.float64), h.astype(np.float64)
@@ -250,7 +257,7 @@ def reference_steps(kind, a, xp, h, c, rt, extra, lens, steps):
     pos, valid = step_order(a, a.get("reverse"), a["seq"], lens)
     ys = np.zeros((a["seq"], n, hid))
     acts = a["acts"]
-    for s in steps:
+    for s in range(a["seq"]):
         xt, v = xp3[pos[s], np.arange(n)], valid[s][:, None]
         hr = h @ rt
         if kind == "lstm":
@@ -272,19 +279,10 @@ def reference_steps(kind, a, xp, h, c, rt, extra, lens, steps):
     return ys, h, c
 
 
-def _cell_ref(kind):
-    def ref(a, *arrays):
-        xp, h, c, rt, extra, lens = step_inputs(kind, a, arrays)
-        ys, h, c = reference_steps(kind, a, xp, h, c, rt, extra, lens, [a["step"]])
-        outs = [ys[a["step"]].astype(np.float32), h.astype(np.float32)]
-        return tuple(outs + [c.astype(np.float32)]) if kind == "lstm" else tuple(outs)
-    return ref
-
-
 def _loop_ref(kind):
     def ref(a, *arrays):
-        xp, h, c, rt, extra, lens = step_inputs(kind, a, arrays)
-        ys, h, c = reference_steps(kind, a, xp, h, c, rt, extra, lens, range(a["seq"]))
+        xp, h, c, rp, extra, lens = step_inputs(kind, a, arrays)
+        ys, h, c = reference_steps(kind, a, xp, h, c, unpack_r(rp), extra, lens)
         pos, valid = step_order(a, a.get("reverse"), a["seq"], lens)
         y = np.zeros_like(ys)
         for s in range(a["seq"]):  # step s of batch b lands at time pos[s, b]
@@ -294,36 +292,11 @@ def _loop_ref(kind):
     return ref
 
 
-def _step_flops(kind, loop):
+def _loop_flops(kind):
     def flops(a, ins, outs):
-        gh = GATES[kind] * a["hidden"]
-        return 2 * ins[1].shape[0] * a["hidden"] * gh * (a["seq"] if loop else 1)
+        return 2 * ins[1].shape[0] * a["hidden"] * GATES[kind] * a["hidden"] * a["seq"]
     return flops
 
 
 for _kind in GATES:
-    defop(f"{_kind}_cell", "recurrent", _step_infer(_kind, False), _step_flops(_kind, False))(_cell_ref(_kind))
-    defop(f"{_kind}_loop", "recurrent", _step_infer(_kind, True), _step_flops(_kind, True))(_loop_ref(_kind))
-
-
-def _stack_infer(a, *vals):
-    vals = vals[:-1] if a.get("masked") else vals
-    t, d = a["seq"], len(a["reverse"])
-    if len(vals) != t * d:
-        raise ShapeError(f"rnn_stack wants {t * d} step outputs, got {len(vals)}")
-    n, h = vals[0].shape
-    return (t, d, n, h), vals[0].dtype
-
-
-@defop("rnn_stack", "recurrent", _stack_infer)
-def rnn_stack(a, *arrays):
-    lens = arrays[-1] if a.get("masked") else None
-    ys = arrays[:-1] if a.get("masked") else arrays
-    t = a["seq"]
-    n = ys[0].shape[0]
-    out = np.zeros((t, len(a["reverse"])) + ys[0].shape, ys[0].dtype)
-    for d, rev in enumerate(a["reverse"]):
-        pos, _ = step_order(a, rev, t, lens)
-        for s in range(t):
-            out[pos[s], d, np.arange(n)] = ys[d * t + s]
-    return out
+    defop(f"{_kind}_loop", "recurrent", _loop_infer(_kind), _loop_flops(_kind))(_loop_ref(_kind))
