@@ -1,6 +1,8 @@
 """edgec tune: a tiny model, a few MetaSchedule trials (random cost model), a database that
 compile --tune-db reuses, and the result still matching the numpy reference."""
 import json
+import subprocess
+import sys
 
 import numpy as np
 
@@ -26,12 +28,14 @@ def _tiny_onnx(path):
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), path)
 
 
-def test_tune_then_compile_with_db(tmp_path, capsys):
+def test_tune_then_compile_with_db(tmp_path):
     model, db = str(tmp_path / "tiny.onnx"), str(tmp_path / "db")
     _tiny_onnx(model)
-    assert main(["tune", model, "--trials", "4", "--db", db, "--cost-model", "random"]) == 0
-    out = capsys.readouterr().out
-    assert "conv2d" in out and "--tune-db" in out
+    # its own process: MetaSchedule's worker pools and log handlers outlive the call
+    r = subprocess.run([sys.executable, "-m", "edgec.cli", "tune", model, "--trials", "4", "--db", db,
+                        "--cost-model", "random"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "conv2d" in r.stdout and "--tune-db" in r.stdout
     choices = json.loads((tmp_path / "db" / "choices.json").read_text())
     (choice,) = choices.values()
     assert choice["use"] in ("tuned", "hand") and choice["hand_ms"] > 0
@@ -48,7 +52,7 @@ def test_tune_then_compile_with_db(tmp_path, capsys):
     compile_graph(graph, preset, str(tmp_path / "m.edgec"), progress=False, tune_db=db)
     x = np.random.default_rng(1).standard_normal((1, 8, 10, 10)).astype(np.float32)
     got = load(str(tmp_path / "m.edgec")).run({"x": x})[0]
-    np.testing.assert_allclose(got, interpret(graph, {"x": x})[graph.outputs[0]], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got, interpret(graph, {"x": x})[graph.outputs[0]], rtol=1e-4, atol=1e-5)
 
 
 def test_compile_with_missing_db_is_one_line_error(tmp_path, capsys):
