@@ -140,12 +140,13 @@ def test_sequence_lens_masks_steps_like_onnxruntime(op, direction, tmp_path):
 
 
 @pytest.mark.parametrize("seq", [1, 100])
-def test_one_loop_kernel_per_direction_with_packed_weights(seq):
+def test_one_loop_kernel_with_packed_weights(seq):
     g = run_passes(from_onnx(mk.recurrent_model(op="LSTM", seq=seq, inp=8, hidden=48, direction="bidirectional")),
                    preset=targets.get("x86-avx512"))
     loops = [n for n in g.nodes if n.op == "lstm_loop"]
-    assert len(loops) == 2 and all(n.attrs["seq"] == seq for n in loops)
-    assert g.values[loops[0].inputs[3]].shape == (3, 48, 4, 16)  # 48 units: tiles of 16 (32 does not divide)
+    assert len(loops) == 1 and loops[0].attrs["seq"] == seq
+    wp, rp = (g.values[loops[0].inputs[i]] for i in (1, 5))
+    assert wp.shape == (2, 3, 8, 4, 16) and rp.shape == (2, 3, 48, 4, 16)  # tiles of 16 (32 does not divide 48)
     assert unroll_recurrent.tile_lanes(128, targets.get("x86-avx512")) == 32
     assert unroll_recurrent.tile_lanes(128, targets.get("x86-avx2")) == 16
 

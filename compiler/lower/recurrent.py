@@ -1,21 +1,26 @@
 """Recurrent kernels as hand-written TIR (TVM's TE has no recurrence create_prim_func accepts).
 
-`lstm_loop` / `gru_loop` / `rnn_loop` run every time step of one direction in one kernel: a
-serial loop over time, the hidden (and cell) state ping-ponging between two scratch buffers.
-Each step walks the (batch, hidden tile) pairs; a tile is LANES hidden units (the last axis of
-the packed recurrent weights RP[tile, k, gate, lane], see unroll_recurrent). Per tile:
+`lstm_loop` / `gru_loop` / `rnn_loop` run a whole recurrent node in one kernel, direction after
+direction. Per direction: first the input projection XP = X.W^T + bias for every step (per hidden
+tile, over all steps, so the tile's weights stay in cache), then a serial loop over time with
+the hidden (and cell) state ping-ponging between two scratch buffers. Each step walks the
+(batch, hidden tile) pairs; a tile is LANES hidden units (the last axis of the packed weights
+RP[d, tile, k, gate, lane], see unroll_recurrent). Per tile:
 
-    acc[gate, :] = sum_k h[b, k] * RP[tile, k, gate, :]     GEMV: one broadcast, one FMA per gate
-    gate math + state update on the tile's LANES units      vectorized, from registers
+    acc[gate, :] = sum_k h[b, k] * RP[d, tile, k, gate, :]   GEMV: one broadcast, one FMA per gate
+    gate math + state update on the tile's LANES units        vectorized, from registers
 
 The accumulators are a small "local" buffer (LLVM keeps them in vector registers) and the packed
-weights stream contiguously once per step. The tile loop is parallel only when a step has enough
-work to pay for waking the thread pool (`PARALLEL_STEP_MACS`); small models run one thread.
+weights stream contiguously once per step. The kernels run on one thread: a parallel region per
+step (tiles over cores) or per direction cost more than it saved on the 2-core machine this was
+measured on, badly so when the cores are shared (lstm seq 100 / hidden 512: median 7.6 ms with
+the tile loop parallel vs 5.4 ms serial; bidirectional hidden 128: 3.1 ms with the directions
+parallel vs 0.27 ms serial); the step is bound by streaming RP from cache, not by FMAs.
 New state is computed as expressions and stored, never read back in the same vectorized loop
 (doing so once gave wrong LSTM results). GRU with linear_before_reset=0 needs (r*h).R_h^T, so
 its steps run two tile passes (z and r*h first, then the h gate).
 
-exp/tanh/sigmoid use `TirMath`: float32 polynomial exp that vectorizes (LLVM would otherwise
+exp/tanh/sigmoid use `TirMath`: a float32 polynomial exp that vectorizes (LLVM would otherwise
 call scalar expf for every lane).
 The kernels come scheduled: the `recurrent` schedule rule leaves them as they are.
 """
@@ -28,7 +33,6 @@ from tvm.script.ir_builder import tirx as T
 from ..ops.recurrent import GATES, gru_gates, gru_update, lstm_c, lstm_h, rnn_update, step_inputs
 from . import lowering
 
-PARALLEL_STEP_MACS = 1 << 18  # multiply-adds per step from which the tile loop runs on all threads
 
 
 def _f(v):
@@ -78,100 +82,129 @@ M = TirMath
 
 
 def _loop_kernel(kind, a, tensors):
-    xp_t, h_t, c_t, rp_t, ex_t, lens_t = step_inputs(kind, a, tensors)
-    n, hid, seq = int(h_t.shape[0]), a["hidden"], a["seq"]
-    nj, _, g_all, lanes = (int(v) for v in rp_t.shape)
-    present = [t for t in (xp_t, h_t, c_t, rp_t, ex_t, lens_t) if t is not None]
+    x_t, wp_t, bias_t, h_t, c_t, rp_t, ex_t, lens_t = step_inputs(kind, a, tensors)
+    seq, n, hid = a["seq"], int(x_t.shape[1]), a["hidden"]
+    nd, g_all = int(rp_t.shape[0]), int(rp_t.shape[3])
+    present = [t for t in (x_t, wp_t, bias_t, h_t, c_t, rp_t, ex_t, lens_t) if t is not None]
     with IRBuilder() as ib:
         with T.prim_func(s_tir=True):
             T.func_name(f"{kind}_loop")
             bufs = {id(t): T.match_buffer(T.arg(f"in{i}", T.handle()), t.shape, t.dtype)
                     for i, t in enumerate(present)}
             get = lambda t: bufs[id(t)] if t is not None else None  # noqa: E731
-            y = T.match_buffer(T.arg("y", T.handle()), (seq, n, hid), "float32")
-            h_out = T.match_buffer(T.arg("h_out", T.handle()), (n, hid), "float32")
-            c_out = T.match_buffer(T.arg("c_out", T.handle()), (n, hid), "float32") if c_t is not None else None
+            y = T.match_buffer(T.arg("y", T.handle()), (seq, nd, n, hid), "float32")
+            h_out = T.match_buffer(T.arg("h_out", T.handle()), (nd, n, hid), "float32")
+            c_out = T.match_buffer(T.arg("c_out", T.handle()), (nd, n, hid), "float32") if c_t is not None else None
             with T.sblock("root"):
-                k = _Step(kind, a, get(xp_t), get(rp_t), get(ex_t), get(lens_t), y, n, nj, lanes, g_all)
-                hs = T.alloc_buffer((2, n, hid), "float32")
-                cs = T.alloc_buffer((2, n, hid), "float32") if c_t is not None else None
-                lbr0 = kind == "gru" and not a.get("linear_before_reset")
-                zr = T.alloc_buffer((2, n, hid), "float32") if lbr0 else None  # z and r*h (GRU)
-                k.copy(get(h_t), lambda b, j: [b, j], hs, lambda b, j: [0, b, j])
-                if cs is not None:
-                    k.copy(get(c_t), lambda b, j: [b, j], cs, lambda b, j: [0, b, j])
-                with T.serial(0, seq) as s:
-                    k.step(s, hs, cs, zr)
-                k.copy(hs, lambda b, j: [seq % 2, b, j], h_out, lambda b, j: [b, j])
-                if cs is not None:
-                    k.copy(cs, lambda b, j: [seq % 2, b, j], c_out, lambda b, j: [b, j])
+                scratch = {"xp": T.alloc_buffer((nd, seq * n, g_all * hid), "float32"),  # X.W^T + bias
+                           "hs": T.alloc_buffer((nd, 2, n, hid), "float32")}  # h at even / odd steps
+                if c_t is not None:
+                    scratch["cs"] = T.alloc_buffer((nd, 2, n, hid), "float32")
+                if kind == "gru" and not a.get("linear_before_reset"):
+                    scratch["zr"] = T.alloc_buffer((nd, 2, n, hid), "float32")  # z and r*h
+                ins = {k: get(t) for k, t in zip(("x", "wp", "bias", "h0", "c0", "rp", "ex", "lens"),
+                                                 (x_t, wp_t, bias_t, h_t, c_t, rp_t, ex_t, lens_t))}
+                outs = {"y": y, "h_out": h_out, "c_out": c_out}
+                for d in range(nd):
+                    _Direction(kind, a, d, ins, outs, scratch).emit()
     return _extern(ib.get(), present)
 
 
-class _Step:
-    """Emits one time step of the loop kernel (see the module docstring)."""
+class _Direction:
+    """Emits the whole sequence of direction D (see the module docstring)."""
 
-    def __init__(self, kind, a, xp, rp, ex, lens, y, n, nj, lanes, g_all):
-        self.kind, self.a, self.xp, self.rp, self.ex, self.lens, self.y = kind, a, xp, rp, ex, lens, y
-        self.n, self.nj, self.lanes, self.hid = n, nj, lanes, a["hidden"]
-        self.parallel = n * g_all * self.hid * self.hid >= PARALLEL_STEP_MACS
+    def __init__(self, kind, a, d, ins, outs, scratch):
+        self.kind, self.a, self.d = kind, a, d
+        self.reverse = a["direction"] == "reverse" or d == 1
+        self.acts = a["acts"][d]
+        self.__dict__.update(ins, **outs, **scratch)
+        self.seq, self.n, self.hid = a["seq"], int(self.x.shape[1]), a["hidden"]
+        self.nj, self.lanes = int(self.rp.shape[1]), int(self.rp.shape[4])
 
-    def copy(self, src, src_idx, dst, dst_idx):
+    def emit(self):
+        d, seq, n = self.d, self.seq, self.n
+        self.project()
+        self.copy(lambda b, j: self.h0[d, b, j], lambda b, j: (self.hs, [d, 0, b, j]))
+        if self.c0 is not None:
+            self.copy(lambda b, j: self.c0[d, b, j], lambda b, j: (self.cs, [d, 0, b, j]))
+        with T.serial(0, seq) as s:
+            self.step(s)
+        self.copy(lambda b, j: self.hs[d, seq % 2, b, j], lambda b, j: (self.h_out, [d, b, j]))
+        if self.c0 is not None:
+            self.copy(lambda b, j: self.cs[d, seq % 2, b, j], lambda b, j: (self.c_out, [d, b, j]))
+
+    def copy(self, src, dst):
         with T.serial(0, self.n) as b:
             with T.vectorized(0, self.hid) as j:
-                T.buffer_store(dst, src[tuple(src_idx(b, j))], dst_idx(b, j))
+                buf, idx = dst(b, j)
+                T.buffer_store(buf, src(b, j), idx)
 
-    def where(self, s, b):
-        """(time index of step s for batch b, valid flag or None)."""
-        a, seq = self.a, self.a["seq"]
-        if self.lens is None:
-            return (seq - 1 - s if a.get("reverse") else s), None
-        valid = s < self.lens[b]
-        return (tirx.Select(valid, self.lens[b] - 1 - s, s) if a.get("reverse") else s), valid
-
-    def tiles(self):
-        """The loop over (batch, hidden tile) pairs: parallel or serial."""
-        return (T.parallel if self.parallel else T.serial)(0, self.n * self.nj)
-
-    def gemv(self, b, jt, gates, state):
-        """A local [len(gates), lanes] buffer holding state[b, :] . RP[jt, :, g, :] for g in GATES."""
+    def gemv(self, gates, size, vec, mat):
+        """A local [len(gates), lanes] buffer holding sum_k vec(k) * mat(k, g, lane) for g in GATES."""
         acc = T.alloc_buffer((len(gates), self.lanes), "float32", scope="local")
         for gi in range(len(gates)):
             with T.vectorized(0, self.lanes) as ji:
                 T.buffer_store(acc, _f(0), [gi, ji])
-        with T.serial(0, self.hid) as k:
+        with T.serial(0, size) as k:
             for gi, g in enumerate(gates):
                 with T.vectorized(0, self.lanes) as ji:
-                    T.buffer_store(acc, acc[gi, ji] + state(b, k) * self.rp[jt, k, g, ji], [gi, ji])
+                    T.buffer_store(acc, acc[gi, ji] + vec(k) * mat(k, g, ji), [gi, ji])
         return acc
 
-    def step(self, s, hs, cs, zr):
-        kind, a, hid, lanes = self.kind, self.a, self.hid, self.lanes
-        acts = a["acts"]
-        src = lambda b, j: hs[s % 2, b, j]  # noqa: E731
-        nxt = lambda b, j: [(s + 1) % 2, b, j]  # noqa: E731
-        lbr0 = kind == "gru" and not a.get("linear_before_reset")
+    def project(self):
+        """xp[d, t*B + b, :] = X[t, b, :] . W^T + bias for all steps: per tile, its weights stay in cache."""
+        d, n, lanes, hid = self.d, self.n, self.lanes, self.hid
+        gates = list(range(int(self.wp.shape[3])))
+        with T.serial(0, self.nj) as jt:
+            with T.serial(0, self.seq * n) as tb:
+                acc = self.gemv(gates, int(self.x.shape[2]), lambda i: self.x[tb // n, tb % n, i],
+                                lambda i, g, ji: self.wp[d, jt, i, g, ji])
+                for gi, g in enumerate(gates):
+                    with T.vectorized(0, lanes) as ji:
+                        col = g * hid + jt * lanes + ji
+                        T.buffer_store(self.xp, acc[gi, ji] + self.bias[d, col], [d, tb, col])
+
+    def where(self, s, b):
+        """(time index of step s for batch b, valid flag or None)."""
+        seq, lens = self.seq, self.lens
+        if lens is None:
+            return (seq - 1 - s if self.reverse else s), None
+        valid = s < lens[b]
+        return (tirx.Select(valid, lens[b] - 1 - s, s) if self.reverse else s), valid
+
+    def tiles(self):
+        """The loop over (batch, hidden tile) pairs."""
+        return T.serial(0, self.n * self.nj)
+
+    def step(self, s):
+        kind, a, d, hid, lanes, acts = self.kind, self.a, self.d, self.hid, self.lanes, self.acts
+        hs, cs, zr = self.hs, getattr(self, "cs", None), getattr(self, "zr", None)
+        src = lambda b, j: hs[d, s % 2, b, j]  # noqa: E731
+        nxt = lambda b, j: [d, (s + 1) % 2, b, j]  # noqa: E731
 
         def xpre(b, g, j):
             pos, _ = self.where(s, b)
-            return self.xp[pos * self.n + b, g * hid + j]
+            return self.xp[d, pos * self.n + b, g * hid + j]
 
         def store_state(b, j, hn, valid):
             T.buffer_store(hs, hn if valid is None else tirx.Select(valid, hn, src(b, j)), nxt(b, j))
             pos, _ = self.where(s, b)
-            T.buffer_store(self.y, hn if valid is None else tirx.Select(valid, hn, _f(0)), [pos, b, j])
+            T.buffer_store(self.y, hn if valid is None else tirx.Select(valid, hn, _f(0)), [pos, d, b, j])
 
-        gates = list(range(GATES[kind])) if not lbr0 else [0, 1]
+        def recurrent(b, jt, gates, vec):
+            return self.gemv(gates, hid, vec, lambda k, g, ji: self.rp[d, jt, k, g, ji])
+
+        gates = [0, 1] if zr is not None else list(range(GATES[kind]))
         with self.tiles() as bj:
             b, jt = bj // self.nj, bj % self.nj
-            acc = self.gemv(b, jt, gates, src)
+            acc = recurrent(b, jt, gates, lambda k: src(b, k))
             with T.vectorized(0, lanes) as ji:
                 j = jt * lanes + ji
                 pre = [T.bind(xpre(b, g, j) + acc[gi, ji]) for gi, g in enumerate(gates)]
                 _, valid = self.where(s, b)
                 if kind == "lstm":
-                    p = [self.ex[q * hid + j] for q in range(3)]
-                    c_old = cs[s % 2, b, j]
+                    p = [self.ex[d, q * hid + j] for q in range(3)]
+                    c_old = cs[d, s % 2, b, j]
                     cn = T.bind(lstm_c(M, a, acts, pre, c_old, p))
                     T.buffer_store(cs, cn if valid is None else tirx.Select(valid, cn, c_old), nxt(b, j))
                     store_state(b, j, lstm_h(M, a, acts, pre, cn, p), valid)
@@ -179,21 +212,21 @@ class _Step:
                     store_state(b, j, rnn_update(M, a, acts, pre[0]), valid)
                 else:
                     z, r = (T.bind(v) for v in gru_gates(M, a, acts, pre[0], pre[1]))
-                    if lbr0:
-                        T.buffer_store(zr, z, [0, b, j])
-                        T.buffer_store(zr, r * src(b, j), [1, b, j])
+                    if zr is not None:
+                        T.buffer_store(zr, z, [d, 0, b, j])
+                        T.buffer_store(zr, r * src(b, j), [d, 1, b, j])
                     else:
-                        pre_h = xpre(b, 2, j) + r * (acc[2, ji] + self.ex[j])
+                        pre_h = xpre(b, 2, j) + r * (acc[2, ji] + self.ex[d, j])
                         store_state(b, j, gru_update(M, a, acts, z, pre_h, src(b, j)), valid)
-        if lbr0:
+        if zr is not None:  # GRU, linear_before_reset=0: the h gate needs every unit's r*h first
             with self.tiles() as bj:
                 b, jt = bj // self.nj, bj % self.nj
-                acc = self.gemv(b, jt, [2], lambda bb, k: zr[1, bb, k])
+                acc = recurrent(b, jt, [2], lambda k: zr[d, 1, b, k])
                 with T.vectorized(0, lanes) as ji:
                     j = jt * lanes + ji
                     _, valid = self.where(s, b)
                     pre_h = xpre(b, 2, j) + acc[0, ji]
-                    store_state(b, j, gru_update(M, a, acts, zr[0, b, j], pre_h, src(b, j)), valid)
+                    store_state(b, j, gru_update(M, a, acts, zr[d, 0, b, j], pre_h, src(b, j)), valid)
 
 
 def _extern(func, inputs):

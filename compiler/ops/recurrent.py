@@ -15,12 +15,13 @@ input_forget (lstm), linear_before_reset (gru), masked (a lens input is present)
 With lens, batch b runs lens[b] steps: Y is zero past lens[b], Y_h holds the last valid state,
 and the reverse direction runs backwards from lens[b]-1 (what onnxruntime computes).
 
-Loop kernels (made by the pass; XP = X.W^T + biases for all steps, [T*B, G*H]; RP = R packed per
-hidden tile, RP[tile, k, gate, lane] = R[gate*H + tile*lanes + lane, k]):
+Loop kernels (made by the pass; weights packed per hidden tile of `lanes` units,
+WP[d, tile, i, gate, lane] = W[d, gate*H + tile*lanes + lane, i], RP likewise from R;
+bias = W bias + R bias except the GRU h gate's R bias with linear_before_reset):
 
-    lstm_loop(XP, h0, c0, RP, P [, lens]) -> Y[T,B,H], h_T, c_T       one direction, all steps
-    gru_loop(XP, h0, RP, rbh [, lens]) -> Y, h_T                      attrs above + reverse, seq
-    rnn_loop(XP, h0, RP [, lens]) -> Y, h_T
+    lstm_loop(X, WP, bias[D,4H], h0, c0, RP, P [, lens]) -> Y, Y_h, Y_c    every direction, all steps
+    gru_loop(X, WP, bias[D,3H], h0, RP, rbh[D,H] [, lens]) -> Y, Y_h       attrs above + seq
+    rnn_loop(X, WP, bias[D,H], h0, RP [, lens]) -> Y, Y_h
 """
 import numpy as np
 
@@ -215,49 +216,50 @@ def _split_inputs(kind, a, arrays):
 
 # ---- loop kernels -------------------------------------------------------------------------
 def step_inputs(kind, a, arrays):
-    """(xp, h, c, rp, extra, lens) from a loop op's inputs (c/extra None where unused)."""
+    """(x, wp, bias, h0, c0, rp, extra, lens) from a loop op's inputs (c0/extra/lens None where unused)."""
     arrays = list(arrays)
     lens = arrays.pop() if a.get("masked") else None
-    if kind == "lstm":
-        xp, h, c, rp, p = arrays
-        return xp, h, c, rp, p, lens
-    if kind == "gru":
-        xp, h, rp, rbh = arrays
-        return xp, h, None, rp, rbh, lens
-    xp, h, rp = arrays
-    return xp, h, None, rp, None, lens
+    x, wp, bias, h0 = arrays[:4]
+    rest = arrays[4:]
+    c0 = rest.pop(0) if kind == "lstm" else None
+    rp = rest.pop(0)
+    extra = rest[0] if rest else None
+    return x, wp, bias, h0, c0, rp, extra, lens
 
 
-def unpack_r(rp):
-    """Packed recurrent weights RP[tile, k, gate, lane] -> R^T [H, G*H] (unit = tile*lanes + lane)."""
-    nj, hid, g, lanes = rp.shape
-    return np.transpose(rp, (1, 2, 0, 3)).reshape(hid, g * nj * lanes)
+def unpack(wp):
+    """Packed weights [tiles, K, G, lanes] -> the transposed matrix [K, G*H] (unit = tile*lanes + lane)."""
+    nj, k, g, lanes = wp.shape
+    return np.transpose(wp, (1, 2, 0, 3)).reshape(k, g * nj * lanes)
 
 
 def _loop_infer(kind):
     def infer(a, *vals):
-        xp, h, c, rp, extra, lens = step_inputs(kind, a, vals)
-        n, hid, g = h.shape[0], a["hidden"], GATES[kind]
-        if (tuple(xp.shape) != (a["seq"] * n, g * hid) or len(rp.shape) != 4 or rp.shape[1:3] != (hid, g)
-                or rp.shape[0] * rp.shape[3] != hid or tuple(h.shape) != (n, hid)):
-            raise ShapeError(f"loop inputs {list(xp.shape)}, {list(h.shape)}, {list(rp.shape)} do not fit "
-                             f"seq {a['seq']} hidden {hid}")
-        state = ((n, hid), h.dtype)
-        y = ((a["seq"], n, hid), h.dtype)
-        return [y, state, state] if kind == "lstm" else [y, state]
+        x, wp, bias, h0, c0, rp, extra, lens = step_inputs(kind, a, vals)
+        t, n, i = x.shape
+        d, hid, g = dirs(a), a["hidden"], GATES[kind]
+        for label, v, k in (("W", wp, i), ("R", rp, hid)):
+            s = tuple(v.shape)
+            if len(s) != 5 or s[0] != d or s[2:4] != (k, g) or s[1] * s[4] != hid:
+                raise ShapeError(f"packed {label} has shape {list(s)}, expected [{d}, tiles, {k}, {g}, lanes]")
+        if tuple(bias.shape) != (d, g * hid) or tuple(h0.shape) != (d, n, hid) or t != a["seq"]:
+            raise ShapeError(f"bias {list(bias.shape)} / h0 {list(h0.shape)} do not fit seq {a['seq']} hidden {hid}")
+        state = ((d, n, hid), x.dtype)
+        outs = [((t, d, n, hid), x.dtype), state]
+        return outs + [state] if kind == "lstm" else outs
     return infer
 
 
-def reference_steps(kind, a, xp, h, c, rt, extra, lens):
-    """Run every step of one direction in numpy; -> (ys per step [T, B, H], h, c)."""
-    hid, n = a["hidden"], h.shape[0]
-    xp3 = xp.astype(np.float64).reshape(a["seq"], n, -1)
+def reference_steps(kind, a, xp, h, c, rt, extra, lens, acts, reverse):
+    """Run every step of one direction in numpy from XP = X.W^T + bias [T*B, G*H] and RT = R^T;
+    -> (Y [T, B, H] at time positions, h, c)."""
+    hid, n, t = a["hidden"], h.shape[0], a["seq"]
+    xp3 = xp.astype(np.float64).reshape(t, n, -1)
     rt, h = rt.astype(np.float64), h.astype(np.float64)
     c = None if c is None else c.astype(np.float64)
-    pos, valid = step_order(a, a.get("reverse"), a["seq"], lens)
-    ys = np.zeros((a["seq"], n, hid))
-    acts = a["acts"]
-    for s in range(a["seq"]):
+    pos, valid = step_order(a, reverse, t, lens)
+    y = np.zeros((t, n, hid))
+    for s in range(t):
         xt, v = xp3[pos[s], np.arange(n)], valid[s][:, None]
         hr = h @ rt
         if kind == "lstm":
@@ -275,28 +277,27 @@ def reference_steps(kind, a, xp, h, c, rt, extra, lens):
         else:
             hn = rnn_update(NumpyMath, a, acts, xt + hr)
         h = np.where(v, hn, h)
-        ys[s] = np.where(v, hn, 0.0)
-    return ys, h, c
+        y[pos[s], np.arange(n)] = np.where(v, hn, 0.0)
+    return y, h, c
 
 
 def _loop_ref(kind):
     def ref(a, *arrays):
-        xp, h, c, rp, extra, lens = step_inputs(kind, a, arrays)
-        ys, h, c = reference_steps(kind, a, xp, h, c, unpack_r(rp), extra, lens)
-        pos, valid = step_order(a, a.get("reverse"), a["seq"], lens)
-        y = np.zeros_like(ys)
-        for s in range(a["seq"]):  # step s of batch b lands at time pos[s, b]
-            y[pos[s], np.arange(ys.shape[1])] = ys[s]
-        outs = [y.astype(np.float32), h.astype(np.float32)]
-        return tuple(outs + [c.astype(np.float32)]) if kind == "lstm" else tuple(outs)
+        x, wp, bias, h0, c0, rp, extra, lens = step_inputs(kind, a, arrays)
+        t, n, i = x.shape
+        ys, hs, cs = [], [], []
+        for d in range(dirs(a)):
+            xp = x.reshape(t * n, i).astype(np.float64) @ unpack(wp[d]).astype(np.float64) + bias[d]
+            y, h, c = reference_steps(kind, a, xp, h0[d], None if c0 is None else c0[d], unpack(rp[d]),
+                                      None if extra is None else extra[d], lens, a["acts"][d],
+                                      a["direction"] == "reverse" or d == 1)
+            ys.append(y)
+            hs.append(h)
+            cs.append(c)
+        outs = [np.stack(ys, 1).astype(np.float32), np.stack(hs).astype(np.float32)]
+        return tuple(outs + [np.stack(cs).astype(np.float32)]) if kind == "lstm" else tuple(outs)
     return ref
 
 
-def _loop_flops(kind):
-    def flops(a, ins, outs):
-        return 2 * ins[1].shape[0] * a["hidden"] * GATES[kind] * a["hidden"] * a["seq"]
-    return flops
-
-
 for _kind in GATES:
-    defop(f"{_kind}_loop", "recurrent", _loop_infer(_kind), _loop_flops(_kind))(_loop_ref(_kind))
+    defop(f"{_kind}_loop", "recurrent", _loop_infer(_kind), _seq_flops(_kind))(_loop_ref(_kind))

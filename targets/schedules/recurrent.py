@@ -1,7 +1,8 @@
-"""Recurrent kernels (lstm/gru/rnn cells and loops, rnn_stack) are hand-written TIR that comes
-scheduled from compiler/lower/recurrent.py: parallel over (batch, hidden tile), the GEMV and the
-gate math vectorized over the tile. This rule keeps the generic schedule away from them; a
-target-specific refinement registers `@rule("recurrent", arch)`."""
+"""Recurrent loop kernels (lstm/gru/rnn, one per direction) are hand-written TIR that comes
+scheduled from compiler/lower/recurrent.py: tiles sized from the preset's vector width by the
+unroll_recurrent pass, the GEMV and the gate math vectorized over a tile, the tile loop parallel
+only for large steps. This rule keeps the generic schedule away from them; a target-specific
+refinement registers `@rule("recurrent", arch)`."""
 from . import rule
 
 
