@@ -69,7 +69,7 @@ def _expand(graph, node, preset):
         rb = add("mul", [rb, graph.add_const(mask, graph.fresh("mask"))])[0]
     bias = add("add", [cols(0, g * hid), rb])[0]
     state = [h0] + ([node.inputs[5]] if kind == "lstm" else [])
-    extra = {"lstm": node.inputs[6:7], "gru": [cols((2 * g - 1) * hid, 2 * g * hid)], "rnn": []}[kind]
+    extra = node.inputs[6:7] if kind == "lstm" else [cols(5 * hid, 6 * hid)] if kind == "gru" else []  # P, rbh
     lens = [node.inputs[-1]] if a.get("masked") else []
     attrs = {k: a[k] for k in ("hidden", "direction", "acts", "clip", "masked", "input_forget", "linear_before_reset")
              if k in a}
