@@ -186,3 +186,36 @@ def test_keras_lstm_via_tf2onnx_matches_predict(tmp_path):
     g = from_onnx(onnx_model, input_shapes={name: x.shape})
     np.testing.assert_allclose(interpret(g, {name: x})[g.outputs[0]], expected, rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(_compiled(g, tmp_path, {name: x})[0], expected, rtol=RTOL, atol=ATOL)
+
+
+def test_kernel_exp_tanh_sigmoid_match_float64_numpy():
+    """The recurrent kernels' vectorized float32 exp/tanh (TirMath) against float64 numpy."""
+    import tvm
+    from tvm.script.ir_builder import IRBuilder
+    from tvm.script.ir_builder import tirx as T
+
+    from edgec.compiler.lower.recurrent import TirMath
+    from edgec.compiler.ops.recurrent import activate
+    x = np.concatenate([np.linspace(-100, 100, 4001), np.linspace(-0.2, 0.2, 4001), [0.125, -0.125, 1e-30]])
+    x = x[:len(x) // 16 * 16].astype(np.float32)
+    fns = {"exp": TirMath.exp, "tanh": TirMath.tanh,
+           "sigmoid": lambda v: activate(TirMath, ["sigmoid", 0, 0], v)}
+    want = {"exp": np.exp(np.minimum(x.astype(np.float64), 88)), "tanh": np.tanh(x.astype(np.float64)),
+            "sigmoid": 1 / (1 + np.exp(-x.astype(np.float64)))}
+    for name, fn in fns.items():
+        with IRBuilder() as ib:
+            with T.prim_func():
+                T.func_name("main")
+                a = T.match_buffer(T.arg("a", T.handle()), (len(x),), "float32")
+                b = T.match_buffer(T.arg("b", T.handle()), (len(x),), "float32")
+                with T.serial(0, len(x) // 16) as i:
+                    with T.vectorized(0, 16) as j:
+                        T.buffer_store(b, fn(a[i * 16 + j]), [i * 16 + j])
+        lib = tvm.compile(tvm.IRModule({"main": ib.get()}), target=tvm.target.Target({"kind": "llvm"}))
+        out = tvm.runtime.tensor(np.zeros_like(x), tvm.cpu())
+        lib["main"](tvm.runtime.tensor(x, tvm.cpu()), out)
+        got = out.numpy().astype(np.float64)
+        w = want[name]
+        keep = (x > -87) if name == "exp" else np.ones(len(x), bool)  # exp clamps below -87 (~1e-38)
+        np.testing.assert_allclose(got[keep], w[keep], rtol=4e-7, atol=1e-30 if name == "exp" else 6e-8,
+                                   err_msg=name)
