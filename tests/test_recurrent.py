@@ -149,6 +149,8 @@ def test_one_loop_kernel_with_packed_weights(seq):
     assert wp.shape == (2, 3, 8, 4, 16) and rp.shape == (2, 3, 48, 4, 16)  # tiles of 16 (32 does not divide 48)
     assert unroll_recurrent.tile_lanes(128, targets.get("x86-avx512")) == 32
     assert unroll_recurrent.tile_lanes(128, targets.get("x86-avx2")) == 16
+    assert loops[0].attrs["project_rows"] == 2
+    assert unroll_recurrent.project_rows(4, targets.get("x86-avx2")) == 1
 
 
 def test_bad_sequence_lens_and_activation_are_clear_errors():

@@ -138,30 +138,37 @@ class _Direction:
                 buf, idx = dst(b, j)
                 T.buffer_store(buf, src(b, j), idx)
 
-    def gemv(self, gates, size, vec, mat):
-        """A local [len(gates), lanes] buffer holding sum_k vec(k) * mat(k, g, lane) for g in GATES."""
-        acc = T.alloc_buffer((len(gates), self.lanes), "float32", scope="local")
-        for gi in range(len(gates)):
-            with T.vectorized(0, self.lanes) as ji:
-                T.buffer_store(acc, _f(0), [gi, ji])
+    def gemv(self, gates, size, vecs, mat):
+        """A local [len(vecs), len(gates), lanes] buffer: for each row r, sum_k vecs[r](k) * mat(k, g, lane)
+        for g in GATES. Several rows share each weight vector load."""
+        acc = T.alloc_buffer((len(vecs), len(gates), self.lanes), "float32", scope="local")
+        for r in range(len(vecs)):
+            for gi in range(len(gates)):
+                with T.vectorized(0, self.lanes) as ji:
+                    T.buffer_store(acc, _f(0), [r, gi, ji])
         with T.serial(0, size) as k:
             for gi, g in enumerate(gates):
-                with T.vectorized(0, self.lanes) as ji:
-                    T.buffer_store(acc, acc[gi, ji] + vec(k) * mat(k, g, ji), [gi, ji])
+                for r, vec in enumerate(vecs):
+                    with T.vectorized(0, self.lanes) as ji:
+                        T.buffer_store(acc, acc[r, gi, ji] + vec(k) * mat(k, g, ji), [r, gi, ji])
         return acc
 
     def project(self):
-        """xp[d, t*B + b, :] = X[t, b, :] . W^T + bias for all steps: per tile, its weights stay in cache."""
+        """xp[d, t*B + b, :] = X[t, b, :] . W^T + bias for all steps, per tile (its weights stay in
+        cache) and `project_rows` rows of X at a time (each weight load feeds that many FMAs)."""
         d, n, lanes, hid = self.d, self.n, self.lanes, self.hid
         gates = list(range(int(self.wp.shape[3])))
+        rows = next(r for r in (self.a.get("project_rows", 1), 1) if self.seq * n % r == 0)
         with T.serial(0, self.nj) as jt:
-            with T.serial(0, self.seq * n) as tb:
-                acc = self.gemv(gates, int(self.x.shape[2]), lambda i: self.x[tb // n, tb % n, i],
+            with T.serial(0, self.seq * n // rows) as blk:
+                acc = self.gemv(gates, int(self.x.shape[2]),
+                                [lambda i, tb=blk * rows + r: self.x[tb // n, tb % n, i] for r in range(rows)],
                                 lambda i, g, ji: self.wp[d, jt, i, g, ji])
-                for gi, g in enumerate(gates):
-                    with T.vectorized(0, lanes) as ji:
-                        col = g * hid + jt * lanes + ji
-                        T.buffer_store(self.xp, acc[gi, ji] + self.bias[d, col], [d, tb, col])
+                for r in range(rows):
+                    for gi, g in enumerate(gates):
+                        with T.vectorized(0, lanes) as ji:
+                            col = g * hid + jt * lanes + ji
+                            T.buffer_store(self.xp, acc[r, gi, ji] + self.bias[d, col], [d, blk * rows + r, col])
 
     def where(self, s, b):
         """(time index of step s for batch b, valid flag or None)."""
@@ -191,7 +198,7 @@ class _Direction:
             T.buffer_store(self.y, hn if valid is None else tirx.Select(valid, hn, _f(0)), [pos, d, b, j])
 
         def recurrent(b, jt, gates, vec):
-            return self.gemv(gates, hid, vec, lambda k, g, ji: self.rp[d, jt, k, g, ji])
+            return self.gemv(gates, hid, [vec], lambda k, g, ji: self.rp[d, jt, k, g, ji])
 
         gates = [0, 1] if zr is not None else list(range(GATES[kind]))
         with self.tiles() as bj:
@@ -199,7 +206,7 @@ class _Direction:
             acc = recurrent(b, jt, gates, lambda k: src(b, k))
             with T.vectorized(0, lanes) as ji:
                 j = jt * lanes + ji
-                pre = [T.bind(xpre(b, g, j) + acc[gi, ji]) for gi, g in enumerate(gates)]
+                pre = [T.bind(xpre(b, g, j) + acc[0, gi, ji]) for gi, g in enumerate(gates)]
                 _, valid = self.where(s, b)
                 if kind == "lstm":
                     p = [self.ex[d, q * hid + j] for q in range(3)]
@@ -215,7 +222,7 @@ class _Direction:
                         T.buffer_store(zr, z, [d, 0, b, j])
                         T.buffer_store(zr, r * src(b, j), [d, 1, b, j])
                     else:
-                        pre_h = xpre(b, 2, j) + r * (acc[2, ji] + self.ex[d, j])
+                        pre_h = xpre(b, 2, j) + r * (acc[0, 2, ji] + self.ex[d, j])
                         store_state(b, j, gru_update(M, a, acts, z, pre_h, src(b, j)), valid)
         if zr is not None:  # GRU, linear_before_reset=0: the h gate needs every unit's r*h first
             with self.tiles() as bj:
@@ -224,7 +231,7 @@ class _Direction:
                 with T.vectorized(0, lanes) as ji:
                     j = jt * lanes + ji
                     _, valid = self.where(s, b)
-                    pre_h = xpre(b, 2, j) + acc[0, ji]
+                    pre_h = xpre(b, 2, j) + acc[0, 0, ji]
                     store_state(b, j, gru_update(M, a, acts, zr[d, 0, b, j], pre_h, src(b, j)), valid)
 
 
