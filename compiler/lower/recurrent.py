@@ -1,7 +1,7 @@
 """Recurrent kernels as hand-written TIR (TVM's TE has no recurrence create_prim_func accepts).
 
-`lstm_loop` / `gru_loop` / `rnn_loop` run a whole recurrent node in one kernel, direction after
-direction. Per direction: first the input projection XP = X.W^T + bias for every step (per hidden
+`lstm_loop` / `gru_loop` / `rnn_loop` run a whole recurrent node in one kernel, its directions
+one after the other or one per thread (see Threads below). Per direction: first the input projection XP = X.W^T + bias for every step (per hidden
 tile, over all steps, so the tile's weights stay in cache), then a serial loop over time with
 the hidden (and cell) state ping-ponging between two scratch buffers. Each step walks the
 (batch, hidden tile) pairs; a tile is LANES hidden units (the last axis of the packed weights
@@ -11,11 +11,16 @@ RP[d, tile, k, gate, lane], see unroll_recurrent). Per tile:
     gate math + state update on the tile's LANES units        vectorized, from registers
 
 The accumulators are a small "local" buffer (LLVM keeps them in vector registers) and the packed
-weights stream contiguously once per step. The kernels run on one thread: a parallel region per
-step (tiles over cores) or per direction cost more than it saved on the 2-core machine this was
-measured on, badly so when the cores are shared (lstm seq 100 / hidden 512: median 7.6 ms with
-the tile loop parallel vs 5.4 ms serial; bidirectional hidden 128: 3.1 ms with the directions
-parallel vs 0.27 ms serial); the step is bound by streaming RP from cache, not by FMAs.
+weights stream contiguously once per step: one core's step is bound by how fast RP streams from
+its L2 (hidden 128) or L3 (hidden 512), not by FMAs. Threads: a step with at least
+`PARALLEL_STEP_MACS` multiply-adds splits its tiles over the cores (one parallel region per
+step; each core streams its part of RP); otherwise a bidirectional node runs its two directions
+on two threads, and a one-direction node with small steps runs on one thread (a parallel region
+per step cost as much as it saved at hidden 128). Measured on a 2-core AVX-512 machine (ms,
+serial vs parallel): lstm seq 100 / hidden 512 5.5 vs 3.2, seq 50 / hidden 256 0.74 vs 0.49,
+bidirectional seq 32 / hidden 128 0.26 vs 0.16. With the cores shared by other busy processes
+the parallel versions lose (hidden 512: 7.6 vs 5.4; bidirectional: 3.1 vs 0.27), as any
+thread pool does when its workers are not scheduled.
 New state is computed as expressions and stored, never read back in the same vectorized loop
 (doing so once gave wrong LSTM results). GRU with linear_before_reset=0 needs (r*h).R_h^T, so
 its steps run two tile passes (z and r*h first, then the h gate).
@@ -79,6 +84,7 @@ class TirMath:
 
 
 M = TirMath
+PARALLEL_STEP_MACS = 1 << 18  # multiply-adds per step from which a step's tiles run on all threads
 
 
 def _loop_kernel(kind, a, tensors):
@@ -104,16 +110,24 @@ def _loop_kernel(kind, a, tensors):
                 ins = {k: get(t) for k, t in zip(("x", "wp", "bias", "h0", "c0", "rp", "ex", "lens"),
                                                  (x_t, wp_t, bias_t, h_t, c_t, rp_t, ex_t, lens_t))}
                 outs = {"y": y, "h_out": h_out, "c_out": c_out}
-                for d in range(nd):
-                    _Direction(kind, a, d, ins, outs, scratch).emit()
+                par_tiles = n * g_all * hid * hid >= PARALLEL_STEP_MACS
+                if nd > 1 and not par_tiles:
+                    with T.parallel(0, nd) as dv:  # one direction per thread
+                        for d in range(nd):
+                            with T.If(dv == d):
+                                with T.Then():
+                                    _Direction(kind, a, d, ins, outs, scratch, False).emit()
+                else:
+                    for d in range(nd):
+                        _Direction(kind, a, d, ins, outs, scratch, par_tiles).emit()
     return _extern(ib.get(), present)
 
 
 class _Direction:
     """Emits the whole sequence of direction D (see the module docstring)."""
 
-    def __init__(self, kind, a, d, ins, outs, scratch):
-        self.kind, self.a, self.d = kind, a, d
+    def __init__(self, kind, a, d, ins, outs, scratch, par_tiles):
+        self.kind, self.a, self.d, self.par_tiles = kind, a, d, par_tiles
         self.reverse = a["direction"] == "reverse" or d == 1
         self.acts = a["acts"][d]
         self.__dict__.update(ins, **outs, **scratch)  # buffers as attributes: self.x, self.rp, self.hs, ...
@@ -159,7 +173,7 @@ class _Direction:
         d, n, lanes, hid = self.d, self.n, self.lanes, self.hid
         gates = list(range(int(self.wp.shape[3])))
         rows = next(r for r in (self.a.get("project_rows", 1), 1) if self.seq * n % r == 0)
-        with T.serial(0, self.nj) as jt:
+        with (T.parallel if self.par_tiles else T.serial)(0, self.nj) as jt:
             with T.serial(0, self.seq * n // rows) as blk:
                 acc = self.gemv(gates, int(self.x.shape[2]),
                                 [lambda i, tb=blk * rows + r: self.x[tb // n, tb % n, i] for r in range(rows)],
@@ -179,8 +193,8 @@ class _Direction:
         return (tirx.Select(valid, lens[b] - 1 - s, s) if self.reverse else s), valid
 
     def tiles(self):
-        """The loop over (batch, hidden tile) pairs."""
-        return T.serial(0, self.n * self.nj)
+        """The loop over (batch, hidden tile) pairs, parallel for large steps."""
+        return (T.parallel if self.par_tiles else T.serial)(0, self.n * self.nj)
 
     def step(self, s):
         kind, a, d, hid, lanes, acts = self.kind, self.a, self.d, self.hid, self.lanes, self.acts
