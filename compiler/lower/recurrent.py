@@ -1,11 +1,12 @@
 """Recurrent kernels as hand-written TIR (TVM's TE has no recurrence create_prim_func accepts).
 
 `lstm_loop` / `gru_loop` / `rnn_loop` run a whole recurrent node in one kernel, its directions
-one after the other or one per thread (see Threads below). Per direction: first the input projection XP = X.W^T + bias for every step (per hidden
-tile, over all steps, so the tile's weights stay in cache), then a serial loop over time with
-the hidden (and cell) state ping-ponging between two scratch buffers. Each step walks the
-(batch, hidden tile) pairs; a tile is LANES hidden units (the last axis of the packed weights
-RP[d, tile, k, gate, lane], see unroll_recurrent). Per tile:
+one after the other or one per thread (see Threads below). Per direction: first the input
+projection XP = X.W^T + bias for every step (per hidden tile, over all steps, so the tile's
+weights stay in cache), then a serial loop over time with the hidden (and cell) state
+ping-ponging between two scratch buffers. Each step walks the (batch, hidden tile) pairs; a tile
+is LANES hidden units (the last axis of the packed weights RP[d, tile, k, gate, lane], see
+unroll_recurrent). Per tile:
 
     acc[gate, :] = sum_k h[b, k] * RP[d, tile, k, gate, :]   GEMV: one broadcast, one FMA per gate
     gate math + state update on the tile's LANES units        vectorized, from registers
