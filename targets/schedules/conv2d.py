@@ -113,21 +113,11 @@ def _parallel(sch, loop, par):
 def _schedule_rest(sch, preset, names, par=True):
     """Blocks after the epilogue: a fused pool (and its padding) gets the pool schedule, the rest
     the generic treatment. NAMES: prefixes of the blocks already scheduled."""
-    lanes = max(preset.vector_bits // 32, 4)
     names = list(names)
     for b in sch.get_child_blocks(sch.get_sblock("root")):
         if sch.get(b).name_hint in POOL_BLOCKS:
             names += schedule_pool_block(sch, b, preset, par)
-    for b in sch.get_child_blocks(sch.get_sblock("root")):
-        if any(sch.get(b).name_hint.startswith(n) for n in names):  # incl. the _init of a reduction
-            continue
-        if not generic._is_reduction(sch, b):
-            try:
-                sch.compute_inline(b)
-                continue
-            except Exception:  # noqa: BLE001
-                pass
-        generic._schedule_block(sch, b, lanes, par)
+    generic.schedule_remaining(sch, preset, names, par)
 
 
 @rule("dense")

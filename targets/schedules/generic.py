@@ -97,3 +97,20 @@ def _schedule_block(sch, block, lanes, parallel=True):
             sch.vectorize(v)
         else:
             sch.vectorize(inner)
+
+
+def schedule_remaining(sch, preset, names, par=True):
+    """The blocks a specialised schedule left (those not named by a prefix in NAMES, which
+    also covers a reduction's _init): inline what can be inlined, give the rest the generic
+    parallel/vector treatment."""
+    lanes = max(preset.vector_bits // 32, 4)
+    for b in sch.get_child_blocks(sch.get_sblock("root")):
+        if any(sch.get(b).name_hint.startswith(n) for n in names):
+            continue
+        if not _is_reduction(sch, b):
+            try:
+                sch.compute_inline(b)
+                continue
+            except Exception:  # noqa: BLE001 - not inlinable: scheduled where it is
+                pass
+        _schedule_block(sch, b, lanes, par)

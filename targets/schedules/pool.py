@@ -76,19 +76,5 @@ def schedule(func, kernel, preset):
     done = schedule_pool_block(sch, blocks[0], preset, par)
     if not done:
         return generic.schedule(func, kernel, preset)
-    _rest(sch, preset, done, par)
+    generic.schedule_remaining(sch, preset, done, par)
     return sch.mod["main"]
-
-
-def _rest(sch, preset, names, par):
-    lanes = max(preset.vector_bits // 32, 4)
-    for b in sch.get_child_blocks(sch.get_sblock("root")):
-        if any(sch.get(b).name_hint.startswith(n) for n in names):
-            continue
-        if not generic._is_reduction(sch, b):
-            try:
-                sch.compute_inline(b)
-                continue
-            except Exception:  # noqa: BLE001
-                pass
-        generic._schedule_block(sch, b, lanes, par)
