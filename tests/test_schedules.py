@@ -145,3 +145,24 @@ def test_concat(tmp_path, axis):
     r, = g.add_node("relu", [xs[0]])
     g.outputs = [y, r]
     _check(tmp_path, g, want_ops=["concat"])
+
+
+def test_failing_schedule_falls_back_loudly_and_stays_correct(monkeypatch, tmp_path):
+    """A specialised schedule that raises (an unusual kernel) must not fail the compile: the
+    generic schedule takes over, with a warning naming the kernel, and numerics are unchanged."""
+    import warnings
+
+    def broken(func, kernel, preset):
+        raise RuntimeError("cannot split this loop")
+    for key in [k for k in schedules.RULES if k[0] == "pool"]:
+        monkeypatch.setitem(schedules.RULES, key, broken)
+    g = Graph("fallback")
+    x = g.add_input("x", (1, 3, 9, 9))
+    (y,) = g.add_node("max_pool2d", [x], {"kernel": [3, 3], "strides": [2, 2]}, source=["pool"])
+    g.outputs = [y]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compile_graph(g, targets.get("host"), tmp_path / "f.edgec", progress=False)
+    assert any("cannot split this loop" in str(w.message) and "kernel maxpool_0" in str(w.message) for w in caught)
+    xv = np.random.default_rng(0).standard_normal((1, 3, 9, 9)).astype(np.float32)
+    np.testing.assert_array_equal(load(tmp_path / "f.edgec").run({"x": xv})[0], interpret(g, {"x": xv})[y])

@@ -4,6 +4,8 @@
 (conv2d, dense, pool, elementwise, ...) and the preset, falling back to the generic CPU
 schedule. Register a specialised one with `@rule(kind, arch=...)`.
 """
+import warnings
+
 import numpy as np
 
 from . import generic
@@ -34,7 +36,16 @@ def schedule(func, kernel, preset):
         from . import gpu
         return gpu.schedule(func, kernel, preset)
     fn = RULES.get((kernel["kind"], preset.arch)) or RULES.get((kernel["kind"], "*")) or generic.schedule
-    return fn(func, kernel, preset)
+    # A schedule that cannot handle an unusual kernel falls back, loudly, to a simpler one: the
+    # generic schedule, then TVM's unscheduled loops. Slower code, never a failed compile.
+    for attempt in dict.fromkeys([fn, generic.schedule]):
+        try:
+            return attempt(func, kernel, preset)
+        except Exception as e:  # noqa: BLE001 - TVM's ScheduleError and friends
+            warnings.warn(f"kernel {kernel['name']}: schedule {attempt.__module__}.{attempt.__name__} failed "
+                          f"({str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__}); "
+                          "falling back", RuntimeWarning, stacklevel=2)
+    return func
 
 
 from . import concat, conv2d, pool, recurrent  # noqa: E402,F401  (registers the CPU rules)
