@@ -16,8 +16,6 @@ import numpy as np
 from ..errors import ArtifactError, InputError
 from . import artifact, profile
 
-RUNTIME_FORMAT = 1
-
 # TVM's thread pool would otherwise start with one worker on some machines (seen on a 2-core VM:
 # ResNet-50 84 ms instead of 52 ms). Users can still set TVM_NUM_THREADS themselves.
 os.environ.setdefault("TVM_NUM_THREADS", str(os.cpu_count() or 1))

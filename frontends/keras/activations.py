@@ -71,6 +71,3 @@ def is_elementwise(spec):
     """Whether the activation treats every element alone (so it commutes with a transpose)."""
     return name_of(spec) not in ("softmax", "log_softmax")
 
-
-def supported():
-    return sorted({"linear"} | set(UNARY) | set(COMPOSED))
