@@ -43,6 +43,21 @@ def qemu(cmd, **kw):
     return subprocess.run(["qemu-aarch64-static", *cmd], env=env, capture_output=True, text=True, **kw)
 
 
+def run_bundle(root, inputs, out_dir, n_outputs, runs=1):
+    """Run an unpacked bundle's C++ runner under qemu on INPUTS (arrays, in model order); return
+    its outputs. The runner must exit 0 and print its latency line."""
+    import numpy as np
+    files = []
+    for i, x in enumerate(inputs):
+        files.append(str(Path(out_dir) / f"in{i}.npy"))
+        np.save(files[-1], x)
+    res = qemu([str(Path(root) / "bin/edgec-run"), str(Path(root) / "model"), "-i", *files, "-o", str(out_dir),
+                "-n", str(runs)], timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "latency: median" in res.stdout
+    return [np.load(Path(out_dir) / f"output_{i}.npy") for i in range(n_outputs)]
+
+
 def _cache():
     return Path(os.environ.get("EDGEC_CACHE") or Path.home() / ".cache" / "edgec") / "aarch64-py311"
 

@@ -136,15 +136,8 @@ def test_bundle_runner_under_qemu_matches_onnxruntime(built, name, tmp_path):
     root = tmp_path / names[0].split("/")[0]
     assert {"bin/edgec-run", "lib/libtvm_runtime.so", "lib/libtvm_ffi.so", "model/model.so",
             "model/params.bin", "run.sh", "README.txt"} <= {n.split("/", 1)[1] for n in names if "/" in n}
-    files = []
-    for i, (k, x) in enumerate(case["inputs"].items()):
-        files.append(str(tmp_path / f"in{i}.npy"))
-        np.save(files[-1], x)
-    res = arm_env.qemu([str(root / "bin/edgec-run"), str(root / "model"), "-i", *files, "-o", str(tmp_path),
-                        "-n", "2"], timeout=300)
-    assert res.returncode == 0, res.stderr
-    assert "latency: median" in res.stdout
-    check([np.load(tmp_path / f"output_{i}.npy") for i in range(len(case["expected"]))], case["expected"])
+    outs = arm_env.run_bundle(root, case["inputs"].values(), tmp_path, len(case["expected"]), runs=2)
+    check(outs, case["expected"])
 
 
 def test_bundle_runner_rejects_wrong_input_shape(built, tmp_path):

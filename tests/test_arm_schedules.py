@@ -99,12 +99,4 @@ def test_schedules_on_rpi4_match_onnxruntime(tmp_path, monkeypatch):
     with tarfile.open(bundle) as t:
         root = tmp_path / t.getnames()[0].split("/")[0]
         t.extractall(tmp_path, filter="data")
-    files = []
-    for i, x in enumerate(inputs.values()):
-        files.append(str(tmp_path / f"in{i}.npy"))
-        np.save(files[-1], x)
-    res = arm_env.qemu([str(root / "bin/edgec-run"), str(root / "model"), "-i", *files, "-o", str(tmp_path),
-                        "-n", "1"], timeout=300)
-    assert res.returncode == 0, res.stderr
-    assert "latency: median" in res.stdout
-    check([np.load(tmp_path / f"output_{i}.npy") for i in range(len(expected))], expected)
+    check(arm_env.run_bundle(root, inputs.values(), tmp_path, len(expected)), expected)
