@@ -1,13 +1,19 @@
 """`edgec bench`: edgec against onnxruntime on the same inputs and thread count.
 
-Runs alternate (edgec, onnxruntime, edgec, ...) so a change in machine load hits both alike
-(onnxruntime with its thread pool's spin-waiting off, see `_ort_session`); the
-report gives each one's median latency, the ratio edgec/onnxruntime, edgec's GFLOP/s (FLOPs from
-the manifest's kernels) and that as a fraction of the machine's peak, measured once with a large
-numpy (BLAS) float32 matrix multiply on the same thread count and cached.
+onnxruntime runs with its default session options (only `intra_op_num_threads` set to the same
+thread count as edgec), as users run it. The two engines run in alternating *blocks* (~0.4 s of
+edgec, then ~0.4 s of onnxruntime, several rounds): a call-by-call alternation would let
+onnxruntime's spin-waiting pool steal the cores of edgec's next run, and turning that spinning off
+would weaken the baseline. The first call of each block is discarded (the other engine's pool may
+still be spinning). `nospin=True` adds onnxruntime with spinning off as a third engine, never in
+place of the default. The report gives each engine's median latency, the ratio edgec/onnxruntime,
+the machine's vector ISA (avx512, avx2, neon), edgec's GFLOP/s (FLOPs from the manifest's kernels)
+and that as a fraction of the machine's peak, measured once with a large numpy (BLAS) float32
+matrix multiply on the same thread count and cached.
 """
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -27,12 +33,13 @@ a @ a
 best = min((lambda t0: (a @ a, time.perf_counter() - t0)[1])(time.perf_counter()) for _ in range(10))
 print(2 * 2048 ** 3 / best / 1e9)
 """
+BLOCK_S = 0.4  # seconds of one engine before switching to the other
 
 
 def set_threads(n):
-    """Use N threads in TVM's pool (and BLAS); must run before the first TVM parallel call."""
-    for var in ("TVM_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(n)
+    """Use N threads in TVM's pool from now on (it can be resized between runs)."""
+    import tvm
+    tvm.get_global_func("runtime.config_threadpool")(1, int(n))
 
 
 def peak_gflops(threads):
@@ -57,22 +64,47 @@ def peak_gflops(threads):
     return cache[key]
 
 
-def _timed(fn):
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
-def _cpu_name():
+def _cpuinfo(*keys):
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
+                if line.split(":", 1)[0].strip() in keys:
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    import platform
-    return platform.processor() or platform.machine()
+    return ""
+
+
+def _cpu_name():
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
+
+
+def isa():
+    """The widest float32 vector ISA of this machine: avx512, avx2, neon, sse, or the architecture."""
+    flags = set(_cpuinfo("flags", "Features").split())
+    for name, flag in (("avx512", "avx512f"), ("avx2", "avx2"), ("neon", "asimd"), ("neon", "neon"),
+                       ("sse", "sse2")):
+        if flag in flags:
+            return name
+    return platform.machine()
+
+
+def alternate(engines, rounds, block_s=BLOCK_S):
+    """Run each of ENGINES ({name: fn}) for BLOCK_S seconds in turn, ROUNDS times; return
+    {name: [seconds per call]}, without each block's first call."""
+    times = {name: [] for name in engines}
+    for _ in range(rounds):
+        for name, fn in engines.items():
+            fn()
+            t_end = time.perf_counter() + block_s
+            while True:
+                t0 = time.perf_counter()
+                fn()
+                t1 = time.perf_counter()
+                times[name].append(t1 - t0)
+                if t1 >= t_end:
+                    break
+    return times
 
 
 def _onnx_for(artifact_path, manifest):
@@ -83,15 +115,23 @@ def _onnx_for(artifact_path, manifest):
     return None
 
 
-def bench(model, target="host", threads=None, repeat=20, warmup=3, input_shapes=None, progress=False):
-    """Benchmark MODEL (.onnx, compiled first, or an .edgec artifact); return a result dict."""
-    threads = threads or os.cpu_count() or 1
-    set_threads(threads)
+def bench(model, target="host", threads=None, repeat=5, input_shapes=None, progress=False, nospin=False):
+    """Benchmark MODEL (.onnx, compiled first, or an .edgec artifact) on THREADS threads (default:
+    all cores) over REPEAT rounds of alternating blocks; return a result dict."""
+    return bench_threads(model, target, [threads or os.cpu_count() or 1], repeat, input_shapes, progress,
+                         nospin)[0]
+
+
+def bench_threads(model, target="host", thread_counts=None, repeat=5, input_shapes=None, progress=False,
+                  nospin=False, onnx_path=None):
+    """`bench` for each of THREAD_COUNTS (default: 1 and all cores), compiling once; a list of dicts.
+    ONNX_PATH names the reference model when MODEL is an artifact whose source is elsewhere."""
+    thread_counts = thread_counts or sorted({1, os.cpu_count() or 1})
     from . import api
     from .runtime import load
     with tempfile.TemporaryDirectory(prefix="edgec-bench-") as tmp:
         if str(model).endswith(".edgec"):
-            art_path, onnx_path = str(model), None
+            art_path = str(model)
         else:
             if api.model_kind(model) != "onnx":
                 raise EdgecError(f"bench compares with onnxruntime: '{model}' is not an .onnx model")
@@ -100,50 +140,57 @@ def bench(model, target="host", threads=None, repeat=20, warmup=3, input_shapes=
             api.compile(model, target, art_path, input_shapes, progress=progress)
             compile_s = time.perf_counter() - t0
         art = load(art_path)
-        if onnx_path is None:
-            onnx_path = _onnx_for(art_path, art.manifest)
+        if not str(model).endswith(".onnx"):
+            onnx_path = onnx_path or _onnx_for(art_path, art.manifest)
             compile_s = art.manifest.get("compile_seconds")
         inputs = art.random_inputs(0)
         args = art.prepare(inputs)
-        sess = _ort_session(onnx_path, threads) if onnx_path else None
-        feed = {k: v for k, v in inputs.items()} if sess else None
-        max_err = None
-        if sess:
-            want = sess.run(None, feed)
-            got = art.outputs_to_numpy(art.invoke(args))
-            max_err = max(float(np.max(np.abs(g.astype(np.float64) - w))) for g, w in zip(got, want))
-        for _ in range(warmup):
-            art.invoke(args)
-            if sess:
-                sess.run(None, feed)
-        t_e, t_o = [], []
-        for _ in range(repeat):
-            t_e.append(_timed(lambda: art.outputs_to_numpy(art.invoke(args))))
-            if sess:
-                t_o.append(_timed(lambda: sess.run(None, feed)))
-    flops = sum(k.get("flops", 0) for k in art.kernels)
-    peak = peak_gflops(threads)
-    e_ms = float(np.median(t_e)) * 1e3
-    o_ms = float(np.median(t_o)) * 1e3 if t_o else None
-    gflops = flops / (e_ms / 1e3) / 1e9
-    return {"model": art.name, "target": art.manifest["target"]["name"], "threads": threads, "repeat": repeat,
-            "edgec_ms": e_ms, "ort_ms": o_ms, "ratio": e_ms / o_ms if o_ms else None,
-            "edgec_min_ms": float(np.min(t_e)) * 1e3, "ort_min_ms": float(np.min(t_o)) * 1e3 if t_o else None,
-            "gflop": flops / 1e9, "gflops": gflops, "ort_gflops": flops / (o_ms / 1e3) / 1e9 if o_ms else None,
-            "peak_gflops": peak, "peak_fraction": gflops / peak, "peak_method": PEAK_METHOD,
-            "max_abs_diff": max_err, "compile_s": compile_s,
-            "onnxruntime": _ort_version() if sess else None}
+        common = {"model": art.name, "target": art.manifest["target"]["name"], "isa": isa(), "cpu": _cpu_name(),
+                  "repeat": repeat, "block_s": BLOCK_S, "compile_s": compile_s,
+                  "gflop": sum(k.get("flops", 0) for k in art.kernels) / 1e9,
+                  "onnxruntime": _ort_version() if onnx_path else None, "peak_method": PEAK_METHOD}
+        results = []
+        for threads in thread_counts:
+            set_threads(threads)
+            engines = {"edgec": lambda: art.outputs_to_numpy(art.invoke(args))}
+            max_err = None
+            if onnx_path:
+                sess = _ort_session(onnx_path, threads)
+                want = sess.run(None, inputs)
+                got = art.outputs_to_numpy(art.invoke(args))
+                max_err = max(float(np.max(np.abs(g.astype(np.float64) - w))) for g, w in zip(got, want))
+                engines["ort"] = lambda s=sess: s.run(None, inputs)
+                if nospin:
+                    engines["ort_nospin"] = lambda s=_ort_session(onnx_path, threads, spin=False): s.run(None, inputs)
+            times = alternate(engines, repeat)
+            results.append(dict(common, threads=threads, max_abs_diff=max_err,
+                                **_summary(times, common["gflop"], peak_gflops(threads))))
+    set_threads(os.cpu_count() or 1)
+    return results
 
 
-def _ort_session(path, threads):
+def _summary(times, gflop, peak):
+    ms = {k: float(np.median(v)) * 1e3 for k, v in times.items()}
+    r = {"edgec_ms": ms["edgec"], "edgec_min_ms": float(np.min(times["edgec"])) * 1e3,
+         "runs": {k: len(v) for k, v in times.items()},
+         "gflops": gflop / ms["edgec"] * 1e3, "peak_gflops": peak,
+         "peak_fraction": gflop / ms["edgec"] * 1e3 / peak,
+         "ort_ms": None, "ort_min_ms": None, "ratio": None, "ort_gflops": None}
+    if "ort" in ms:
+        r.update(ort_ms=ms["ort"], ort_min_ms=float(np.min(times["ort"])) * 1e3, ratio=ms["edgec"] / ms["ort"],
+                 ort_gflops=gflop / ms["ort"] * 1e3)
+    if "ort_nospin" in ms:
+        r.update(ort_nospin_ms=ms["ort_nospin"], ratio_nospin=ms["edgec"] / ms["ort_nospin"])
+    return r
+
+
+def _ort_session(path, threads, spin=True):
+    """onnxruntime with its default options, THREADS intra-op threads (spin=False: spin-waiting off)."""
     import onnxruntime as ort
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    # onnxruntime's pool otherwise spin-waits between runs and takes the cores that edgec's next
-    # (alternating) run needs: measured here, edgec on 2 threads ran at 1-thread speed with spinning
-    # on; turning it off cost onnxruntime ~5% on a 3x3 conv
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if not spin:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.log_severity_level = 3
     return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
 
@@ -154,12 +201,15 @@ def _ort_version():
 
 
 def format_result(r):
-    lines = [f"{r['model']} on {r['target']}, {r['threads']} thread(s), median of {r['repeat']} alternating runs"]
+    lines = [f"{r['model']} on {r['target']} ({r['isa']}: {r['cpu']}), {r['threads']} thread(s), medians of "
+             f"{r['repeat']} rounds of alternating {r['block_s']:.1f} s blocks"]
     lines.append(f"  edgec        {r['edgec_ms']:9.3f} ms  {r['gflops']:7.1f} GFLOP/s  "
                  f"{100 * r['peak_fraction']:5.1f}% of peak ({r['peak_gflops']:.0f} GFLOP/s: {r['peak_method']})")
     if r["ort_ms"] is not None:
         lines.append(f"  onnxruntime  {r['ort_ms']:9.3f} ms  {r['ort_gflops']:7.1f} GFLOP/s  "
-                     f"(onnxruntime {r['onnxruntime']})")
+                     f"(onnxruntime {r['onnxruntime']}, default options)")
+        if "ort_nospin_ms" in r:
+            lines.append(f"  onnxruntime  {r['ort_nospin_ms']:9.3f} ms  spin-waiting off")
         lines.append(f"  ratio edgec/onnxruntime {r['ratio']:.3f}  (max |diff| {r['max_abs_diff']:.2e})")
     else:
         lines.append("  onnxruntime: not run (the artifact's .onnx source was not found; pass the .onnx model)")

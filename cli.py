@@ -179,19 +179,24 @@ def _op_changes(before, after):
 def setup_bench(p):
     p.add_argument("model", help=".onnx model (compiled first) or .edgec artifact (next to its .onnx)")
     p.add_argument("--target", default="host", help="target preset to compile for (default host)")
-    p.add_argument("--threads", type=int, help="threads for edgec and onnxruntime (default: all cores)")
-    p.add_argument("--repeat", type=int, default=20, help="timed runs of each (default 20)")
+    p.add_argument("--threads", type=int, help="threads for edgec and onnxruntime (default: 1, then all cores)")
+    p.add_argument("--repeat", type=int, default=5, help="rounds of alternating ~0.4 s blocks (default 5)")
+    p.add_argument("--no-spin", action="store_true",
+                   help="also time onnxruntime with spin-waiting off (the default-options one stays)")
     p.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,..", help="fix symbolic dims")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 def run_bench(a):
-    from .bench import bench, format_result
+    from .bench import bench_threads, format_result
     if a.repeat < 1 or (a.threads is not None and a.threads < 1):
         raise EdgecError("--repeat and --threads must be >= 1")
-    r = bench(a.model, a.target, a.threads, a.repeat, input_shapes=_shapes(a.input_shape),
-              progress=sys.stderr.isatty())
-    print(json.dumps(r, indent=1) if a.json else format_result(r))
+    rs = bench_threads(a.model, a.target, [a.threads] if a.threads else None, a.repeat,
+                       input_shapes=_shapes(a.input_shape), progress=sys.stderr.isatty(), nospin=a.no_spin)
+    if a.json:  # one object with --threads, else a list (1 thread, all cores)
+        print(json.dumps(rs[0] if a.threads else rs, indent=1))
+    else:
+        print("\n".join(format_result(r) for r in rs))
 
 
 # ---- tune -------------------------------------------------------------------------------------

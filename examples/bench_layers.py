@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edgec.bench import bench
+from edgec.bench import bench, isa
 
 
 def conv_layers(path):
@@ -51,11 +51,13 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model")
     p.add_argument("--threads", type=int, default=os.cpu_count())
-    p.add_argument("--repeat", type=int, default=20)
+    p.add_argument("--repeat", type=int, default=3, help="rounds of alternating ~0.4 s blocks")
+    p.add_argument("--target", default="host")
     p.add_argument("--kernel", type=int, help="only convs with this kernel size (e.g. 3)")
     p.add_argument("--out", help="also write the markdown table here")
     a = p.parse_args(argv)
-    rows = ["| layer | input | weight | stride | edgec GFLOP/s | ORT GFLOP/s | edgec/ORT speed |",
+    rows = [f"ISA {isa()}, target {a.target}, {a.threads} thread(s), load average at start {os.getloadavg()[0]:.1f}",
+            "", "| layer | input | weight | stride | edgec GFLOP/s | ORT GFLOP/s | edgec/ORT speed |",
             "|---|---|---|---|---|---|---|"]
     print("\n".join(rows), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -64,7 +66,7 @@ def main(argv=None):
                 continue
             path = os.path.join(tmp, "layer.onnx")
             one_conv_model(attrs, xs, ws, path)
-            r = bench(path, threads=a.threads, repeat=a.repeat)
+            r = bench(path, a.target, threads=a.threads, repeat=a.repeat)
             row = (f"| {name} | {xs} | {ws} | {attrs.get('strides', [1, 1])[0]} | {r['gflops']:.0f} | "
                    f"{r['ort_gflops']:.0f} | {r['gflops'] / r['ort_gflops']:.2f} |")
             rows.append(row)
