@@ -65,7 +65,7 @@ PARAMETER_POSITIONS = {
     "Unsqueeze": (1,), "Split": (1,), "Slice": (1, 2, 3, 4), "Pad": (1, 2, 3), "Clip": (1, 2),
     "Dropout": (2,), "ReduceSum": (1,), "ReduceMean": (1,), "ReduceMax": (1,), "ReduceMin": (1,),
     "ReduceProd": (1,), "ReduceL1": (1,), "ReduceL2": (1,), "ReduceSumSquare": (1,),
-    "ReduceLogSum": (1,), "ReduceLogSumExp": (1,),
+    "ReduceLogSum": (1,), "ReduceLogSumExp": (1,), "Resize": (1, 2, 3), "Upsample": (1,),
 }
 
 

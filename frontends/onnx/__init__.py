@@ -6,8 +6,8 @@
 `importer.py` is the driver; every other module holds the converters of one op family,
 registered with `@converter("OpType")` (registry.py).
 """
-from . import (activation, arithmetic, constant, conv, indexing, linear, normalization,  # noqa: F401
-               pool, recurrent, reduce, shape)
+from . import (activation, arithmetic, constant, conv, einsum, indexing, layer_norm, linear,  # noqa: F401
+               normalization, pool, recurrent, reduce, shape, upsample)
 from .importer import import_onnx
 from .registry import supported_ops
 
