@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import EdgecError, ModelError
+from .errors import EdgecError, InputError, ModelError, TargetError
 
 
 def model_kind(model):
@@ -35,6 +35,9 @@ def compile(model, target="host", output=None, input_shapes=None, disable_passes
     from . import targets
     from .compiler.build import compile_graph
     preset = targets.get(target)
+    missing = preset.missing_tools()
+    if missing:  # before the compile, not after it
+        raise TargetError(f"target '{preset.name}' needs {', '.join(missing)} on this machine (see `edgec targets`)")
     graph = import_model(model, input_shapes)
     if output is None:
         stem = Path(model).stem if isinstance(model, (str, os.PathLike)) else graph.name
@@ -77,18 +80,57 @@ def reference_outputs(model, inputs, reference=None):
         feed = {i.name: inputs[i.name] for i in sess.get_inputs() if i.name in inputs}
         if reference is not None and len(feed) < len(inputs) == len(sess.get_inputs()):
             feed = {i.name: v for i, v in zip(sess.get_inputs(), inputs.values())}  # an export renames inputs
+        missing = [i.name for i in sess.get_inputs() if i.name not in feed]
+        if missing:
+            raise InputError(f"'{model}' has input(s) {missing} that the inputs do not give (they give "
+                             f"{sorted(inputs)}): is it the model this artifact was compiled from?")
         where = f" on {os.path.basename(str(reference))}" if reference is not None else ""
-        return f"onnxruntime {ort.__version__}{where}", sess.run(None, feed)
+        try:
+            return f"onnxruntime {ort.__version__}{where}", sess.run(None, feed)
+        except Exception as e:  # noqa: BLE001 - onnxruntime refuses the inputs or the model
+            raise ModelError(f"onnxruntime cannot run '{model}' on these inputs: "
+                             f"{' '.join(str(e).split())[:300]}") from None
     from .frontends.keras.reference import keras_predict
     return keras_predict(model, inputs)
 
 
-def load_inputs(path):
+def load_inputs(path, specs=None):
+    """Inputs from an .npz (named arrays) or an .npy (one array: SPECS, the model's input specs or
+    an artifact path, must name exactly one input)."""
     try:
         with np.load(path, allow_pickle=False) as z:
+            if isinstance(z, np.ndarray):
+                return {_single_input(path, specs): z}
             return {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise EdgecError(f"cannot read inputs '{path}': {e}") from None
+    except (OSError, ValueError, EOFError) as e:
+        raise InputError(f"cannot read inputs '{path}': {' '.join(str(e).split())[:200]}") from None
+
+
+def _single_input(path, specs):
+    if isinstance(specs, (str, os.PathLike)):
+        from .runtime.artifact import read_manifest
+        specs = read_manifest(specs)["inputs"]
+    names = [s["name"] for s in specs or []]
+    if len(names) != 1:
+        raise InputError(f"'{path}' holds one array; the model has {len(names)} inputs ({', '.join(names)}): "
+                         "give an .npz with one array per input name")
+    return names[0]
+
+
+def save_outputs(path, names, arrays):
+    """Write ARRAYS to PATH: an existing folder (or a path ending in /) gets NAME.npy per output,
+    else one .npz (the suffix added if missing). Returns the paths written."""
+    if os.path.isdir(path) or path.endswith(os.sep):
+        os.makedirs(path, exist_ok=True)
+        written = []
+        for name, a in zip(names, arrays):
+            safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in name) or "output"
+            written.append(os.path.join(path, f"{safe}.npy"))
+            np.save(written[-1], a)
+        return written
+    path = path if path.endswith(".npz") else path + ".npz"
+    np.savez(path, **dict(zip(names, arrays)))
+    return [path]
 
 
 def verify(model, artifact_path, inputs=None, rtol=1e-4, atol=1e-5, seed=0, reference=None):
@@ -97,6 +139,7 @@ def verify(model, artifact_path, inputs=None, rtol=1e-4, atol=1e-5, seed=0, refe
     art = load(artifact_path)
     if inputs is None:
         inputs = random_inputs(art.inputs, seed)
+    art.prepare(inputs)  # the inputs must fit the artifact before the reference runs on them
     t0 = time.perf_counter()
     ref_name, expected = reference_outputs(model, inputs, reference)
     t_ref = time.perf_counter() - t0
@@ -104,7 +147,12 @@ def verify(model, artifact_path, inputs=None, rtol=1e-4, atol=1e-5, seed=0, refe
     actual = art.run(inputs)
     t_run = time.perf_counter() - t0
     if len(expected) != len(actual):
-        raise EdgecError(f"'{model}' has {len(expected)} outputs, artifact '{artifact_path}' has {len(actual)}")
+        raise ModelError(f"'{model}' has {len(expected)} outputs, artifact '{artifact_path}' has {len(actual)}: "
+                         "is it the model the artifact was compiled from?")
+    for spec, e in zip(art.outputs, expected):
+        if tuple(np.shape(e)) != tuple(spec["shape"]):
+            raise ModelError(f"output '{spec['name']}': artifact '{artifact_path}' gives shape {list(spec['shape'])}, "
+                             f"the reference {list(np.shape(e))}: is '{model}' the model it was compiled from?")
     reports = [compare.compare(spec["name"], a, e, rtol, atol)
                for spec, a, e in zip(art.outputs, actual, expected)]
     return VerifyResult(ref_name, reports, rtol, atol, t_ref, t_run)

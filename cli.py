@@ -1,16 +1,20 @@
 """The `edgec` command line: compile, run, verify, inspect, targets (and more, one table).
 
-User mistakes (edgec's own errors) print one line `edgec: error: ...` and exit 2; a failed
-verification exits 1.
+Exit codes: 0 success; 1 numerical mismatch (verify); 2 user error (edgec's own errors: one line
+`edgec: error: ...`); 3 internal error (a bug in edgec: one line naming a report file that holds
+the traceback). `--json` prints strict JSON (NaN and infinities as strings).
 """
 import argparse
 import json
+import math
+import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
-from .errors import EdgecError
+from .errors import EdgecError, EdgecWarning
 
 
 def _shapes(items):
@@ -25,8 +29,28 @@ def _shapes(items):
 
 
 def _console():
+    """A rich console as wide as the terminal; COLUMNS overrides it; piped output gets COLUMNS or 80."""
     from rich.console import Console
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    return Console(highlight=False)
+
+
+def _print_json(obj):
+    print(json.dumps(_strict(obj), indent=1, allow_nan=False))
+
+
+def _strict(obj):
+    """OBJ with numpy scalars as Python numbers and NaN/inf as "NaN"/"Infinity"/"-Infinity" (strict JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _strict(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "NaN" if math.isnan(obj) else ("Infinity" if obj > 0 else "-Infinity")
+    return obj
 
 
 # ---- compile ----------------------------------------------------------------------------------
@@ -37,6 +61,7 @@ def setup_compile(p):
     p.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,..", help="fix symbolic dims")
     p.add_argument("--disable-pass", action="append", default=[], metavar="NAME", help="skip a pass (debugging)")
     p.add_argument("--tune-db", metavar="DIR", help="MetaSchedule database from `edgec tune`")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
 def run_compile(a):
@@ -46,19 +71,26 @@ def run_compile(a):
     out = api.compile(a.model, a.target, a.output, _shapes(a.input_shape), a.disable_pass,
                       progress=sys.stderr.isatty(), tune_db=a.tune_db)
     m = read_manifest(out)
+    seconds = time.perf_counter() - t0
+    if a.json:
+        _print_json({"model": a.model, "name": m["model"].get("name"), "target": m["target"]["name"],
+                     "artifact": out, "kernels": len(m["kernels"]), "inputs": m["inputs"],
+                     "outputs": m["outputs"], "seconds": round(seconds, 3)})
+        return
     print(f"compiled {a.model} for {m['target']['name']} -> {out} "
-          f"({len(m['kernels'])} kernels, {time.perf_counter() - t0:.1f} s)")
+          f"({len(m['kernels'])} kernels, {seconds:.1f} s)")
 
 
 # ---- run --------------------------------------------------------------------------------------
 def setup_run(p):
     p.add_argument("artifact")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--inputs", help=".npz of named inputs")
+    g.add_argument("--inputs", help=".npz of named inputs, or .npy for a single-input model")
     g.add_argument("--random", action="store_true", help="seeded random inputs (default)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--outputs", help="write outputs to this .npz")
+    p.add_argument("--outputs", help="write outputs to this .npz (or, if a folder, one NAME.npy each)")
     p.add_argument("--repeat", type=int, default=1, help="time this many runs")
+    p.add_argument("--json", action="store_true", help="print outputs and latency as JSON")
     _remote_args(p)
 
 
@@ -77,29 +109,37 @@ def _load(a):
 
 def run_run(a):
     from . import api
+    if a.repeat < 1:
+        raise EdgecError("--repeat must be >= 1")
     model = _load(a)
-    inputs = api.load_inputs(a.inputs) if a.inputs else model.random_inputs(a.seed)
+    inputs = api.load_inputs(a.inputs, model.inputs) if a.inputs else model.random_inputs(a.seed)
     args = model.prepare(inputs)
     times = []
-    for _ in range(max(a.repeat, 1)):
+    for _ in range(a.repeat):
         t0 = time.perf_counter()
         res = model.invoke(args)
         outs = model.outputs_to_numpy(res)
         times.append(time.perf_counter() - t0)
+    written = api.save_outputs(a.outputs, [s["name"] for s in model.outputs], outs) if a.outputs else []
+    if a.json:
+        _print_json({"model": model.name, "latency_ms": {"median": float(np.median(times)) * 1e3, "runs": len(times)},
+                     "outputs": [{"name": s["name"], "dtype": str(o.dtype), "shape": list(o.shape),
+                                  "first": o.reshape(-1)[:6].tolist()} for s, o in zip(model.outputs, outs)],
+                     "written": written})
+        return
     for spec, o in zip(model.outputs, outs):
         flat = o.reshape(-1)
         print(f"{spec['name']}: {o.dtype}{list(o.shape)}  first values {np.array2string(flat[:6], precision=5)}")
     print(f"latency: median {np.median(times) * 1e3:.3f} ms over {len(times)} run(s)")
-    if a.outputs:
-        np.savez(a.outputs, **{s["name"]: o for s, o in zip(model.outputs, outs)})
-        print(f"outputs written to {a.outputs}")
+    if written:
+        print(f"outputs written to {', '.join(written)}")
 
 
 # ---- verify -----------------------------------------------------------------------------------
 def setup_verify(p):
     p.add_argument("model", help="the source model (.onnx, .keras, .h5)")
     p.add_argument("artifact")
-    p.add_argument("--inputs", help=".npz of named inputs (default: seeded random)")
+    p.add_argument("--inputs", help=".npz of named inputs, or .npy for a single-input model (default: seeded random)")
     p.add_argument("--reference", metavar="MODEL.onnx", help="compare with onnxruntime on this ONNX export "
                    "(default: onnxruntime for .onnx, Keras predict for .keras/.h5)")
     p.add_argument("--rtol", type=float, default=1e-4)
@@ -111,18 +151,18 @@ def setup_verify(p):
 def run_verify(a):
     from rich.table import Table
     from . import api
-    inputs = api.load_inputs(a.inputs) if a.inputs else None
+    inputs = api.load_inputs(a.inputs, a.artifact) if a.inputs else None
     res = api.verify(a.model, a.artifact, inputs, a.rtol, a.atol, a.seed, reference=a.reference)
     if a.json:
-        print(json.dumps({"reference": res.reference, "passed": res.passed, "rtol": a.rtol, "atol": a.atol,
-                          "outputs": [r.to_json() for r in res.reports]}, indent=1))
+        _print_json({"reference": res.reference, "passed": res.passed, "rtol": a.rtol, "atol": a.atol,
+                     "outputs": [r.to_json() for r in res.reports]})
         return 0 if res.passed else 1
     t = Table(title=f"edgec vs {res.reference}  (pass: |a-e| <= {a.atol:g} + {a.rtol:g}*|e|)")
-    for col in ["output", "shape", "max abs err", "max rel err", "mean abs err", "worst element (edgec / ref)",
-                "mismatches", "result"]:
-        t.add_column(col)
+    for col, numeric in [("output", False), ("shape", False), ("max abs", True), ("max rel", True),
+                         ("mean abs", True), ("worst: edgec / ref", False), ("bad", True), ("result", False)]:
+        t.add_column(col, justify="right" if numeric else "left", no_wrap=numeric, overflow="fold")
     for r in res.reports:
-        t.add_row(r.name, str(list(r.shape)), f"{r.max_abs:.3g}", f"{r.max_rel:.3g}", f"{r.mean_abs:.3g}",
+        t.add_row(r.name, "x".join(map(str, r.shape)), f"{r.max_abs:.3g}", f"{r.max_rel:.3g}", f"{r.mean_abs:.3g}",
                   f"{list(r.worst_index)}: {r.worst_actual:.6g} / {r.worst_expected:.6g}",
                   f"{r.mismatches}/{r.size}", "[green]PASS" if r.passed else f"[red]FAIL {r.note}")
     _console().print(t)
@@ -139,27 +179,36 @@ def setup_inspect(p):
     p.add_argument("--disable-pass", action="append", default=[], metavar="NAME")
     p.add_argument("--check-passes", action="store_true",
                    help="run the numpy interpreter before and after each pass and fail on a difference")
+    p.add_argument("--json", action="store_true", help="print the IR (or the manifest) and the pass summary as JSON")
 
 
 def run_inspect(a):
     if a.path.endswith(".edgec"):
         from .runtime.artifact import read_manifest
-        print(json.dumps(read_manifest(a.path), indent=1))
+        _print_json(read_manifest(a.path))
         return 0
     from . import api
     from .compiler import lower
     from .compiler.passes import run_passes
     graph = api.import_model(a.path, _shapes(a.input_shape))
-    print(graph)
+    if not a.json:
+        print(graph)
     if not a.passes:
+        if a.json:
+            _print_json(graph.to_json())
         return 0
     rows = [("import", len(graph.nodes), len(lower.partition(graph)), "")]
 
     def on_pass(p, before, after):
-        print(f"\n# ---- after {p.name}: {p.doc}")
-        print(after)
+        if not a.json:
+            print(f"\n# ---- after {p.name}: {p.doc}")
+            print(after)
         rows.append((p.name, len(after.nodes), len(lower.partition(after)), _op_changes(before, after)))
-    run_passes(graph, disable=a.disable_pass, on_pass=on_pass, check=a.check_passes)
+    final = run_passes(graph, disable=a.disable_pass, on_pass=on_pass, check=a.check_passes)
+    if a.json:
+        _print_json({"imported": graph.to_json(), "final": final.to_json(),
+                     "passes": [dict(zip(["after", "nodes", "kernels", "changes"], r)) for r in rows]})
+        return 0
     from rich.table import Table
     t = Table(title="pass summary")
     for c in ["after", "nodes", "kernels", "ops removed / added"]:
@@ -228,30 +277,46 @@ def setup_profile(p):
     p.add_argument("--plot", metavar="OUT.png", help="write a bar chart of per-layer time (needs matplotlib)")
     p.add_argument("--csv", metavar="OUT.csv", help="write the table as CSV")
     p.add_argument("--top", type=int, default=0, help="print only the N slowest kernels (default all)")
+    p.add_argument("--json", action="store_true", help="print every kernel's statistics and the totals as JSON")
     _remote_args(p)
 
 
 def run_profile(a):
     from rich.table import Table
     from . import api
+    if a.repeat < 1 or a.warmup < 0:
+        raise EdgecError("--repeat must be >= 1 and --warmup >= 0")
     model = _load(a)
-    prof = model.profile(api.load_inputs(a.inputs) if a.inputs else None, a.repeat, a.warmup)
+    prof = model.profile(api.load_inputs(a.inputs, model.inputs) if a.inputs else None, a.repeat, a.warmup)
+    rows = prof.rows[:a.top] if a.top > 0 else prof.rows
+    if a.json:
+        _print_json({"model": model.name, "target": model.manifest["target"].get("name"),
+                     "device": model.device_type, "repeat": prof.repeat, "kernels": rows,
+                     "e2e_median_s": prof.e2e_median, "e2e_q1_s": prof.e2e_q1, "e2e_q3_s": prof.e2e_q3,
+                     "e2e_min_s": prof.e2e_min, "kernel_sum_s": prof.kernel_sum,
+                     "kernel_sum_min_s": prof.kernel_sum_min, "overhead_s": prof.overhead,
+                     "instrumented_median_s": prof.instrumented_median})
+        _write_profile_files(a, prof)
+        return
+    console = _console()
+    wide = console.width >= 120  # narrower: drop the IR nodes, kind and IQR columns, keep every number
     t = Table(title=f"{model.name}: time per kernel, median of {prof.repeat} runs "
                     f"({model.manifest['target'].get('name')}, {model.device_type})")
-    for col, just in [("kernel", "left"), ("IR nodes", "left"), ("source layers", "left"), ("kind", "left"),
-                      ("output shape", "left"), ("median ms", "right"), ("IQR ms", "right"),
-                      ("share", "right"), ("GFLOP/s", "right"), ("calls", "right")]:
-        t.add_column(col, justify=just, overflow="fold")
-    rows = prof.rows[:a.top] if a.top > 0 else prof.rows
+    cols = [("kernel", False), ("IR nodes", False), ("source layers", False), ("kind", False), ("shape", False),
+            ("ms", True), ("IQR ms", True), ("share", True), ("GFLOP/s", True), ("calls", True)]
+    keep = [wide or c not in ("IR nodes", "kind", "IQR ms") for c, _ in cols]
+    for (col, numeric), k in zip(cols, keep):
+        if k:
+            t.add_column(col, justify="right" if numeric else "left", no_wrap=numeric, overflow="fold")
     for r in rows:
         shared = f" (runs {r['function']})" if r["function"] != r["kernel"] else ""
-        t.add_row(r["kernel"] + shared, ", ".join(r["nodes"]), ", ".join(r["layers"]) or "-", r["kind"],
-                  "x".join(map(str, r["shape"])), f"{r['median_s'] * 1e3:.3f}",
-                  f"{(r['q3_s'] - r['q1_s']) * 1e3:.3f}",
-                  f"{r['share']:.1%}", "-" if r["gflops"] is None else f"{r['gflops']:.1f}", str(r["calls"]))
+        cells = [r["kernel"] + shared, ", ".join(r["nodes"]), ", ".join(r["layers"]) or "-", r["kind"],
+                 "x".join(map(str, r["shape"])), f"{r['median_s'] * 1e3:.3f}", f"{(r['q3_s'] - r['q1_s']) * 1e3:.3f}",
+                 f"{r['share']:.1%}", "-" if r["gflops"] is None else f"{r['gflops']:.1f}", str(r["calls"])]
+        t.add_row(*[c for c, k in zip(cells, keep) if k])
     if len(rows) < len(prof.rows):
         t.caption = f"{len(prof.rows) - len(rows)} faster kernels not shown"
-    _console().print(t)
+    console.print(t)
     e2e = prof.e2e_median
     print(f"end-to-end: median {e2e * 1e3:.3f} ms (IQR {prof.e2e_q1 * 1e3:.3f}-{prof.e2e_q3 * 1e3:.3f}) "
           f"over {prof.repeat} uninstrumented runs")
@@ -263,20 +328,29 @@ def run_profile(a):
     idle = [r["kernel"] for r in prof.rows if r["calls"] == 0]
     if idle:
         print(f"not called (TVM runs them as views, no kernel): {', '.join(idle)}")
+    _write_profile_files(a, prof)
+
+
+def _write_profile_files(a, prof):
     for flag, write in [(a.csv, prof.write_csv), (a.trace, prof.write_trace), (a.plot, prof.plot)]:
         if flag:
             write(flag)
-            print(f"wrote {flag}")
+            print(f"wrote {flag}", file=sys.stderr if a.json else sys.stdout)
 
 
 # ---- targets ----------------------------------------------------------------------------------
 def setup_targets(p):
-    pass
+    p.add_argument("--json", action="store_true", help="print the presets as JSON")
 
 
 def run_targets(a):
     from rich.table import Table
     from . import targets
+    if a.json:
+        _print_json([dict(targets.get(n).to_json(), description=targets.get(n).description,
+                          needs=targets.get(n).tools, missing=targets.get(n).missing_tools())
+                     for n in targets.names()])
+        return
     t = Table(title="edgec target presets")
     for c in ["name", "arch", "description", "TVM target", "needs", "ready"]:
         t.add_column(c)
@@ -319,22 +393,68 @@ COMMANDS = {
 
 def parser():
     p = argparse.ArgumentParser(prog="edgec", description="Compile Keras/ONNX models for edge devices via TVM.")
+    p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", required=True)
     for name, (setup, _, help_) in COMMANDS.items():
         setup(sub.add_parser(name, help=help_, description=help_))
     return p
 
 
+def _version():
+    import importlib.metadata as md
+    from . import __version__
+    try:
+        tvm = md.version("apache-tvm")
+    except md.PackageNotFoundError:
+        tvm = "not installed"
+    return f"edgec {__version__} (apache-tvm {tvm}, Python {sys.version.split()[0]})"
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    kind = "note" if issubclass(category, EdgecWarning) else "warning"
+    print(f"edgec: {kind}: {message}", file=sys.stderr)
+
+
+def _one_line(e):
+    return "; ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
+
+
+def _crash_report(argv):
+    """Write the current exception's traceback and context to a temp file; return its path."""
+    import platform
+    import tempfile
+    import traceback
+    fd, path = tempfile.mkstemp(prefix="edgec-crash-", suffix=".txt")
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{_version()} on {platform.platform()}\n")
+        f.write(f"command: edgec {' '.join(sys.argv[1:] if argv is None else argv)}\n\n")
+        f.write(traceback.format_exc())
+    return path
+
+
 def main(argv=None):
     args = parser().parse_args(argv)
+    shown, warnings.showwarning = warnings.showwarning, _show_warning
     try:
-        return COMMANDS[args.command][1](args) or 0
+        code = COMMANDS[args.command][1](args) or 0
+        sys.stdout.flush()  # a closed pipe (`edgec inspect X | head`) shows here, not at exit
+        return code
     except EdgecError as e:
-        print(f"edgec: error: {e}", file=sys.stderr)
+        print(f"edgec: error: {_one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("edgec: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as e:  # noqa: BLE001 - a bug in edgec: a report file, not a traceback on screen
+        path = _crash_report(argv)
+        print(f"edgec: internal error ({type(e).__name__}: {_one_line(e)[:200]}); this is a bug in edgec, "
+              f"details in {path}", file=sys.stderr)
+        return 3
+    finally:
+        warnings.showwarning = shown
 
 
 if __name__ == "__main__":

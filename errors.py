@@ -30,3 +30,7 @@ class TargetError(EdgecError):
 
 class RemoteError(EdgecError):
     """A remote device could not be reached or refused the artifact."""
+
+
+class EdgecWarning(UserWarning):
+    """A note for the user (a default edgec chose for them, e.g. batch size 1 for a dynamic batch)."""

@@ -8,12 +8,36 @@ shape rule (`edgec.compiler.ops`), so a graph is always typed.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ModelError
+
+MAX_ELEMENTS = 2**31 - 1  # per tensor: TVM indexes buffers with int32
+MAX_FOLD_BYTES = 2**30  # a constant computed at compile time (folding, ConstantOfShape)
+
+
+def fold_bytes(shape, dtype):
+    """Bytes of a constant of SHAPE and DTYPE (exact Python integers: no overflow)."""
+    return math.prod(int(d) for d in shape) * np.dtype(dtype).itemsize
+
+
+def check_shape(shape, what):
+    """SHAPE as a tuple of ints; ModelError if a dim is negative or the tensor is too large."""
+    try:
+        shape = tuple(int(d) for d in shape)
+    except (TypeError, ValueError, OverflowError):
+        raise ModelError(f"{what} has shape {list(shape)!r}, which is not a list of integers") from None
+    if any(d < 0 for d in shape):
+        raise ModelError(f"{what} has a negative dimension: {list(shape)}")
+    n = math.prod(shape)
+    if n > MAX_ELEMENTS:
+        raise ModelError(f"{what} has shape {list(shape)} ({n:.3g} elements); edgec's limit is 2^31-1 "
+                         "elements per tensor")
+    return shape
 
 
 @dataclass(frozen=True)
@@ -74,7 +98,7 @@ class Graph:
                 return name
 
     def add_input(self, name, shape, dtype="float32"):
-        self._define(Value(name, tuple(int(d) for d in shape), str(dtype)))
+        self._define(Value(name, check_shape(shape, f"graph '{self.name}': input '{name}'"), str(dtype)))
         self.inputs.append(self.values[name])
         return name
 
@@ -100,7 +124,7 @@ class Graph:
             raise ModelError(f"{op} node '{name}': {len(outputs)} outputs named, op produces {len(types)}")
         node.outputs = list(outputs)
         for out, (shape, dtype) in zip(outputs, types):
-            self._define(Value(out, tuple(int(d) for d in shape), str(dtype)))
+            self._define(Value(out, check_shape(shape, f"{op} node '{name}': output '{out}'"), str(dtype)))
         self.nodes.append(node)
         return list(outputs)
 

@@ -154,11 +154,19 @@ def test_output_is_input_or_identity_keeps_names():
 
 
 def test_symbolic_dims_need_input_shapes():
-    model = make_model([helper.make_node("Relu", ["x"], ["y"])], [tensor("x", ["N", 3])], [tensor("y", None)])
-    with pytest.raises(ModelError, match=r"input 'x' has symbolic shape \[N,3\].*input_shapes"):
+    model = make_model([helper.make_node("Relu", ["x"], ["y"])], [tensor("x", [3, "N"])], [tensor("y", None)])
+    with pytest.raises(ModelError, match=r"input 'x' has symbolic shape \[3,N\].*input_shapes"):
         from_onnx(model)
-    g = from_onnx(model, input_shapes={"x": (4, 3)})
-    assert g.inputs[0].shape == (4, 3)
+    g = from_onnx(model, input_shapes={"x": (3, 4)})
+    assert g.inputs[0].shape == (3, 4)
+
+
+def test_dynamic_batch_defaults_to_one_with_a_note():
+    from edgec.errors import EdgecWarning
+    model = make_model([helper.make_node("Relu", ["x"], ["y"])], [tensor("x", ["N", 3])], [tensor("y", None)])
+    with pytest.warns(EdgecWarning, match=r"dynamic batch dimension 'N'; compiling for batch 1.*--input-shape x=N,3"):
+        assert from_onnx(model).inputs[0].shape == (1, 3)
+    assert from_onnx(model, input_shapes={"x": (4, 3)}).inputs[0].shape == (4, 3)
 
 
 def test_unsupported_op_names_op_node_and_opset():

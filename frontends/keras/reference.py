@@ -23,7 +23,11 @@ def keras_predict(model_path, inputs):
     except Exception as e:  # noqa: BLE001 - Keras raises many types; surface one line
         raise ModelError(f"Keras cannot load '{model_path}': {str(e).strip().splitlines()[0]}") from None
     args = [inputs[n] for n in names]
-    out = model.predict(args[0] if len(args) == 1 else args, verbose=0)
+    try:
+        out = model.predict(args[0] if len(args) == 1 else args, verbose=0)
+    except Exception as e:  # noqa: BLE001 - Keras refuses the inputs (shapes, dtypes)
+        raise ModelError(f"Keras cannot run '{model_path}' on these inputs: "
+                         f"{' '.join(str(e).split())[:300]}") from None
     outs = list(out) if isinstance(out, (list, tuple)) else [out]
     return f"Keras {keras.__version__} predict", outs
 

@@ -1,6 +1,8 @@
 """Constant, ConstantOfShape, Shape, Size, Identity, Dropout, Cast, CastLike."""
 import numpy as np
 
+from ...compiler.ir import MAX_FOLD_BYTES, check_shape, fold_bytes
+
 from .importer import DTYPES, dtype_name
 from .registry import converter
 from .shape import _ints
@@ -28,6 +30,10 @@ def constant_of_shape(ctx):
     v = np.zeros(1, "float32") if v is None else np.asarray(v)
     if v.size != 1:
         raise ctx.error(f"value must hold one element, it holds {v.size}")
+    check_shape(shape, f"{ctx.where()}: the constant")
+    if fold_bytes(shape, v.dtype) > MAX_FOLD_BYTES:
+        raise ctx.error(f"the constant of shape {list(shape)} is larger than edgec builds at compile time "
+                        f"({MAX_FOLD_BYTES >> 20} MiB)")
     return [ctx.add_const(np.full(shape, v.reshape(-1)[0], v.dtype), ctx.imp.hint(ctx.name))]
 
 

@@ -33,7 +33,16 @@ def window_attrs(ctx, in_sizes, kernel):
     if len(strides) != r or len(dilations) != r or len(kernel) != r:
         raise ctx.error(f"strides {strides}, dilations {dilations} or kernel {list(kernel)} "
                         f"do not match {r} spatial dims")
+    for what, values in [("kernel_shape", kernel), ("strides", strides), ("dilations", dilations)]:
+        if any(v < 1 for v in values):
+            raise ctx.error(f"{what} {list(values)} must be >= 1")
     pads = spatial_pads(ctx, in_sizes, kernel, strides, dilations)
+    if any(p < 0 for p in pads):
+        raise ctx.unsupported(f"negative pads {pads} are not supported")
+    for size, k, d, p0, p1 in zip(in_sizes, kernel, dilations, pads[:r], pads[r:]):
+        if (k - 1) * d + 1 > size + p0 + p1:
+            raise ctx.error(f"window {list(kernel)} (dilations {dilations}) is larger than the padded input "
+                            f"{list(in_sizes)} (pads {pads})")
     return strides, dilations, pads
 
 
@@ -60,6 +69,8 @@ def conv(ctx):
     if not ctx.dtype(x).startswith("float"):
         raise ctx.unsupported(f"input dtype {ctx.dtype(x)} is not supported (floats only)")
     group = int(ctx.attr("group", 1))
+    if group < 1 or xs[1] % group or ws[0] % group or ws[1] * group != xs[1]:
+        raise ctx.error(f"group={group} does not fit input channels {xs[1]} and weight {list(ws)}")
     ins = [x, w] + ([ctx.input(2)] if ctx.has_input(2) else [])
     if rank == 1:
         ins[0], strides, dilations, pads = to_2d(ctx, x, strides, dilations, pads)

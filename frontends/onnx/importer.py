@@ -7,15 +7,16 @@ all constants right away, so Shape -> Gather -> Concat -> Reshape chains become 
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from ...compiler.ir import Graph
+from ...compiler.ir import MAX_FOLD_BYTES, Graph, check_shape, fold_bytes
 from ...compiler.ops import get_op
-from ...errors import EdgecError, ModelError, UnsupportedError
+from ...errors import EdgecError, EdgecWarning, ModelError, UnsupportedError
 from .registry import lookup
 
 # Converters are written for opsets 7..21 (attributes that became inputs are read from either);
@@ -24,6 +25,10 @@ from .registry import lookup
 # attributes of older versions are refused by the unread-attribute check.
 MIN_OPSET, MAX_OPSET = 1, onnx.defs.onnx_opset_version()
 DEFAULT_DOMAINS = ("", "ai.onnx")
+# graph names exporters write for every model: the file's stem names the model instead
+GENERIC_NAMES = {"", "tf2onnx", "main_graph", "torch_jit", "torch-jit-export", "graph", "model", "onnx_model",
+                 "test", "tf2onnx_graph"}
+MAX_NODES = 1_000_000
 
 # ONNX element types edgec handles; everything else (strings, complex, bfloat16, float8, int4...)
 # is rejected with UnsupportedError.
@@ -110,10 +115,17 @@ class Context:
     def tensor_to_array(self, t, what):
         if t.data_type not in DTYPES:
             raise self.unsupported(f"{what} has element type {dtype_name(t.data_type)}, which edgec does not support")
+        check_shape(t.dims, f"{self.where()}: {what}")
+        if fold_bytes(t.dims, DTYPES[t.data_type]) > MAX_FOLD_BYTES and not t.HasField("data_location"):
+            raise self.error(f"{what} declares shape {list(t.dims)}, larger than edgec reads inline "
+                             f"({MAX_FOLD_BYTES >> 20} MiB)")
         try:
-            return numpy_helper.to_array(t, base_dir=self.imp.base_dir).astype(DTYPES[t.data_type])
-        except Exception as e:
-            raise self.error(f"cannot read {what}: {e}") from None
+            arr = numpy_helper.to_array(t, base_dir=self.imp.base_dir)
+        except Exception as e:  # noqa: BLE001 - onnx raises many types for bad tensor data
+            raise self.error(f"cannot read {what}: {' '.join(str(e).split())[:200]}") from None
+        if tuple(arr.shape) != tuple(t.dims):
+            raise self.error(f"{what} holds {arr.size} values for shape {list(t.dims)}")
+        return arr.astype(DTYPES[t.data_type])
 
     # ---- inputs -------------------------------------------------------------------------------
     def has_input(self, i):
@@ -167,7 +179,8 @@ class Context:
                            outputs=outs)
         self._created.extend(names)
         node = g.nodes[-1]
-        if all(i in g.constants for i in node.inputs):
+        small = sum(fold_bytes(g.values[o].shape, g.values[o].dtype) for o in names) <= MAX_FOLD_BYTES
+        if small and all(i in g.constants for i in node.inputs):
             arrays = get_op(op).run(node, [g.constants[i] for i in node.inputs])
             g.nodes.pop()
             for name, arr in zip(names, arrays):
@@ -190,13 +203,15 @@ class Importer:
     def __init__(self, model, path, input_shapes, name):
         self.model = model
         self.base_dir = str(path.parent) if path else ""
-        self.model_name = name or model.graph.name or (path.stem if path else "model")
+        graph_name = model.graph.name if model.graph.name not in GENERIC_NAMES else ""
+        self.model_name = name or graph_name or (path.stem if path else "") or model.graph.name or "model"
         self.graph = Graph(self.model_name)
         self.input_shapes = dict(input_shapes or {})
         self.env = {}  # ONNX value name -> IR value name
         self.reserved = set()
         self.opset = self._opset()
         self._hints = {}
+        self.inits = {t.name for t in model.graph.initializer}
 
     def _opset(self):
         opset = None
@@ -236,12 +251,25 @@ class Importer:
     # ---- the walk -----------------------------------------------------------------------------
     def run(self):
         g, graph = self.graph, self.model.graph
+        if not graph.output:
+            raise ModelError(f"model '{self.model_name}': the graph has no outputs")
+        if len(graph.node) > MAX_NODES:
+            raise ModelError(f"model '{self.model_name}': {len(graph.node)} nodes, more than edgec's limit "
+                             f"of {MAX_NODES}")
+        input_names = {vi.name for vi in graph.input}
+        unknown = sorted(set(self.input_shapes) - input_names)
+        if unknown:
+            raise ModelError(f"model '{self.model_name}': --input-shape names unknown input(s) {', '.join(unknown)}; "
+                             f"inputs are {', '.join(vi.name for vi in graph.input if vi.name not in self.inits)}")
         for vi in list(graph.input) + list(graph.output) + list(graph.value_info):
             self.reserved.add(vi.name)
         for n in graph.node:
             self.reserved.update(o for o in n.output if o)
         for t in graph.initializer:
             self.reserved.add(t.name)
+            if t.name in self.input_shapes:
+                raise ModelError(f"model '{self.model_name}': --input-shape names '{t.name}', an initializer "
+                                 "(a constant), not an input")
         for t in graph.sparse_initializer:
             raise UnsupportedError(f"model '{self.model_name}': sparse initializer "
                                    f"'{t.values.name}' is not supported")
@@ -276,11 +304,20 @@ class Importer:
                                    f"{dtype_name(tt.elem_type)}, which edgec does not support")
         if vi.name in self.input_shapes:
             shape = tuple(int(d) for d in self.input_shapes[vi.name])
+            if tt.HasField("shape") and len(shape) != len(tt.shape.dim):
+                raise ModelError(f"model '{self.model_name}': input '{vi.name}' has rank {len(tt.shape.dim)}, "
+                                 f"--input-shape gives {list(shape)}")
         else:
             if not tt.HasField("shape"):
                 raise ModelError(f"model '{self.model_name}': input '{vi.name}' has no shape; give it with "
                                  f"input_shapes={{'{vi.name}': (...)}} (CLI: --input-shape {vi.name}=D0,D1,...)")
             dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tt.shape.dim]
+            if len(dims) > 1 and not isinstance(dims[0], int) and all(isinstance(d, int) for d in dims[1:]):
+                warnings.warn(f"model '{self.model_name}': input '{vi.name}' has a dynamic batch dimension "
+                              f"'{dims[0]}'; compiling for batch 1 (choose another with --input-shape "
+                              f"{vi.name}=" + ",".join(["N"] + [str(d) for d in dims[1:]]) + ")", EdgecWarning,
+                              stacklevel=2)
+                dims[0] = 1
             if any(not isinstance(d, int) for d in dims):
                 shown = ",".join(str(d) for d in dims)
                 raise ModelError(f"model '{self.model_name}': input '{vi.name}' has symbolic shape [{shown}]; "
@@ -302,10 +339,13 @@ class Importer:
                 raise ctx.unsupported(f"subgraph attribute '{a.name}' is not supported")
         try:
             outs = fn(ctx)
-        except EdgecError:
-            raise
-        except (ValueError, IndexError, TypeError, KeyError) as e:  # a converter's assumption broke
-            raise ctx.error(f"cannot convert: {type(e).__name__}: {e}") from None
+        except EdgecError as e:
+            if str(e).startswith("model '"):
+                raise
+            raise ctx.error(str(e)) from None  # an IR-level check (e.g. a tensor too large): name the node
+        except (ValueError, IndexError, TypeError, KeyError, AttributeError, ArithmeticError) as e:
+            # a converter's assumption broke on a malformed node
+            raise ctx.error(f"cannot convert: {type(e).__name__}: {' '.join(str(e).split())[:200]}") from None
         unread = [a for a in ctx._attrs if a not in ctx._read]
         if unread:
             raise ctx.unsupported(f"attribute{'s' if len(unread) > 1 else ''} "
