@@ -1,5 +1,6 @@
 """The compile driver: IR graph -> passes -> kernels -> Relax module -> TVM -> `.edgec` artifact."""
 import os
+import re
 import tempfile
 import time
 
@@ -23,11 +24,13 @@ def to_relax(graph, kernels):
     env = {}
     args = []
     functions = []
-    used = [c for c in graph.constants if _used(graph, c)]
+    read = set(graph.outputs).union(*(n.inputs for n in graph.nodes))
+    used = [c for c in graph.constants if c in read]
     params = [c for c in used if graph.constants[c].size]  # TVM's param files hold no empty tensors
+    names = identifiers([v.name for v in graph.inputs] + params)
     for name in [v.name for v in graph.inputs] + params:
         v = graph.values[name]
-        var = relax.Var(name, relax.TensorType(list(v.shape), v.dtype))
+        var = relax.Var(names[name], relax.TensorType(list(v.shape), v.dtype))
         env[name] = var
         args.append(var)
     with bb.function("main", args):
@@ -63,8 +66,28 @@ def lowered_kernels(graph, preset, disable_passes=()):
             if gv.name_hint in by_function]
 
 
-def _used(graph, name):
-    return name in graph.outputs or any(name in n.inputs for n in graph.nodes)
+C_KEYWORDS = frozenset("""auto bool break case char const continue default do double else enum extern float for
+goto if inline int long register restrict return short signed sizeof static struct switch typedef union unsigned
+void volatile while class delete new private public protected template this throw try catch namespace using
+virtual friend operator true false nullptr""".split())
+
+
+def identifiers(names):
+    """{name: a distinct C identifier for it}. TVM names kernel parameters and buffers after the
+    Relax variables, and the CUDA C++ it writes keeps them: source names like
+    `model/conv_1/BiasAdd:0` must become `model_conv_1_BiasAdd_0` (the manifest keeps the source names)."""
+    out, taken = {}, set()
+    for name in names:
+        c = re.sub(r"[^A-Za-z0-9_]", "_", name)
+        if not c or c[0].isdigit() or c in C_KEYWORDS or c.startswith("__"):
+            c = "v_" + c
+        unique, k = c, 1
+        while unique in taken:
+            k += 1
+            unique = f"{c}_{k}"
+        taken.add(unique)
+        out[name] = unique
+    return out
 
 
 def apply_schedules(mod, kernels, preset, progress=None, tuned=None):
@@ -88,8 +111,10 @@ def apply_schedules(mod, kernels, preset, progress=None, tuned=None):
     return mod
 
 
-def compile_graph(graph, preset, output, *, disable_passes=(), model_info=None, progress=True, tune_db=None):
-    """Compile GRAPH for PRESET into artifact OUTPUT; return the manifest."""
+def compile_graph(graph, preset, output, *, disable_passes=(), model_info=None, progress=True, tune_db=None,
+                  sign_key=None):
+    """Compile GRAPH for PRESET into artifact OUTPUT (signed with ed25519 private key file SIGN_KEY if
+    given); return the manifest."""
     import tvm
     from .. import __version__
     from ..targets import export
@@ -114,9 +139,15 @@ def compile_graph(graph, preset, output, *, disable_passes=(), model_info=None, 
             raise EdgecError(f"model '{graph.name}': TVM failed to compile for {preset.name}: "
                              f"{str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__}") from e
         step()
+    device_code, export_options = None, {}
+    if preset.device == "cuda":  # device code compiled now: loading needs no compiler
+        from ..targets import cuda
+        source = _device_source(ex, "cuda")
+        device_code = cuda.compile_device_code(source, preset)
+        export_options["fpack_imports"] = cuda.pack_imports(source, device_code.binary)
     with tempfile.TemporaryDirectory(prefix="edgec-build-") as tmp:
         lib = os.path.join(tmp, "model.so")
-        export.export_library(ex, lib, preset)
+        export.export_library(ex, lib, preset, **export_options)
         pfile = os.path.join(tmp, "params.bin")
         tvm.runtime.save_param_dict_to_file(
             {p: tvm.runtime.tensor(np.require(graph.constants[p], requirements="C")) for p in params}, pfile)
@@ -124,21 +155,21 @@ def compile_graph(graph, preset, output, *, disable_passes=(), model_info=None, 
             "model": dict(model_info or {}, name=graph.name),
             "versions": _versions(__version__),
             "target": preset.to_json(),
-            "library": "model.so",
-            "params_file": "params.bin",
             "params": params,
             "inputs": [dict(v.to_json(), **({"range": graph.input_ranges[v.name]} if v.name in graph.input_ranges
                                              else {})) for v in graph.inputs],
             "outputs": [graph.values[o].to_json() for o in graph.outputs],
             "kernels": described,
+            "tvm_names": {n: c for n, c in identifiers([v.name for v in graph.inputs] + params).items() if n != c},
             "compile_seconds": round(time.perf_counter() - t0, 3),
         }
-        members = {"model.so": lib, "params.bin": pfile}
-        if preset.device == "cuda":  # ship the generated CUDA C++ for inspection
-            members["kernels.cu"] = os.path.join(tmp, "kernels.cu")
-            with open(members["kernels.cu"], "w") as f:
-                f.write(_device_source(ex, "cuda"))
-        return artifact.write(output, members, manifest)
+        members = {artifact.LIBRARY: lib, artifact.PARAMS: pfile}
+        if device_code:  # the library holds the fatbin; the CUDA C++ it came from is kept for inspection
+            manifest["device_code"] = device_code.to_json()
+            members[artifact.CUDA_SOURCE] = os.path.join(tmp, artifact.CUDA_SOURCE)
+            with open(members[artifact.CUDA_SOURCE], "w") as f:
+                f.write(source)
+        return artifact.write(output, members, manifest, sign_key)
 
 
 def _device_source(ex, fmt):

@@ -12,6 +12,7 @@ Imports only the standard library, numpy and the TVM runtime.
 """
 import os
 import socket
+import threading
 import time
 
 import numpy as np
@@ -56,8 +57,6 @@ class RemoteModel(Model):
 
     def __init__(self, path, address, timeout=10.0):
         import tempfile
-        import tvm
-        from tvm.runtime.vm import VirtualMachine
         self.path, self.address = str(path), address
         self._tmp = tempfile.TemporaryDirectory(prefix="edgec-remote-")
         self.manifest = artifact.extract(self.path, self._tmp.name)
@@ -67,7 +66,9 @@ class RemoteModel(Model):
                               "artifacts")
         self.session = connect(address, timeout)
         self.device_type, self.device = "cpu", self.session.cpu(0)
-        lib = os.path.join(self._tmp.name, self.manifest["library"])
+        lib = os.path.join(self._tmp.name, artifact.LIBRARY)
+        params = artifact.read_params(os.path.join(self._tmp.name, artifact.PARAMS), self.manifest["params"],
+                                      self.path)
         try:
             self.session.upload(lib, "edgec_model.so")
             self.lib = self.session.load_module("edgec_model.so")
@@ -75,12 +76,9 @@ class RemoteModel(Model):
             raise RemoteError(f"the device at {address} cannot load artifact '{self.path}', which holds "
                               f"{target.get('arch')} code for target '{target.get('name')}' (is the device "
                               f"{target.get('arch')}? compile with --target for it): {_last_line(e)}") from None
-        self.vm = VirtualMachine(self.lib, self.device)
-        params = tvm.runtime.load_param_dict_from_file(os.path.join(self._tmp.name, self.manifest["params_file"]))
-        self._host_params = {p: params[p].numpy() for p in self.manifest["params"]}
-        self._params = [tvm.runtime.tensor(self._host_params[p], self.device) for p in self.manifest["params"]]
-        self.inputs, self.outputs = self.manifest["inputs"], self.manifest["outputs"]
-        self.kernels = self.manifest.get("kernels", [])
+        self._host_params = params
+        self._init_io(params)
+        self._host, self._lib, self._threads = False, self.lib, threading.local()
 
     def device_time(self, args, repeat=10):
         """Seconds per run of main on ARGS, timed by the device's own clock."""
