@@ -26,10 +26,7 @@ class Preset:
 
     def tvm_target(self):
         import tvm
-        d = dict(self.tvm)
-        if self.device == "cuda":
-            return tvm.target.Target(d, host={"kind": "llvm"})
-        return tvm.target.Target(d)
+        return tvm.target.Target(dict(self.tvm))
 
     def missing_tools(self):
         return [t for t in self.tools if not shutil.which(t)]
@@ -39,11 +36,15 @@ class Preset:
                 "vector_bits": self.vector_bits}
 
 
+def host_arch():
+    arch = platform.machine().lower()
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(arch, arch)
+
+
 def _host():
     import tvm
     cpu = tvm.target.codegen.llvm_get_system_cpu()
-    arch = platform.machine().lower()
-    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(arch, arch)
+    arch = host_arch()
     flags = _cpu_flags()
     bits = 512 if "avx512f" in flags else 256 if "avx2" in flags else 128
     return Preset("host", f"this machine ({cpu}, {os.cpu_count()} cores)",
