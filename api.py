@@ -30,14 +30,19 @@ def import_model(model, input_shapes=None, name=None):
     return from_keras(model, input_shapes=input_shapes, name=name)
 
 
-def compile(model, target="host", output=None, input_shapes=None, disable_passes=(), progress=True, tune_db=None):
-    """Compile MODEL for TARGET into an `.edgec` artifact; return its path."""
+def compile(model, target="host", output=None, input_shapes=None, disable_passes=(), progress=True, tune_db=None,
+            sign=None):
+    """Compile MODEL for TARGET into an `.edgec` artifact; return its path. SIGN: an ed25519 private
+    key file (`edgec keygen`) to sign the artifact with."""
     from . import targets
     from .compiler.build import compile_graph
     preset = targets.get(target)
     missing = preset.missing_tools()
     if missing:  # before the compile, not after it
         raise TargetError(f"target '{preset.name}' needs {', '.join(missing)} on this machine (see `edgec targets`)")
+    if sign is not None:  # a bad key fails before the compile, not after it
+        from .runtime.signing import load_private_key
+        load_private_key(sign)
     graph = import_model(model, input_shapes)
     if output is None:
         stem = Path(model).stem if isinstance(model, (str, os.PathLike)) else graph.name
@@ -47,7 +52,7 @@ def compile(model, target="host", output=None, input_shapes=None, disable_passes
         from .runtime.artifact import sha256_file
         info["sha256"] = sha256_file(model)
     compile_graph(graph, preset, output, disable_passes=disable_passes, model_info=info, progress=progress,
-                  tune_db=tune_db)
+                  tune_db=tune_db, sign_key=sign)
     return str(output)
 
 

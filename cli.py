@@ -61,6 +61,7 @@ def setup_compile(p):
     p.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,..", help="fix symbolic dims")
     p.add_argument("--disable-pass", action="append", default=[], metavar="NAME", help="skip a pass (debugging)")
     p.add_argument("--tune-db", metavar="DIR", help="MetaSchedule database from `edgec tune`")
+    p.add_argument("--sign", metavar="KEY", help="sign the artifact with this ed25519 private key (`edgec keygen`)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -69,7 +70,7 @@ def run_compile(a):
     from .runtime.artifact import read_manifest
     t0 = time.perf_counter()
     out = api.compile(a.model, a.target, a.output, _shapes(a.input_shape), a.disable_pass,
-                      progress=sys.stderr.isatty(), tune_db=a.tune_db)
+                      progress=sys.stderr.isatty(), tune_db=a.tune_db, sign=a.sign)
     m = read_manifest(out)
     seconds = time.perf_counter() - t0
     if a.json:
@@ -97,14 +98,19 @@ def setup_run(p):
 def _remote_args(p):
     p.add_argument("--remote", metavar="HOST:PORT", help="run on a device's TVM RPC server (tvm.exec.rpc_server)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for --remote (default 10)")
+    p.add_argument("--trusted-key", action="append", metavar="KEY.pub",
+                   help="refuse the artifact unless one of these ed25519 public keys signed it (repeatable)")
 
 
 def _load(a):
     if a.remote:
+        from .runtime.artifact import read_manifest
         from .runtime.remote import load_remote
+        if a.trusted_key:
+            read_manifest(a.artifact, a.trusted_key)
         return load_remote(a.artifact, a.remote, a.timeout)
     from .runtime import load
-    return load(a.artifact)
+    return load(a.artifact, trusted_keys=a.trusted_key)
 
 
 def run_run(a):
@@ -378,6 +384,18 @@ def run_package(a):
           f"{info['root']}/run.sh INPUT.npy ...")
 
 
+# ---- keygen -----------------------------------------------------------------------------------
+def setup_keygen(p):
+    p.add_argument("key", help="private key file to create (the public key goes to KEY.pub)")
+
+
+def run_keygen(a):
+    from .runtime.signing import keygen
+    pub = keygen(a.key)
+    print(f"wrote private key {a.key} (keep it secret) and public key {pub}: sign with "
+          f"`edgec compile ... --sign {a.key}`, check with `edgec run ... --trusted-key {pub}`")
+
+
 COMMANDS = {
     "compile": (setup_compile, run_compile, "compile a model into an .edgec artifact"),
     "run": (setup_run, run_run, "run an artifact on inputs"),
@@ -388,6 +406,7 @@ COMMANDS = {
     "bench": (setup_bench, run_bench, "time edgec against onnxruntime (same inputs, threads), GFLOP/s"),
     "tune": (setup_tune, run_tune, "tune kernels with MetaSchedule into a database for compile --tune-db"),
     "package": (setup_package, run_package, "bundle an ARM artifact with the TVM runtime and a C++ runner"),
+    "keygen": (setup_keygen, run_keygen, "make an ed25519 key pair for signing artifacts (the sign extra)"),
 }
 
 

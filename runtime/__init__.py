@@ -95,7 +95,7 @@ class Model:
         artifact.check_library(lib_file, self.manifest["target"]["arch"], self.path)
         self._host = self.device_type == "cpu"
         try:
-            self._lib = tvm.runtime.load_module(lib_file)
+            self._lib = _load_library(lib_file)
             self._threads = threading.local()
             arity = self._thread().vm._get_function_arity("main")
         except Exception as e:  # noqa: BLE001 - TVM raises many types for a library it cannot load
@@ -299,6 +299,13 @@ class Model:
     def profile(self, inputs=None, repeat=20, warmup=3):
         """Time every kernel over REPEAT runs; return a `profile.Profile` (rows by time, trace, plot)."""
         return profile.profile_model(self, inputs, repeat, warmup)
+
+
+def _load_library(path):
+    """The library at PATH as a TVM module that is unloaded (dlclose) once nothing uses it
+    (`tvm.runtime.load_module` keeps every library loaded until the process exits)."""
+    import tvm_ffi
+    return tvm_ffi.load_module(path, keep_module_alive=False)
 
 
 def _last_line(e):
