@@ -10,7 +10,7 @@ def randomize(model, rng):
     for w in model.weights:
         shape = tuple(w.shape)
         path = w.path
-        if "moving_variance" in path:
+        if "variance" in path:  # BatchNormalization's moving variance, Normalization's variance
             value = rng.uniform(0.5, 2.0, shape)
         elif "gamma" in path:
             value = rng.uniform(0.5, 1.5, shape)
@@ -20,6 +20,9 @@ def randomize(model, rng):
             fan_in = int(np.prod(shape[:-1])) if len(shape) > 1 else 4
             value = rng.standard_normal(shape) / np.sqrt(fan_in) + (0.1 if len(shape) == 1 else 0)
         w.assign(value.astype("float32"))
+    for layer in model.layers:  # Normalization computes from its weights only when finalized
+        if hasattr(layer, "finalize_state") and layer.built:
+            layer.finalize_state()
     return model
 
 
@@ -161,6 +164,34 @@ def embedding_bilstm_gru(k):
                          L.Dense(3)], name="embedding_bilstm_gru")
 
 
+def image_layers(k):
+    """Preprocessing and upsampling layers (segmentation heads, keras.applications stems)."""
+    L = k.layers
+    x0 = k.Input((7, 6, 3), name="image")
+    x = L.Rescaling(1 / 127.5, offset=-1)(x0)
+    x = L.Normalization(mean=[0.4, 0.5, 0.6], variance=[0.05, 0.06, 0.07])(x)
+    x = L.Conv2D(4, 3, padding="same", activation="relu")(x)
+    x = L.Conv2DTranspose(5, 3, strides=2, padding="same")(x)  # 14x12
+    x = L.Cropping2D(((1, 0), (0, 2)))(x)  # 13x10
+    x = L.UpSampling2D((2, 1), interpolation="bilinear")(x)  # 26x10
+    x = L.Resizing(9, 15)(x)
+    x = L.LayerNormalization()(x)
+    x = L.SpatialDropout2D(0.3)(x)
+    y = L.Conv2DTranspose(3, 2, strides=3, padding="valid", activation="tanh")(x)  # 27x45
+    y = L.UpSampling2D(2)(y)
+    y = L.Resizing(11, 20, interpolation="nearest")(y)
+    z = L.Conv2DTranspose(4, 4, padding="same")(x)  # even kernel: the odd padding row
+    z = L.Conv2DTranspose(2, 3, strides=2, output_padding=1, padding="valid", use_bias=False)(z)
+    z = L.LayerNormalization(axis=[1, 2, 3], center=False)(z)
+    return k.Model(x0, [y, z], name="image_layers")
+
+
+def adapted_normalization(k):
+    L = k.layers
+    return k.Sequential([k.Input((5, 4)), L.Normalization(axis=-1), L.Dense(3),
+                         L.Normalization(axis=None, invert=True)], name="adapted_normalization")
+
+
 RNN_CASES = {f.__name__: f for f in (
     embedding_lstm, stacked_lstm, gru_reset_after, gru_reset_before, simple_rnn, return_state, embedding_bilstm_gru,
     _bidirectional("concat", lambda k, seq: k.layers.LSTM(4, return_sequences=seq)),
@@ -169,7 +200,7 @@ RNN_CASES = {f.__name__: f for f in (
     _bidirectional("ave", lambda k, seq: k.layers.SimpleRNN(4, return_sequences=seq)))}
 
 CNN_CASES = {f.__name__: f for f in (seq_cnn, residual_cnn, depthwise_cnn, conv1d, activations, multi_io,
-                                     reshape_permute, padded_dilated)}
+                                     reshape_permute, padded_dilated, image_layers, adapted_normalization)}
 CASES = dict(CNN_CASES, **RNN_CASES)
 
 
