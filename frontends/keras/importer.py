@@ -10,10 +10,16 @@ from __future__ import annotations
 import numpy as np
 
 from ...compiler.ir import Graph
-from ...errors import ModelError, UnsupportedError
+from ...errors import EdgecError, ModelError, UnsupportedError
 from .registry import CONVERTERS
 
 INPUT_DTYPES = {"float32", "float16", "float64", "int32", "int64", "int8", "uint8", "int16", "bool"}
+# layer options that are counts or sizes (an int or a tuple of ints), checked before any converter
+# computes with them: >= 1, or >= 0 for paddings
+POSITIVE_OPTIONS = ("filters", "kernel_size", "strides", "pool_size", "dilation_rate", "groups", "depth_multiplier",
+                    "units", "size", "input_dim", "output_dim", "num_heads", "key_dim")
+NONNEGATIVE_OPTIONS = ("padding", "cropping")
+MAX_LAYERS = 100_000
 
 
 class Context:
@@ -100,28 +106,70 @@ class Importer:
         self.weights = weights
         self.cls = config.get("class_name")
         self.cfg = config.get("config", {})
-        self.model_name = name or self.cfg.get("name") or "keras_model"
+        own = self.cfg.get("name") if isinstance(self.cfg, dict) else None
+        self.model_name = name or (own if isinstance(own, str) else "") or "keras_model"
         self.graph = Graph(self.model_name)
         self.input_shapes = dict(input_shapes or {})
         self.tensors = {}  # (layer name, node index, tensor index) -> IR value
         self.producer = {}  # IR value -> the node that made it
 
     def run(self):
-        if self.cls == "Sequential":
-            self._sequential()
-        elif self.cls in ("Functional", "Model"):
-            self._functional()
-        else:
-            raise UnsupportedError(f"model '{self.model_name}': top-level class {self.cls!r} is not supported "
-                                   "(Sequential and functional models are)")
+        self._check_structure()
+        try:
+            if self.cls == "Sequential":
+                self._sequential()
+            elif self.cls in ("Functional", "Model"):
+                self._functional()
+            else:
+                raise UnsupportedError(f"model '{self.model_name}': top-level class {self.cls!r} is not supported "
+                                       "(Sequential and functional models are)")
+        except (ValueError, IndexError, TypeError, KeyError, AttributeError, ArithmeticError) as e:
+            # the config's wiring (inbound nodes, input/output layers) is malformed
+            raise ModelError(f"model '{self.model_name}': malformed config: {type(e).__name__}: "
+                             f"{' '.join(str(e).split())[:200]}") from None
         unused = set(self.input_shapes) - {v.name for v in self.graph.inputs}
         if unused:
             raise ModelError(f"model '{self.model_name}': --input-shape names unknown input(s) "
                              f"{', '.join(sorted(unused))}; inputs are {', '.join(v.name for v in self.graph.inputs)}")
         return self.graph.verify()
 
+    def _check_structure(self):
+        """The config's skeleton has the types the importer relies on (every layer a dict with a
+        class name and a config dict), so a damaged file is a one-line ModelError."""
+        where = f"model '{self.model_name}'"
+        if not isinstance(self.cfg, dict):
+            raise ModelError(f"{where}: 'config' is a {type(self.cfg).__name__}, not an object")
+        layers = self.cfg.get("layers", [])
+        if not isinstance(layers, list):
+            raise ModelError(f"{where}: 'layers' is a {type(layers).__name__}, not a list")
+        if len(layers) > MAX_LAYERS:
+            raise ModelError(f"{where}: {len(layers)} layers, more than edgec's limit of {MAX_LAYERS}")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, dict) or not isinstance(layer.get("class_name"), str) \
+                    or not isinstance(layer.get("config", {}), dict):
+                raise ModelError(f"{where}: layer {i} is not an object with a class_name and a config")
+            name = layer.get("config", {}).get("name", layer.get("name"))
+            if name is not None and not isinstance(name, str):
+                raise ModelError(f"{where}: layer {i} has a name that is not text ({name!r})")
+            if not isinstance(layer.get("inbound_nodes", []), list):
+                raise ModelError(f"{where}: layer {i} ('{name}') has inbound_nodes that are not a list")
+
+    def _check_options(self, ctx):
+        for key in POSITIVE_OPTIONS + NONNEGATIVE_OPTIONS:
+            value = ctx.config.get(key)
+            if value is None or (key == "padding" and isinstance(value, str)):
+                continue
+            least = 0 if key in NONNEGATIVE_OPTIONS else 1
+            if not _ints_at_least(value, least):
+                raise ctx.error(f"option {key}={value!r} must be {'an integer' if least == 0 else 'a positive integer'} "
+                                f"or a list of them")
+
     # ---- inputs -------------------------------------------------------------------------------
     def _add_input(self, name, batch_shape, dtype):
+        if not isinstance(batch_shape, (list, tuple)) or \
+                not all(d is None or (_ints_at_least(d, 1) and not isinstance(d, list)) for d in batch_shape):
+            raise ModelError(f"model '{self.model_name}': input '{name}' has batch shape {batch_shape!r}; "
+                             "dims must be positive integers or null")
         shape = list(self.input_shapes.get(name, batch_shape))
         if len(shape) != len(batch_shape):
             raise ModelError(f"model '{self.model_name}': input '{name}' has rank {len(batch_shape)}, "
@@ -232,10 +280,25 @@ class Importer:
         if ctx.config.get("data_format", "channels_last") != "channels_last":
             ctx.require("data_format", "channels_last")
         ctx.kwargs = dict(kwargs)
-        outs = fn(ctx, inputs)
+        self._check_options(ctx)
+        try:
+            outs = fn(ctx, inputs)
+        except EdgecError as e:
+            if str(e).startswith("model '"):
+                raise
+            raise ctx.error(str(e)) from None  # an IR-level check (e.g. a tensor too large): name the layer
+        except (ValueError, IndexError, TypeError, KeyError, AttributeError, ArithmeticError) as e:
+            raise ctx.error(f"cannot convert: {type(e).__name__}: {' '.join(str(e).split())[:200]}") from None
         if ctx.kwargs:
             raise ctx.unsupported(f"call argument(s) {', '.join(sorted(ctx.kwargs))} are not supported")
         return outs
+
+
+def _ints_at_least(value, least):
+    """VALUE is an int >= LEAST, or a (nested) list of them (JSON: no bools, no floats like 1e999)."""
+    if isinstance(value, list):
+        return len(value) <= 8 and all(_ints_at_least(v, least) for v in value)
+    return isinstance(value, int) and not isinstance(value, bool) and least <= value < 2**31
 
 
 def _dtype_name(dtype):
