@@ -97,13 +97,17 @@ class Model:
         try:
             self._lib = _load_library(lib_file)
             self._threads = threading.local()
-            arity = self._thread().vm._get_function_arity("main")
+            vm = self._thread().vm
+            arity = vm._get_function_arity("main")
+            takes = [vm._get_function_param_name("main", i) for i in range(arity)]
         except Exception as e:  # noqa: BLE001 - TVM raises many types for a library it cannot load
             raise ArtifactError(f"artifact '{self.path}': TVM cannot load {artifact.LIBRARY} "
                                 f"({_last_line(e)})") from None
-        if arity != len(self.inputs) + len(self._params):
-            raise ArtifactError(f"artifact '{self.path}': {artifact.LIBRARY} takes {arity} arguments, the "
-                                f"manifest lists {len(self.inputs)} inputs and {len(self._params)} params")
+        tvm_names = self.manifest.get("tvm_names", {})
+        listed = [tvm_names.get(n, n) for n in [i["name"] for i in self.inputs] + self.manifest["params"]]
+        if takes != listed:
+            raise ArtifactError(f"artifact '{self.path}': {artifact.LIBRARY} takes arguments {_short(takes)}, "
+                                f"the manifest lists inputs and params {_short(listed)}")
 
     def _init_io(self, params):
         """Input/output specs from the manifest; PARAMS ({name: array}) copied to the device."""
@@ -113,7 +117,7 @@ class Model:
         self._specs = [(i["name"], tuple(i["shape"]), np.dtype(i["dtype"])) for i in self.inputs]
         self._out_specs = [(tuple(o["shape"]), np.dtype(o["dtype"])) for o in self.outputs]
         names = self.manifest["params"]
-        self._params = [tvm.runtime.tensor(np.ascontiguousarray(params[p]), self.device) for p in names]
+        self._params = [tvm.runtime.tensor(np.require(params[p], requirements='C'), self.device) for p in names]  # keeps 0-d
         ranges = sorted((t.data_ptr(), t.data_ptr() + params[p].nbytes) for t, p in zip(self._params, names))
         self._param_starts, self._param_ends = [s for s, _ in ranges], [e for _, e in ranges]
 
@@ -308,13 +312,24 @@ def _load_library(path):
     return tvm_ffi.load_module(path, keep_module_alive=False)
 
 
+def _short(names, n=4):
+    return str(names[:n])[:-1] + (f", ... ({len(names)} in all)]" if len(names) > n else "]")
+
+
 def _last_line(e):
     lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
     return (lines[-1] if lines else type(e).__name__)[:300]
 
 
+MAX_RANDOM_INPUT_BYTES = 1 << 31
+
+
 def random_inputs(specs, seed=0):
     """Seeded random inputs for input specs [{name, shape, dtype, (range)}]."""
+    total = sum(artifact.tensor_bytes(s["shape"], s["dtype"]) for s in specs)
+    if total > MAX_RANDOM_INPUT_BYTES:
+        raise InputError(f"random inputs would take {total / 2**30:.1f} GiB (more than "
+                         f"{MAX_RANDOM_INPUT_BYTES >> 30} GiB); give the inputs yourself")
     rng = np.random.default_rng(seed)
     out = {}
     for spec in specs:

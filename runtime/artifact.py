@@ -221,7 +221,8 @@ def _tensor_spec(v):
     if tensor_bytes(v["shape"], v["dtype"]) > MAX_TENSOR_BYTES:
         return False
     r = v.get("range")
-    return r is None or (isinstance(r, list) and len(r) == 2 and all(_is_int(x) for x in r) and r[0] < r[1])
+    return r is None or (isinstance(r, list) and len(r) == 2 and all(_is_int(x) and abs(x) < 1 << 62 for x in r)
+                         and r[0] < r[1])
 
 
 def _kernel(v):
@@ -257,6 +258,12 @@ SCHEMA = {  # field: (required, check, what it must be)
     "files": (True, lambda v: isinstance(v, dict) and {LIBRARY, PARAMS} <= set(v) <= set(FILES)
               and all(isinstance(h, str) and _HEX64.match(h) for h in v.values()),
               f"sha256 digests of {LIBRARY}, {PARAMS} (and optionally {CUDA_SOURCE})"),
+    "tvm_names": (False, lambda v: isinstance(v, dict) and all(isinstance(c, str) for c in v.values()),
+                  "an object mapping value names to the identifiers TVM uses"),
+    "device_code": (False, lambda v: isinstance(v, dict) and v.get("format") == "fatbin"
+                    and isinstance(v.get("cubin"), str) and re.fullmatch(r"sm_\d{2,3}[a-z]?", v["cubin"])
+                    and isinstance(v.get("kernels", {}), dict),
+                    "an object naming the GPU code's format (fatbin) and cubin architecture (sm_XY)"),
     "compile_seconds": (False, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
 }
 
@@ -268,6 +275,9 @@ def validate(manifest, path):
     if manifest.get("format") != FORMAT:
         raise ArtifactError(f"artifact '{path}' has format {str(manifest.get('format'))[:40]!r}; this edgec "
                             f"reads {FORMAT} (recompile it)")
+    unknown = sorted(set(manifest) - set(SCHEMA), key=str)
+    if unknown:
+        raise ArtifactError(f"artifact '{path}': {MANIFEST} has unknown field {str(unknown[0])[:60]!r}")
     for field, (required, check, what) in SCHEMA.items():
         if field not in manifest:
             if required:

@@ -166,3 +166,156 @@ def test_loads_with_runtime_only_tvm_and_no_onnx(art, tmp_path):
     g = tiny_graph()
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), interpret(g, {"x": x})[g.outputs[0]],
                                rtol=1e-4, atol=1e-5)
+
+
+# ---- hardening (issue 13): fixed names, bounded tar reading, schema, params/ELF checks, signing ----
+def _members(art):
+    with tarfile.open(art) as t:
+        return {m.name: t.extractfile(m).read() for m in t.getmembers()}
+
+
+def _repack(dst, manifest, files, rehash=True, sig=None):
+    """An artifact from MANIFEST and FILES, hashes fixed as an attacker who rewrites members would."""
+    import hashlib
+    if rehash:
+        manifest = dict(manifest, files={n: hashlib.sha256(d).hexdigest() for n, d in files.items()})
+    entries = {"manifest.json": json.dumps(manifest).encode(), **({"manifest.sig": sig} if sig else {}), **files}
+    with tarfile.open(dst, "w") as t:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return dst
+
+
+@pytest.mark.parametrize("field,value", [("library", "/lib/x86_64-linux-gnu/libm.so.6"), ("params_file", "/dev/zero")])
+def test_manifest_cannot_name_paths(art, tmp_path, field, value):
+    members = _members(art)
+    m = json.loads(members.pop("manifest.json"))
+    bad = _repack(tmp_path / "bad.edgec", dict(m, **{field: value}), members)
+    with pytest.raises(ArtifactError, match=f"unknown field '{field}'"):
+        load(bad)
+
+
+def test_truncated_library_rehashed_is_refused_before_dlopen(art, tmp_path):
+    """Regression: dlopen of a model.so cut in half (hash rewritten) killed the process with SIGBUS."""
+    members = _members(art)
+    m = json.loads(members.pop("manifest.json"))
+    members["model.so"] = members["model.so"][:len(members["model.so"]) // 2]
+    with pytest.raises(ArtifactError, match="model.so .*(truncated|past the end)"):
+        load(_repack(tmp_path / "bad.edgec", m, members))
+
+
+@pytest.mark.parametrize("what", ["garbage", "reordered", "empty"])
+def test_params_must_match_the_manifest(art, tmp_path, what):
+    members = _members(art)
+    m = json.loads(members.pop("manifest.json"))
+    if what == "garbage":
+        members["params.bin"] = bytes(range(256)) * 40
+    elif what == "reordered":
+        m["params"] = m["params"][::-1]
+    else:
+        m["params"] = []
+    with pytest.raises(ArtifactError, match="params"):
+        load(_repack(tmp_path / "bad.edgec", m, members))
+
+
+def test_manifest_field_of_wrong_type_is_one_line(art, tmp_path):
+    members = _members(art)
+    m = json.loads(members.pop("manifest.json"))
+    m["inputs"][0]["shape"] = "1,3,8,8"
+    with pytest.raises(ArtifactError, match="field 'inputs' must be") as e:
+        load(_repack(tmp_path / "bad.edgec", m, members))
+    assert "\n" not in str(e.value)
+
+
+def test_input_spec_that_lies_is_refused_at_run(art, tmp_path):
+    members = _members(art)
+    m = json.loads(members.pop("manifest.json"))
+    m["inputs"][0]["shape"] = [1, 3, 9, 9]
+    model = load(_repack(tmp_path / "bad.edgec", m, members))
+    with pytest.raises(ArtifactError, match="does not describe this library"):
+        model.run(model.random_inputs())
+
+
+def _tar_with(dst, art, info, data=b""):
+    with tarfile.open(art) as tin, tarfile.open(dst, "w", format=tarfile.GNU_FORMAT) as tout:
+        for mm in tin.getmembers():
+            tout.addfile(mm, tin.extractfile(mm))
+        tout.addfile(info, io.BytesIO(data) if info.isreg() else None)
+    return dst
+
+
+@pytest.mark.parametrize("kind", [tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.CHRTYPE, tarfile.FIFOTYPE, tarfile.DIRTYPE])
+def test_links_devices_and_folders_are_refused(art, tmp_path, kind):
+    info = tarfile.TarInfo("kernels.cu")
+    info.type, info.linkname = kind, "/etc/passwd"
+    with pytest.raises(ArtifactError, match="not a regular file"):
+        load(_tar_with(tmp_path / "bad.edgec", art, info))
+
+
+def test_sparse_member_claiming_gigabytes_writes_nothing(art, tmp_path):
+    from test_fuzz_artifact import gnu_sparse_member, raw_tar
+    members = _members(art)
+    head = tarfile.TarInfo("manifest.json")
+    head.size = len(members["manifest.json"])
+    blocks = [head.tobuf() + members["manifest.json"] + bytes((-head.size) % 512),
+              gnu_sparse_member("model.so", b"\0" * 1024, 2 ** 31)]
+    bad = tmp_path / "bomb.edgec"
+    bad.write_bytes(raw_tar(blocks))
+    with pytest.raises(ArtifactError, match="not a regular file"):
+        load(bad)
+
+
+def test_tar_without_end_blocks_and_duplicates_are_refused(art, tmp_path):
+    data = art.read_bytes()
+    with tarfile.open(art) as t:
+        last = t.getmembers()[-1]
+    end = last.offset_data + (last.size + 511) // 512 * 512
+    (tmp_path / "cut.edgec").write_bytes(data[:end])
+    with pytest.raises(ArtifactError, match="end-of-archive"):
+        load(tmp_path / "cut.edgec")
+    info = tarfile.TarInfo("model.so")
+    info.size = 4
+    with pytest.raises(ArtifactError, match="appears twice"):
+        load(_tar_with(tmp_path / "dup.edgec", art, info, b"evil"))
+
+
+def test_signed_artifact_loads_only_with_a_trusted_key(tmp_path):
+    from edgec.runtime import signing
+    signing.keygen(str(tmp_path / "key"))
+    signing.keygen(str(tmp_path / "other"))
+    signed = tmp_path / "signed.edgec"
+    compile_graph(tiny_graph(), targets.get("host"), signed, progress=False, sign_key=str(tmp_path / "key"))
+    x = np.zeros((1, 3, 8, 8), np.float32)
+    with load(signed, trusted_keys=[str(tmp_path / "other.pub"), str(tmp_path / "key.pub")]) as m:
+        m.run({"x": x})
+    with pytest.raises(ArtifactError, match="not signed by any of the 1 trusted key"):
+        load(signed, trusted_keys=[str(tmp_path / "other.pub")])
+    members = _members(signed)  # the signature covers the manifest, which covers every member
+    m = json.loads(members.pop("manifest.json"))
+    sig = members.pop("manifest.sig")
+    members["params.bin"] = members["params.bin"][:-4] + b"\0\0\0\0"
+    with pytest.raises(ArtifactError, match="not signed by any"):
+        load(_repack(tmp_path / "re.edgec", m, members, sig=sig), trusted_keys=[str(tmp_path / "key.pub")])
+    with pytest.raises(ArtifactError, match="is not signed"):
+        load(_repack(tmp_path / "unsigned.edgec", m, members), trusted_keys=[str(tmp_path / "key.pub")])
+
+
+def test_cli_keygen_sign_and_trusted_key(tmp_path):
+    from edgec import cli
+    key = tmp_path / "k"
+    assert cli.main(["keygen", str(key)]) == 0 and (tmp_path / "k.pub").is_file()
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    src = tmp_path / "relu.onnx"
+    import onnx
+    from onnx import TensorProto, helper
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), src)
+    out = tmp_path / "relu.edgec"
+    assert cli.main(["compile", str(src), "-o", str(out), "--sign", str(key)]) == 0
+    assert cli.main(["run", str(out), "--trusted-key", str(tmp_path / "k.pub")]) == 0
+    cli.main(["keygen", str(tmp_path / "k2")])
+    assert cli.main(["run", str(out), "--trusted-key", str(tmp_path / "k2.pub")]) == 2
