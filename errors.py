@@ -4,8 +4,12 @@
 class EdgecError(Exception):
     """Base of every error edgec raises for a user's mistake or an unsupported model.
 
-    The message is one readable line naming the model, node/layer, op and what is wrong.
+    The message is one readable line naming the model, node/layer, op and what is wrong (line
+    breaks that names from a model file bring in are shown as \\n).
     """
+
+    def __init__(self, message="", *args):
+        super().__init__(str(message).replace("\r", "\\r").replace("\n", "\\n"), *args)
 
 
 class UnsupportedError(EdgecError):

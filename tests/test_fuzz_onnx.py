@@ -269,6 +269,20 @@ def test_seed_models_compile(tmp_path):
     assert all(o == "ok" for _, o, _ in results.values()), results
 
 
+def test_regressions_from_the_full_run(tmp_path):
+    """Cases the 3,000-case run (seed 2) found: an attribute name that is not UTF-8 text, a node name
+    with a line break in the message, an LSTM hidden_size of 2^40 and 2^31 (a 4 TiB allocation)."""
+    found = {107, 113, 576, 1920}
+    r, models, cases = random.Random(2), seeds(), []
+    for i in range(max(found) + 1):
+        data = mutate(r, r.choice(models), CATEGORIES[i % len(CATEGORIES)])
+        if i in found:
+            (tmp_path / f"case{i}.onnx").write_bytes(data)
+            cases.append((i, "regression", f"case{i}.onnx", False))
+    results = run_cases(tmp_path, cases)
+    assert all(o == "error" for _, o, _ in results.values()), results
+
+
 def test_fuzz_onnx_sample(tmp_path):
     check(tmp_path, 200, seed=1)
 

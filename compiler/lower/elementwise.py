@@ -8,16 +8,26 @@ def _c(x, v):
     return tirx.const(v, x.dtype)
 
 
+def nan_max(v, c):
+    """max(v, c) that keeps a NaN in V, as onnxruntime's Relu, Clip and HardSigmoid do (TVM's max
+    is a compare-and-select that returns C when V is NaN)."""
+    return tirx.Select(v < c, c, v)
+
+
+def nan_min(v, c):
+    return tirx.Select(v > c, c, v)
+
+
 def _unary(fn):
     return lambda a, x: te.compute(x.shape, lambda *i: fn(a, x, x(*i)), name="ew")
 
 
 UNARY = {
-    "relu": lambda a, x, v: te.max(v, _c(x, 0)),
+    "relu": lambda a, x, v: nan_max(v, _c(x, 0)),
     "leaky_relu": lambda a, x, v: tirx.Select(v >= _c(x, 0), v, v * _c(x, a.get("alpha", 0.01))),
     "sigmoid": lambda a, x, v: _c(x, 1) / (_c(x, 1) + te.exp(-v)),
-    "hard_sigmoid": lambda a, x, v: te.min(te.max(v * _c(x, a.get("alpha", 0.2)) + _c(x, a.get("beta", 0.5)),
-                                                  _c(x, 0)), _c(x, 1)),
+    "hard_sigmoid": lambda a, x, v: nan_min(nan_max(v * _c(x, a.get("alpha", 0.2)) + _c(x, a.get("beta", 0.5)),
+                                                    _c(x, 0)), _c(x, 1)),
     "tanh": lambda a, x, v: te.tanh(v),
     "exp": lambda a, x, v: te.exp(v),
     "log": lambda a, x, v: te.log(v),
@@ -45,9 +55,9 @@ def clip(a, x):
     def f(*i):
         v = x(*i)
         if a.get("min") is not None:
-            v = te.max(v, _c(x, a["min"]))
+            v = nan_max(v, _c(x, a["min"]))
         if a.get("max") is not None:
-            v = te.min(v, _c(x, a["max"]))
+            v = nan_min(v, _c(x, a["max"]))
         return v
     return te.compute(x.shape, f, name="clip")
 
@@ -57,8 +67,17 @@ def cast(a, x):
     return topi.cast(x, a["dtype"])
 
 
+def _nan_extremum(compare):
+    """Max/Min of broadcast operands where a NaN in either wins (onnxruntime's Max and Min)."""
+    def fn(x, y):
+        if not str(x.dtype).startswith("float"):
+            return (topi.maximum if compare is topi.less else topi.minimum)(x, y)
+        return topi.where(compare(x, y), y, topi.where(topi.isnan(y), y, x))
+    return fn
+
+
 BINARY = {"add": topi.add, "sub": topi.subtract, "mul": topi.multiply,
-          "maximum": topi.maximum, "minimum": topi.minimum}
+          "maximum": _nan_extremum(topi.less), "minimum": _nan_extremum(topi.greater)}
 for _name, _fn in BINARY.items():
     lowering(_name)(lambda a, x, y, _fn=_fn: _fn(x, y))
 

@@ -44,6 +44,12 @@ def conv2d(a, x, w, b=None):
     return y
 
 
+# max pooling keeps NaN (as numpy's max and IEEE 754's maximum do): a window holding a NaN is NaN;
+# TVM's max is a compare-and-select that drops a NaN depending on its position in the window
+nan_max = te.comm_reducer(lambda a, b: tirx.Select(a < b, b, tirx.Select(tirx.isnan(b), b, a)),
+                          lambda dtype: tirx.min_value(dtype), name="nan_max")
+
+
 def _pool(a, x, kind):
     k, s, d, p, oh, ow = _pool_geometry(a, _Shape(x))
     h, w = int(x.shape[2]), int(x.shape[3])
@@ -53,7 +59,7 @@ def _pool(a, x, kind):
     shape = (x.shape[0], x.shape[1], oh, ow)
     if kind == "max":
         xp = _pad4(x, p, value=tirx.min_value(x.dtype), extra=(eh, ew))
-        return te.compute(shape, lambda n, c, i, j: te.max(
+        return te.compute(shape, lambda n, c, i, j: nan_max(
             xp[n, c, i * s[0] + ry * d[0], j * s[1] + rx * d[1]], axis=[ry, rx]), name="max_pool2d")
     xp = _pad4(x, p, extra=(eh, ew))
     acc = te.compute(shape, lambda n, c, i, j: te.sum(
@@ -96,7 +102,9 @@ def global_avg_pool(a, x):
 
 @lowering("global_max_pool")
 def global_max_pool(a, x):
-    return topi.max(x, axis=list(range(2, len(x.shape))), keepdims=True)
+    axes = [te.reduce_axis((0, x.shape[i]), f"r{i}") for i in range(2, len(x.shape))]
+    return te.compute(tuple(x.shape[:2]) + (1,) * len(axes),
+                      lambda n, c, *_: nan_max(x[(n, c, *axes)], axis=axes), name="global_max_pool")
 
 
 @lowering("batch_norm")

@@ -329,9 +329,10 @@ class Importer:
 
     def _convert(self, ctx):
         node = ctx.node
-        if node.domain not in DEFAULT_DOMAINS:
+        default = node.domain in DEFAULT_DOMAINS  # other domains: converters named "domain:OpType"
+        fn = lookup(node.op_type if default else f"{node.domain}:{node.op_type}", self.opset)
+        if fn is None and not default:
             raise ctx.unsupported(f"op domain '{node.domain}' is not supported")
-        fn = lookup(node.op_type, self.opset)
         if fn is None:
             raise ctx.unsupported(f"ONNX op {node.op_type} is not supported")
         for a in node.attribute:
@@ -349,7 +350,7 @@ class Importer:
         unread = [a for a in ctx._attrs if a not in ctx._read]
         if unread:
             raise ctx.unsupported(f"attribute{'s' if len(unread) > 1 else ''} "
-                                  f"{', '.join(unread)} {'are' if len(unread) > 1 else 'is'} not supported")
+                                  f"{', '.join(map(str, unread))} {'are' if len(unread) > 1 else 'is'} not supported")
         outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
         for i, onnx_out in enumerate(ctx.outputs):
             if not onnx_out:

@@ -49,6 +49,8 @@ def recurrent(ctx):
     t, n, _ = ctx.shape(x)
     hid = int(ctx.attr("hidden_size", ctx.shape(r)[-1]))
     g = GATES[kind]
+    if hid != ctx.shape(r)[-1] or ctx.shape(r)[1] != g * hid:
+        raise ctx.error(f"hidden_size {hid} does not match R {list(ctx.shape(r))}")
     attrs = {"hidden": hid, "direction": direction, "acts": activations(ctx, kind, n_dirs),
              "clip": None if ctx.attr("clip") is None else float(ctx.attr("clip"))}
     if kind == "lstm":
