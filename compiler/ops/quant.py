@@ -1,0 +1,167 @@
+"""Quantized (integer) ops, with onnxruntime's arithmetic: round half to even, saturate.
+
+    quantize_linear(x, scale, zp; dtype)     y = sat(rint(x / scale) + zp)            float -> int
+    dequantize_linear(x, scale, zp; dtype)   y = float32(x - zp) * scale              int -> float
+    qconv2d(x, w, x_zp, w_zp[, b])           int32 sum((x - x_zp) * (w - w_zp)) [+ b]  (conv2d attrs)
+    qdense(x, w, x_zp, w_zp[, b])            the same for x (M, K) and w (N, K)
+    qmatmul(a, b, a_zp, b_zp)                int32 (a - a_zp) @ (b - b_zp), batch dims broadcast
+    requantize(acc, m, zp; dtype, min, max)  y = clamp(rint(float32(acc) * m) + zp, min, max)
+
+Scales and zero points of quantize/dequantize/requantize broadcast to the data (the frontend
+reshapes per-axis and blocked ones), so per-tensor and per-channel are the same op. In qconv2d
+x_zp is a scalar and w_zp a scalar or one per output channel; in qdense/qmatmul a_zp is a
+scalar or one per row (M) and b_zp a scalar or one per column (N). int32 sums are exact: the
+references accumulate in float64 (exact below 2^53). `min`/`max` of requantize clamp in the
+quantized domain (a fused ReLU or Clip); they default to the dtype's range.
+"""
+import numpy as np
+
+from . import ShapeError, defop
+from .elementwise import broadcast_shape
+from .nn import _conv_flops, _conv_infer, _dense_infer, _matmul_infer, conv2d
+
+INT_TYPES = ("int8", "uint8", "int16", "uint16", "int32")
+
+
+def qrange(dtype):
+    info = np.iinfo(dtype)
+    return int(info.min), int(info.max)
+
+
+def _check_params(x, *params):
+    for p in params:
+        if broadcast_shape(x.shape, p.shape) != tuple(x.shape):
+            raise ShapeError(f"scale / zero point of shape {list(p.shape)} does not broadcast to {list(x.shape)}")
+
+
+def _quantize_infer(a, x, scale, zp):
+    if not x.dtype.startswith("float") and x.dtype != "int32":
+        raise ShapeError(f"quantize_linear wants a float input, got {x.dtype}")
+    if a["dtype"] not in INT_TYPES[:4] or zp.dtype != a["dtype"]:
+        raise ShapeError(f"quantize_linear to {a['dtype']} with a {zp.dtype} zero point")
+    _check_params(x, scale, zp)
+    return x.shape, a["dtype"]
+
+
+def _ew(a, ins, outs):
+    return int(np.prod(outs[0].shape))
+
+
+@defop("quantize_linear", "elementwise", _quantize_infer, _ew)
+def quantize_linear(attrs, x, scale, zp):
+    lo, hi = qrange(attrs["dtype"])
+    q = np.rint(x.astype(np.float32) / scale.astype(np.float32)) + zp.astype(np.float32)
+    return np.clip(q, lo, hi).astype(attrs["dtype"])
+
+
+def _dequantize_infer(a, x, scale, zp):
+    if x.dtype not in INT_TYPES or zp.dtype != x.dtype:
+        raise ShapeError(f"dequantize_linear wants an integer input and zero point, got {x.dtype} and {zp.dtype}")
+    if not scale.dtype.startswith("float"):
+        raise ShapeError(f"dequantize_linear wants a float scale, got {scale.dtype}")
+    _check_params(x, scale, zp)
+    return x.shape, a.get("dtype", scale.dtype)
+
+
+@defop("dequantize_linear", "elementwise", _dequantize_infer, _ew)
+def dequantize_linear(attrs, x, scale, zp):
+    diff = (x.astype(np.int64) - zp.astype(np.int64)).astype(np.float32)
+    return (diff * scale.astype(np.float32)).astype(attrs.get("dtype", scale.dtype))
+
+
+def _int8(*values):
+    for v in values:
+        if v.dtype not in ("int8", "uint8"):
+            raise ShapeError(f"integer conv/matmul wants int8 or uint8 operands, got {v.dtype}")
+
+
+def _zp_check(zp, dtype, sizes, what):
+    if zp.dtype != dtype:
+        raise ShapeError(f"{what} zero point is {zp.dtype}, its operand {dtype}")
+    if int(np.prod(zp.shape)) != 1 and tuple(zp.shape) not in [(s,) for s in sizes]:
+        raise ShapeError(f"{what} zero point of shape {list(zp.shape)}: want a scalar or {sizes[-1]} values")
+
+
+def _bias_check(b, n):
+    if b is not None and (b.dtype != "int32" or tuple(b.shape) != (n,)):
+        raise ShapeError(f"integer bias must be int32 of shape [{n}], got {b.dtype} {list(b.shape)}")
+
+
+def _qconv_infer(a, x, w, x_zp, w_zp, b=None):
+    _int8(x, w)
+    _zp_check(x_zp, x.dtype, [], "input")
+    _zp_check(w_zp, w.dtype, [w.shape[0]], "weight")
+    _bias_check(b, w.shape[0])
+    return _conv_infer(a, x, w)[0], "int32"
+
+
+def zp_vector(zp, n):
+    """A zero point (scalar or per-channel) as N int64 values."""
+    return np.broadcast_to(zp.astype(np.int64).reshape(-1), (n,))
+
+
+def _exact(y):
+    return np.rint(y).astype(np.int64).astype(np.int32)
+
+
+@defop("qconv2d", "conv2d", _qconv_infer, _conv_flops)
+def qconv2d(attrs, x, w, x_zp, w_zp, b=None):
+    xs = x.astype(np.float64) - float(x_zp.reshape(-1)[0])
+    ws = w.astype(np.float64) - zp_vector(w_zp, w.shape[0]).reshape(-1, 1, 1, 1)
+    y = conv2d(attrs, xs, ws)
+    if b is not None:
+        y = y + b.reshape(1, -1, 1, 1)
+    return _exact(y)
+
+
+def _qdense_infer(a, x, w, x_zp, w_zp, b=None):
+    _int8(x, w)
+    _dense_infer(a, x, w)
+    _zp_check(x_zp, x.dtype, [x.shape[0]], "input")
+    _zp_check(w_zp, w.dtype, [w.shape[0]], "weight")
+    _bias_check(b, w.shape[0])
+    return (x.shape[0], w.shape[0]), "int32"
+
+
+@defop("qdense", "dense", _qdense_infer, lambda a, i, o: 2 * int(np.prod(o[0].shape)) * i[0].shape[1])
+def qdense(attrs, x, w, x_zp, w_zp, b=None):
+    xs = x.astype(np.float64) - zp_vector(x_zp, x.shape[0]).reshape(-1, 1)
+    ws = w.astype(np.float64) - zp_vector(w_zp, w.shape[0]).reshape(-1, 1)
+    y = xs @ ws.T
+    return _exact(y if b is None else y + b.reshape(1, -1))
+
+
+def _qmatmul_infer(a, x, y, x_zp, y_zp):
+    _int8(x, y)
+    if len(x.shape) < 2 or len(y.shape) < 2:
+        raise ShapeError("integer matmul wants operands of rank >= 2")
+    _zp_check(x_zp, x.dtype, [x.shape[-2]], "A")
+    _zp_check(y_zp, y.dtype, [y.shape[-1]], "B")
+    return _matmul_infer(a, x, y)[0], "int32"
+
+
+@defop("qmatmul", "dense", _qmatmul_infer, lambda a, i, o: 2 * int(np.prod(o[0].shape)) * i[0].shape[-1])
+def qmatmul(attrs, x, y, x_zp, y_zp):
+    xs = x.astype(np.float64) - zp_vector(x_zp, x.shape[-2]).reshape(-1, 1)
+    ys = y.astype(np.float64) - zp_vector(y_zp, y.shape[-1]).reshape(1, -1)
+    return _exact(np.matmul(xs, ys))
+
+
+def _requantize_infer(a, acc, m, zp):
+    if acc.dtype != "int32" or not m.dtype.startswith("float") or zp.dtype != a["dtype"]:
+        raise ShapeError(f"requantize wants int32, a float multiplier and a {a['dtype']} zero point, "
+                         f"got {acc.dtype}, {m.dtype}, {zp.dtype}")
+    _check_params(acc, m, zp)
+    return acc.shape, a["dtype"]
+
+
+def clamp_bounds(attrs):
+    lo, hi = qrange(attrs["dtype"])
+    return max(lo, int(attrs.get("min", lo))), min(hi, int(attrs.get("max", hi)))
+
+
+@defop("requantize", "elementwise", _requantize_infer, _ew)
+def requantize(attrs, acc, m, zp):
+    lo, hi = clamp_bounds(attrs)
+    q = np.rint(acc.astype(np.float32) * m.astype(np.float32)) + zp.astype(np.float32)
+    return np.clip(q, lo, hi).astype(attrs["dtype"])

@@ -1,0 +1,240 @@
+"""Quantized ONNX: QDQ (QuantizeLinear / DequantizeLinear), the QOperator ops (QLinearConv,
+QLinearMatMul, ConvInteger, MatMulInteger, DynamicQuantizeLinear) and onnxruntime's
+com.microsoft QLinearAdd / QLinearMul, as IR int8 ops (compiler/ops/quant.py).
+
+Per-axis and blocked scales / zero points are reshaped (blocked: gathered) so they broadcast to
+the data. A DequantizeLinear of a constant stays a node (it is not folded at import), so the
+fold_qdq pass still sees the int8 weight and its scale; constant folding removes the ones it
+does not use.
+"""
+import numpy as np
+
+from .conv import to_2d, window_attrs
+from .registry import converter
+
+QTYPES = ("int8", "uint8", "int16", "uint16")
+# ONNX TensorProto element types of output_dtype
+OUTPUT_DTYPES = {2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 1: "float32", 10: "float16"}
+
+
+def _unfolded(ctx, op, inputs, attrs):
+    """Add IR node OP without folding it to a constant (ctx.add folds constant inputs)."""
+    hint = ctx.imp.hint(ctx.name)
+    out = ctx.graph.add_node(op, inputs, attrs, name=ctx.fresh(hint + "_" + op), source=[ctx.name],
+                             outputs=[ctx.fresh(hint)])
+    ctx._created.extend(out)
+    return out[0]
+
+
+def _zero(ctx, dtype):
+    return ctx.add_const(np.zeros((), dtype), "zero_point")
+
+
+def _broadcastable(ctx, param, x, axis, block):
+    """PARAM (scalar, per-axis 1-D or blocked) reshaped / gathered to broadcast to X."""
+    xs, ps = ctx.shape(x), ctx.shape(param)
+    rank = len(xs)
+    if int(np.prod(ps)) == 1 and not block:
+        return ctx.reshape(param, ())
+    axis = axis % max(rank, 1)
+    if block:
+        if len(ps) != rank or ps[axis] != -(-xs[axis] // block) or any(
+                p != d for i, (p, d) in enumerate(zip(ps, xs)) if i != axis):
+            raise ctx.error(f"blocked scale / zero point of shape {list(ps)} does not fit input {list(xs)} "
+                            f"with block_size {block} on axis {axis}")
+        index = ctx.add_const((np.arange(xs[axis]) // block).astype(np.int64), "block_index")
+        return ctx.add1("gather", [param, index], {"axis": axis})
+    if len(ps) != 1 or ps[0] != xs[axis]:
+        raise ctx.error(f"scale / zero point of shape {list(ps)} does not match input {list(xs)} on axis {axis}")
+    return ctx.reshape(param, tuple(xs[axis] if i == axis else 1 for i in range(rank)))
+
+
+def _params(ctx, x, scale_i, zp_i, zp_dtype):
+    axis = int(ctx.attr("axis", 1))
+    block = int(ctx.attr("block_size", 0))
+    scale = ctx.input(scale_i)
+    if not ctx.dtype(scale).startswith("float"):
+        raise ctx.unsupported(f"scale of type {ctx.dtype(scale)} is not supported")
+    zp = ctx.input(zp_i) if ctx.has_input(zp_i) else _zero(ctx, zp_dtype)
+    if ctx.dtype(zp) != zp_dtype:
+        raise ctx.error(f"zero point is {ctx.dtype(zp)}, want {zp_dtype}")
+    if not ctx.has_input(zp_i) and ctx.shape(scale) != ():
+        zp = ctx.add_const(np.zeros(ctx.shape(scale), zp_dtype), "zero_point")
+    return _broadcastable(ctx, scale, x, axis, block), _broadcastable(ctx, zp, x, axis, block)
+
+
+def _output_dtype(ctx, default):
+    code = int(ctx.attr("output_dtype", 0))
+    if code == 0:
+        return default
+    if code not in OUTPUT_DTYPES:
+        raise ctx.unsupported(f"output_dtype {code} is not supported (int8/uint8/int16/uint16 only)")
+    return OUTPUT_DTYPES[code]
+
+
+@converter("QuantizeLinear")
+def quantize_linear(ctx):
+    ctx.ignore("saturate")  # float8 outputs only
+    if int(ctx.attr("precision", 0)):
+        raise ctx.unsupported("attribute precision is not supported")
+    x = ctx.input(0)
+    if not ctx.dtype(x).startswith("float"):
+        raise ctx.unsupported(f"input dtype {ctx.dtype(x)} is not supported (floats only)")
+    dtype = ctx.dtype(ctx.input(2)) if ctx.has_input(2) else _output_dtype(ctx, "uint8")
+    if ctx.has_input(2):
+        _output_dtype(ctx, dtype)
+    if dtype not in QTYPES:
+        raise ctx.unsupported(f"quantizing to {dtype} is not supported ({', '.join(QTYPES)} only)")
+    scale, zp = _params(ctx, x, 1, 2, dtype)
+    return [ctx.add1("quantize_linear", [x, scale, zp], {"dtype": dtype})]
+
+
+@converter("DequantizeLinear")
+def dequantize_linear(ctx):
+    x = ctx.input(0)
+    dtype = ctx.dtype(x)
+    if dtype not in QTYPES + ("int32",):
+        raise ctx.unsupported(f"dequantizing {dtype} is not supported")
+    scale, zp = _params(ctx, x, 1, 2, dtype)
+    out = _output_dtype(ctx, ctx.dtype(scale))
+    if ctx.is_const(x):  # kept as a node: fold_qdq wants the int8 weight
+        return [_unfolded(ctx, "dequantize_linear", [x, scale, zp], {"dtype": out})]
+    return [ctx.add1("dequantize_linear", [x, scale, zp], {"dtype": out})]
+
+
+@converter("DynamicQuantizeLinear")
+def dynamic_quantize_linear(ctx):
+    """y_scale = (max(x, 0) - min(x, 0)) / 255, y_zp = sat(rint(-min / y_scale)), y = quantize."""
+    x = ctx.input(0)
+    if ctx.dtype(x) != "float32":
+        raise ctx.unsupported(f"input dtype {ctx.dtype(x)} is not supported (float32 only)")
+    zero = ctx.add_const(np.zeros((), "float32"))
+    axes = {"axes": list(range(len(ctx.shape(x)))), "keepdims": False}
+    lo = ctx.add1("minimum", [ctx.add1("reduce_min", [x], axes), zero])
+    hi = ctx.add1("maximum", [ctx.add1("reduce_max", [x], axes), zero])
+    scale = ctx.add1("div", [ctx.add1("sub", [hi, lo]), ctx.add_const(np.asarray(255, "float32"))])
+    zp = ctx.add1("quantize_linear", [ctx.add1("neg", [lo]), scale, _zero(ctx, "uint8")], {"dtype": "uint8"})
+    return [ctx.add1("quantize_linear", [x, scale, zp], {"dtype": "uint8"}), scale, zp]
+
+
+def _int8(ctx, *names):
+    for n in names:
+        if ctx.dtype(n) not in ("int8", "uint8"):
+            raise ctx.unsupported(f"operand type {ctx.dtype(n)} is not supported (int8 / uint8 only)")
+
+
+def _zp(ctx, i, like, sizes, what):
+    """Zero point input I (default 0) as a scalar or 1-D of one of SIZES."""
+    if not ctx.has_input(i):
+        return _zero(ctx, ctx.dtype(like))
+    zp = ctx.input(i)
+    if ctx.dtype(zp) != ctx.dtype(like):
+        raise ctx.error(f"{what} zero point is {ctx.dtype(zp)}, its operand {ctx.dtype(like)}")
+    n = int(np.prod(ctx.shape(zp)))
+    if n == 1:
+        return ctx.reshape(zp, ())
+    if n not in sizes:
+        raise ctx.unsupported(f"{what} zero point of shape {list(ctx.shape(zp))} is not supported "
+                              f"(a scalar or {' / '.join(map(str, sizes))} values)")
+    return ctx.reshape(zp, (n,))
+
+
+def _conv(ctx, x, w, x_zp_i, w_zp_i, bias_i=None):
+    """qconv2d of an (N, C, L) or (N, C, H, W) input; returns (int32 result, its 1-D flag)."""
+    _int8(ctx, x, w)
+    xs, ws = ctx.shape(x), ctx.shape(w)
+    rank = len(xs) - 2
+    if rank not in (1, 2) or len(ws) != len(xs):
+        raise ctx.unsupported(f"{rank}-D integer convolution of input {list(xs)}, weight {list(ws)} is not "
+                              "supported (1-D and 2-D only)")
+    kernel = list(ctx.attr("kernel_shape") or ws[2:])
+    if kernel != list(ws[2:]):
+        raise ctx.error(f"kernel_shape {kernel} does not match weight {list(ws)}")
+    strides, dilations, pads = window_attrs(ctx, xs[2:], kernel)
+    group = int(ctx.attr("group", 1))
+    if group < 1 or xs[1] % group or ws[0] % group or ws[1] * group != xs[1]:
+        raise ctx.error(f"group={group} does not fit input channels {xs[1]} and weight {list(ws)}")
+    ins = [x, w, _zp(ctx, x_zp_i, x, [], "input"), _zp(ctx, w_zp_i, w, [ws[0]], "weight")]
+    if bias_i is not None and ctx.has_input(bias_i):
+        ins.append(ctx.input(bias_i))
+    if rank == 1:
+        ins[0], strides, dilations, pads = to_2d(ctx, x, strides, dilations, pads)
+        ins[1] = ctx.reshape(w, ws[:2] + (1, ws[2]))
+    y = ctx.add1("qconv2d", ins, {"strides": strides, "dilations": dilations, "pads": pads, "groups": group})
+    if rank == 1:
+        ys = ctx.shape(y)
+        y = ctx.reshape(y, (ys[0], ys[1], ys[3]))
+    return y
+
+
+@converter("ConvInteger", since=10)
+def conv_integer(ctx):
+    return [_conv(ctx, ctx.input(0), ctx.input(1), 2, 3)]
+
+
+@converter("MatMulInteger", since=10)
+def matmul_integer(ctx):
+    a, b = ctx.input(0), ctx.input(1)
+    _int8(ctx, a, b)
+    if len(ctx.shape(a)) < 2 or len(ctx.shape(b)) < 2:
+        raise ctx.unsupported("integer matmul of 1-D operands is not supported")
+    return [ctx.add1("qmatmul", [a, b, _zp(ctx, 2, a, [ctx.shape(a)[-2]], "A"),
+                                 _zp(ctx, 3, b, [ctx.shape(b)[-1]], "B")])]
+
+
+def _multiplier(ctx, scales, out_shape, axis):
+    """float32 s_a * s_b / s_y with a per-channel s_b (on AXIS of the output) made broadcastable."""
+    sa, sb, sy = (ctx.cast(ctx.input(i), "float32") for i in scales)
+    for s in (sa, sy):
+        if int(np.prod(ctx.shape(s))) != 1:
+            raise ctx.unsupported(f"a per-channel input or output scale {list(ctx.shape(s))} is not supported")
+    n = int(np.prod(ctx.shape(sb)))
+    if n != 1 and n != out_shape[axis]:
+        raise ctx.error(f"weight scale of shape {list(ctx.shape(sb))} does not match {out_shape[axis]} channels")
+    sb = ctx.reshape(sb, ()) if n == 1 else ctx.reshape(sb, tuple(n if i == axis % len(out_shape) else 1
+                                                                  for i in range(len(out_shape))))
+    return ctx.add1("div", [ctx.add1("mul", [ctx.reshape(sa, ()), sb]), ctx.reshape(sy, ())])
+
+
+def _requantize(ctx, acc, m, zp_i):
+    zp = ctx.input(zp_i) if ctx.has_input(zp_i) else _zero(ctx, "uint8")
+    if ctx.dtype(zp) not in ("int8", "uint8") or int(np.prod(ctx.shape(zp))) != 1:
+        raise ctx.unsupported(f"output zero point {ctx.dtype(zp)} {list(ctx.shape(zp))} is not supported "
+                              "(one int8 / uint8 value)")
+    return ctx.add1("requantize", [acc, m, ctx.reshape(zp, ())], {"dtype": ctx.dtype(zp)})
+
+
+@converter("QLinearConv", since=10)
+def qlinear_conv(ctx):
+    acc = _conv(ctx, ctx.input(0), ctx.input(3), 2, 5, bias_i=8)
+    return [_requantize(ctx, acc, _multiplier(ctx, (1, 4, 6), ctx.shape(acc), 1), 7)]
+
+
+@converter("QLinearMatMul", since=10)
+def qlinear_matmul(ctx):
+    a, b = ctx.input(0), ctx.input(3)
+    _int8(ctx, a, b)
+    if len(ctx.shape(a)) < 2 or len(ctx.shape(b)) < 2:
+        raise ctx.unsupported("integer matmul of 1-D operands is not supported")
+    acc = ctx.add1("qmatmul", [a, b, _zp(ctx, 2, a, [], "A"), _zp(ctx, 5, b, [ctx.shape(b)[-1]], "B")])
+    return [_requantize(ctx, acc, _multiplier(ctx, (1, 4, 6), ctx.shape(acc), -1), 7)]
+
+
+def _qlinear_binary(ctx, op):
+    """onnxruntime's QLinearAdd / QLinearMul: dequantize both, OP in float32, quantize."""
+    def deq(i):
+        x = ctx.input(i)
+        _int8(ctx, x)
+        scale, zp = ctx.cast(ctx.input(i + 1), "float32"), ctx.input(i + 2) if ctx.has_input(i + 2) else \
+            _zero(ctx, ctx.dtype(x))
+        if int(np.prod(ctx.shape(scale))) != 1 or int(np.prod(ctx.shape(zp))) != 1:
+            raise ctx.unsupported("per-channel scales are not supported")
+        return ctx.add1("dequantize_linear", [x, ctx.reshape(scale, ()), ctx.reshape(zp, ())])
+    y = ctx.add1(op, [deq(0), deq(3)])
+    zp = ctx.input(7) if ctx.has_input(7) else _zero(ctx, ctx.dtype(ctx.input(0)))
+    return [ctx.add1("quantize_linear", [y, ctx.reshape(ctx.cast(ctx.input(6), "float32"), ()),
+                                         ctx.reshape(zp, ())], {"dtype": ctx.dtype(zp)})]
+
+
+converter("com.microsoft:QLinearAdd")(lambda ctx: _qlinear_binary(ctx, "add"))
+converter("com.microsoft:QLinearMul")(lambda ctx: _qlinear_binary(ctx, "mul"))
