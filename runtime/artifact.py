@@ -83,14 +83,17 @@ def read_manifest(path, trusted_keys=None):
         return r.manifest(trusted_keys)
 
 
-def extract(path, dest, trusted_keys=None):
+def extract(path, dest, trusted_keys=None, with_manifest=False):
     """Check artifact PATH and write its members into the existing folder DEST; return the manifest.
     TRUSTED_KEYS: ed25519 public keys (paths or PEM bytes); when given, the manifest must carry a
-    signature by one of them."""
+    signature by one of them. WITH_MANIFEST: also write manifest.json (and manifest.sig) as they are."""
     with _Reader(path) as r:
         manifest = r.manifest(trusted_keys)
         for name, digest in manifest["files"].items():
             r.extract(name, os.path.join(dest, name), digest)
+        for name in (MANIFEST, SIGNATURE) if with_manifest else ():
+            if name in r.members:
+                Path(dest, name).write_bytes(r.read(name, MAX_MANIFEST_BYTES))
     return manifest
 
 

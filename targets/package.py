@@ -3,7 +3,8 @@
     edgec-bundle-<model>/
       bin/edgec-run                  C++ runner (targets/device/edgec_run.cc), built with the cross compiler
       lib/libtvm_runtime.so, libtvm_ffi.so   from the pinned aarch64 apache-tvm / apache-tvm-ffi wheels
-      model/model.so, params.bin, manifest.json, params.txt, inputs.txt
+      model/manifest.json, model.so, params.bin   the artifact's members (the runner checks them as edgec.load does)
+      model/inputs.txt               input names, dtypes and shapes, for people
       run.sh, README.txt
 
 The wheels are downloaded once (pip download) into the cache (EDGEC_CACHE, default ~/.cache/edgec);
@@ -117,8 +118,8 @@ def package(artifact_path, output):
     root = f"edgec-bundle-{_slug(name)}"
     with tempfile.TemporaryDirectory(prefix="edgec-pkg-") as tmp:
         model_dir = Path(tmp) / "model"
-        manifest = artifact.extract(artifact_path, model_dir)
-        (model_dir / "params.txt").write_text("".join(p + "\n" for p in manifest["params"]))
+        model_dir.mkdir()
+        manifest = artifact.extract(artifact_path, model_dir, with_manifest=True)
         (model_dir / "inputs.txt").write_text("".join(
             f"{i['name']} {i['dtype']} {','.join(map(str, i['shape']))}\n" for i in manifest["inputs"]))
         files = {"bin/edgec-run": (runner, 0o755), "run.sh": (None, 0o755), "README.txt": (None, 0o644)}
