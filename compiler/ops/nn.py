@@ -109,7 +109,8 @@ def _pool_windows(a, x, fill):
 
 @defop("max_pool2d", "pool", _pool_infer, _pool_flops)
 def max_pool2d(attrs, x):
-    win, _ = _pool_windows(attrs, x, -np.inf)
+    fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min  # integer pools: int8 kernels
+    win, _ = _pool_windows(attrs, x, fill)
     return win.max(axis=(4, 5)).astype(x.dtype)
 
 

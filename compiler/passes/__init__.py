@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import EdgecError
-from . import dead_code, decompose, fold_batch_norm, fold_constants, fuse, layout, remove_identity, unroll_recurrent
+from . import (dead_code, decompose, fold_batch_norm, fold_constants, fold_qdq, fuse, layout, remove_identity,
+               unroll_recurrent)
 
 
 @dataclass
@@ -35,8 +36,9 @@ def _p(module):
 # composite ops (conv2d_transpose) decompose and recurrent nodes unroll first (folding then folds
 # their weight slices and transposes); identity removal and folding first (BN folding wants
 # constant weights), dead code sweeps what folding left behind, fusion groups the simplified
-# graph, the layout hook sees the final kernels
-PIPELINE = [_p(remove_identity), _p(decompose), _p(unroll_recurrent), _p(fold_constants), _p(dead_code),
+# graph, the layout hook sees the final kernels; QDQ islands become int8 kernels before folding
+# would turn their int8 weights into float ones
+PIPELINE = [_p(remove_identity), _p(fold_qdq), _p(decompose), _p(unroll_recurrent), _p(fold_constants), _p(dead_code),
             _p(fold_batch_norm), _p(fuse), _p(layout)]
 
 

@@ -1,0 +1,250 @@
+"""fold_qdq: turn QDQ islands (DequantizeLinear -> float op -> QuantizeLinear, as onnxruntime's
+quantizer writes them) into integer kernels, so int8 flows between int8 kernels and floats appear
+only at the edges and around float-only ops.
+
+    xf = dequantize(xq, sx, zx); wf = dequantize(Wq, sw, zw); bf = dequantize(Bq, sb, 0)
+    y = conv2d(xf, wf, bf); r = relu|clip(y)...; q = quantize(r, sy, zy)
+        ->  acc = qconv2d(xq, Wq, zx, zw, B);  q = requantize(acc, sx*sw/sy, zy; min, max)
+    y = matmul(xf, wf) [+ bf] (or dense, or matmul(xf, transpose(wf)))   ->  qdense + requantize
+    the same without a quantize after it  ->  acc = qconv2d/qdense(...); y = dequantize(acc, sx*sw, 0)
+    q = quantize(max_pool2d|reshape|transpose|slice(dequantize(xq, s, z)), s, z)  ->  the op on xq
+
+B = rint(bias / (sx*sw)) as int32 (the quantizer's own int32 bias when it wrote one). ReLU and
+Clip become the requantize clamp (exact: quantize is monotonic). Results are within one
+quantization step of running the QDQ graph in float (the requantize multiplies once where the
+float graph rounds twice). Needs constant weights, scales and zero points; per-tensor input and
+output scales; per-tensor or per-output-channel weight scales. It runs before constant folding,
+which would turn the int8 weights into float ones.
+"""
+import numpy as np
+
+from ..ops.quant import quantize_linear
+from .rewrite import make_node, merge_source, sole_consumer
+
+NAME = "fold_qdq"
+INT8 = ("int8", "uint8")
+PASSTHROUGH = ("max_pool2d", "reshape", "transpose", "slice", "identity")
+
+
+class _Q:
+    """A dequantize / quantize node with constant scale and zero point."""
+
+    def __init__(self, graph, node):
+        self.node, self.data = node, node.inputs[0]
+        self.scale = graph.constants[node.inputs[1]].astype(np.float32)
+        self.zp = graph.constants[node.inputs[2]]
+        self.dtype = graph.values[node.inputs[0] if node.op == "dequantize_linear" else node.outputs[0]].dtype
+
+    @property
+    def scalar(self):
+        return self.scale.size == 1 and self.zp.size == 1
+
+    def same(self, other):
+        return (self.scalar and other.scalar and self.dtype == other.dtype
+                and float(self.scale.reshape(-1)[0]) == float(other.scale.reshape(-1)[0])
+                and int(self.zp.reshape(-1)[0]) == int(other.zp.reshape(-1)[0]))
+
+
+def _qnode(graph, node, op):
+    if node is None or node.op != op or not all(i in graph.constants for i in node.inputs[1:]):
+        return None
+    return _Q(graph, node)
+
+
+def _channel_vector(arr, n, axis):
+    """ARR (broadcastable, size 1 or N along AXIS only) as N values, or None if it is not."""
+    if arr.size == 1:
+        return np.broadcast_to(arr.reshape(-1), (n,))
+    if arr.ndim > axis and arr.shape[axis] == n and arr.size == n:
+        return arr.reshape(-1)
+    return None
+
+
+class _Fold:
+    def __init__(self, graph):
+        self.g = graph
+        self.producers, self.users = graph.producers(), graph.consumers()
+        self.replace = {}  # id(node) -> new nodes placed there
+        self.removed = set()
+
+    def dq(self, name, weight=False):
+        q = _qnode(self.g, self.producers.get(name), "dequantize_linear")
+        if q is None or q.dtype not in INT8 or (weight and q.data not in self.g.constants):
+            return None
+        return q
+
+    def const(self, array, hint):
+        return self.g.add_const(np.ascontiguousarray(array), self.g.fresh(hint))
+
+    # ---- the epilogue: [relu|clip]... quantize ----------------------------------------------
+    def epilogue(self, value):
+        """(quantize _Q, [activation nodes], clamp bounds) following VALUE, or None."""
+        acts, lo, hi = [], -np.inf, np.inf
+        while True:
+            nxt = sole_consumer(self.g, value, self.users)
+            if nxt is None:
+                return None
+            if nxt.op == "relu":
+                lo = max(lo, 0.0)
+            elif nxt.op == "clip":
+                lo = max(lo, nxt.attrs.get("min") if nxt.attrs.get("min") is not None else -np.inf)
+                hi = min(hi, nxt.attrs.get("max") if nxt.attrs.get("max") is not None else np.inf)
+            else:
+                q = _qnode(self.g, nxt, "quantize_linear")
+                if q is None or not q.scalar or q.dtype not in INT8:
+                    return None
+                bounds = {}
+                for key, v in (("min", lo), ("max", hi)):
+                    if np.isfinite(v):
+                        bounds[key] = int(quantize_linear({"dtype": q.dtype}, np.float32(v), q.scale, q.zp))
+                return q, acts, bounds
+            acts.append(nxt)
+            value = nxt.outputs[0]
+
+    def emit(self, anchor, op, ins, attrs, x, w, sw, bias, bias_nodes, out_axis):
+        """Replace ANCHOR (+ BIAS_NODES + epilogue) by OP -> requantize, or OP -> dequantize."""
+        g = self.g
+        n = len(sw)
+        acc_scale = (np.float32(x.scale.reshape(-1)[0]) * sw).astype(np.float32)
+        b = np.zeros(n) if bias is None else np.broadcast_to(bias.astype(np.float64).reshape(-1), (n,))
+        b = np.rint(b / acc_scale.astype(np.float64))
+        if np.abs(b).max(initial=0) >= 2**31 - 1:
+            return False
+        tail = bias_nodes[-1] if bias_nodes else anchor
+        rank = len(g.values[tail.outputs[0]].shape)
+        shape = [1] * rank
+        shape[out_axis] = n
+        ins = ins + ([self.const(b.astype(np.int32), f"{anchor.name}_bias")] if bias is not None else [])
+        acc = make_node(g, op, ins, g.fresh(f"{anchor.name}_int8"), anchor.source, attrs=attrs)
+        epi = self.epilogue(tail.outputs[0])
+        if epi is None:  # float result: dequantize the accumulator
+            s = self.const(acc_scale.reshape(shape) if n > 1 else acc_scale[0], f"{anchor.name}_acc_scale")
+            out = make_node(g, "dequantize_linear", [acc.outputs[0], s, self.const(np.int32(0), "zero")],
+                            g.fresh(f"{anchor.name}_dequantize"), anchor.source, outputs=tail.outputs,
+                            attrs={"dtype": g.values[tail.outputs[0]].dtype})
+            done = [anchor] + bias_nodes
+        else:
+            q, acts, bounds = epi
+            m = (acc_scale / q.scale.reshape(-1)[0]).astype(np.float32)
+            mc = self.const(m.reshape(shape) if n > 1 else m[0], f"{anchor.name}_multiplier")
+            out = make_node(g, "requantize", [acc.outputs[0], mc, self.const(q.zp.reshape(()), "zero_point")],
+                            g.fresh(f"{anchor.name}_requantize"), anchor.source, outputs=q.node.outputs,
+                            attrs=dict({"dtype": q.dtype}, **bounds))
+            done = [anchor] + bias_nodes + acts + [q.node]
+        for d in done:
+            merge_source(out, d)
+            self.removed.add(id(d))
+        self.replace[id(anchor)] = [acc, out]
+        return True
+
+    # ---- anchors -----------------------------------------------------------------------------
+    def bias_value(self, name):
+        if name in self.g.constants and self.g.values[name].dtype.startswith("float"):
+            return self.g.constants[name]
+        b = self.dq_int32(name)
+        return b
+
+    def dq_int32(self, name):
+        q = _qnode(self.g, self.producers.get(name), "dequantize_linear")
+        if q is None or q.data not in self.g.constants:
+            return None
+        return (self.g.constants[q.data].astype(np.float64) - q.zp.astype(np.float64)) * q.scale
+
+    def conv(self, node):
+        g = self.g
+        x, w = self.dq(node.inputs[0]), self.dq(node.inputs[1], weight=True)
+        if x is None or w is None or not x.scalar:
+            return False
+        wq = g.constants[w.data]
+        o = wq.shape[0]
+        sw, zw = _channel_vector(w.scale, o, 0), _channel_vector(w.zp, o, 0)
+        if sw is None or zw is None:
+            return False
+        bias = None
+        if len(node.inputs) > 2:
+            bias = self.bias_value(node.inputs[2])
+            if bias is None:
+                return False
+        ins = [x.data, w.data, self.const(x.zp.reshape(()), "zero_point"),
+               self.const(zw[:1].reshape(()) if w.zp.size == 1 else zw.copy(), "zero_point")]
+        return self.emit(node, "qconv2d", ins, dict(node.attrs), x, w, sw, bias, [], 1)
+
+    def dense(self, node):
+        """dense(x, W (N,K)[, b]) or matmul(x, W (K,N)) [+ b] with 2-D x."""
+        g = self.g
+        x = self.dq(node.inputs[0])
+        if x is None or not x.scalar or len(g.values[node.inputs[0]].shape) != 2:
+            return False
+        wname, transposed = node.inputs[1], node.op == "dense"
+        tr = self.producers.get(wname)
+        if node.op == "matmul" and tr is not None and tr.op == "transpose" and list(tr.attrs["perm"]) == [1, 0] \
+                and sole_consumer(g, wname, self.users) is node:
+            wname, transposed = tr.inputs[0], True
+        w = self.dq(wname, weight=True)
+        if w is None or g.constants[w.data].ndim != 2:
+            return False
+        wq = g.constants[w.data]
+        wq = wq if transposed else wq.T  # (N, K)
+        n = wq.shape[0]
+        sw, zw = _channel_vector(w.scale, n, 0 if transposed else 1), _channel_vector(w.zp, n, 0 if transposed else 1)
+        if sw is None or zw is None:
+            return False
+        bias, bias_nodes = None, []
+        if node.op == "dense" and len(node.inputs) > 2:
+            bias = self.bias_value(node.inputs[2])
+            if bias is None:
+                return False
+        elif node.op == "matmul":
+            add = sole_consumer(g, node.outputs[0], self.users)
+            if add is not None and add.op == "add" and add.inputs[0] == node.outputs[0]:
+                b = self.bias_value(add.inputs[1])
+                if b is not None and b.size == n and g.values[add.outputs[0]].shape == g.values[node.outputs[0]].shape:
+                    bias, bias_nodes = b, [add]
+        ins = [x.data, self.const(np.ascontiguousarray(wq), f"{node.name}_w"), self.const(x.zp.reshape(()), "zero_point"),
+               self.const(zw[:1].reshape(()) if w.zp.size == 1 else zw.copy(), "zero_point")]
+        return self.emit(node, "qdense", ins, {}, x, w, sw, bias, bias_nodes, 1)
+
+    def passthrough(self, node):
+        """quantize(op(dequantize(xq))) with equal parameters -> op on the int8 XQ."""
+        x = self.dq(node.inputs[0])
+        if x is None or not x.scalar or any(i not in self.g.constants for i in node.inputs[1:]):
+            return False
+        q = _qnode(self.g, sole_consumer(self.g, node.outputs[0], self.users), "quantize_linear")
+        if q is None or not x.same(q):
+            return False
+        if node.op == "max_pool2d" and node.attrs.get("ceil_mode"):
+            return False
+        g, data, attrs, new = self.g, x.data, dict(node.attrs), []
+        if node.op == "max_pool2d" and any(attrs.get("pads", [0] * 4)):
+            p = list(attrs["pads"])
+            lo = int(np.iinfo(x.dtype).min)
+            new.append(make_node(g, "pad", [data], g.fresh(f"{node.name}_pad"), node.source,
+                                 attrs={"pads": [0, 0, p[0], p[1], 0, 0, p[2], p[3]], "mode": "constant", "value": lo}))
+            data, attrs["pads"] = new[-1].outputs[0], [0, 0, 0, 0]
+        new.append(make_node(g, node.op, [data] + node.inputs[1:], g.fresh(f"{node.name}_int8"), node.source,
+                             outputs=q.node.outputs, attrs=attrs))
+        merge_source(new[-1], q.node)
+        self.replace[id(node)] = new
+        self.removed.update({id(node), id(q.node)})
+        return True
+
+
+def run(graph):
+    f = _Fold(graph)
+    for node in list(graph.nodes):
+        if id(node) in f.removed:
+            continue
+        if node.op == "conv2d":
+            f.conv(node)
+        elif node.op in ("dense", "matmul"):
+            f.dense(node)
+        elif node.op in PASSTHROUGH:
+            f.passthrough(node)
+    nodes = []
+    for node in graph.nodes:
+        if id(node) in f.replace:
+            nodes += f.replace[id(node)]
+        elif id(node) not in f.removed:
+            nodes.append(node)
+    graph.nodes = nodes
+    return graph

@@ -1,0 +1,167 @@
+"""`edgec quantize`: post-training static int8 quantization with calibration data.
+
+Built on onnxruntime's quantization tools (`quantize_static`), which write standard QDQ ONNX
+(QuantizeLinear / DequantizeLinear around Conv, Gemm, MatMul, pools, ...) that any runtime reads
+and edgec's fold_qdq pass turns into int8 kernels. Activations are uint8, weights int8 (per
+tensor, or per output channel with `per_channel`). Ops onnxruntime's QDQ quantizer has no rule
+for (recurrent layers: LSTM, GRU, RNN; Add, Softmax, ...) stay float32; the report says which.
+
+Calibration data: an .npz whose arrays are named after the model's inputs (a model with one
+input accepts any single array), samples stacked on axis 0; they are fed in batches of the
+model's own batch size. Keras models are converted to ONNX first (tf2onnx, which needs
+TensorFlow: `pip install tensorflow tf2onnx`).
+"""
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import EdgecError, InputError, ModelError
+
+METHODS = ("minmax", "percentile", "entropy")
+FLOAT_KEPT = ("LSTM", "GRU", "RNN")  # recurrent ops: no int8 rule in onnxruntime's QDQ quantizer
+
+
+@dataclass
+class Report:
+    output: str
+    samples: int
+    method: str
+    per_channel: bool
+    quantized: dict = field(default_factory=dict)  # op type -> count of int8 nodes
+    float_kept: dict = field(default_factory=dict)  # op type -> count of float32 nodes (no int8 rule)
+
+    def lines(self):
+        out = [f"wrote {self.output} ({self.method} calibration on {self.samples} samples, "
+               f"{'per-channel' if self.per_channel else 'per-tensor'} int8 weights, uint8 activations)"]
+        if self.quantized:
+            out.append("int8: " + ", ".join(f"{k} x{v}" for k, v in sorted(self.quantized.items())))
+        recurrent = {k: v for k, v in self.float_kept.items() if k in FLOAT_KEPT}
+        if recurrent:
+            out.append("kept float32 (recurrent layers are not quantized): "
+                       + ", ".join(f"{k} x{v}" for k, v in sorted(recurrent.items())))
+        rest = {k: v for k, v in self.float_kept.items() if k not in FLOAT_KEPT}
+        if rest:
+            out.append("float32 between int8 ops: " + ", ".join(f"{k} x{v}" for k, v in sorted(rest.items())))
+        return out
+
+
+def load_calibration(path, model):
+    """{input name: array of samples} from the .npz at PATH for the ONNX MODEL's inputs."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as e:
+        raise InputError(f"calibration data '{path}': cannot read it as .npz ({e})") from None
+    inits = {t.name for t in model.graph.initializer}
+    names = [i.name for i in model.graph.input if i.name not in inits]
+    if len(names) == 1 and len(arrays) == 1:
+        arrays = {names[0]: next(iter(arrays.values()))}
+    missing = [n for n in names if n not in arrays]
+    if missing:
+        raise InputError(f"calibration data '{path}' has arrays {sorted(arrays)}; the model's inputs "
+                         f"{missing} are missing")
+    counts = {len(arrays[n]) for n in names}
+    if len(counts) != 1 or 0 in counts:
+        raise InputError(f"calibration data '{path}': inputs hold different or zero sample counts {sorted(counts)}")
+    return {n: arrays[n] for n in names}
+
+
+def _batches(model, data):
+    """Feeds of the model's static batch size (1 where the batch dim is symbolic)."""
+    import onnx
+    elem = {i.name: i for i in model.graph.input}
+    feeds = []
+    n = len(next(iter(data.values())))
+    first = elem[next(iter(data))].type.tensor_type.shape.dim
+    batch = first[0].dim_value if first and first[0].HasField("dim_value") else 1
+    for start in range(0, n - batch + 1, batch):
+        feed = {}
+        for name, arr in data.items():
+            tt = elem[name].type.tensor_type
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)
+            dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim]
+            chunk = arr[start:start + batch].astype(dtype)
+            try:
+                feed[name] = chunk.reshape([batch] + [d if d > 0 else s for d, s in zip(dims[1:], chunk.shape[1:])])
+            except ValueError:
+                raise InputError(f"calibration samples of '{name}' have shape {list(arr.shape[1:])}; the model "
+                                 f"wants {dims[1:]}") from None
+        feeds.append(feed)
+    if not feeds:
+        raise InputError(f"calibration data has {n} samples, fewer than one batch of {batch}")
+    return feeds
+
+
+def keras_to_onnx(path, out_dir):
+    """Convert a Keras model file to ONNX with tf2onnx (saved-model route); return the .onnx path."""
+    try:
+        import keras  # noqa: F401
+        import tf2onnx  # noqa: F401
+    except ImportError:
+        raise EdgecError(f"'{path}': quantizing a Keras model needs TensorFlow and tf2onnx to convert it to ONNX "
+                         "first (pip install tensorflow tf2onnx), or pass an ONNX export of it") from None
+    import keras
+    saved, onnx_path = os.path.join(out_dir, "sm"), os.path.join(out_dir, Path(path).stem + ".onnx")
+    keras.models.load_model(path).export(saved, format="tf_saved_model", verbose=False)
+    run = subprocess.run([sys.executable, "-m", "tf2onnx.convert", "--saved-model", saved, "--opset", "17",
+                          "--output", onnx_path], capture_output=True, text=True)
+    if run.returncode:
+        raise EdgecError(f"'{path}': tf2onnx could not convert it: {run.stderr.strip().splitlines()[-1:]}")
+    return onnx_path
+
+
+def quantize(model, calibration, output=None, method="minmax", per_channel=False):
+    """Quantize MODEL (.onnx, .keras, .h5) to a QDQ int8 ONNX file OUTPUT; return a Report."""
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    if method not in METHODS:
+        raise EdgecError(f"unknown calibration method '{method}' (choose {', '.join(METHODS)})")
+    path = Path(model)
+    if not path.is_file():
+        raise ModelError(f"model file '{model}' does not exist")
+    output = output or str(path.with_suffix("")) + ".int8.onnx"
+    with tempfile.TemporaryDirectory(prefix="edgec-quantize-") as tmp:
+        src = keras_to_onnx(str(path), tmp) if path.suffix.lower() in (".keras", ".h5", ".hdf5") else str(path)
+        try:
+            fmodel = onnx.load(src)
+        except Exception as e:  # noqa: BLE001 - protobuf decode errors
+            raise ModelError(f"ONNX model '{src}' is corrupt: {type(e).__name__}") from None
+        feeds = _batches(fmodel, load_calibration(calibration, fmodel))
+        prepared = os.path.join(tmp, "prepared.onnx")
+        try:
+            quant_pre_process(src, prepared, skip_symbolic_shape=True)
+        except Exception:  # noqa: BLE001 - optional optimisation: quantize the model as it is
+            prepared = src
+
+        class Reader(CalibrationDataReader):
+            def __init__(self):
+                self.it = iter(feeds)
+
+            def get_next(self):
+                return next(self.it, None)
+
+        quantize_static(prepared, output, Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                                          "percentile": CalibrationMethod.Percentile}[method],
+                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+    report = Report(output, sum(len(next(iter(f.values()))) for f in feeds), method, per_channel)
+    _census(onnx.load(output), report)
+    return report
+
+
+def _census(model, report):
+    """Count the int8 ops (ops whose data inputs come from DequantizeLinear) and the float ones."""
+    dq_out = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    for n in model.graph.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        target = report.quantized if n.input and n.input[0] in dq_out else report.float_kept
+        target[n.op_type] = target.get(n.op_type, 0) + 1
