@@ -1,5 +1,6 @@
 """The Python API the CLI mirrors: import_model, compile, verify."""
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -31,9 +32,20 @@ def import_model(model, input_shapes=None, name=None):
 
 
 def compile(model, target="host", output=None, input_shapes=None, disable_passes=(), progress=True, tune_db=None,
-            sign=None):
+            sign=None, quantize=None, calibration=None, method="minmax", per_channel=False):
     """Compile MODEL for TARGET into an `.edgec` artifact; return its path. SIGN: an ed25519 private
-    key file (`edgec keygen`) to sign the artifact with."""
+    key file (`edgec keygen`) to sign the artifact with. QUANTIZE="int8": quantize MODEL first with
+    CALIBRATION data (.npz) into `<output stem>.int8.onnx` (kept: verify against it)."""
+    if quantize is not None:
+        if quantize != "int8" or calibration is None:
+            raise EdgecError(f"--quantize {quantize}: only int8 is supported, and it needs --calibration DATA.npz")
+        stem = Path(output).with_suffix("") if output else Path(str(model)).with_suffix("")
+        from .quantize import quantize as quantize_model
+        report = quantize_model(model, calibration, f"{stem}.int8.onnx", method, per_channel)
+        for line in report.lines():
+            print(f"edgec: quantize: {line}", file=sys.stderr)
+        output = output or f"{Path(str(model)).stem}.edgec"
+        model = report.output
     from . import targets
     from .compiler.build import compile_graph
     preset = targets.get(target)
@@ -79,6 +91,10 @@ def reference_outputs(model, inputs, reference=None):
         try:
             opts = ort.SessionOptions()
             opts.log_severity_level = 3
+            from .quantize import is_qdq
+            qdq = is_qdq(model)
+            if qdq:  # the QDQ graph as written: onnxruntime's fused U8S8 kernels saturate on AVX2
+                opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
             sess = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001
             raise ModelError(f"onnxruntime cannot load '{model}': {str(e).splitlines()[0]}") from None
@@ -91,7 +107,7 @@ def reference_outputs(model, inputs, reference=None):
                              f"{sorted(inputs)}): is it the model this artifact was compiled from?")
         where = f" on {os.path.basename(str(reference))}" if reference is not None else ""
         try:
-            return f"onnxruntime {ort.__version__}{where}", sess.run(None, feed)
+            return f"onnxruntime {ort.__version__}{where}{' (QDQ as written)' if qdq else ''}", sess.run(None, feed)
         except Exception as e:  # noqa: BLE001 - onnxruntime refuses the inputs or the model
             raise ModelError(f"onnxruntime cannot run '{model}' on these inputs: "
                              f"{' '.join(str(e).split())[:300]}") from None
@@ -158,9 +174,25 @@ def verify(model, artifact_path, inputs=None, rtol=1e-4, atol=1e-5, seed=0, refe
         if tuple(np.shape(e)) != tuple(spec["shape"]):
             raise ModelError(f"output '{spec['name']}': artifact '{artifact_path}' gives shape {list(spec['shape'])}, "
                              f"the reference {list(np.shape(e))}: is '{model}' the model it was compiled from?")
-    reports = [compare.compare(spec["name"], a, e, rtol, atol)
+    steps = _quantization_steps(reference or model)
+    reports = [compare.compare(spec["name"], a, e, rtol, atol, steps.get(spec["name"], 0.0))
                for spec, a, e in zip(art.outputs, actual, expected)]
     return VerifyResult(ref_name, reports, rtol, atol, t_ref, t_run)
+
+
+def _quantization_steps(model):
+    """{output: quantization step} of a quantized ONNX model's outputs (an int8 artifact then also
+    passes within one step of the reference, and reports its error in steps)."""
+    if not isinstance(model, (str, os.PathLike)) or model_kind(model) != "onnx":
+        return {}
+    from .quantize import output_steps
+    return output_steps(model)
+
+
+def quantize(model, calibration, output=None, method="minmax", per_channel=False):
+    """Quantize MODEL to int8 QDQ ONNX with calibration data (.npz); return a quantize.Report."""
+    from .quantize import quantize as quantize_model
+    return quantize_model(model, calibration, output, method, per_channel)
 
 
 class VerifyResult:

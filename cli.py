@@ -62,7 +62,17 @@ def setup_compile(p):
     p.add_argument("--disable-pass", action="append", default=[], metavar="NAME", help="skip a pass (debugging)")
     p.add_argument("--tune-db", metavar="DIR", help="MetaSchedule database from `edgec tune`")
     p.add_argument("--sign", metavar="KEY", help="sign the artifact with this ed25519 private key (`edgec keygen`)")
+    p.add_argument("--quantize", choices=["int8"], help="quantize first (needs --calibration; see `edgec quantize`)")
+    _calibration_args(p)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def _calibration_args(p, required=False):
+    p.add_argument("--calibration", required=required, metavar="DATA.npz",
+                   help="calibration inputs: arrays named after the model's inputs, samples on axis 0")
+    p.add_argument("--method", choices=["minmax", "percentile", "entropy"], default="minmax",
+                   help="calibration method (default minmax)")
+    p.add_argument("--per-channel", action="store_true", help="one weight scale per output channel")
 
 
 def run_compile(a):
@@ -70,7 +80,8 @@ def run_compile(a):
     from .runtime.artifact import read_manifest
     t0 = time.perf_counter()
     out = api.compile(a.model, a.target, a.output, _shapes(a.input_shape), a.disable_pass,
-                      progress=sys.stderr.isatty(), tune_db=a.tune_db, sign=a.sign)
+                      progress=sys.stderr.isatty(), tune_db=a.tune_db, sign=a.sign, quantize=a.quantize,
+                      calibration=a.calibration, method=a.method, per_channel=a.per_channel)
     m = read_manifest(out)
     seconds = time.perf_counter() - t0
     if a.json:
@@ -80,6 +91,19 @@ def run_compile(a):
         return
     print(f"compiled {a.model} for {m['target']['name']} -> {out} "
           f"({len(m['kernels'])} kernels, {seconds:.1f} s)")
+
+
+# ---- quantize ---------------------------------------------------------------------------------
+def setup_quantize(p):
+    p.add_argument("model", help=".onnx, .keras or .h5 file")
+    _calibration_args(p, required=True)
+    p.add_argument("-o", "--output", help="QDQ ONNX path (default: MODEL stem + .int8.onnx)")
+
+
+def run_quantize(a):
+    from . import api
+    for line in api.quantize(a.model, a.calibration, a.output, a.method, a.per_channel).lines():
+        print(line)
 
 
 # ---- run --------------------------------------------------------------------------------------
@@ -172,6 +196,9 @@ def run_verify(a):
                   f"{list(r.worst_index)}: {r.worst_actual:.6g} / {r.worst_expected:.6g}",
                   f"{r.mismatches}/{r.size}", "[green]PASS" if r.passed else f"[red]FAIL {r.note}")
     _console().print(t)
+    for r in res.reports:
+        if r.step:
+            print(f"{r.name}: max {r.max_steps:.3g} quantization step(s) of {r.step:.3g} (within 1 step passes)")
     print(f"{'PASS' if res.passed else 'FAIL'}: {len(res.reports)} output(s) vs {res.reference} "
           f"(reference {res.ref_seconds * 1e3:.1f} ms, edgec {res.run_seconds * 1e3:.1f} ms, first run)")
     return 0 if res.passed else 1
@@ -398,6 +425,7 @@ def run_keygen(a):
 
 COMMANDS = {
     "compile": (setup_compile, run_compile, "compile a model into an .edgec artifact"),
+    "quantize": (setup_quantize, run_quantize, "int8-quantize a model with calibration data (QDQ ONNX)"),
     "run": (setup_run, run_run, "run an artifact on inputs"),
     "verify": (setup_verify, run_verify, "compare an artifact with the reference (onnxruntime / Keras)"),
     "inspect": (setup_inspect, run_inspect, "print a model's IR (and passes) or an artifact's manifest"),

@@ -165,3 +165,32 @@ def _census(model, report):
             continue
         target = report.quantized if n.input and n.input[0] in dq_out else report.float_kept
         target[n.op_type] = target.get(n.op_type, 0) + 1
+
+
+def is_qdq(model):
+    """Whether the ONNX MODEL (path or ModelProto) holds QuantizeLinear / DequantizeLinear nodes."""
+    import onnx
+    m = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model), load_external_data=False)
+    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in m.graph.node)
+
+
+def output_steps(model):
+    """{output name: quantization step} of an ONNX model's outputs that a DequantizeLinear with a
+    per-tensor constant scale produces (1 for integer outputs); other outputs are left out."""
+    import onnx
+    from onnx import numpy_helper
+    m = onnx.load(str(model), load_external_data=False)
+    consts = {t.name: t for t in m.graph.initializer}
+    consts.update({n.output[0]: n.attribute[0].t for n in m.graph.node
+                   if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"})
+    producers = {o: n for n in m.graph.node for o in n.output}
+    steps = {}
+    for out in m.graph.output:
+        n = producers.get(out.name)
+        if out.type.tensor_type.elem_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8):
+            steps[out.name] = 1.0
+        elif n is not None and n.op_type == "DequantizeLinear" and n.input[1] in consts:
+            scale = numpy_helper.to_array(consts[n.input[1]])
+            if scale.size == 1:
+                steps[out.name] = float(scale.reshape(-1)[0])
+    return steps

@@ -21,12 +21,15 @@ class OutputReport:
     size: int
     passed: bool
     note: str = ""
+    step: float = 0.0  # the output's quantization step (an int8 model's output scale), 0 if none
+    max_steps: float = 0.0  # max |actual - expected| in steps
 
     def to_json(self):
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
 
 
-def compare(name, actual, expected, rtol=1e-4, atol=1e-5):
+def compare(name, actual, expected, rtol=1e-4, atol=1e-5, step=0.0, steps=1):
+    """STEP > 0 (a quantized output): an element also passes within STEPS quantization steps."""
     actual, expected = np.asarray(actual), np.asarray(expected)
     if actual.shape != expected.shape:
         return OutputReport(name, tuple(actual.shape), float("inf"), float("inf"), float("inf"), (), 0.0, 0.0,
@@ -40,9 +43,13 @@ def compare(name, actual, expected, rtol=1e-4, atol=1e-5):
     diff = np.where(np.isnan(a) & np.isnan(e), 0.0, diff)
     diff = np.where(nan_mismatch, np.inf, diff)
     rel = diff / np.maximum(np.abs(e), np.finfo(np.float64).tiny)
-    bad = (diff > atol + rtol * np.abs(e)) | nan_mismatch
-    excess = diff - (atol + rtol * np.abs(e))
+    allowed = atol + rtol * np.abs(e)
+    if step > 0:
+        allowed = np.maximum(allowed, steps * step * (1 + 1e-6))
+    bad = (diff > allowed) | nan_mismatch
+    excess = diff - allowed
     worst = np.unravel_index(int(np.argmax(excess)), a.shape)
     return OutputReport(name, tuple(a.shape), float(diff.max()), float(rel.max()), float(diff.mean()),
                         tuple(int(i) for i in worst), float(a[worst]), float(e[worst]),
-                        int(bad.sum()), int(a.size), not bool(bad.any()))
+                        int(bad.sum()), int(a.size), not bool(bad.any()), step=float(step),
+                        max_steps=float(diff.max() / step) if step > 0 else 0.0)
