@@ -31,6 +31,7 @@ call scalar expf for every lane).
 The kernels come scheduled: the `recurrent` schedule rule leaves them as they are.
 """
 import math
+from contextlib import contextmanager
 
 from tvm import te, tirx
 from tvm.script.ir_builder import IRBuilder
@@ -83,8 +84,6 @@ class TirMath:
     def c(v, like):  # recurrent kernels are float32 (the frontend refuses other dtypes)
         return _f(v)
 
-
-M = TirMath
 PARALLEL_STEP_MACS = 1 << 18  # multiply-adds per step from which a step's tiles run on all threads
 
 
@@ -112,7 +111,10 @@ def _loop_kernel(kind, a, tensors):
                                                  (x_t, wp_t, bias_t, h_t, c_t, rp_t, ex_t, lens_t))}
                 outs = {"y": y, "h_out": h_out, "c_out": c_out}
                 par_tiles = n * g_all * hid * hid >= PARALLEL_STEP_MACS
-                if nd > 1 and not par_tiles:
+                if a.get("gpu"):
+                    for d in range(nd):
+                        _GpuDirection(kind, a, d, ins, outs, scratch, False).emit()
+                elif nd > 1 and not par_tiles:
                     with T.parallel(0, nd) as dv:  # one direction per thread
                         for d in range(nd):
                             with T.If(dv == d):
@@ -126,6 +128,7 @@ def _loop_kernel(kind, a, tensors):
 
 class _Direction:
     """Emits the whole sequence of direction D (see the module docstring)."""
+    math = TirMath
 
     def __init__(self, kind, a, d, ins, outs, scratch, par_tiles):
         self.kind, self.a, self.d, self.par_tiles = kind, a, d, par_tiles
@@ -136,8 +139,12 @@ class _Direction:
         self.nj, self.lanes = int(self.rp.shape[1]), int(self.rp.shape[4])
 
     def emit(self):
-        d, seq = self.d, self.seq
         self.project()
+        self.recur()
+
+    def recur(self):
+        """The steps, between copying the initial state in and the final state out."""
+        d, seq = self.d, self.seq
         self.copy(lambda b, j: self.h0[d, b, j], lambda b, j: (self.hs, [d, 0, b, j]))
         if self.c0 is not None:
             self.copy(lambda b, j: self.c0[d, b, j], lambda b, j: (self.cs, [d, 0, b, j]))
@@ -156,7 +163,7 @@ class _Direction:
     def gemv(self, gates, size, vecs, mat):
         """A local [len(vecs), len(gates), lanes] buffer: for each row r, sum_k vecs[r](k) * mat(k, g, lane)
         for g in GATES. Several rows share each weight vector load."""
-        acc = T.alloc_buffer((len(vecs), len(gates), self.lanes), "float32", scope="local")
+        acc = self.registers((len(vecs), len(gates), self.lanes))
         for r in range(len(vecs)):
             for gi in range(len(gates)):
                 with T.vectorized(0, self.lanes) as ji:
@@ -167,6 +174,9 @@ class _Direction:
                     with T.vectorized(0, self.lanes) as ji:
                         T.buffer_store(acc, acc[r, gi, ji] + vec(k) * mat(k, g, ji), [r, gi, ji])
         return acc
+
+    def registers(self, shape):
+        return T.alloc_buffer(shape, "float32", scope="local")
 
     def project(self):
         """xp[d, t*B + b, :] = X[t, b, :] . W^T + bias for all steps, per tile (its weights stay in
@@ -226,19 +236,19 @@ class _Direction:
                 if kind == "lstm":
                     p = [self.ex[d, q * hid + j] for q in range(3)]
                     c_old = cs[d, s % 2, b, j]
-                    cn = T.bind(lstm_c(M, a, acts, pre, c_old, p))
+                    cn = T.bind(lstm_c(self.math, a, acts, pre, c_old, p))
                     T.buffer_store(cs, cn if valid is None else tirx.Select(valid, cn, c_old), nxt(b, j))
-                    store_state(b, j, lstm_h(M, a, acts, pre, cn, p), valid)
+                    store_state(b, j, lstm_h(self.math, a, acts, pre, cn, p), valid)
                 elif kind == "rnn":
-                    store_state(b, j, rnn_update(M, a, acts, pre[0]), valid)
+                    store_state(b, j, rnn_update(self.math, a, acts, pre[0]), valid)
                 else:
-                    z, r = (T.bind(v) for v in gru_gates(M, a, acts, pre[0], pre[1]))
+                    z, r = (T.bind(v) for v in gru_gates(self.math, a, acts, pre[0], pre[1]))
                     if zr is not None:
                         T.buffer_store(zr, z, [d, 0, b, j])
                         T.buffer_store(zr, r * src(b, j), [d, 1, b, j])
                     else:
                         pre_h = xpre(b, 2, j) + r * (acc[0, 2, ji] + self.ex[d, j])
-                        store_state(b, j, gru_update(M, a, acts, z, pre_h, src(b, j)), valid)
+                        store_state(b, j, gru_update(self.math, a, acts, z, pre_h, src(b, j)), valid)
         if zr is not None:  # GRU, linear_before_reset=0: the h gate needs every unit's r*h first
             with self.tiles() as bj:
                 b, jt = bj // self.nj, bj % self.nj
@@ -247,7 +257,57 @@ class _Direction:
                     j = jt * lanes + ji
                     _, valid = self.where(s, b)
                     pre_h = xpre(b, 2, j) + acc[0, 0, ji]
-                    store_state(b, j, gru_update(M, a, acts, zr[d, 0, b, j], pre_h, src(b, j)), valid)
+                    store_state(b, j, gru_update(self.math, a, acts, zr[d, 0, b, j], pre_h, src(b, j)), valid)
+
+
+class GpuMath(TirMath):
+    """On CUDA: the device's expf and tanhf (TirMath.exp's bit trick meets TVM's int64 indices there)."""
+    exp, tanh = te.exp, te.tanh
+
+
+class _GpuDirection(_Direction):
+    """Direction D on a CUDA GPU: a thread per hidden unit (tiles of one lane, see unroll_recurrent).
+    Kernel 1 projects the input: a block per (step, batch) row of X. Kernel 2 runs the steps: a
+    block per batch row, its threads walk the time loop together, each computing its units' gates;
+    a barrier before every pass over the units makes the state the previous pass wrote (global
+    memory, ping-pong buffers) visible to the whole block."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.threads = max(t for t in range(1, min(self.nj, 1024) + 1) if self.nj % t == 0)
+    math = GpuMath
+
+    def registers(self, shape):
+        return T.decl_buffer(shape, "float32", scope="local")
+
+    def emit(self):
+        d, n, hid = self.d, self.n, self.hid
+        gates = list(range(int(self.wp.shape[3])))
+        with T.launch_thread("blockIdx.x", self.seq * n) as row:
+            with T.launch_thread("threadIdx.x", self.threads) as t:
+                with T.serial(0, self.nj // self.threads) as k:
+                    jt = k * self.threads + t
+                    acc = self.gemv(gates, int(self.x.shape[2]), [lambda i: self.x[row // n, row % n, i]],
+                                    lambda i, g, ji: self.wp[d, jt, i, g, ji])
+                    for gi, g in enumerate(gates):
+                        col = g * hid + jt
+                        T.buffer_store(self.xp, acc[0, gi, 0] + self.bias[d, col], [d, row, col])
+        with T.launch_thread("blockIdx.x", n) as b:
+            with T.launch_thread("threadIdx.x", self.threads) as t:
+                self.b, self.t = b, t
+                self.recur()
+
+    @contextmanager
+    def tiles(self):
+        T.evaluate(tirx.op.tvm_storage_sync("shared"))
+        with T.serial(0, self.nj // self.threads) as k:
+            yield self.b * self.nj + k * self.threads + self.t
+
+    def copy(self, src, dst):
+        with self.tiles() as bj:
+            b, jt = bj // self.nj, bj % self.nj
+            buf, idx = dst(b, jt)
+            T.buffer_store(buf, src(b, jt), idx)
 
 
 def _extern(func, inputs):

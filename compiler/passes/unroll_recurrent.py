@@ -27,6 +27,8 @@ NAME = "unroll_recurrent"
 def tile_lanes(hidden, preset=None):
     """Hidden units per tile: two vectors of the preset's width (8 floats without a preset) when
     they divide HIDDEN, else the largest power of two below that which does."""
+    if preset is not None and preset.device == "cuda":
+        return 1  # a GPU thread per hidden unit
     lanes = 2 * (preset.vector_bits if preset is not None else 256) // 32
     while hidden % lanes:
         lanes //= 2
@@ -84,6 +86,8 @@ def _expand(graph, node, preset):
              if k in a}
     attrs["seq"] = graph.values[x].shape[0]
     attrs["project_rows"] = project_rows(g, preset)
+    if preset is not None and preset.device == "cuda":
+        attrs["gpu"] = True
     outputs = list(node.outputs)
     for o in outputs:
         graph.values.pop(o)

@@ -7,6 +7,8 @@ _RULES = None
 
 
 def schedule(func, kernel, preset):
+    if kernel["kind"] == "recurrent":  # GPU loop kernels come scheduled (compiler/lower/recurrent.py)
+        return func.with_attr("tirx.is_scheduled", True)
     global _RULES
     if _RULES is None:
         _RULES = dl.ApplyDefaultSchedule(dl.gpu.Matmul(), dl.gpu.GEMV(), dl.gpu.Reduction(),
