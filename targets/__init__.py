@@ -22,11 +22,18 @@ class Preset:
     cross_cc: str = ""  # compiler used to link the library ("" = host default)
     vector_bits: int = 256
     threads: int = 0  # 0 = all cores of the running machine
+    vector_regs: int = 0  # vector registers (0: 32 with AVX-512 or on aarch64, else 16)
+    l1_kib: int = 32  # L1 data cache per core (schedules size their cache blocks from these)
+    l2_kib: int = 256  # L2 per core (a share of it where cores share one)
     tools: list = field(default_factory=list)  # host executables the preset needs
 
     def tvm_target(self):
         import tvm
         return tvm.target.Target(dict(self.tvm))
+
+    @property
+    def regs(self):
+        return self.vector_regs or (32 if self.vector_bits >= 512 or self.arch == "aarch64" else 16)
 
     def missing_tools(self):
         return [t for t in self.tools if not shutil.which(t)]
@@ -48,7 +55,26 @@ def _host():
     flags = _cpu_flags()
     bits = 512 if "avx512f" in flags else 256 if "avx2" in flags else 128
     return Preset("host", f"this machine ({cpu}, {os.cpu_count()} cores)",
-                  {"kind": "llvm", "mcpu": cpu, "num-cores": os.cpu_count() or 1}, arch, vector_bits=bits)
+                  {"kind": "llvm", "mcpu": cpu, "num-cores": os.cpu_count() or 1}, arch, vector_bits=bits,
+                  l1_kib=_cache_kib(1, 32), l2_kib=_cache_kib(2, 256))
+
+
+def _cache_kib(level, default):
+    """This machine's data/unified cache of LEVEL per core in KiB (shared caches divided by their cores)."""
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for idx in sorted(os.listdir(base)):
+            info = {f: open(os.path.join(base, idx, f)).read().strip() for f in
+                    ("level", "type", "size", "shared_cpu_list")}
+            if int(info["level"]) == level and info["type"] in ("Data", "Unified"):
+                size = info["size"].upper()
+                kib = int(size[:-1]) * {"K": 1, "M": 1024}[size[-1]]
+                cores = sum(int(b or a) - int(a) + 1 for a, _, b in
+                            (part.partition("-") for part in info["shared_cpu_list"].split(",")))
+                return max(1, kib // cores)
+    except (OSError, ValueError, KeyError, IndexError):
+        pass
+    return default
 
 
 def _cpu_flags():
@@ -64,9 +90,10 @@ def _cpu_flags():
 
 PRESETS = {
     "x86-avx2": Preset("x86-avx2", "x86-64 with AVX2 + FMA (Haswell and newer)",
-                       {"kind": "llvm", "mcpu": "haswell"}, "x86_64", vector_bits=256),
+                       {"kind": "llvm", "mcpu": "haswell"}, "x86_64", vector_bits=256, l1_kib=32, l2_kib=256),
     "x86-avx512": Preset("x86-avx512", "x86-64 with AVX-512 (Skylake-SP and newer)",
-                         {"kind": "llvm", "mcpu": "skylake-avx512"}, "x86_64", vector_bits=512),
+                         {"kind": "llvm", "mcpu": "skylake-avx512"}, "x86_64", vector_bits=512, l1_kib=32,
+                         l2_kib=1024),
 }
 
 

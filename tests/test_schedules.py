@@ -1,5 +1,7 @@
 """CPU schedules against the numpy reference: the blocked conv2d (edge tiles, strides,
 dilations, groups, padding, fused epilogues), and the kernels that fall back to generic."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -10,7 +12,7 @@ from edgec.compiler.ir import Graph
 from edgec.runtime import load
 from edgec.targets import schedules
 from edgec.targets.schedules.conv2d import width_tile
-from edgec.targets.schedules.pack import conv_params
+from edgec.targets.schedules.pack import conv_params, pointwise_tile
 
 
 @pytest.fixture
@@ -25,8 +27,11 @@ def threading(request, monkeypatch):
 
 
 def _check(tmp_path, g, preset="host", want_ops=None):
-    out = compile_graph(g, targets.get(preset), str(tmp_path / "m.edgec"), progress=False)
-    del out
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compile_graph(g, targets.get(preset), str(tmp_path / "m.edgec"), progress=False)
+    fallbacks = [str(w.message) for w in caught if "falling back" in str(w.message)]
+    assert not fallbacks, fallbacks  # every kernel here has a specialised schedule that must hold
     m = load(str(tmp_path / "m.edgec"))
     if want_ops:
         assert any(want_ops == k["ops"] for k in m.kernels), [k["ops"] for k in m.kernels]
@@ -70,6 +75,13 @@ CASES = [  # c, o, (h, w), (kh, kw), groups, stride, dilation, pads
     (8, 8, (28, 28), (3, 3), 8, 2, 1, (1, 1, 1, 1)),  # depthwise, stride 2
     (8, 16, (11, 11), (3, 3), 8, 1, 1, (1, 1, 1, 1)),  # depthwise with multiplier 2
     (5, 7, (6, 5), (2, 3), 1, 1, 1, (0, 1, 0, 0)),  # tiny, not packed (7 < block / 2 on AVX-512)
+    # pointwise (1x1) GEMMs: pixels and channels that do not divide the tile, a stride (input copied),
+    # a reduction cut into cache chunks, channel blocks spread over PARALLEL_PARTS groups
+    (24, 40, (7, 7), (1, 1), 1, 1, 1, (0, 0, 0, 0)),
+    (64, 52, (8, 14), (1, 1), 1, 1, 1, (0, 0, 0, 0)),
+    (16, 24, (13, 13), (1, 1), 1, 2, 1, (0, 0, 0, 0)),
+    (700, 36, (5, 5), (1, 1), 1, 1, 1, (0, 0, 0, 0)),
+    (700, 100, (3, 5), (1, 1), 1, 1, 1, (0, 0, 0, 0)),
 ]
 
 
@@ -97,6 +109,25 @@ def test_conv2d_avx2_preset(tmp_path, rng):
     if "avx2" not in open("/proc/cpuinfo").read():
         pytest.skip("this machine has no AVX2 to run x86-avx2 code")
     _check(tmp_path, _conv_graph(rng, 16, 24, (13, 19), (3, 3), pads=(1, 1, 1, 1), post=("relu",)), "x86-avx2")
+
+
+@pytest.mark.parametrize("case", [CASES[i] for i in (2, 12, 14, 16)], ids=["w31", "p49", "s2", "k700"])
+def test_pointwise_avx2_preset(tmp_path, rng, case):
+    if "avx2" not in open("/proc/cpuinfo").read():
+        pytest.skip("this machine has no AVX2 to run x86-avx2 code")
+    c, o, hw, k, groups, stride, dil, pads = case
+    _check(tmp_path, _conv_graph(rng, c, o, hw, k, groups, stride, dil, pads, post=("relu",)), "x86-avx2")
+
+
+@pytest.mark.parametrize("preset", ["x86-avx2", "x86-avx512", "rpi4"])
+def test_pointwise_tile_fits_registers(preset):
+    """The pointwise tile's accumulators plus its pixel vectors and a broadcast fit the register
+    file, and its pixel count is a whole number of vectors."""
+    p = targets.get(preset)
+    lanes = p.vector_bits // 32
+    for o, pixels in [(256, 3136), (64, 3136), (512, 49), (2048, 49), (256, 196), (1000, 1), (7, 5)]:
+        mr, nr = pointwise_tile(p, o, pixels)
+        assert nr % lanes == 0 and mr * (nr // lanes) + nr // lanes + 1 <= p.regs, (o, pixels, mr, nr)
 
 
 def test_width_tile_wastes_little():

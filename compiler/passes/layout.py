@@ -49,20 +49,30 @@ def packable(graph, node, block):
     return w.dtype.name == "float32" and w.ndim == 4 and (w.shape[0] // g) * 2 >= block
 
 
+def pointwise(node, w):
+    """A 1x1 conv without padding or groups: a GEMM over the output pixels."""
+    return (w.shape[2] == w.shape[3] == 1 and node.attrs.get("groups", 1) == 1
+            and not any(node.attrs.get("pads", [0] * 4)))
+
+
 def pack_conv_weights(graph, preset):
     """Rewrite conv2d and dense nodes with constant weights (in place) to their packed ops; return GRAPH."""
     if preset is None or preset.device != "cpu":
         return graph
-    from ...targets.schedules.pack import conv_params, dense_block
+    from ...targets.schedules.pack import conv_params, dense_block, pointwise_tile
     block, _ = conv_params(preset)
     for node in graph.nodes:
         if not packable(graph, node, block):
             continue
         w = graph.constants[node.inputs[1]]
         g = node.attrs.get("groups", 1)
-        node.inputs[1] = graph.add_const(pack_weight(w, g, block), graph.fresh(node.inputs[1] + "_packed"))
+        attrs = dict(node.attrs, out_channels=int(w.shape[0]), block=block)
+        if pointwise(node, w):  # a GEMM: tile of `block` channels x `tile` pixels
+            out = graph.values[node.outputs[0]].shape
+            attrs["block"], attrs["tile"] = pointwise_tile(preset, int(w.shape[0]), int(out[2] * out[3]))
+        node.inputs[1] = graph.add_const(pack_weight(w, g, attrs["block"]), graph.fresh(node.inputs[1] + "_packed"))
         node.op = "conv2d_packed"
-        node.attrs = dict(node.attrs, out_channels=int(w.shape[0]), block=block)
+        node.attrs = attrs
     dblock = dense_block(preset)
     for node in graph.nodes:
         if node.op != "dense" or node.inputs[1] not in graph.constants:

@@ -12,8 +12,13 @@ import tvm
 from tvm.s_tir import Schedule
 
 from . import generic, rule, worth_parallel
-from .pack import conv_params
+from .pack import conv_params, pointwise_tile
 from .pool import POOL_BLOCKS, contiguous_reads, schedule_pool_block
+
+
+L1_SHARE = 0.5  # of the L1 for a pointwise conv's weight panel (reduction chunk x channel block)
+L2_SHARE = 0.5  # of the L2 for the input rows of a pointwise conv's pixel chunk
+PARALLEL_PARTS = 8  # channel-block groups a cache-blocked pointwise conv spreads over the threads
 
 
 def width_tile(ow, most):
@@ -26,6 +31,8 @@ def width_tile(ow, most):
 @rule("conv2d")
 def schedule(func, kernel, preset):
     sch = Schedule(tvm.IRModule({"main": func}))
+    if _has_block(sch, "conv2d_pointwise"):
+        return _pointwise(sch, kernel, preset)
     try:
         conv = sch.get_sblock("conv2d_packed")
     except Exception:  # noqa: BLE001 - no packed conv in this kernel
@@ -56,6 +63,76 @@ def schedule(func, kernel, preset):
         _parallel(sch, sch.fuse(*sch.get_loops(pad)[:2]), par)
     _schedule_rest(sch, preset, ["conv2d_packed", "conv2d_unpack", *[sch.get(p).name_hint for p in pads]], par)
     return sch.mod["main"]
+
+
+def _has_block(sch, name):
+    try:
+        sch.get_sblock(name)
+        return True
+    except Exception:  # noqa: BLE001 - TVM raises a ScheduleError
+        return False
+
+
+def _pointwise(sch, kernel, preset):
+    """The pointwise conv as a GEMM over pixels (C = W . X with X the C_in x P input rows): tiles
+    of `block` channels x `tile` pixels keep their accumulators in registers (one pixel vector
+    load per `block` broadcast FMAs). Cache blocks from the preset: the reduction is cut into
+    chunks whose weight panel (kc x block) stays in L1_SHARE of the L1; the pixels into chunks
+    whose input rows (kc x chunk) stay in L2_SHARE of the L2 while every channel block passes over
+    them. With more than one reduction chunk, partial sums accumulate in the output block buffer
+    (its tile reloaded per chunk). The write-back adds bias and epilogue in a pass of its own."""
+    conv, unpack = sch.get_sblock("conv2d_pointwise"), sch.get_sblock("conv2d_unpack")
+    n, o, oh, ow = (int(iv.dom.extent) for iv in sch.get(unpack).iter_vars)
+    block, tile = pointwise_tile(preset, o, oh * ow)
+    _inline_epilogue(sch, unpack)
+    par = worth_parallel(kernel)
+    nn, bi, oi, q, rc = sch.get_loops(conv)
+    if int(sch.get(oi).extent) != block or int(sch.get(q).extent) % tile:
+        raise ValueError("pointwise conv packed for another tile than this preset's")
+    padded, channels, blocks = int(sch.get(q).extent), int(sch.get(rc).extent), int(sch.get(bi).extent)
+    lanes = max(preset.vector_bits // 32, 4)
+    kc = _divisor(channels, preset.l1_kib * 1024 * L1_SHARE // (4 * block))
+    chunk = tile * _divisor(padded // tile, preset.l2_kib * 1024 * L2_SHARE // (4 * kc * tile))
+    qo, qc, qv, qi = sch.split(q, [None, chunk // tile, tile // lanes, lanes])
+    done = ["conv2d_pointwise", "conv2d_unpack"]
+    if kc == channels:
+        sch.reorder(nn, qo, bi, qc, rc, oi, qv, qi)
+        acc = sch.cache_write(conv, 0, "local")
+        sch.reverse_compute_at(acc, qc)
+        sch.vectorize(sch.get_loops(acc)[-1])
+        outer = sch.fuse(nn, qo, bi)
+        _parallel(sch, outer, par)
+        init_at = rc
+    else:
+        rco, rci = sch.split(rc, [None, kc])
+        bo, bi = sch.split(bi, [None, -(-blocks // PARALLEL_PARTS)]) if blocks > PARALLEL_PARTS else (None, bi)
+        sch.reorder(*[l for l in (nn, qo, bo) if l is not None], rco, bi, qc, rci, oi, qv, qi)
+        outer = sch.fuse(*[l for l in (nn, qo, bo) if l is not None])
+        _parallel(sch, outer, par)
+        init_at = rco
+    sch.unroll(oi)
+    sch.unroll(qv)  # one vector register per (channel, vector) accumulator
+    sch.vectorize(qi)
+    sch.decompose_reduction(conv, init_at)
+    generic._schedule_block(sch, unpack, lanes, par)
+    if _has_block(sch, "conv2d_pixels_copy"):
+        generic._schedule_block(sch, sch.get_sblock("conv2d_pixels_copy"), lanes, par)
+        done.append("conv2d_pixels_copy")
+    _schedule_rest(sch, preset, done, par)
+    return sch.mod["main"]
+
+
+def _divisor(n, most):
+    """The largest divisor of N that is at most MOST (1 at least)."""
+    return max(d for d in range(1, n + 1) if n % d == 0 and (d <= most or d == 1))
+
+
+def _vectorize(sch, loop, lanes):
+    """Vectorize LOOP in pieces of up to 4 vectors (one vector, with a tail, if none divides it)."""
+    ext = int(sch.get(loop).extent)
+    if ext > lanes:
+        loop = sch.split(loop, [None, next((f for f in (4 * lanes, 2 * lanes) if ext % f == 0), lanes)])[1]
+    sch.vectorize(loop)
 
 
 def _depthwise(sch, kernel, preset):

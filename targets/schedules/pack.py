@@ -1,21 +1,50 @@
-"""Block sizes of the packed conv2d and dense schedules, from the preset's vector width and
-register count. The layout pass (compiler/passes/layout.py) packs constant weights with them:
+"""Block sizes of the packed conv2d and dense schedules, from the preset's vector width, register
+count and caches. The layout pass (compiler/passes/layout.py) packs constant weights with them:
 a conv2d weight becomes (blocks, I, KH, KW, block) (see compiler/ops/packed.py), the activations
-keep the IR's NCHW layout, and the schedule computes `block` output channels per input pixel with
-broadcast FMAs.
+keep the IR's NCHW layout.
+
+Two register tiles: the direct conv computes `block` output channels (vectors) per input pixel
+(broadcast pixels, FMAs with weight vectors); the pointwise (1x1) conv is a GEMM whose tile is
+`block` output channels x `tile` pixels (pixel vectors loaded from the NCHW rows, broadcast weights),
+so it writes NCHW rows straight from its accumulators.
 """
+
+
+def lanes(preset):
+    return max(preset.vector_bits // 32, 4)
 
 
 def conv_params(preset):
     """(block, max width tile): block = output channels per accumulator row (one or two vectors),
     the width tile = how many such rows fit in the vector registers with room for operands."""
-    lanes = max(preset.vector_bits // 32, 4)
-    regs = 32 if preset.vector_bits >= 512 or preset.arch == "aarch64" else 16
-    block = lanes if lanes >= 16 else 2 * lanes
-    vecs = block // lanes
-    return block, max(2, min(14, (regs - 4) // vecs))
+    n = lanes(preset)
+    block = n if n >= 16 else 2 * n
+    vecs = block // n
+    return block, max(2, min(14, (preset.regs - 4) // vecs))
+
+
+def pointwise_tile(preset, out_channels, pixels):
+    """(channels, pixels) of the pointwise register tile for OUT_CHANNELS x PIXELS outputs: `nv`
+    pixel vectors x `mr` channels of accumulators, plus nv loaded pixel vectors and a broadcast
+    weight, within the preset's vector registers. Among the shapes that fill the accumulator budget,
+    the one with the least padded work, weighted by its loads per FMA (and the copy padding
+    needs), wins."""
+    n, regs = lanes(preset), preset.regs
+    budget = min(regs - 4, 24)
+    best = None
+    for nv in (2, 3, 4):  # (one pixel vector: LLVM's scheduling spilled accumulators on AVX2)
+        mr = min(budget // nv, (regs - nv - 1) // nv)
+        if mr < 2:
+            continue
+        nr = nv * n
+        padded = (-(-pixels // nr) * nr / pixels) * (-(-out_channels // mr) * mr / out_channels)
+        copy = 1.05 if pixels % nr else 1.0  # padded pixels need a copy of the input and a separate write-back
+        cost = padded * copy * (1 + 0.3 * (mr + nv) / (mr * nv))
+        if best is None or cost < best[0] - 1e-9:
+            best = (cost, mr, nr)
+    return best[1], best[2]
 
 
 def dense_block(preset):
     """Output features per dense accumulator tile: 8 vectors, enough FMAs in flight for a GEMV."""
-    return 8 * max(preset.vector_bits // 32, 4)
+    return 8 * lanes(preset)
