@@ -145,26 +145,32 @@ def bench_threads(model, target="host", thread_counts=None, repeat=5, input_shap
             compile_s = art.manifest.get("compile_seconds")
         inputs = art.random_inputs(0)
         args = art.prepare(inputs)
+        gpu, note = art.device_type == "cuda", None
+        if gpu and onnx_path and not _ort_has_cuda():
+            onnx_path, note = None, "onnxruntime-gpu is not installed: no CUDA execution provider to compare with"
         common = {"model": art.name, "target": art.manifest["target"]["name"], "isa": isa(), "cpu": _cpu_name(),
                   "repeat": repeat, "block_s": BLOCK_S, "compile_s": compile_s,
                   "gflop": sum(k.get("flops", 0) for k in art.kernels) / 1e9,
-                  "onnxruntime": _ort_version() if onnx_path else None, "peak_method": PEAK_METHOD}
+                  "onnxruntime": _ort_version() if onnx_path else None, "peak_method": PEAK_METHOD,
+                  "device": "cuda" if gpu else "cpu", "note": note}
         results = []
-        for threads in thread_counts:
+        for threads in thread_counts[-1:] if gpu else thread_counts:  # a GPU run uses the CPU little
             set_threads(threads)
             engines = {"edgec": lambda: art.outputs_to_numpy(art.invoke(args))}
+            if gpu:  # inputs copied to the GPU and outputs back in every call, as onnxruntime's run does
+                engines["edgec"] = lambda: art.run(inputs)
             max_err = None
             if onnx_path:
-                sess = _ort_session(onnx_path, threads)
+                sess = _ort_session(onnx_path, threads, cuda=gpu)
                 want = sess.run(None, inputs)
                 got = art.outputs_to_numpy(art.invoke(args))
                 max_err = max(float(np.max(np.abs(g.astype(np.float64) - w))) for g, w in zip(got, want))
                 engines["ort"] = lambda s=sess: s.run(None, inputs)
                 if nospin:
-                    engines["ort_nospin"] = lambda s=_ort_session(onnx_path, threads, spin=False): s.run(None, inputs)
+                    engines["ort_nospin"] = lambda s=_ort_session(onnx_path, threads, False, gpu): s.run(None, inputs)
             times = alternate(engines, repeat)
             results.append(dict(common, threads=threads, max_abs_diff=max_err,
-                                **_summary(times, common["gflop"], peak_gflops(threads))))
+                                **_summary(times, common["gflop"], None if gpu else peak_gflops(threads))))
     set_threads(os.cpu_count() or 1)
     return results
 
@@ -174,7 +180,7 @@ def _summary(times, gflop, peak):
     r = {"edgec_ms": ms["edgec"], "edgec_min_ms": float(np.min(times["edgec"])) * 1e3,
          "runs": {k: len(v) for k, v in times.items()},
          "gflops": gflop / ms["edgec"] * 1e3, "peak_gflops": peak,
-         "peak_fraction": gflop / ms["edgec"] * 1e3 / peak,
+         "peak_fraction": gflop / ms["edgec"] * 1e3 / peak if peak else None,
          "ort_ms": None, "ort_min_ms": None, "ratio": None, "ort_gflops": None}
     if "ort" in ms:
         r.update(ort_ms=ms["ort"], ort_min_ms=float(np.min(times["ort"])) * 1e3, ratio=ms["edgec"] / ms["ort"],
@@ -184,15 +190,21 @@ def _summary(times, gflop, peak):
     return r
 
 
-def _ort_session(path, threads, spin=True):
-    """onnxruntime with its default options, THREADS intra-op threads (spin=False: spin-waiting off)."""
+def _ort_has_cuda():
+    import onnxruntime as ort
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def _ort_session(path, threads, spin=True, cuda=False):
+    """onnxruntime with its default options, THREADS intra-op threads (spin=False: spin-waiting off;
+    cuda: its CUDA execution provider, from the onnxruntime-gpu package)."""
     import onnxruntime as ort
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     if not spin:
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.log_severity_level = 3
-    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(path, so, providers=["CUDAExecutionProvider"] if cuda else ["CPUExecutionProvider"])
 
 
 def _ort_version():
@@ -203,14 +215,19 @@ def _ort_version():
 def format_result(r):
     lines = [f"{r['model']} on {r['target']} ({r['isa']}: {r['cpu']}), {r['threads']} thread(s), medians of "
              f"{r['repeat']} rounds of alternating {r['block_s']:.1f} s blocks"]
-    lines.append(f"  edgec        {r['edgec_ms']:9.3f} ms  {r['gflops']:7.1f} GFLOP/s  "
-                 f"{100 * r['peak_fraction']:5.1f}% of peak ({r['peak_gflops']:.0f} GFLOP/s: {r['peak_method']})")
+    if r["peak_fraction"] is None:  # a GPU: no CPU peak to compare with
+        lines.append(f"  edgec        {r['edgec_ms']:9.3f} ms  {r['gflops']:7.1f} GFLOP/s  (CUDA GPU)")
+    else:
+        lines.append(f"  edgec        {r['edgec_ms']:9.3f} ms  {r['gflops']:7.1f} GFLOP/s  "
+                     f"{100 * r['peak_fraction']:5.1f}% of peak ({r['peak_gflops']:.0f} GFLOP/s: {r['peak_method']})")
     if r["ort_ms"] is not None:
         lines.append(f"  onnxruntime  {r['ort_ms']:9.3f} ms  {r['ort_gflops']:7.1f} GFLOP/s  "
                      f"(onnxruntime {r['onnxruntime']}, default options)")
         if "ort_nospin_ms" in r:
             lines.append(f"  onnxruntime  {r['ort_nospin_ms']:9.3f} ms  spin-waiting off")
         lines.append(f"  ratio edgec/onnxruntime {r['ratio']:.3f}  (max |diff| {r['max_abs_diff']:.2e})")
+    elif r.get("note"):
+        lines.append(f"  onnxruntime: not run ({r['note']})")
     else:
         lines.append("  onnxruntime: not run (the artifact's .onnx source was not found; pass the .onnx model)")
     return "\n".join(lines)
