@@ -74,7 +74,7 @@ class _Fold:
         return q
 
     def const(self, array, hint):
-        return self.g.add_const(np.ascontiguousarray(array), self.g.fresh(hint))
+        return self.g.add_const(np.require(array, requirements="C"), self.g.fresh(hint))  # keeps 0-d
 
     # ---- the epilogue: [relu|clip]... quantize ----------------------------------------------
     def epilogue(self, value):

@@ -1,0 +1,205 @@
+"""INT8: quantized ONNX ops against onnxruntime, the fold_qdq pass, `edgec quantize` and
+`compile --quantize int8`, the digits CNN's accuracy after quantization, artifact size.
+
+References: onnxruntime. For QDQ models it runs the graph as written (graph optimizations off):
+its fused U8S8 kernels saturate 16-bit pair sums on AVX2 (a documented onnxruntime caveat), so
+where a test runs onnxruntime's own QLinearConv the weights stay within [-64, 63], where the
+pair sums cannot saturate. Quantized results must be within one quantization step.
+"""
+import os
+import sys
+import tempfile
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from edgec.compiler.interp import interpret
+from edgec.compiler.passes import run_passes
+from edgec.frontends.onnx import from_onnx
+from onnx_cases import execute
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EXAMPLES = os.path.join(HERE, "..", "examples")
+
+
+def ort_run(model, feeds, fused=False):
+    opts = ort.SessionOptions()
+    if not fused:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def tensor(name, arr):
+    return numpy_helper.from_array(np.asarray(arr), name)
+
+
+def both(model, feeds):
+    """(numpy interpreter outputs, compiled artifact outputs) of MODEL on FEEDS."""
+    g = from_onnx(model)
+    out = g.outputs
+    interp = interpret(run_passes(g), feeds)
+    compiled = execute(g, feeds, "tvm")
+    return [interp[o] for o in out], [compiled[o] for o in out]
+
+
+def test_quantize_dequantize_ties_saturation_per_channel():
+    """Round half to even, saturation, per-channel (axis 1) scales and zero points, u8 and s8."""
+    x = np.array([[[-300.0, -2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 300.0]] * 3], np.float32).reshape(1, 3, 8)
+    scale = np.array([1.0, 0.5, 2.0], np.float32)
+    for dtype, tp in (("uint8", TensorProto.UINT8), ("int8", TensorProto.INT8)):
+        zp = np.array([0, 3, 128 if dtype == "uint8" else -7], dtype)
+        nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], axis=1),
+                 helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], axis=1)]
+        graph = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8])],
+                                  [helper.make_tensor_value_info("q", tp, [1, 3, 8]),
+                                   helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8])],
+                                  [tensor("s", scale), tensor("z", zp)])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        want = ort_run(model, {"x": x})
+        for got in both(model, {"x": x}):
+            np.testing.assert_array_equal(got[0], want[0])
+            assert got[0].dtype == want[0].dtype
+            np.testing.assert_array_equal(got[1], want[1])
+
+
+def qlinear_conv_model(rng, group, per_channel, c=8, o=8):
+    w = rng.integers(-64, 64, (o, c // group, 3, 3)).astype(np.int8)  # no AVX2 pair-sum saturation
+    ws = (rng.uniform(0.002, 0.01, o) if per_channel else np.array([0.005])).astype(np.float32)
+    inits = [tensor("xs", np.float32(0.02)), tensor("xz", np.uint8(120)), tensor("w", w), tensor("ws", ws),
+             tensor("wz", np.zeros(ws.shape, np.int8)), tensor("ys", np.float32(0.05)), tensor("yz", np.uint8(100)),
+             tensor("b", rng.integers(-2000, 2000, o).astype(np.int32))]
+    node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"], ["y"],
+                            pads=[1, 0, 1, 2], strides=[1, 2], group=group)
+    graph = helper.make_graph([node], "qconv", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, c, 9, 10])],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+@pytest.mark.parametrize("group,per_channel", [(1, True), (8, False), (2, True)])
+def test_qlinear_conv_matches_onnxruntime(group, per_channel):
+    rng = np.random.default_rng(group)
+    model = qlinear_conv_model(rng, group, per_channel)
+    x = rng.integers(0, 256, (1, 8, 9, 10)).astype(np.uint8)
+    want = ort_run(model, {"x": x}, fused=True)[0].astype(int)
+    for got in both(model, {"x": x}):
+        assert np.abs(got[0].astype(int) - want).max() <= 1
+
+
+def test_qlinear_matmul_and_qlinear_add_match_onnxruntime():
+    rng = np.random.default_rng(3)
+    b = rng.integers(-64, 64, (16, 6)).astype(np.int8)
+    inits = [tensor("as", np.float32(0.03)), tensor("az", np.uint8(7)), tensor("b", b), tensor("bs", np.float32(0.01)),
+             tensor("bz", np.int8(0)), tensor("ys", np.float32(0.04)), tensor("yz", np.uint8(128)),
+             tensor("cs", np.float32(0.06)), tensor("cz", np.uint8(90))]
+    nodes = [helper.make_node("QLinearMatMul", ["a", "as", "az", "b", "bs", "bz", "ys", "yz"], ["m"]),
+             helper.make_node("QLinearAdd", ["m", "ys", "yz", "a2", "as", "az", "cs", "cz"], ["y"],
+                              domain="com.microsoft")]
+    graph = helper.make_graph(nodes, "qmm", [helper.make_tensor_value_info("a", TensorProto.UINT8, [3, 16]),
+                                             helper.make_tensor_value_info("a2", TensorProto.UINT8, [3, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
+    feeds = {"a": rng.integers(0, 256, (3, 16)).astype(np.uint8), "a2": rng.integers(0, 256, (3, 6)).astype(np.uint8)}
+    want = ort_run(model, feeds, fused=True)[0].astype(int)
+    for got in both(model, feeds):
+        assert np.abs(got[0].astype(int) - want).max() <= 1
+
+
+def float_cnn(seed=0):
+    """conv-relu-conv(depthwise)-clip-maxpool(pad)-flatten-gemm: the float model to quantize."""
+    rng = np.random.default_rng(seed)
+    inits = [tensor("w1", rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.3),
+             tensor("b1", rng.standard_normal(8).astype(np.float32) * 0.1),
+             tensor("w2", rng.standard_normal((8, 1, 3, 3)).astype(np.float32) * 0.3),
+             tensor("w3", rng.standard_normal((10, 8 * 4 * 4)).astype(np.float32) * 0.1),
+             tensor("b3", rng.standard_normal(10).astype(np.float32)),
+             tensor("lo", np.float32(0.0)), tensor("hi", np.float32(0.5))]
+    nodes = [helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1], group=8),
+             helper.make_node("Clip", ["c2", "lo", "hi"], ["r2"]),
+             helper.make_node("MaxPool", ["r2"], ["p"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("Gemm", ["f", "w3", "b3"], ["logits"], transB=1)]
+    graph = helper.make_graph(nodes, "float_cnn", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_quantized_model_folds_to_int8_kernels_and_matches_onnxruntime(tmp_path, per_channel):
+    from edgec.quantize import output_steps, quantize
+    onnx.save(float_cnn(), tmp_path / "m.onnx")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "calib.npz", input=rng.standard_normal((20, 3, 8, 8)).astype(np.float32))
+    report = quantize(tmp_path / "m.onnx", tmp_path / "calib.npz", tmp_path / "m.int8.onnx", per_channel=per_channel)
+    assert report.quantized.get("Conv") == 2
+    qmodel = onnx.load(tmp_path / "m.int8.onnx")
+    folded = run_passes(from_onnx(qmodel))
+    ops = [n.op for n in folded.nodes]
+    assert ops.count("qconv2d") == 2 and ops.count("qdense") == 1 and "conv2d" not in ops and "dense" not in ops
+    pool = next(n for n in folded.nodes if n.op == "max_pool2d")
+    assert folded.values[pool.inputs[0]].dtype == "uint8"  # int8 between the int8 kernels
+    x = rng.standard_normal((1, 3, 8, 8)).astype(np.float32)
+    want = ort_run(qmodel, {"input": x})[0]
+    scale = output_steps(tmp_path / "m.int8.onnx")["logits"]
+    for got in both(qmodel, {"input": x}):
+        assert np.abs(got[0] - want).max() <= scale * 1.0001
+
+
+def test_unfoldable_qdq_stays_float_and_exact():
+    """A DequantizeLinear feeding a float-only op (Sigmoid) stays: the result is the QDQ graph's."""
+    inits = [tensor("s", np.float32(0.05)), tensor("z", np.uint8(128))]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["d"]),
+             helper.make_node("Sigmoid", ["d"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 5])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    x = np.random.default_rng(0).standard_normal((2, 5)).astype(np.float32) * 4
+    want = ort_run(model, {"x": x})[0]
+    for got in both(model, {"x": x}):
+        np.testing.assert_allclose(got[0], want, rtol=1e-4, atol=1e-5)
+
+
+def test_digits_cnn_int8_accuracy_cli_and_artifact_size(tmp_path):
+    """The digits CNN quantized with 100 training images keeps held-out accuracy within 0.5 points
+    of float32; one `edgec compile --quantize int8` call; `edgec verify` against the QDQ model;
+    int8 weights take a quarter of the float32 bytes."""
+    sys.path.insert(0, EXAMPLES)
+    from train_digits_cnn import load_split
+
+    import edgec
+    from edgec import cli
+    x_train = load_split()[0]
+    np.savez(tmp_path / "calib.npz", image=x_train[:100])
+    test = np.load(os.path.join(EXAMPLES, "digits_test.npz"))
+    src = os.path.join(EXAMPLES, "digits_cnn.onnx")
+    out = tmp_path / "d.edgec"
+    n = len(test["y"])
+    assert cli.main(["compile", src, "--quantize", "int8", "--calibration", str(tmp_path / "calib.npz"),
+                     "--input-shape", f"image={n},8,8,1", "-o", str(out)]) in (0, None)
+    assert (tmp_path / "d.int8.onnx").exists()
+    probs = edgec.load(str(out)).run({"image": test["x"]})[0]
+    float_probs = ort.InferenceSession(src).run(None, {"image": test["x"]})[0]
+    acc8, acc32 = (probs.argmax(1) == test["y"]).mean(), (float_probs.argmax(1) == test["y"]).mean()
+    assert acc8 >= acc32 - 0.005, (acc8, acc32)
+    np.savez(tmp_path / "inputs.npz", image=test["x"])
+    assert cli.main(["verify", str(tmp_path / "d.int8.onnx"), str(out), "--inputs", str(tmp_path / "inputs.npz")]) == 0
+    int8_weights = sum(a.nbytes for a in artifact_params(out).values() if a.ndim >= 2 and a.dtype.itemsize == 1)
+    float_weights = sum(numpy_helper.to_array(t).nbytes for t in onnx.load(src).graph.initializer if len(t.dims) >= 2)
+    assert int8_weights * 4 == float_weights
+
+
+def artifact_params(path):
+    import json
+    import tarfile
+
+    from edgec.runtime.artifact import read_params
+    with tempfile.TemporaryDirectory() as tmp:
+        with tarfile.open(path) as t:
+            t.extractall(tmp, filter="data")
+        names = json.load(open(os.path.join(tmp, "manifest.json")))["params"]
+        return read_params(os.path.join(tmp, "params.bin"), names, path)
