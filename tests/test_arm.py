@@ -135,7 +135,9 @@ def test_bundle_runner_under_qemu_matches_onnxruntime(built, name, tmp_path):
         t.extractall(tmp_path, filter="data")
     root = tmp_path / names[0].split("/")[0]
     assert {"bin/edgec-run", "lib/libtvm_runtime.so", "lib/libtvm_ffi.so", "model/model.so",
-            "model/params.bin", "run.sh", "README.txt"} <= {n.split("/", 1)[1] for n in names if "/" in n}
+            "model/params.bin", "model/manifest.json", "run.sh", "README.txt"} <= {n.split("/", 1)[1] for n in names
+                                                                                  if "/" in n}
+    assert b".debug_info" not in (root / "model/model.so").read_bytes()  # stripped with the cross strip
     outs = arm_env.run_bundle(root, case["inputs"].values(), tmp_path, len(case["expected"]), runs=2)
     check(outs, case["expected"])
 
