@@ -48,6 +48,12 @@ EXPECTED_UNSUPPORTED = {
     "test_center_crop_pad_*_expanded": "run-time pad amounts",
     # Einsum taking a diagonal (an index repeated inside one operand)
     "test_einsum_batch_diagonal": "Einsum diagonal",
+    # control flow over sequences/optionals, and opset 8's batched Scan
+    "test_loop13_seq": "sequence type",
+    "test_loop16_seq_none": "optional type",
+    "test_if_opt": "optional type",
+    "test_if_seq": "sequence type",
+    "test_scan_sum": "Scan before opset 9",
     # Pad mode 'wrap' (opset 19) has no IR pad mode
     "test_wrap_pad": "Pad mode wrap",
 }

@@ -6,7 +6,7 @@
 `importer.py` is the driver; every other module holds the converters of one op family,
 registered with `@converter("OpType")` (registry.py).
 """
-from . import (activation, arithmetic, constant, conv, einsum, indexing, layer_norm, linear,  # noqa: F401
+from . import (activation, arithmetic, constant, control, conv, einsum, indexing, layer_norm, linear,  # noqa: F401
                normalization, pool, quantize, recurrent, reduce, shape, upsample)
 from .importer import import_onnx
 from .registry import supported_ops

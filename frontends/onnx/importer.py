@@ -335,8 +335,8 @@ class Importer:
             raise ctx.unsupported(f"op domain '{node.domain}' is not supported")
         if fn is None:
             raise ctx.unsupported(f"ONNX op {node.op_type} is not supported")
-        for a in node.attribute:
-            if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
+        for a in node.attribute:  # control-flow converters (control.py) inline their subgraphs
+            if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) and not getattr(fn, "subgraphs", False):
                 raise ctx.unsupported(f"subgraph attribute '{a.name}' is not supported")
         try:
             outs = fn(ctx)
