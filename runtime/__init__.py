@@ -23,6 +23,7 @@ os.environ.setdefault("TVM_NUM_THREADS", str(os.cpu_count() or 1))
 
 
 _MISSING = object()
+ZERO_COPY_MIN_BYTES = 16384  # below this, copying into the thread's buffer costs less than a DLPack hand-over
 _Tensor = _from_dlpack = None  # tvm_ffi's, bound by _tvm(): importing TVM waits for the first load
 
 
@@ -199,8 +200,9 @@ class Model:
 
     def _hand_over(self, x, i, th):
         """A TVM tensor for host array X (input I): X's own memory when it is C-contiguous, writable
-        and 64-byte aligned (TVM's kernels assume that alignment), else a copy in the thread's buffer."""
-        if x.flags.c_contiguous:
+        and 64-byte aligned (TVM's kernels assume that alignment), else a copy in the thread's buffer.
+        Small inputs are copied straight away (cheaper than trying the hand-over)."""
+        if x.nbytes >= ZERO_COPY_MIN_BYTES and x.flags.c_contiguous:
             try:
                 t = _from_dlpack(x)
                 if t.data_ptr() % 64 == 0:
