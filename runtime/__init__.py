@@ -89,7 +89,6 @@ class Model:
 
     def _load(self, folder):
         """Check and load the extracted params and library in FOLDER (the library last)."""
-        tvm = _tvm()
         self._init_io(artifact.read_params(os.path.join(folder, artifact.PARAMS), self.manifest["params"],
                                            self.path))
         lib_file = os.path.join(folder, artifact.LIBRARY)
@@ -238,9 +237,9 @@ class Model:
     def _call(self, th, args):
         try:
             res = th.main(*args, *self._params)
-        except Exception as e:  # noqa: BLE001 - the library refused arguments that match the manifest
-            raise ArtifactError(f"artifact '{self.path}': the library refused inputs that match its manifest "
-                                f"(the manifest does not describe this library): {_last_line(e)}") from None
+        except Exception as e:  # noqa: BLE001 - TVM's errors for arguments the library does not take
+            raise ArtifactError(f"artifact '{self.path}': the library failed on inputs that match its manifest "
+                                f"(does the manifest describe this library?): {_last_line(e)}") from None
         items = (res,) if isinstance(res, _Tensor) else tuple(res)
         if not th.checked:
             got = [(tuple(t.shape), np.dtype(str(t.dtype))) for t in items]

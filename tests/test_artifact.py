@@ -234,7 +234,7 @@ def test_input_spec_that_lies_is_refused_at_run(art, tmp_path):
     m = json.loads(members.pop("manifest.json"))
     m["inputs"][0]["shape"] = [1, 3, 9, 9]
     model = load(_repack(tmp_path / "bad.edgec", m, members))
-    with pytest.raises(ArtifactError, match="does not describe this library"):
+    with pytest.raises(ArtifactError, match="failed on inputs that match its manifest"):
         model.run(model.random_inputs())
 
 
