@@ -1,4 +1,5 @@
 """The compile driver: IR graph -> passes -> kernels -> Relax module -> TVM -> `.edgec` artifact."""
+import contextlib
 import os
 import re
 import tempfile
@@ -134,7 +135,8 @@ def compile_graph(graph, preset, output, *, disable_passes=(), model_info=None, 
                 tuned = Tuned(tune_db, target)
             mod = apply_schedules(mod, described, preset, step, tuned)
         try:
-            ex = tvm.compile(mod, target=target)
+            with _keep_device_source(preset):
+                ex = tvm.compile(mod, target=target)
         except Exception as e:  # noqa: BLE001 - TVM raises many types; surface one line
             raise EdgecError(f"model '{graph.name}': TVM failed to compile for {preset.name}: "
                              f"{str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__}") from e
@@ -170,6 +172,14 @@ def compile_graph(graph, preset, output, *, disable_passes=(), model_info=None, 
             with open(members[artifact.CUDA_SOURCE], "w") as f:
                 f.write(source)
         return artifact.write(output, members, manifest, sign_key)
+
+
+def _keep_device_source(preset):
+    """Where TVM's device code must stay source for the preset's own compiler (targets/cuda.py)."""
+    if preset.device == "cuda":
+        from ..targets import cuda
+        return cuda.keep_device_source()
+    return contextlib.nullcontext()
 
 
 def _device_source(ex, fmt):

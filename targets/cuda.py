@@ -10,6 +10,7 @@ only the NVIDIA driver and the CUDA runtime library (see runtime/cuda.py).
 nvcc is found through CUDA_PATH, CUDA's standard install folder, the PyPI package
 `nvidia-cuda-nvcc` (nvidia/cu13/bin), then PATH.
 """
+import contextlib
 import glob
 import importlib.util
 import os
@@ -148,6 +149,22 @@ def ptxas_report(log):
             s = re.search(r"(\d+) bytes smem", line)
             current["shared"] = int(s.group(1)) if s else 0
     return report
+
+
+@contextlib.contextmanager
+def keep_device_source():
+    """While TVM builds: keep the device code as CUDA source even where TVM's CUDA runtime loads
+    (on a GPU machine it would otherwise JIT-compile it at build time, with NVRTC from the
+    cuda-bindings package), so that compile_device_code makes the fatbin the same way everywhere."""
+    old = os.environ.get("TVM_COMPILE_FORCE_FALLBACK")
+    os.environ["TVM_COMPILE_FORCE_FALLBACK"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["TVM_COMPILE_FORCE_FALLBACK"]
+        else:
+            os.environ["TVM_COMPILE_FORCE_FALLBACK"] = old
 
 
 # ---- putting the fatbin into the library ------------------------------------------------------

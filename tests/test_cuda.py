@@ -17,6 +17,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import edgec
+from edgec import targets
 from edgec.compiler.build import identifiers
 from edgec.runtime.artifact import read_manifest
 
@@ -162,8 +163,8 @@ def test_sanitized_names_keep_cpu_results(models, tmp_path):
                                                  ("jetson-orin", "sm_87", 183)])
 @pytest.mark.parametrize("model", ["digits", "lstm"])
 def test_device_code_is_nvcc_fatbin_without_conv_spills(models, model, target, arch, machine):
-    if target == "jetson-orin" and edgec.targets.get(target).missing_tools():
-        pytest.skip(f"jetson-orin needs {edgec.targets.get(target).missing_tools()} (apt-get install gcc-aarch64-linux-gnu)")
+    if target == "jetson-orin" and targets.get(target).missing_tools():
+        pytest.skip(f"jetson-orin needs {targets.get(target).missing_tools()} (apt-get install gcc-aarch64-linux-gnu)")
     m = check_device_code(compiled(models, model, target), arch, machine)
     report(m)
     assert not conv_spills(m)
@@ -197,8 +198,8 @@ def test_cuda_zoo(name, target, arch, machine, tmp_path, request):
     no spills in conv kernels (tens of minutes: `pytest -m cuda_zoo -s` prints one line per model)."""
     if "cuda_zoo" not in request.config.getoption("markexpr", ""):
         pytest.skip("heavy set (tens of minutes): run it with -m cuda_zoo")
-    if edgec.targets.get(target).missing_tools():
-        pytest.skip(f"{target} needs {edgec.targets.get(target).missing_tools()}")
+    if targets.get(target).missing_tools():
+        pytest.skip(f"{target} needs {targets.get(target).missing_tools()}")
     spec = {s[0]: s for s in recurrent_models.SET}.get(name)
     onnx.save(recurrent_models.make(*spec[1:]) if spec else load_light(name), tmp_path / "m.onnx")
     m = check_device_code(compile_model(tmp_path / "m.onnx", target, tmp_path / "m.edgec"), arch, machine)
@@ -217,14 +218,14 @@ def test_missing_nvcc_names_what_to_install(monkeypatch):
     from edgec.targets import cuda
     monkeypatch.setattr(cuda, "nvcc_path", lambda: "")
     with pytest.raises(edgec.EdgecError, match="pip install nvidia-cuda-nvcc"):
-        cuda.compile_device_code("", edgec.targets.get("cuda"))
-    assert any("nvidia-cuda-nvcc" in t for t in edgec.targets.get("cuda").missing_tools())
+        cuda.compile_device_code("", targets.get("cuda"))
+    assert any("nvidia-cuda-nvcc" in t for t in targets.get("cuda").missing_tools())
 
 
 def test_jetson_xavier_is_refused_with_the_reason():
     with pytest.raises(edgec.EdgecError, match="dropped"):
         from edgec.targets import cuda
-        cuda.compile_device_code("", edgec.targets.get("jetson-xavier"))
+        cuda.compile_device_code("", targets.get("jetson-xavier"))
 
 
 # ---- loading: what the runtime says when the GPU path cannot start -------------------------------
@@ -245,6 +246,12 @@ import edgec.runtime.cuda as cuda
 from edgec.runtime.artifact import read_manifest
 art = {art!r}
 manifest, out = read_manifest(art), {{}}
+# TVM's CUDA runtime loads here (the stand-in satisfies libcuda.so.1), as on a GPU machine: compiling
+# must still make the fatbin with nvcc (TVM would JIT the source with NVRTC at build time instead)
+import edgec, tvm_ffi
+out["tvm cuda runtime"] = tvm_ffi.get_global_func("ffi.Module.create.cuda", allow_missing=True) is not None
+again = edgec.compile({onnx!r}, target="cuda", output={again!r}, input_shapes={{"input": (2, 3, 8, 8)}}, progress=False)
+out["compiled with tvm cuda runtime"] = read_manifest(again)["device_code"]["format"]
 
 def attempt(name, **env):
     os.environ.update({{f"STUB_CUDA_{{k.upper()}}": str(v) for k, v in env.items()}})
@@ -284,7 +291,9 @@ print("RESULT", json.dumps(out))
 def stub_results(models, stub_driver):
     """What the runtime says under the stand-in driver, scenario by scenario, in one fresh process."""
     env = dict(os.environ, LD_LIBRARY_PATH=f"{stub_driver}:{os.environ.get('LD_LIBRARY_PATH', '')}")
-    res = subprocess.run([sys.executable, "-c", SCENARIOS.format(art=compiled(models, "cnn", "cuda"))],
+    script = SCENARIOS.format(art=compiled(models, "cnn", "cuda"), onnx=str(models / "cnn.onnx"),
+                              again=str(models / "cnn-gpu-machine.edgec"))
+    res = subprocess.run([sys.executable, "-c", script],
                          capture_output=True, text=True, env=env, timeout=300)
     line = [x for x in res.stdout.splitlines() if x.startswith("RESULT ")]
     assert line, res.stdout[-2000:] + res.stderr[-2000:]
@@ -308,6 +317,11 @@ def test_no_driver_names_libcuda(models):
 def test_driver_present_but_gpu_path_cannot_start(stub_results, scenario, says):
     said = stub_results[scenario]
     assert says in said and "no GPU" not in said.replace("finds no GPU", ""), said
+
+
+def test_compile_where_tvm_cuda_runtime_loads_still_makes_the_fatbin(stub_results, models):
+    assert stub_results["tvm cuda runtime"] and stub_results["compiled with tvm cuda runtime"] == "fatbin"
+    assert sorted(fatbin_entries(members(models / "cnn-gpu-machine.edgec")["model.so"])) == [("cubin", 80), ("ptx", 80)]
 
 
 def test_library_loads_its_fatbin_without_a_compiler(stub_results):
