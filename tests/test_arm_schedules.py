@@ -1,5 +1,6 @@
 """The CPU schedules on rpi4 (NEON, cortex-a72) under qemu: one ONNX model with a branch per schedule
-kind (blocked 3x3 conv with odd sizes / stride 2 / dilation / groups / 3 input channels, 1x1 conv,
+kind (blocked 3x3 conv with odd sizes / stride 2 / dilation / groups / 3 input channels, 1x1 conv
+as a GEMM (in place, stride 2, cache-chunked reduction),
 depthwise incl. stride 2, dense, max/avg pool standalone and fused after a conv, global average
 pool after a conv, concat), compiled once with parallel regions forced on and run once through the
 packaged C++ runner under qemu-aarch64-static; every output is checked against onnxruntime on the
@@ -15,6 +16,7 @@ import arm_env
 from edgec import api, cli
 from edgec.runtime.artifact import read_manifest
 from edgec.targets import schedules
+from disasm import innermost_fma_loops, library, stack_accesses, vector_fmas
 from test_arm import check, onnxruntime_outputs
 
 pytestmark = pytest.mark.arm
@@ -67,6 +69,9 @@ def schedule_model(path):
     m.output(m.conv(x, 16, 16, dil=2, pad=2, relu=False))
     m.output(m.conv(x, 16, 32, group=2))
     m.output(m.conv(x, 16, 12, k=1, pad=0))  # 1x1
+    m.output(m.conv(x, 16, 20, k=1, pad=0, stride=2))  # 1x1 stride 2: pixels copied
+    deep = m.input((1, 400, 5, 3))
+    m.output(m.conv(deep, 400, 28, k=1, pad=0))  # 1x1 with its reduction cut into L1-sized chunks
     m.output(m.conv(x, 16, 16, group=16))  # depthwise
     m.output(m.conv(x, 16, 16, group=16, stride=2))  # depthwise stride 2
     img = m.input((1, 3, 15, 13))
@@ -100,3 +105,29 @@ def test_schedules_on_rpi4_match_onnxruntime(tmp_path, monkeypatch):
         root = tmp_path / t.getnames()[0].split("/")[0]
         t.extractall(tmp_path, filter="data")
     check(arm_env.run_bundle(root, inputs.values(), tmp_path, len(expected)), expected)
+
+
+def conv_library(tmp_path, preset, c, o, hw, k):
+    """The compiled library of a one-conv model (k x k, padding k // 2, then Relu)."""
+    m = _Model()
+    m.output(m.conv(m.input((1, c, hw, hw)), c, o, k=k, pad=k // 2))
+    art = api.compile(m.save(str(tmp_path / "conv.onnx")), preset, str(tmp_path / "conv.edgec"), progress=False)
+    return library(art, tmp_path)
+
+
+def assert_tile_fits(lib, objdump):
+    """Every innermost FMA loop of LIB uses vector FMAs and touches no stack slot (no spills)."""
+    loops = innermost_fma_loops(lib, objdump)
+    assert loops, "no FMA loop found"
+    for body in loops:
+        assert len(vector_fmas(body)) >= 8, body
+        assert not stack_accesses(body), stack_accesses(body)
+
+
+@pytest.mark.parametrize("c,o,hw,k", [(64, 64, 14, 3), (512, 512, 7, 3), (256, 128, 14, 1), (1024, 64, 7, 1)],
+                         ids=["3x3@14", "3x3@7", "1x1@14", "1x1-chunked@7"])
+def test_rpi4_conv_inner_loops_fit_neon_registers(tmp_path, c, o, hw, k):
+    """The register tiles of the rpi4 preset fit NEON's 32 registers: the disassembled inner loops
+    of the 3x3 and 1x1 conv kernels are vector fmla without stack loads/stores."""
+    arm_env.require_tools()
+    assert_tile_fits(conv_library(tmp_path, "rpi4", c, o, hw, k), "aarch64-linux-gnu-objdump")

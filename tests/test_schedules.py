@@ -130,6 +130,16 @@ def test_pointwise_tile_fits_registers(preset):
         assert nr % lanes == 0 and mr * (nr // lanes) + nr // lanes + 1 <= p.regs, (o, pixels, mr, nr)
 
 
+@pytest.mark.parametrize("c,o,hw,k", [(64, 64, 14, 3), (256, 128, 14, 1), (1024, 64, 7, 1)])
+def test_avx2_conv_inner_loops_fit_registers(tmp_path, c, o, hw, k):
+    """AVX2's 16 ymm registers hold the 3x3 and 1x1 register tiles: no spills in the inner loops."""
+    import shutil
+    if not shutil.which("objdump"):
+        pytest.skip("objdump (binutils) is not installed")
+    from test_arm_schedules import assert_tile_fits, conv_library
+    assert_tile_fits(conv_library(tmp_path, "x86-avx2", c, o, hw, k), "objdump")
+
+
 def test_width_tile_wastes_little():
     assert width_tile(56, 14) == 14 and width_tile(7, 14) == 7 and width_tile(28, 14) == 14
     assert width_tile(55, 14) == 11  # 5 x 11 = 55: no partial tile

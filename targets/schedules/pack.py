@@ -20,7 +20,11 @@ def conv_params(preset):
     n = lanes(preset)
     block = n if n >= 16 else 2 * n
     vecs = block // n
-    return block, max(2, min(14, (preset.regs - 4) // vecs))
+    # x86 FMAs read the weight vector from memory; aarch64's fmla needs every operand in a register,
+    # and LLVM's schedule of the unrolled kernel taps keeps ~16 weight vectors live (measured: a
+    # 7 x 2-vector tile spilled on cortex-a72, 6 x 2 did not; tests/test_arm_schedules.py checks)
+    accumulators = preset.regs - (4 if preset.arch == "x86_64" else 20)
+    return block, max(2, min(14, accumulators // vecs))
 
 
 def pointwise_tile(preset, out_channels, pixels):

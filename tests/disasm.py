@@ -1,0 +1,49 @@
+"""The innermost FMA loops of a compiled library, from `objdump -d` (x86-64 AT&T or aarch64).
+
+A loop is a backward branch and the instructions from its target to it; the innermost FMA loops
+are those that contain FMAs and no smaller such loop. Used to prove that a register tile fits:
+no stack (spill) traffic inside the loop, and vector FMAs in it.
+"""
+import re
+import subprocess
+import tarfile
+
+_LINE = re.compile(r"^\s*([0-9a-f]+):\s+(\S+)\s*(.*)$")
+_TARGET = re.compile(r"\b([0-9a-f]+) <")
+_BRANCH = re.compile(r"^(j[a-z]+|b|b\.[a-z]+|cbn?z|tbn?z)$")
+_FMA = re.compile(r"^(vfn?m(add|sub)\d+ps|fmla)$")
+
+
+def library(artifact, tmp_path):
+    with tarfile.open(artifact) as t:
+        t.extract("model.so", tmp_path)
+    return tmp_path / "model.so"
+
+
+def innermost_fma_loops(lib, objdump="objdump"):
+    """[[(mnemonic, operands), ...] per innermost FMA loop] of the library LIB."""
+    asm = subprocess.run([objdump, "-d", "--no-show-raw-insn", str(lib)], capture_output=True, text=True,
+                         check=True).stdout
+    ins = []
+    for line in asm.splitlines():
+        m = _LINE.match(line)
+        if m:
+            ins.append((int(m[1], 16), m[2], m[3]))
+    loops = []
+    for addr, op, args in ins:
+        target = _TARGET.search(args) if _BRANCH.match(op) else None
+        if target and int(target[1], 16) < addr:
+            body = [(o, a) for x, o, a in ins if int(target[1], 16) <= x <= addr]
+            if any(_FMA.match(o) for o, _ in body):
+                loops.append((int(target[1], 16), addr, body))
+    return [body for lo, hi, body in loops
+            if not any((lo, hi) != (l2, h2) and lo <= l2 and h2 <= hi for l2, h2, _ in loops)]
+
+
+def stack_accesses(body):
+    """Instructions of BODY that load or store through the stack pointer (spills)."""
+    return [(o, a) for o, a in body if "(%rsp)" in a or "[sp" in a]
+
+
+def vector_fmas(body):
+    return [(o, a) for o, a in body if _FMA.match(o) and ("%ymm" in a or "%zmm" in a or ".4s" in a)]
