@@ -212,3 +212,22 @@ def test_soak_10000_runs_300_cycles_rss_flat(compiled, name):
     print(f"soak {name}: RSS {start} KiB, after 10000 runs {after_runs} KiB, after 300 load/close "
           f"{after_cycles} KiB")
     assert after_runs - start < 8 * 1024 and after_cycles - start < 16 * 1024
+
+
+def _mapped_libraries():
+    with open("/proc/self/maps") as f:
+        return sum(1 for line in f if "/edgec-" in line and "model.so" in line)
+
+
+def test_library_unloaded_when_closed_or_collected(compiled):
+    _, art = compiled["cnn"]
+    before = _mapped_libraries()
+    model = edgec.load(art)
+    model.run(model.random_inputs())
+    assert _mapped_libraries() > before
+    del model
+    gc.collect()
+    assert _mapped_libraries() == before
+    with edgec.load(art) as model:
+        model.run(model.random_inputs())
+    assert _mapped_libraries() == before
