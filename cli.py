@@ -399,11 +399,13 @@ def run_targets(a):
 def setup_package(p):
     p.add_argument("artifact", help=".edgec artifact compiled for a device target (rpi4, rpi5, aarch64, ...)")
     p.add_argument("-o", "--output", required=True, help="bundle path (.tar.gz)")
+    p.add_argument("--trusted-key", action="append", metavar="KEY.pub",
+                   help="refuse the artifact unless one of these ed25519 public keys signed it (repeatable)")
 
 
 def run_package(a):
     from .targets.package import package
-    info = package(a.artifact, a.output)
+    info = package(a.artifact, a.output, a.trusted_key)
     mib = lambda n: f"{n / 2**20:.2f} MiB"  # noqa: E731
     print(f"packaged {a.artifact} -> {info['output']} ({mib(info['bytes'])} compressed; runtime+runner "
           f"{mib(info['runtime_bytes'])}, weights {mib(info['weights_bytes'])}, model code "

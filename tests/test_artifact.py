@@ -319,3 +319,27 @@ def test_cli_keygen_sign_and_trusted_key(tmp_path):
     assert cli.main(["run", str(out), "--trusted-key", str(tmp_path / "k.pub")]) == 0
     cli.main(["keygen", str(tmp_path / "k2")])
     assert cli.main(["run", str(out), "--trusted-key", str(tmp_path / "k2.pub")]) == 2
+
+
+def test_deeply_nested_manifest_is_one_line_error(art, tmp_path):
+    """Regression (fuzzer): a manifest nested 100,000 deep raised RecursionError from json.loads."""
+    members = _members(art)
+    m = json.loads(members.pop("manifest.json"))
+    m["model"]["name"] = "DEEP"
+    data = json.dumps(m).replace('"DEEP"', "[" * 100000 + "]" * 100000).encode()
+    bad = tmp_path / "deep.edgec"
+    with tarfile.open(bad, "w") as t:
+        for name, blob in {"manifest.json": data, **members}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            t.addfile(info, io.BytesIO(blob))
+    with pytest.raises(ArtifactError, match="not valid JSON"):
+        load(bad)
+
+
+def test_package_checks_signature_before_bundling(art, tmp_path):
+    from edgec.runtime import signing
+    from edgec.targets.package import package
+    signing.keygen(str(tmp_path / "key"))
+    with pytest.raises(ArtifactError, match="is not signed"):
+        package(art, tmp_path / "b.tar.gz", [str(tmp_path / "key.pub")])
