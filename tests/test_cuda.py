@@ -330,6 +330,32 @@ def test_library_loads_its_fatbin_without_a_compiler(stub_results):
     assert stub_results["cuda modules"] == [["", "50ed55ba"]]
 
 
+def test_jetson_bundle_finds_its_cuda_libraries_under_qemu(models, tmp_path):
+    """`edgec package` of a jetson-orin artifact: the aarch64 runner, TVM's CUDA backend and libcudart.so.13
+    from the aarch64 wheels. Under qemu, without a driver the runner names libcuda.so.1; with an aarch64
+    stand-in driver it loads the backend and the bundle's libcudart, deserializes the model's fatbin and
+    stops only at the first GPU allocation (the stand-in has no GPU)."""
+    from arm_env import qemu, require_tools
+    from edgec.targets.package import package
+    require_tools()
+    bundle = package(compiled(models, "digits", "jetson-orin"), tmp_path / "b.tar.gz")
+    with tarfile.open(tmp_path / "b.tar.gz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    root = tmp_path / bundle["root"]
+    for lib in ("libtvm_runtime_cuda.so", "libcudart.so.13", "libtvm_runtime.so", "libtvm_ffi.so"):
+        assert struct.unpack_from("<H", (root / "lib" / lib).read_bytes(), 18)[0] == 183, lib  # aarch64 ELF
+    assert "CUDA 13" in (root / "README.txt").read_text()
+    np.save(tmp_path / "x.npy", np.zeros((1, 8, 8, 1), np.float32))
+    cmd = [str(root / "bin/edgec-run"), str(root / "model"), "-i", str(tmp_path / "x.npy"), "-o", str(tmp_path)]
+    no_driver = qemu(cmd, timeout=120)
+    assert no_driver.returncode == 1 and "libcuda.so.1" in no_driver.stderr, no_driver.stderr
+    res = subprocess.run(["aarch64-linux-gnu-gcc", "-shared", "-fPIC", "-o", str(tmp_path / "libcuda.so.1"), str(STUB)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    stub = qemu(["-E", f"LD_LIBRARY_PATH={tmp_path}", *cmd], timeout=120)
+    assert stub.returncode == 1 and "CUDA Runtime Error" in stub.stderr and "backend" not in stub.stderr, stub.stderr
+
+
 def test_cuda_artifact_runs_on_a_gpu(models):
     import tvm
     if not tvm.cuda(0).exist:

@@ -12,6 +12,12 @@
 // order); outputs are written as OUT_DIR/output_<i>.npy. Prints the median latency of REPEAT runs;
 // the timed loop allocates nothing (arguments built once, outputs from the VM's pooled allocator).
 // Built by `edgec package` with the cross compiler.
+//
+// A CUDA model (manifest target.device "cuda", e.g. target jetson-orin) runs on GPU 0: the runner
+// loads TVM's CUDA backend, libtvm_runtime_cuda.so, from the bundle's lib/ (beside the CUDA runtime
+// libcudart.so.13 it needs; libcuda.so.1 is the NVIDIA driver's), copies weights to the GPU once,
+// and each timed run copies the inputs in and the outputs back, as a caller would.
+#include <dlfcn.h>
 #include <tvm/ffi/container/array.h>
 #include <tvm/ffi/container/map.h>
 #include <tvm/ffi/container/tensor.h>
@@ -159,6 +165,7 @@ struct Manifest {
   std::vector<std::string> params;
   std::map<std::string, std::string> files;  // member -> sha256
   std::string arch;
+  std::string device = "cpu";  // target.device: cpu or cuda
 };
 
 static json::Object Obj(const ffi::Any& v, const std::string& what) {
@@ -193,7 +200,10 @@ static Manifest ReadManifest(const std::string& dir) {
   if (Str(Field(m, "format", "the manifest"), "format") != kFormat)
     throw std::runtime_error(std::string("manifest: format is not ") + kFormat + " (rebuild the bundle)");
   Manifest out;
-  out.arch = Str(Field(Obj(Field(m, "target", "the manifest"), "target"), "arch", "target"), "target.arch");
+  json::Object target = Obj(Field(m, "target", "the manifest"), "target");
+  out.arch = Str(Field(target, "arch", "target"), "target.arch");
+  if (target.count("device")) out.device = Str(target.at("device"), "target.device");
+  if (out.device != "cpu" && out.device != "cuda") throw std::runtime_error("manifest: unknown device " + out.device);
   for (const auto& kv : Obj(Field(m, "files", "the manifest"), "files")) {
     std::string name = Str(kv.first, "a files key"), digest = Str(kv.second, "a sha256");
     if (name != "model.so" && name != "params.bin" && name != "kernels.cu")
@@ -404,6 +414,28 @@ static void WriteNpy(const std::string& path, const ffi::Tensor& t) {
   if (!f) throw std::runtime_error("cannot write " + path);
 }
 
+// ---- CUDA -----------------------------------------------------------------------------------------
+static DLDevice StartDevice(const std::string& device) {
+  if (device == "cpu") return kCPU;
+  if (!dlopen("libtvm_runtime_cuda.so", RTLD_NOW | RTLD_GLOBAL))  // found through the runner's rpath
+    throw std::runtime_error(std::string("cannot start TVM's CUDA backend: ") + dlerror() +
+                             " (lib/ holds it and libcudart.so.13; libcuda.so.1 comes with the NVIDIA driver, "
+                             "which must support CUDA 13)");
+  return DLDevice{kDLCUDA, 0};
+}
+
+static void Copy(const ffi::Tensor& from, const ffi::Tensor& to) {
+  static auto copy = ffi::Function::GetGlobalRequired("runtime.TVMTensorCopyFromTo");
+  copy(from, to);
+}
+
+static ffi::Tensor Empty(const ffi::Tensor& like, DLDevice dev) {
+  ffi::Shape shape(std::vector<int64_t>(like.shape().begin(), like.shape().end()));
+  if (dev.device_type == kDLCPU) return ffi::Tensor::FromNDAlloc(CPUAlloc(), shape, like.dtype(), kCPU);
+  static auto alloc = ffi::Function::GetGlobalRequired("runtime.TVMTensorAllocWithScope");
+  return alloc(shape, like.dtype(), dev, ffi::Optional<ffi::String>()).cast<ffi::Tensor>();
+}
+
 static std::vector<ffi::Tensor> Outputs(const ffi::Any& result) {
   if (auto t = result.as<ffi::Tensor>()) return {*t};
   std::vector<ffi::Tensor> out;
@@ -441,25 +473,56 @@ static int Run(int argc, char** argv) {
   if (in_files.size() != specs.size())
     throw std::runtime_error("the model takes " + std::to_string(specs.size()) + " input(s) (see " + dir +
                              "/inputs.txt), got " + std::to_string(in_files.size()));
-  std::vector<ffi::Any> args;
-  for (size_t i = 0; i < specs.size(); ++i) args.push_back(ReadNpy(in_files[i], specs[i]));
-  for (const std::string& name : manifest.params) args.push_back(params.at(name));
-
+  DLDevice dev = StartDevice(manifest.device);
+  bool gpu = dev.device_type != kDLCPU;
   ffi::Module lib = ffi::Module::LoadFromFile(dir + "/model.so");
   ffi::Module vm = lib->GetFunction("vm_load_executable").value()().cast<ffi::Module>();
-  vm->GetFunction("vm_initialization").value()(static_cast<int>(kDLCPU), 0, 2);  // 2 = pooled allocator
+  std::vector<ffi::Tensor> host_inputs, dev_inputs;
+  std::vector<ffi::Any> args;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    host_inputs.push_back(ReadNpy(in_files[i], specs[i]));
+    dev_inputs.push_back(gpu ? Empty(host_inputs[i], dev) : host_inputs[i]);
+    args.push_back(dev_inputs[i]);
+  }
+  for (const std::string& name : manifest.params) {
+    ffi::Tensor p = params.at(name);
+    if (gpu) {
+      ffi::Tensor d = Empty(p, dev);
+      Copy(p, d);
+      p = d;
+    }
+    args.push_back(p);
+  }
+
+  if (gpu)  // the GPU, and the CPU for the host side; 2 = pooled allocator
+    vm->GetFunction("vm_initialization").value()(static_cast<int>(dev.device_type), 0, 2, static_cast<int>(kDLCPU), 0, 2);
+  else
+    vm->GetFunction("vm_initialization").value()(static_cast<int>(kDLCPU), 0, 2);
   ffi::Function main_fn = vm->GetFunction("main").value();
+  auto sync = ffi::Function::GetGlobalRequired("runtime.Device_StreamSync");
 
   std::vector<ffi::AnyView> views(args.begin(), args.end());
   ffi::Any result;
-  main_fn.CallPacked(views.data(), static_cast<int32_t>(views.size()), &result);  // warm-up
+  std::vector<ffi::Tensor> outs;
+  auto run = [&] {
+    for (size_t i = 0; gpu && i < host_inputs.size(); ++i) Copy(host_inputs[i], dev_inputs[i]);
+    main_fn.CallPacked(views.data(), static_cast<int32_t>(views.size()), &result);
+    if (!gpu) return;
+    std::vector<ffi::Tensor> dev_outs = Outputs(result);
+    for (size_t i = 0; i < dev_outs.size(); ++i) {
+      if (outs.size() <= i) outs.push_back(Empty(dev_outs[i], kCPU));  // allocated by the warm-up run
+      Copy(dev_outs[i], outs[i]);
+    }
+    sync(dev, nullptr);
+  };
+  run();  // warm-up
   std::vector<double> ms(repeat);
   for (int r = 0; r < repeat; ++r) {
     auto t0 = std::chrono::steady_clock::now();
-    main_fn.CallPacked(views.data(), static_cast<int32_t>(views.size()), &result);
+    run();
     ms[r] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   }
-  std::vector<ffi::Tensor> outs = Outputs(result);
+  if (!gpu) outs = Outputs(result);
   for (size_t i = 0; i < outs.size(); ++i) {
     std::string path = out_dir + "/output_" + std::to_string(i) + ".npy";
     WriteNpy(path, outs[i]);
