@@ -72,7 +72,7 @@ def _x(kw, seed=1):
 
 BIG = [  # realistic sizes, compiled: kept few so the suite stays fast
     dict(op="LSTM", seq=32, batch=4, inp=64, hidden=128, layers=2, direction="bidirectional"),
-    dict(op="LSTM", seq=100, batch=1, inp=64, hidden=512),  # parallel tile loop
+    dict(op="LSTM", seq=100, batch=1, inp=64, hidden=512),
     dict(op="GRU", seq=40, batch=4, inp=32, hidden=256, linear_before_reset=1),
     dict(op="GRU", seq=80, batch=1, inp=32, hidden=128, direction="bidirectional"),
 ]
@@ -82,6 +82,25 @@ BIG = [  # realistic sizes, compiled: kept few so the suite stays fast
 def test_random_models_match_onnxruntime(kw, tmp_path):
     model = mk.recurrent_model(**kw)
     feed = {"X": _x(kw)}
+    _check(_compiled(from_onnx(model), tmp_path, feed), _ort(model, feed))
+
+
+@pytest.mark.parametrize("kw", [dict(op="LSTM", direction="bidirectional", batch=3, hidden=48),
+                                dict(op="GRU", batch=5, hidden=24),
+                                dict(op="GRU", batch=5, hidden=32, linear_before_reset=1)],
+                         ids=["bilstm-b3", "gru-lbr0-b5", "gru-lbr1-b5"])
+def test_parallel_regions_and_batch_groups_match_onnxruntime(kw, tmp_path, monkeypatch):
+    """The threaded paths (tiles of a step over the cores, directions on two threads), forced on
+    for small nodes, with batch rows sharing weight loads in groups (on AVX2, GRU hidden 32 with 5 rows:
+    a group of 4 on half tiles and a rest of 1)."""
+    from edgec.compiler.lower import recurrent
+    monkeypatch.setattr(recurrent, "PARALLEL_STEP_MACS", 0)
+    kw = dict(seq=5, inp=7, scale=1.0, **kw)
+    model = mk.recurrent_model(**kw)
+    feed = {"X": _x(kw)}
+    _check(_compiled(from_onnx(model), tmp_path, feed), _ort(model, feed))
+    monkeypatch.setattr(recurrent, "PARALLEL_STEP_MACS", 1 << 62)
+    monkeypatch.setattr(recurrent, "PARALLEL_DIRECTION_MACS", 0)
     _check(_compiled(from_onnx(model), tmp_path, feed), _ort(model, feed))
 
 

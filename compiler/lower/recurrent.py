@@ -13,15 +13,16 @@ unroll_recurrent). Per tile:
 
 The accumulators are a small "local" buffer (LLVM keeps them in vector registers) and the packed
 weights stream contiguously once per step: one core's step is bound by how fast RP streams from
-its L2 (hidden 128) or L3 (hidden 512), not by FMAs. Threads: a step with at least
+its L2 (hidden 128) or L3 (hidden 512), not by FMAs. With batch > 1, the batch rows of a group
+share each weight vector load (`row_tiles`: as many rows as their accumulators leave registers
+for, the tile halved when that lets more rows share). Threads: a step with at least
 `PARALLEL_STEP_MACS` multiply-adds splits its tiles over the cores (one parallel region per
-step; each core streams its part of RP); otherwise a bidirectional node runs its two directions
-on two threads, and a one-direction node with small steps runs on one thread (a parallel region
-per step cost as much as it saved at hidden 128). Measured on a 2-core AVX-512 machine (ms,
-serial vs parallel): lstm seq 100 / hidden 512 5.5 vs 3.2, seq 50 / hidden 256 0.74 vs 0.49,
-bidirectional seq 32 / hidden 128 0.26 vs 0.16. With the cores shared by other busy processes
-the parallel versions lose (hidden 512: 7.6 vs 5.4; bidirectional: 3.1 vs 0.27), as any
-thread pool does when its workers are not scheduled.
+step; each core streams its part of RP); a bidirectional node whose directions each have at least
+`PARALLEL_DIRECTION_MACS` runs them on two threads; everything else runs on one thread. Parallel
+regions pay on an idle machine (2-core AVX-512, ms serial vs parallel: lstm seq 100 / hidden 512
+5.5 vs 3.2, bidirectional seq 32 / hidden 128 0.26 vs 0.16) but lose badly when other processes
+keep the cores busy (7.6 vs 5.4; 3.1 vs 0.27), as any thread pool does when its workers are not
+scheduled: the thresholds keep regions to work that outlasts a lost time slice.
 New state is computed as expressions and stored, never read back in the same vectorized loop
 (doing so once gave wrong LSTM results). GRU with linear_before_reset=0 needs (r*h).R_h^T, so
 its steps run two tile passes (z and r*h first, then the h gate).
@@ -84,7 +85,12 @@ class TirMath:
     def c(v, like):  # recurrent kernels are float32 (the frontend refuses other dtypes)
         return _f(v)
 
-PARALLEL_STEP_MACS = 1 << 18  # multiply-adds per step from which a step's tiles run on all threads
+# Parallel regions only where the work between two of them outweighs a lost time slice: a region
+# waits for its slowest worker, and a worker descheduled by other busy processes costs a whole slice
+# (measured, 2 cores at load 8: a bidirectional LSTM 2x64/32, seq 40, 0.33 ms on one thread, 11 ms
+# with its directions on two threads).
+PARALLEL_STEP_MACS = 1 << 22  # multiply-adds per step from which a step's tiles run on all threads
+PARALLEL_DIRECTION_MACS = 1 << 25  # multiply-adds per direction from which directions run on two threads
 
 
 def _loop_kernel(kind, a, tensors):
@@ -111,10 +117,11 @@ def _loop_kernel(kind, a, tensors):
                                                  (x_t, wp_t, bias_t, h_t, c_t, rp_t, ex_t, lens_t))}
                 outs = {"y": y, "h_out": h_out, "c_out": c_out}
                 par_tiles = n * g_all * hid * hid >= PARALLEL_STEP_MACS
+                par_dirs = seq * n * g_all * hid * (hid + int(x_t.shape[2])) >= PARALLEL_DIRECTION_MACS
                 if a.get("gpu"):
                     for d in range(nd):
                         _GpuDirection(kind, a, d, ins, outs, scratch, False).emit()
-                elif nd > 1 and not par_tiles:
+                elif nd > 1 and par_dirs and not par_tiles:
                     with T.parallel(0, nd) as dv:  # one direction per thread
                         for d in range(nd):
                             with T.If(dv == d):
@@ -160,20 +167,37 @@ class _Direction:
                 buf, idx = dst(b, j)
                 T.buffer_store(buf, src(b, j), idx)
 
-    def gemv(self, gates, size, vecs, mat):
-        """A local [len(vecs), len(gates), lanes] buffer: for each row r, sum_k vecs[r](k) * mat(k, g, lane)
-        for g in GATES. Several rows share each weight vector load."""
-        acc = self.registers((len(vecs), len(gates), self.lanes))
+    def gemv(self, gates, size, vecs, mat, width=None):
+        """A local [len(vecs), len(gates), width] buffer: for each row r, sum_k vecs[r](k) * mat(k, g, lane)
+        for g in GATES (WIDTH lanes, default the tile's). Several rows share each weight vector load."""
+        width = width or self.lanes
+        acc = self.registers((len(vecs), len(gates), width))
         for r in range(len(vecs)):
             for gi in range(len(gates)):
-                with T.vectorized(0, self.lanes) as ji:
+                with T.vectorized(0, width) as ji:
                     T.buffer_store(acc, _f(0), [r, gi, ji])
         with T.serial(0, size) as k:
             for gi, g in enumerate(gates):
                 for r, vec in enumerate(vecs):
-                    with T.vectorized(0, self.lanes) as ji:
+                    with T.vectorized(0, width) as ji:
                         T.buffer_store(acc, acc[r, gi, ji] + vec(k) * mat(k, g, ji), [r, gi, ji])
         return acc
+
+    def row_tiles(self, gates):
+        """(batch row groups, lanes per sub-tile): the step's GEMV tile. All batch rows of a group
+        share each weight vector load; their accumulators (rows x gates x vectors) stay within the
+        preset's registers (minus 4 for operands), and a tile is halved if that lets more rows
+        share. E.g. batch 3 LSTM on AVX2 (12 accumulators): 3 rows x 4 gates x 1 vector."""
+        regs, vl = self.a.get("registers", 16), self.a.get("vector_lanes", self.lanes)
+        best = None
+        for width in (self.lanes, self.lanes // 2):
+            if width < vl or width % vl or self.lanes % width:
+                continue
+            rows = max(1, min(self.n, (regs - 4) // (gates * (width // vl))))
+            if best is None or rows > best[0]:
+                best = (rows, width)
+        rows, width = best or (1, self.lanes)
+        return [list(range(b, min(b + rows, self.n))) for b in range(0, self.n, rows)], width
 
     def registers(self, shape):
         return T.alloc_buffer(shape, "float32", scope="local")
@@ -203,9 +227,9 @@ class _Direction:
         valid = s < lens[b]
         return (tirx.Select(valid, lens[b] - 1 - s, s) if self.reverse else s), valid
 
-    def tiles(self):
-        """The loop over (batch, hidden tile) pairs, parallel for large steps."""
-        return (T.parallel if self.par_tiles else T.serial)(0, self.n * self.nj)
+    def tiles(self, width):
+        """The loop over the hidden sub-tiles of WIDTH lanes, parallel for large steps."""
+        return (T.parallel if self.par_tiles else T.serial)(0, self.nj * (self.lanes // width))
 
     def step(self, s):
         kind, a, d, hid, lanes, acts = self.kind, self.a, self.d, self.hid, self.lanes, self.acts
@@ -222,42 +246,50 @@ class _Direction:
             pos, _ = self.where(s, b)
             T.buffer_store(self.y, hn if valid is None else tirx.Select(valid, hn, _f(0)), [pos, d, b, j])
 
-        def recurrent(b, jt, gates, vec):
-            return self.gemv(gates, hid, [vec], lambda k, g, ji: self.rp[d, jt, k, g, ji])
+        def recurrent(rows, j0, gates, vec, width):
+            """Accumulators [row, gate, lane] of units j0 .. j0 + WIDTH for the batch ROWS."""
+            jt, off = j0 // lanes, j0 % lanes
+            return self.gemv(gates, hid, [lambda k, b=b: vec(b, k) for b in rows],
+                             lambda k, g, ji: self.rp[d, jt, k, g, off + ji], width)
 
         gates = [0, 1] if zr is not None else list(range(GATES[kind]))
-        with self.tiles() as bj:
-            b, jt = bj // self.nj, bj % self.nj
-            acc = recurrent(b, jt, gates, lambda k: src(b, k))
-            with T.vectorized(0, lanes) as ji:
-                j = jt * lanes + ji
-                pre = [T.bind(xpre(b, g, j) + acc[0, gi, ji]) for gi, g in enumerate(gates)]
-                _, valid = self.where(s, b)
-                if kind == "lstm":
-                    p = [self.ex[d, q * hid + j] for q in range(3)]
-                    c_old = cs[d, s % 2, b, j]
-                    cn = T.bind(lstm_c(self.math, a, acts, pre, c_old, p))
-                    T.buffer_store(cs, cn if valid is None else tirx.Select(valid, cn, c_old), nxt(b, j))
-                    store_state(b, j, lstm_h(self.math, a, acts, pre, cn, p), valid)
-                elif kind == "rnn":
-                    store_state(b, j, rnn_update(self.math, a, acts, pre[0]), valid)
-                else:
-                    z, r = (T.bind(v) for v in gru_gates(self.math, a, acts, pre[0], pre[1]))
-                    if zr is not None:
-                        T.buffer_store(zr, z, [d, 0, b, j])
-                        T.buffer_store(zr, r * src(b, j), [d, 1, b, j])
-                    else:
-                        pre_h = xpre(b, 2, j) + r * (acc[0, 2, ji] + self.ex[d, j])
-                        store_state(b, j, gru_update(self.math, a, acts, z, pre_h, src(b, j)), valid)
+        groups, width = self.row_tiles(len(gates))
+        for rows in groups:
+            with self.tiles(width) as t:
+                acc = recurrent(rows, t * width, gates, src, width)
+                for r, b in enumerate(rows):
+                    with T.vectorized(0, width) as ji:
+                        j = t * width + ji
+                        pre = [T.bind(xpre(b, g, j) + acc[r, gi, ji]) for gi, g in enumerate(gates)]
+                        _, valid = self.where(s, b)
+                        if kind == "lstm":
+                            p = [self.ex[d, q * hid + j] for q in range(3)]
+                            c_old = cs[d, s % 2, b, j]
+                            cn = T.bind(lstm_c(self.math, a, acts, pre, c_old, p))
+                            T.buffer_store(cs, cn if valid is None else tirx.Select(valid, cn, c_old), nxt(b, j))
+                            store_state(b, j, lstm_h(self.math, a, acts, pre, cn, p), valid)
+                        elif kind == "rnn":
+                            store_state(b, j, rnn_update(self.math, a, acts, pre[0]), valid)
+                        else:
+                            z, r_ = (T.bind(v) for v in gru_gates(self.math, a, acts, pre[0], pre[1]))
+                            if zr is not None:
+                                T.buffer_store(zr, z, [d, 0, b, j])
+                                T.buffer_store(zr, r_ * src(b, j), [d, 1, b, j])
+                            else:
+                                pre_h = xpre(b, 2, j) + r_ * (acc[r, 2, ji] + self.ex[d, j])
+                                store_state(b, j, gru_update(self.math, a, acts, z, pre_h, src(b, j)), valid)
         if zr is not None:  # GRU, linear_before_reset=0: the h gate needs every unit's r*h first
-            with self.tiles() as bj:
-                b, jt = bj // self.nj, bj % self.nj
-                acc = recurrent(b, jt, [2], lambda k: zr[d, 1, b, k])
-                with T.vectorized(0, lanes) as ji:
-                    j = jt * lanes + ji
-                    _, valid = self.where(s, b)
-                    pre_h = xpre(b, 2, j) + acc[0, 0, ji]
-                    store_state(b, j, gru_update(self.math, a, acts, zr[d, 0, b, j], pre_h, src(b, j)), valid)
+            groups, width = self.row_tiles(1)
+            for rows in groups:
+                with self.tiles(width) as t:
+                    acc = recurrent(rows, t * width, [2], lambda b, k: zr[d, 1, b, k], width)
+                    for r, b in enumerate(rows):
+                        with T.vectorized(0, width) as ji:
+                            j = t * width + ji
+                            _, valid = self.where(s, b)
+                            pre_h = xpre(b, 2, j) + acc[r, 0, ji]
+                            store_state(b, j, gru_update(self.math, a, acts, zr[d, 0, b, j], pre_h, src(b, j)),
+                                        valid)
 
 
 class GpuMath(TirMath):
@@ -297,17 +329,19 @@ class _GpuDirection(_Direction):
                 self.b, self.t = b, t
                 self.recur()
 
+    def row_tiles(self, gates):
+        return [[self.b]], 1  # the block's own batch row, a unit per thread
+
     @contextmanager
-    def tiles(self):
+    def tiles(self, width=1):
         T.evaluate(tirx.op.tvm_storage_sync("shared"))
         with T.serial(0, self.nj // self.threads) as k:
-            yield self.b * self.nj + k * self.threads + self.t
+            yield k * self.threads + self.t
 
     def copy(self, src, dst):
-        with self.tiles() as bj:
-            b, jt = bj // self.nj, bj % self.nj
-            buf, idx = dst(b, jt)
-            T.buffer_store(buf, src(b, jt), idx)
+        with self.tiles() as jt:
+            buf, idx = dst(self.b, jt)
+            T.buffer_store(buf, src(self.b, jt), idx)
 
 
 def _extern(func, inputs):

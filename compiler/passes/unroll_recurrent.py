@@ -86,6 +86,8 @@ def _expand(graph, node, preset):
              if k in a}
     attrs["seq"] = graph.values[x].shape[0]
     attrs["project_rows"] = project_rows(g, preset)
+    if preset is not None and preset.device == "cpu":  # the step's register tile (compiler/lower/recurrent.py)
+        attrs["registers"], attrs["vector_lanes"] = preset.regs, max(preset.vector_bits // 32, 4)
     if preset is not None and preset.device == "cuda":
         attrs["gpu"] = True
     outputs = list(node.outputs)
