@@ -186,6 +186,17 @@ def image_layers(k):
     return k.Model(x0, [y, z], name="image_layers")
 
 
+def op_literals(k):
+    """Keras 3 ops with a number in a functional model (MobileNetV3's hard sigmoid, SE block)."""
+    L = k.layers
+    x0 = k.Input((6, 6, 3), name="image")
+    x = L.Conv2D(4, 3, padding="same")(x0)
+    y = L.ReLU(6.0)(x + 3.0) * (1.0 / 6.0)
+    se = L.GlobalAveragePooling2D(keepdims=True)(x)
+    z = L.Multiply()([x * y, L.Activation("hard_sigmoid")(se)])
+    return k.Model(x0, L.Flatten()(2.0 - z), name="op_literals")
+
+
 def adapted_normalization(k):
     L = k.layers
     return k.Sequential([k.Input((5, 4)), L.Normalization(axis=-1), L.Dense(3),
@@ -200,7 +211,8 @@ RNN_CASES = {f.__name__: f for f in (
     _bidirectional("ave", lambda k, seq: k.layers.SimpleRNN(4, return_sequences=seq)))}
 
 CNN_CASES = {f.__name__: f for f in (seq_cnn, residual_cnn, depthwise_cnn, conv1d, activations, multi_io,
-                                     reshape_permute, padded_dilated, image_layers, adapted_normalization)}
+                                     reshape_permute, padded_dilated, image_layers, adapted_normalization,
+                                     op_literals)}
 CASES = dict(CNN_CASES, **RNN_CASES)
 
 

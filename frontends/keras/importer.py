@@ -226,9 +226,10 @@ class Importer:
             progress = False
             for item in list(pending):
                 layer, i, (args, kwargs) = item
-                refs = args + [r for r in kwargs.values() if r is not None]
+                refs = [r for r in args if not isinstance(r, Literal)] + [r for r in kwargs.values() if r is not None]
                 if all(tuple(r) in self.tensors for r in refs):
-                    ins = [self.tensors[tuple(r)] for r in args]
+                    ins = [self.graph.add_const(np.float32(r.value), self.graph.fresh("literal"))
+                           if isinstance(r, Literal) else self.tensors[tuple(r)] for r in args]
                     kw = {k: self.tensors[tuple(r)] for k, r in kwargs.items() if r is not None}
                     outs = self._convert(layer, ins, kw)
                     for t, v in enumerate(outs):
@@ -237,7 +238,7 @@ class Importer:
                     progress = True
             if not progress:
                 missing = sorted({r[0] for _, _, (a, k) in pending for r in a + list(k.values())
-                                  if r is not None and tuple(r) not in self.tensors})
+                                  if r is not None and not isinstance(r, Literal) and tuple(r) not in self.tensors})
                 raise ModelError(f"model '{self.model_name}': layer calls depend on tensors never produced "
                                  f"(from {', '.join(missing)})")
         outs = [self._ref(r) for r in _refs(self.cfg.get("output_layers", []))]
@@ -311,6 +312,13 @@ def _is_tensor(obj):
     return isinstance(obj, dict) and obj.get("class_name") == "__keras_tensor__"
 
 
+class Literal:
+    """A number passed to a layer call (Keras 3 ops such as `x + 3.0` in MobileNetV3's hard sigmoid)."""
+
+    def __init__(self, value):
+        self.value = value
+
+
 def _parse_node(node):
     """(positional tensor refs, {kwarg: tensor ref}) of one inbound node, either file format."""
     if isinstance(node, dict):  # Keras 3
@@ -319,6 +327,8 @@ def _parse_node(node):
         def walk(obj):
             if _is_tensor(obj):
                 args.append(obj["config"]["keras_history"][:3])
+            elif isinstance(obj, (int, float)) and not isinstance(obj, bool):  # `x + 3.0` in a functional model
+                args.append(Literal(obj))
             elif isinstance(obj, (list, tuple)):
                 for o in obj:
                     walk(o)
