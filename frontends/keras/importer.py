@@ -7,10 +7,12 @@ each call is converted with the same weights.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ...compiler.ir import Graph
-from ...errors import EdgecError, ModelError, UnsupportedError
+from ...errors import EdgecError, EdgecWarning, ModelError, UnsupportedError
 from .registry import CONVERTERS
 
 INPUT_DTYPES = {"float32", "float16", "float64", "int32", "int64", "int8", "uint8", "int16", "bool"}
@@ -175,6 +177,10 @@ class Importer:
             raise ModelError(f"model '{self.model_name}': input '{name}' has rank {len(batch_shape)}, "
                              f"--input-shape gives {list(shape)}")
         if shape and shape[0] is None:
+            if all(d is not None for d in shape[1:]):
+                warnings.warn(f"model '{self.model_name}': input '{name}' has a dynamic batch dimension; compiling "
+                              f"for batch 1 (choose another with --input-shape {name}="
+                              + ",".join(["N"] + [str(d) for d in shape[1:]]) + ")", EdgecWarning, stacklevel=2)
             shape[0] = 1
         if any(d is None for d in shape):
             raise ModelError(f"model '{self.model_name}': input '{name}' has unknown dims {list(batch_shape)}; "
