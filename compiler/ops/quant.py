@@ -165,3 +165,49 @@ def requantize(attrs, acc, m, zp):
     lo, hi = clamp_bounds(attrs)
     q = np.rint(acc.astype(np.float32) * m.astype(np.float32)) + zp.astype(np.float32)
     return np.clip(q, lo, hi).astype(attrs["dtype"])
+
+
+# ---- qconv2d with weights packed at compile time (targets/schedules/int8.py) --------------------
+def pack_qweight(w, w_zp, lanes, kgroup):
+    """OIHW int8 weight -> int16 (ceil(O/lanes), ceil(C/kgroup), KH, KW, lanes, kgroup) holding
+    w - w_zp: `lanes` output channels x `kgroup` input channels per dot-product step, zero-padded."""
+    o, c, kh, kw = w.shape
+    ob, cb = -(-o // lanes), -(-c // kgroup)
+    full = np.zeros((ob * lanes, cb * kgroup, kh, kw), np.int16)
+    full[:o, :c] = w.astype(np.int16) - zp_vector(w_zp, o).astype(np.int16).reshape(-1, 1, 1, 1)
+    return np.ascontiguousarray(full.reshape(ob, lanes, cb, kgroup, kh, kw).transpose(0, 2, 4, 5, 1, 3))
+
+
+def unpack_qweight(wp, out_channels, in_channels):
+    ob, cb, kh, kw, lanes, kgroup = wp.shape
+    return wp.transpose(0, 4, 1, 5, 2, 3).reshape(ob * lanes, cb * kgroup, kh, kw)[:out_channels, :in_channels]
+
+
+def _qconv_packed_infer(a, x, wp, x_zp, b=None):
+    if x.dtype not in ("int8", "uint8") or wp.dtype != "int16" or len(wp.shape) != 6:
+        raise ShapeError(f"qconv2d_packed wants an int8 input and a 6-D int16 packed weight, got {x.dtype} "
+                         f"and {wp.dtype} {list(wp.shape)}")
+    o, c = a["out_channels"], x.shape[1]
+    ob, cb, kh, kw, lanes, kgroup = wp.shape
+    if ob * lanes < o or cb * kgroup < c:
+        raise ShapeError(f"packed weight {list(wp.shape)} does not hold {o} x {c} channels")
+    _zp_check(x_zp, x.dtype, [], "input")
+    _bias_check(b, o)
+    return _conv_infer(a, x, _Shaped((o, c, kh, kw), "int16"))[0], "int32"
+
+
+class _Shaped:
+    def __init__(self, shape, dtype):
+        self.shape, self.dtype = tuple(shape), dtype
+
+
+def _qconv_packed_flops(a, ins, outs):
+    ob, cb, kh, kw, lanes, kgroup = ins[1].shape
+    return 2 * int(np.prod(outs[0].shape)) * ins[0].shape[1] * kh * kw
+
+
+@defop("qconv2d_packed", "conv2d", _qconv_packed_infer, _qconv_packed_flops)
+def qconv2d_packed(attrs, x, wp, x_zp, b=None):
+    w = unpack_qweight(wp, attrs["out_channels"], x.shape[1]).astype(np.float64)
+    y = conv2d(attrs, x.astype(np.float64) - float(x_zp.reshape(-1)[0]), w)
+    return _exact(y if b is None else y + b.reshape(1, -1, 1, 1))

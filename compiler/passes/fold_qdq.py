@@ -18,7 +18,7 @@ which would turn the int8 weights into float ones.
 """
 import numpy as np
 
-from ..ops.quant import quantize_linear
+from ..ops.quant import pack_qweight, quantize_linear
 from .rewrite import make_node, merge_source, sole_consumer
 
 NAME = "fold_qdq"
@@ -229,7 +229,7 @@ class _Fold:
         return True
 
 
-def run(graph):
+def run(graph, preset=None):
     f = _Fold(graph)
     for node in list(graph.nodes):
         if id(node) in f.removed:
@@ -247,4 +247,24 @@ def run(graph):
         elif id(node) not in f.removed:
             nodes.append(node)
     graph.nodes = nodes
+    return pack_weights(graph, preset)
+
+
+def pack_weights(graph, preset):
+    """With a CPU preset, qconv2d nodes with constant weights (no groups) become qconv2d_packed
+    with the weights packed for the int8 schedule (targets/schedules/int8.py)."""
+    if preset is None or preset.device != "cpu":
+        return graph
+    from ...targets.schedules.int8 import params, width_tile
+    lanes, kgroup = params(preset)
+    for node in graph.nodes:
+        if node.op != "qconv2d" or node.attrs.get("groups", 1) != 1 or \
+                not all(i in graph.constants for i in node.inputs[1:]):
+            continue
+        w, zw = graph.constants[node.inputs[1]], graph.constants[node.inputs[3]]
+        packed = graph.add_const(pack_qweight(w, zw, lanes, kgroup), graph.fresh(node.inputs[1] + "_packed"))
+        node.inputs = [node.inputs[0], packed, node.inputs[2]] + node.inputs[4:]
+        node.op = "qconv2d_packed"
+        node.attrs = dict(node.attrs, out_channels=int(w.shape[0]),
+                          tile=width_tile(int(graph.values[node.outputs[0]].shape[3]), preset))
     return graph

@@ -36,6 +36,8 @@ def schedule(func, kernel, preset):
         from . import gpu
         return gpu.schedule(func, kernel, preset)
     fn = RULES.get((kernel["kind"], preset.arch)) or RULES.get((kernel["kind"], "*")) or generic.schedule
+    if int8.handles(kernel):
+        fn = int8.schedule
     # A schedule that cannot handle an unusual kernel falls back, loudly, to a simpler one: the
     # generic schedule, then TVM's unscheduled loops. Slower code, never a failed compile.
     for attempt in dict.fromkeys([fn, generic.schedule]):
@@ -48,4 +50,4 @@ def schedule(func, kernel, preset):
     return func
 
 
-from . import concat, conv2d, pool, recurrent  # noqa: E402,F401  (registers the CPU rules)
+from . import concat, conv2d, int8, pool, recurrent  # noqa: E402,F401  (registers the CPU rules)

@@ -1,0 +1,131 @@
+"""int8 convolution on CPU: weights packed at compile time, int16 dot products, int32 accumulators.
+
+The packed conv (`qconv2d_packed`, compiler/lower/quant.py) reduces over input channel blocks of
+KGROUP = 2, kernel rows and columns; each step broadcasts two centered input channels of one
+pixel (x - x_zp, int16) and multiplies them with a (lanes x 2) int16 weight tile into `lanes`
+int32 accumulators:
+  - x86: `pmaddwd` (AVX2 `vpmaddwd ymm`, 8 lanes; AVX-512 `zmm`, 16 lanes): the two products
+    summed in 32 bits, exact for every int8 / uint8 operand (u8 x s8 `vpmaddubsw` would saturate
+    its 16-bit pair sums, as onnxruntime's U8S8 kernels do on AVX2);
+  - aarch64: vectorized over the lanes, LLVM emits NEON widening multiply-adds (`smlal`).
+Per (batch, channel block, output row) -- the parallel loop -- a row tile of `xt` pixels keeps
+its accumulators in registers. The int32 result is written back to NCHW with the requantize
+epilogue (scale, zero point, ReLU/Clip clamp) fused into the write-back.
+"""
+import tvm
+from tvm.s_tir import Schedule, TensorIntrin
+from tvm.script import tirx as T
+
+from . import generic, worth_parallel
+
+KGROUP = 2
+_INTRINSICS = {}
+
+
+def params(preset):
+    """(lanes, kgroup) of the packed int8 weights for PRESET."""
+    return max(preset.vector_bits // 32, 4), KGROUP
+
+
+def _pmaddwd_intrin(lanes, index="int64"):
+    """Register (once) and name the tensor intrinsic C[lanes] += A[2] . B[lanes, 2] via pmaddwd
+    (INDEX: the dtype of the kernel's loop indices, int64 from Relax, int32 from plain TE)."""
+    name = f"edgec_pmaddwd_{lanes}x2_{index}"
+    if name in _INTRINSICS:
+        return name
+    llvm = {8: "llvm.x86.avx2.pmadd.wd", 16: "llvm.x86.avx512.pmaddw.d.512"}[lanes]
+    half = f"int16x{2 * lanes}"
+    i = T.int64 if index == "int64" else T.int32
+    z, two, n = i(0), i(2), i(lanes)
+    acc = f"int32x{lanes}"
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (two,), "int16", offset_factor=1)
+        B = T.match_buffer(b, (n, two), "int16", offset_factor=1)
+        C = T.match_buffer(c, (n,), "int32", offset_factor=1, scope="local")
+        with T.sblock("root"):
+            T.reads(C[z:n], A[z:two], B[z:n, z:two])
+            T.writes(C[z:n])
+            for j in T.serial(z, n):
+                for k in T.serial(z, two):
+                    with T.sblock("update"):
+                        vi, vk = T.axis.remap("SR", [j, k])
+                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (two,), "int16", offset_factor=1)
+        B = T.match_buffer(b, (n, two), "int16", offset_factor=1)
+        C = T.match_buffer(c, (n,), "int32", offset_factor=1, scope="local")
+        with T.sblock("root"):
+            T.reads(C[z:n], A[z:two], B[z:n, z:two])
+            T.writes(C[z:n])
+            pair = T.reinterpret(A.vload([z], "int16x2"), dtype="int32")
+            C[T.ramp(z, i(1), lanes)] = C.vload([z], acc) + T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(llvm), T.reinterpret(T.broadcast(pair, lanes), dtype=half),
+                B.vload([z, z], half), dtype=acc)
+
+    TensorIntrin.register(name, desc, impl)
+    _INTRINSICS[name] = True
+    return name
+
+
+def handles(kernel):
+    return kernel.get("anchor") == "qconv2d_packed"
+
+
+def schedule(func, kernel, preset):
+    sch = Schedule(tvm.IRModule({"main": func}))
+    conv = sch.get_sblock("qconv2d_packed")
+    unpack = sch.get_sblock("qconv2d_unpack")
+    par = worth_parallel(kernel)
+    while True:  # the epilogue (requantize, clamps) joins the write-back
+        consumers = sch.get_consumers(unpack)
+        if len(consumers) != 1:
+            break
+        try:
+            sch.reverse_compute_inline(consumers[0])
+        except Exception:  # noqa: BLE001 - not injective: scheduled on its own below
+            break
+    n, b, y, x, oi, rc, ry, rx, rk = sch.get_loops(conv)
+    lanes = int(sch.get(oi).extent)
+    xo, xi = sch.split(x, [None, kernel_tile(int(sch.get(x).extent), preset)])
+    sch.reorder(n, b, y, xo, rc, ry, rx, xi, oi, rk)
+    local = sch.cache_write(conv, 0, "local")
+    sch.reverse_compute_at(local, xo)
+    sch.vectorize(sch.get_loops(local)[-1])
+    fused = sch.fuse(n, b, y)
+    if par:
+        sch.parallel(fused)
+    init = sch.decompose_reduction(conv, rc)
+    sch.vectorize(sch.get_loops(init)[-1])
+    if preset.arch == "x86_64" and lanes in (8, 16):
+        sch.tensorize(sch.get_loops(conv)[-2], _pmaddwd_intrin(lanes, str(sch.get(oi).extent.ty)))
+    else:
+        sch.unroll(sch.get_loops(conv)[-1])
+        sch.vectorize(sch.get_loops(conv)[-2])
+    sch.unroll(xi)
+    src = sch.get_sblock("qconv_input")
+    ln, lc, ly, lx, lk = sch.get_loops(src)
+    if par:
+        sch.parallel(sch.fuse(ln, lc, ly))
+    sch.vectorize(sch.fuse(lx, lk)) if int(sch.get(lx).extent) * int(sch.get(lk).extent) <= 4096 else None
+    vec = max(preset.vector_bits // 32, 4)
+    generic._schedule_block(sch, unpack, vec, par)
+    return sch.mod["main"]
+
+
+def width_tile(ow, preset):
+    """Output pixels per register tile: at most 8 (accumulators + operands in 16 registers), the
+    size in [most/2, most] that pads OW least. The lowering computes rows in whole tiles."""
+    most = max(2, min(8, preset.regs - 4))
+    if ow <= most:
+        return ow
+    return min(range(max(1, most // 2), most + 1), key=lambda t: (-(-ow // t) * t - ow, -t))
+
+
+def kernel_tile(padded_ow, preset):
+    """The tile width_tile chose for the row PADDED_OW was padded to (a multiple of it)."""
+    most = max(2, min(8, preset.regs - 4))
+    return next(t for t in range(min(most, padded_ow), 0, -1) if padded_ow % t == 0)
