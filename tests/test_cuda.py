@@ -172,17 +172,17 @@ def test_device_code_is_nvcc_fatbin_without_conv_spills(models, model, target, a
         assert [k["kind"] for k in m["kernels"]] == ["recurrent"] and len(m["device_code"]["kernels"]) == 2
 
 
-def summary(m):
+def summary(m, label=None):
     k = m["device_code"]["kernels"].values()
-    return (f"{m['model']['name']:>16} {m['target']['name']:>11}: {len(m['kernels'])} kernels -> {len(k)} GPU "
+    return (f"{label or m['model']['name']:>16} {m['target']['name']:>11}: {len(m['kernels'])} kernels -> {len(k)} GPU "
             f"kernels, registers max {max(r['registers'] for r in k)}, spill bytes {sum(r['spill_stores'] for r in k)}, "
             f"fatbin {m['device_code']['bytes'] / 1024:.0f} KiB, compile {m['compile_seconds']:.0f} s")
 
 
 def test_zoo_model_for_cuda(tmp_path):
-    """A representative zoo CNN (SqueezeNet: 3x3 and 1x1 convs, concat, pools) for the default preset."""
-    onnx.save(load_light("squeezenet"), tmp_path / "squeezenet.onnx")
-    m = check_device_code(compile_model(tmp_path / "squeezenet.onnx", "cuda", tmp_path / "sq.edgec"), "sm_80")
+    """A representative zoo CNN (AlexNet: large strided convs, max pools, dense layers) for the default preset."""
+    onnx.save(load_light("bvlc_alexnet"), tmp_path / "alexnet.onnx")
+    m = check_device_code(compile_model(tmp_path / "alexnet.onnx", "cuda", tmp_path / "alexnet.edgec"), "sm_80")
     print("\n" + summary(m))
     assert not conv_spills(m)
 
@@ -203,7 +203,7 @@ def test_cuda_zoo(name, target, arch, machine, tmp_path, request):
     spec = {s[0]: s for s in recurrent_models.SET}.get(name)
     onnx.save(recurrent_models.make(*spec[1:]) if spec else load_light(name), tmp_path / "m.onnx")
     m = check_device_code(compile_model(tmp_path / "m.onnx", target, tmp_path / "m.edgec"), arch, machine)
-    print("\n" + summary(m))
+    print("\n" + summary(m, name))
     assert not conv_spills(m)
 
 
