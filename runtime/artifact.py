@@ -89,11 +89,14 @@ def extract(path, dest, trusted_keys=None, with_manifest=False):
     signature by one of them. WITH_MANIFEST: also write manifest.json (and manifest.sig) as they are."""
     with _Reader(path) as r:
         manifest = r.manifest(trusted_keys)
-        for name, digest in manifest["files"].items():
-            r.extract(name, os.path.join(dest, name), digest)
-        for name in (MANIFEST, SIGNATURE) if with_manifest else ():
-            if name in r.members:
-                Path(dest, name).write_bytes(r.read(name, MAX_MANIFEST_BYTES))
+        try:
+            for name, digest in manifest["files"].items():
+                r.extract(name, os.path.join(dest, name), digest)
+            for name in (MANIFEST, SIGNATURE) if with_manifest else ():
+                if name in r.members:
+                    Path(dest, name).write_bytes(r.read(name, MAX_MANIFEST_BYTES))
+        except OSError as e:
+            raise ArtifactError(f"artifact '{path}' cannot be extracted into {dest}: {e.strerror or e}") from None
     return manifest
 
 
@@ -135,7 +138,7 @@ class _Reader:
                     break
                 if m.name not in allowed:
                     shown = m.name if len(m.name) < 80 else m.name[:77] + "..."
-                    raise self.error(f"member '{shown}' is not one of {', '.join(allowed)} (an edgec artifact "
+                    raise self.error(f"member {shown!r} is not one of {', '.join(allowed)} (an edgec artifact "
                                      "holds these fixed names only; nothing may escape the extraction folder)")
                 if m.name in members:
                     raise self.error(f"member '{m.name}' appears twice")
@@ -168,16 +171,16 @@ class _Reader:
         if MANIFEST not in self.members:
             raise ArtifactError(f"artifact '{self.path}' is not an edgec artifact (no {MANIFEST})")
         data = self.read(MANIFEST, MAX_MANIFEST_BYTES)
-        try:
-            manifest = json.loads(data)
-        except (ValueError, RecursionError) as e:
-            raise self.error(f"{MANIFEST} is not valid JSON ({str(e)[:120]})") from None
-        if trusted_keys:
+        if trusted_keys:  # before anything in the manifest is read
             from . import signing
             if SIGNATURE not in self.members:
                 raise self.error("is not signed, and trusted keys were given (sign it with "
                                  "`edgec compile --sign KEY`)")
             signing.verify(data, self.read(SIGNATURE, MAX_SIGNATURE_BYTES), trusted_keys, self.path)
+        try:
+            manifest = json.loads(data)
+        except (ValueError, RecursionError) as e:
+            raise self.error(f"{MANIFEST} is not valid JSON ({str(e)[:120]})") from None
         validate(manifest, self.path)
         listed, present = set(manifest["files"]), set(self.members) - {MANIFEST, SIGNATURE}
         if present - listed:
