@@ -167,7 +167,7 @@ def test_unfoldable_qdq_stays_float_and_exact():
 def test_digits_cnn_int8_accuracy_cli_and_artifact_size(tmp_path):
     """The digits CNN quantized with 100 training images keeps held-out accuracy within 0.5 points
     of float32; one `edgec compile --quantize int8` call; `edgec verify` against the QDQ model;
-    int8 weights take a quarter of the float32 bytes."""
+    int8 weights take a quarter of the float32 bytes (plus block padding)."""
     sys.path.insert(0, EXAMPLES)
     from train_digits_cnn import load_split
 
@@ -190,7 +190,8 @@ def test_digits_cnn_int8_accuracy_cli_and_artifact_size(tmp_path):
     assert cli.main(["verify", str(tmp_path / "d.int8.onnx"), str(out), "--inputs", str(tmp_path / "inputs.npz")]) == 0
     int8_weights = sum(a.nbytes for a in artifact_params(out).values() if a.ndim >= 2 and a.dtype.itemsize == 1)
     float_weights = sum(numpy_helper.to_array(t).nbytes for t in onnx.load(src).graph.initializer if len(t.dims) >= 2)
-    assert int8_weights * 4 == float_weights
+    # a quarter, plus the zero channels that pad packed weights to whole blocks (conv1: 1 -> 2 inputs)
+    assert float_weights / int8_weights > 3.95, (int8_weights, float_weights)
 
 
 def artifact_params(path):

@@ -169,23 +169,26 @@ def requantize(attrs, acc, m, zp):
 
 # ---- qconv2d with weights packed at compile time (targets/schedules/int8.py) --------------------
 def pack_qweight(w, w_zp, lanes, kgroup):
-    """OIHW int8 weight -> int16 (ceil(O/lanes), ceil(C/kgroup), KH, KW, lanes, kgroup) holding
-    w - w_zp: `lanes` output channels x `kgroup` input channels per dot-product step, zero-padded."""
+    """OIHW int8 weight -> (ceil(O/lanes), ceil(C/kgroup), KH, KW, lanes, kgroup) holding w - w_zp:
+    `lanes` output channels x `kgroup` input channels per dot-product step, zero-padded. Stored as
+    int8 where w - w_zp fits (symmetric weights: a quarter of float32), else int16."""
     o, c, kh, kw = w.shape
     ob, cb = -(-o // lanes), -(-c // kgroup)
     full = np.zeros((ob * lanes, cb * kgroup, kh, kw), np.int16)
     full[:o, :c] = w.astype(np.int16) - zp_vector(w_zp, o).astype(np.int16).reshape(-1, 1, 1, 1)
-    return np.ascontiguousarray(full.reshape(ob, lanes, cb, kgroup, kh, kw).transpose(0, 2, 4, 5, 1, 3))
+    packed = np.ascontiguousarray(full.reshape(ob, lanes, cb, kgroup, kh, kw).transpose(0, 2, 4, 5, 1, 3))
+    return packed.astype(np.int8) if packed.min(initial=0) >= -128 and packed.max(initial=0) <= 127 else packed
 
 
 def unpack_qweight(wp, out_channels, in_channels):
     ob, cb, kh, kw, lanes, kgroup = wp.shape
-    return wp.transpose(0, 4, 1, 5, 2, 3).reshape(ob * lanes, cb * kgroup, kh, kw)[:out_channels, :in_channels]
+    full = wp.astype(np.int16).transpose(0, 4, 1, 5, 2, 3).reshape(ob * lanes, cb * kgroup, kh, kw)
+    return full[:out_channels, :in_channels]
 
 
 def _qconv_packed_infer(a, x, wp, x_zp, b=None):
-    if x.dtype not in ("int8", "uint8") or wp.dtype != "int16" or len(wp.shape) != 6:
-        raise ShapeError(f"qconv2d_packed wants an int8 input and a 6-D int16 packed weight, got {x.dtype} "
+    if x.dtype not in ("int8", "uint8") or wp.dtype not in ("int8", "int16") or len(wp.shape) != 6:
+        raise ShapeError(f"qconv2d_packed wants an int8 input and a 6-D int8/int16 packed weight, got {x.dtype} "
                          f"and {wp.dtype} {list(wp.shape)}")
     o, c = a["out_channels"], x.shape[1]
     ob, cb, kh, kw, lanes, kgroup = wp.shape

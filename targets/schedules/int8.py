@@ -113,6 +113,10 @@ def schedule(func, kernel, preset):
     sch.vectorize(sch.fuse(lx, lk)) if int(sch.get(lx).extent) * int(sch.get(lk).extent) <= 4096 else None
     vec = max(preset.vector_bits // 32, 4)
     generic._schedule_block(sch, unpack, vec, par)
+    try:
+        generic._schedule_block(sch, sch.get_sblock("qconv_weight"), vec, par)
+    except Exception:  # noqa: BLE001 - int16 weights: no widening block
+        pass
     return sch.mod["main"]
 
 
