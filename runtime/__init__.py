@@ -116,6 +116,7 @@ class Model:
         self.kernels = self.manifest["kernels"]
         self._specs = [(i["name"], tuple(i["shape"]), np.dtype(i["dtype"])) for i in self.inputs]
         self._out_specs = [(tuple(o["shape"]), np.dtype(o["dtype"])) for o in self.outputs]
+        self._in_nbytes = [artifact.tensor_bytes(shape, dtype) for _, shape, dtype in self._specs]
         names = self.manifest["params"]
         self._params = [tvm.runtime.tensor(np.require(params[p], requirements='C'), self.device) for p in names]  # keeps 0-d
         ranges = sorted((t.data_ptr(), t.data_ptr() + params[p].nbytes) for t, p in zip(self._params, names))
@@ -266,23 +267,25 @@ class Model:
             return list(out)
         if not self._host:
             return [t.numpy() for t in items]
-        outs = []
-        for i, t in enumerate(items):
-            a = np.from_dlpack(t)
-            if self._aliased(t.data_ptr(), args, items[:i]):
+        outs, seen = [], []
+        for t in items:
+            a, p = np.from_dlpack(t), t.data_ptr()
+            if p in seen or self._aliased(p, args):
                 a = a.copy()
+            seen.append(p)
             outs.append(a)
         return outs
 
-    def _aliased(self, p, args, earlier):
+    def _aliased(self, p, args):
+        """Whether address P lies in a param or in one of the input tensors ARGS."""
         k = bisect.bisect_right(self._param_starts, p) - 1
         if k >= 0 and p < self._param_ends[k]:
             return True
-        for t, (_, shape, dtype) in zip(args, self._specs):
+        for t, n in zip(args, self._in_nbytes):
             s = t.data_ptr()
-            if s <= p < s + artifact.tensor_bytes(shape, dtype):
+            if s <= p < s + n:
                 return True
-        return any(t.data_ptr() == p for t in earlier)
+        return False
 
     def run(self, inputs, out=None):
         """Run once; return the outputs as a list of numpy arrays (manifest order). OUT: a list of
