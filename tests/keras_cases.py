@@ -172,7 +172,8 @@ def image_layers(k):
     x = L.Normalization(mean=[0.4, 0.5, 0.6], variance=[0.05, 0.06, 0.07])(x)
     x = L.Conv2D(4, 3, padding="same", activation="relu")(x)
     x = L.Conv2DTranspose(5, 3, strides=2, padding="same")(x)  # 14x12
-    x = L.Cropping2D(((1, 0), (0, 2)))(x)  # 13x10
+    from keras.src.applications.convnext import LayerScale  # ConvNeXt's own layer
+    x = LayerScale(0.5, 5)(L.Cropping2D(((1, 0), (0, 2)))(x))  # 13x10
     x = L.UpSampling2D((2, 1), interpolation="bilinear")(x)  # 26x10
     x = L.Resizing(9, 15)(x)
     x = L.LayerNormalization()(x)

@@ -7,7 +7,7 @@ import os
 import tempfile
 
 from ...errors import ModelError
-from . import conv, core, image, merge, pool, recurrent  # noqa: F401  (register the converters)
+from . import applications, conv, core, image, merge, pool, recurrent  # noqa: F401  (register the converters)
 from .files import read
 from .importer import Importer
 from .registry import supported_layers

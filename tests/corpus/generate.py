@@ -60,6 +60,8 @@ def entries():
 def keras_app(name, folder):
     import keras
     keras.utils.set_random_seed(0)
+    if not hasattr(keras.applications, name):
+        raise RuntimeError(f"keras.applications of Keras {keras.__version__} has no {name}")
     model = getattr(keras.applications, name)(weights=None, input_shape=(224, 224, 3), classifier_activation=None)
     return _save_keras(model, name, folder)
 
