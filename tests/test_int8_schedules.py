@@ -1,0 +1,80 @@
+"""The int8 conv schedule's inner loops, disassembled: x86 `vpmaddwd` on ymm (AVX2) and zmm
+(AVX-512) registers without stack traffic; rpi4 NEON `smlal`, and the rpi4 kernel run under qemu
+against onnxruntime (within one quantization step)."""
+import re
+import subprocess
+import tarfile
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from edgec import api, cli
+from disasm import _BRANCH, _LINE, _TARGET, library, stack_accesses
+
+
+def qconv_model(path, c=32, o=40, hw=11, k=3, stride=1, seed=0):
+    """One QLinearConv, u8 input, per-channel s8 weights within [-64, 63] (onnxruntime's AVX2 U8S8
+    kernels saturate 16-bit pair sums beyond that)."""
+    rng = np.random.default_rng(seed)
+
+    def t(name, a):
+        return numpy_helper.from_array(np.asarray(a), name)
+    inits = [t("xs", np.float32(0.02)), t("xz", np.uint8(120)),
+             t("w", rng.integers(-64, 64, (o, c, k, k)).astype(np.int8)),
+             t("ws", rng.uniform(0.002, 0.004, o).astype(np.float32)), t("wz", np.zeros(o, np.int8)),
+             t("ys", np.float32(0.08)), t("yz", np.uint8(100)), t("b", rng.integers(-3000, 3000, o).astype(np.int32))]
+    node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"], ["y"],
+                            pads=[k // 2] * 4, strides=[stride] * 2)
+    g = helper.make_graph([node], "qconv", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, c, hw, hw])],
+                          [helper.make_tensor_value_info("y", TensorProto.UINT8, None)], inits)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return path
+
+
+def innermost_loops(lib, pattern, objdump="objdump"):
+    """Bodies [(mnemonic, operands)] of the innermost loops of LIB holding an instruction matching PATTERN."""
+    asm = subprocess.run([objdump, "-d", "--no-show-raw-insn", str(lib)], capture_output=True, text=True,
+                         check=True).stdout
+    ins = [(int(m[1], 16), m[2], m[3]) for m in map(_LINE.match, asm.splitlines()) if m]
+    loops = []
+    for addr, op, args in ins:
+        target = _TARGET.search(args) if _BRANCH.match(op) else None
+        if target and int(target[1], 16) < addr:
+            body = [(o, a) for x, o, a in ins if int(target[1], 16) <= x <= addr]
+            if any(re.match(pattern, o) for o, _ in body):
+                loops.append((int(target[1], 16), addr, body))
+    return [body for lo, hi, body in loops
+            if not any((lo, hi) != (l2, h2) and lo <= l2 and h2 <= hi for l2, h2, _ in loops)]
+
+
+@pytest.mark.parametrize("preset,register", [("x86-avx2", "%ymm"), ("x86-avx512", "%zmm")])
+def test_x86_int8_conv_inner_loop_is_vpmaddwd(tmp_path, preset, register):
+    art = api.compile(qconv_model(str(tmp_path / "q.onnx")), preset, str(tmp_path / "q.edgec"), progress=False)
+    loops = innermost_loops(library(art, tmp_path), r"^vpmaddwd$")
+    assert loops, "no vpmaddwd loop"
+    for body in loops:
+        assert len([1 for o, a in body if o == "vpmaddwd" and register in a]) >= 4, body
+        assert not stack_accesses(body), stack_accesses(body)
+
+
+@pytest.mark.arm
+def test_rpi4_int8_conv_uses_smlal_and_matches_onnxruntime_under_qemu(tmp_path):
+    import arm_env
+    arm_env.require_tools()
+    model = qconv_model(str(tmp_path / "q.onnx"), stride=2)
+    art = api.compile(model, "rpi4", str(tmp_path / "q.edgec"), progress=False)
+    loops = innermost_loops(library(art, tmp_path), r"^smlal2?$", "aarch64-linux-gnu-objdump")
+    assert loops and all(len([1 for o, _ in body if o.startswith("smlal")]) >= 4 for body in loops), loops
+    x = np.random.default_rng(1).integers(0, 256, (1, 32, 11, 11)).astype(np.uint8)
+    want = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    bundle = tmp_path / "bundle.tar.gz"
+    assert cli.main(["package", art, "-o", str(bundle)]) == 0
+    with tarfile.open(bundle) as t:
+        root = tmp_path / t.getnames()[0].split("/")[0]
+        t.extractall(tmp_path, filter="data")
+    got = arm_env.run_bundle(root, [x], tmp_path, 1)[0]
+    assert got.shape == want.shape and np.ptp(want) > 10
+    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
