@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgec import api, cli
+from edgec import api, cli, targets
 from disasm import _BRANCH, _LINE, _TARGET, library, stack_accesses
 
 
@@ -78,3 +78,39 @@ def test_rpi4_int8_conv_uses_smlal_and_matches_onnxruntime_under_qemu(tmp_path):
     got = arm_env.run_bundle(root, [x], tmp_path, 1)[0]
     assert got.shape == want.shape and np.ptp(want) > 10
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+
+
+VNNI = targets.Preset("x86-avx512-vnni", "test preset: Cascade Lake (AVX-512 VNNI)", {"kind": "llvm", "mcpu": "cascadelake"},
+                      "x86_64", vector_bits=512)
+
+
+def test_vnni_int8_conv_inner_loop_is_vpdpbusd(tmp_path):
+    """With AVX-512 VNNI, symmetric int8 weights take u8 x s8 vpdpbusd (zmm), no stack traffic."""
+    art = api.compile(qconv_model(str(tmp_path / "q.onnx")), VNNI, str(tmp_path / "q.edgec"), progress=False)
+    loops = innermost_loops(library(art, tmp_path), r"^vpdpbusd$")
+    assert loops, "no vpdpbusd loop"
+    for body in loops:
+        assert len([1 for o, a in body if o == "vpdpbusd" and "%zmm" in a]) >= 4, body
+        assert not stack_accesses(body), stack_accesses(body)
+
+
+def test_vnni_layout_numerics_on_this_machine(tmp_path, monkeypatch):
+    """The VNNI kernel's compute (raw u8 input padded with its zero point, raw s8 weights, the zero
+    point folded into the bias), compiled without the VNNI schedule so it runs here: within one
+    step of onnxruntime, as is the IR reference."""
+    from edgec.compiler.build import compile_graph
+    from edgec.compiler.interp import interpret
+    from edgec.compiler.passes import run_passes
+    from edgec.frontends.onnx import from_onnx
+    from edgec.runtime import load
+    from edgec.targets.schedules import int8
+    model = qconv_model(str(tmp_path / "q.onnx"), c=13, o=20, hw=9, stride=2)
+    graph = run_passes(from_onnx(model), preset=VNNI)
+    assert [n.attrs.get("raw") for n in graph.nodes if n.op == "qconv2d_packed"] == [True]
+    x = np.random.default_rng(2).integers(0, 256, (1, 13, 9, 9)).astype(np.uint8)
+    want = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0].astype(int)
+    assert np.abs(interpret(graph, {"x": x})[graph.outputs[0]].astype(int) - want).max() <= 1
+    monkeypatch.setattr(int8, "schedule", lambda func, kernel, preset: func)  # plain loops: no AVX-512 here
+    compile_graph(graph, targets.get("host"), str(tmp_path / "raw.edgec"), progress=False)
+    got = load(str(tmp_path / "raw.edgec")).run({"x": x})[0]
+    assert np.abs(got.astype(int) - want).max() <= 1

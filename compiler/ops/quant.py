@@ -168,14 +168,15 @@ def requantize(attrs, acc, m, zp):
 
 
 # ---- qconv2d with weights packed at compile time (targets/schedules/int8.py) --------------------
-def pack_qweight(w, w_zp, lanes, kgroup):
+def pack_qweight(w, w_zp, lanes, kgroup, raw=False):
     """OIHW int8 weight -> (ceil(O/lanes), ceil(C/kgroup), KH, KW, lanes, kgroup) holding w - w_zp:
     `lanes` output channels x `kgroup` input channels per dot-product step, zero-padded. Stored as
-    int8 where w - w_zp fits (symmetric weights: a quarter of float32), else int16."""
+    int8 where w - w_zp fits (symmetric weights: a quarter of float32), else int16. RAW: the int8
+    weights as they are (for u8 x s8 dot products that correct for the input zero point)."""
     o, c, kh, kw = w.shape
     ob, cb = -(-o // lanes), -(-c // kgroup)
     full = np.zeros((ob * lanes, cb * kgroup, kh, kw), np.int16)
-    full[:o, :c] = w.astype(np.int16) - zp_vector(w_zp, o).astype(np.int16).reshape(-1, 1, 1, 1)
+    full[:o, :c] = w.astype(np.int16) - (0 if raw else zp_vector(w_zp, o).astype(np.int16).reshape(-1, 1, 1, 1))
     packed = np.ascontiguousarray(full.reshape(ob, lanes, cb, kgroup, kh, kw).transpose(0, 2, 4, 5, 1, 3))
     return packed.astype(np.int8) if packed.min(initial=0) >= -128 and packed.max(initial=0) <= 127 else packed
 
@@ -211,6 +212,11 @@ def _qconv_packed_flops(a, ins, outs):
 
 @defop("qconv2d_packed", "conv2d", _qconv_packed_infer, _qconv_packed_flops)
 def qconv2d_packed(attrs, x, wp, x_zp, b=None):
+    """attrs["raw"]: WP holds raw int8 weights and B the bias minus x_zp * sum(w): the kernel sums
+    x * w over the input padded with x_zp (u8 x s8 dot products) and adds B."""
     w = unpack_qweight(wp, attrs["out_channels"], x.shape[1]).astype(np.float64)
-    y = conv2d(attrs, x.astype(np.float64) - float(x_zp.reshape(-1)[0]), w)
+    zx = float(x_zp.reshape(-1)[0])
+    y = conv2d(attrs, x.astype(np.float64) - zx, w)
+    if attrs.get("raw"):
+        y = y + zx * w.sum(axis=(1, 2, 3)).reshape(1, -1, 1, 1)
     return _exact(y if b is None else y + b.reshape(1, -1, 1, 1))

@@ -22,8 +22,16 @@ KGROUP = 2
 _INTRINSICS = {}
 
 
-def params(preset):
-    """(lanes, kgroup) of the packed int8 weights for PRESET."""
+def has_vnni(preset):
+    import tvm.target.codegen as cg
+    return preset.arch == "x86_64" and bool(cg.target_has_features("avx512vnni", preset.tvm_target()))
+
+
+def params(preset, raw=False):
+    """(lanes, kgroup) of the packed int8 weights for PRESET; RAW: for u8 x s8 `vpdpbusd` (16 lanes
+    x 4 channels), where the preset has AVX-512 VNNI."""
+    if raw:
+        return 16, 4
     return max(preset.vector_bits // 32, 4), KGROUP
 
 
@@ -71,6 +79,47 @@ def _pmaddwd_intrin(lanes, index="int64"):
     return name
 
 
+def _vnni_intrin(index="int64"):
+    """C[16] += A[4] (u8) . B[16, 4] (s8) with AVX-512 VNNI `vpdpbusd` (exact: no saturation)."""
+    name = f"edgec_vpdpbusd_16x4_{index}"
+    if name in _INTRINSICS:
+        return name
+    i = T.int64 if index == "int64" else T.int32
+    z, four, n = i(0), i(4), i(16)
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (four,), "uint8", offset_factor=1)
+        B = T.match_buffer(b, (n, four), "int8", offset_factor=1)
+        C = T.match_buffer(c, (n,), "int32", offset_factor=1, scope="local")
+        with T.sblock("root"):
+            T.reads(C[z:n], A[z:four], B[z:n, z:four])
+            T.writes(C[z:n])
+            for j in T.serial(z, n):
+                for k in T.serial(z, four):
+                    with T.sblock("update"):
+                        vi, vk = T.axis.remap("SR", [j, k])
+                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (four,), "uint8", offset_factor=1)
+        B = T.match_buffer(b, (n, four), "int8", offset_factor=1)
+        C = T.match_buffer(c, (n,), "int32", offset_factor=1, scope="local")
+        with T.sblock("root"):
+            T.reads(C[z:n], A[z:four], B[z:n, z:four])
+            T.writes(C[z:n])
+            quad = T.reinterpret(A.vload([z], "uint8x4"), dtype="int32")
+            C[T.ramp(z, i(1), 16)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"), C.vload([z], "int32x16"),
+                T.reinterpret(T.broadcast(quad, 16), dtype="int8x64"), B.vload([z, z], "int8x64"),
+                dtype="int32x16")
+
+    TensorIntrin.register(name, desc, impl)
+    _INTRINSICS[name] = True
+    return name
+
+
 def handles(kernel):
     return kernel.get("anchor") == "qconv2d_packed"
 
@@ -98,10 +147,12 @@ def schedule(func, kernel, preset):
     fused = sch.fuse(n, b, y)
     if par:
         sch.parallel(fused)
-    if preset.arch == "x86_64" and lanes in (8, 16):
+    kgroup = int(sch.get(rk).extent)
+    if preset.arch == "x86_64" and (lanes, kgroup) in ((8, 2), (16, 2), (16, 4)):
         init = sch.decompose_reduction(conv, ry)
         sch.vectorize(sch.get_loops(init)[-1])
-        sch.tensorize(sch.get_loops(conv)[-2], _pmaddwd_intrin(lanes, str(sch.get(oi).extent.ty)))
+        index = str(sch.get(oi).extent.ty)
+        sch.tensorize(sch.get_loops(conv)[-2], _vnni_intrin(index) if kgroup == 4 else _pmaddwd_intrin(lanes, index))
     else:  # lanes innermost: vector widening multiply-adds (NEON smlal)
         sch.reorder(rk, oi)
         sch.unroll(rk)
