@@ -66,7 +66,7 @@ PARAMETER_POSITIONS = {
     "Dropout": (2,), "ReduceSum": (1,), "ReduceMean": (1,), "ReduceMax": (1,), "ReduceMin": (1,),
     "ReduceProd": (1,), "ReduceL1": (1,), "ReduceL2": (1,), "ReduceSumSquare": (1,),
     "ReduceLogSum": (1,), "ReduceLogSumExp": (1,), "Resize": (1, 2, 3), "Upsample": (1,),
-    "If": (0,), "Loop": (0, 1),
+    "If": (0,), "Loop": (0, 1), "ReverseSequence": (1,),
 }
 
 

@@ -7,7 +7,7 @@
 registered with `@converter("OpType")` (registry.py).
 """
 from . import (activation, arithmetic, constant, control, conv, einsum, indexing, layer_norm, linear,  # noqa: F401
-               normalization, pool, quantize, recurrent, reduce, shape, upsample)
+               normalization, pool, quantize, recurrent, reduce, sequence, shape, upsample)
 from .importer import import_onnx
 from .registry import supported_ops
 
