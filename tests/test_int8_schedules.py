@@ -1,6 +1,6 @@
 """The int8 conv schedule's inner loops, disassembled: x86 `vpmaddwd` on ymm (AVX2) and zmm
-(AVX-512) registers without stack traffic; rpi4 NEON `smlal`, and the rpi4 kernel run under qemu
-against onnxruntime (within one quantization step)."""
+(AVX-512), `vpdpbusd` with AVX-512 VNNI, without stack traffic; rpi4 NEON `smlal`, rpi5 `sdot`, and
+the ARM kernels run under qemu against onnxruntime (within one quantization step)."""
 import re
 import subprocess
 import tarfile
@@ -61,13 +61,17 @@ def test_x86_int8_conv_inner_loop_is_vpmaddwd(tmp_path, preset, register):
 
 
 @pytest.mark.arm
-def test_rpi4_int8_conv_uses_smlal_and_matches_onnxruntime_under_qemu(tmp_path):
+@pytest.mark.parametrize("preset,instruction,cpu", [("rpi4", "smlal", "cortex-a72"), ("rpi5", "sdot", "cortex-a76")])
+def test_arm_int8_conv_inner_loop_and_parity_under_qemu(tmp_path, monkeypatch, preset, instruction, cpu):
+    """rpi4 (Cortex-A72): int16 widening multiply-adds; rpi5 (Cortex-A76, dotprod): sdot on the
+    input shifted to int8. The packaged kernel runs under qemu with that CPU."""
     import arm_env
     arm_env.require_tools()
+    monkeypatch.setattr(arm_env, "QEMU_CPU", cpu)
     model = qconv_model(str(tmp_path / "q.onnx"), stride=2)
-    art = api.compile(model, "rpi4", str(tmp_path / "q.edgec"), progress=False)
-    loops = innermost_loops(library(art, tmp_path), r"^smlal2?$", "aarch64-linux-gnu-objdump")
-    assert loops and all(len([1 for o, _ in body if o.startswith("smlal")]) >= 4 for body in loops), loops
+    art = api.compile(model, preset, str(tmp_path / "q.edgec"), progress=False)
+    loops = innermost_loops(library(art, tmp_path), rf"^{instruction}2?$", "aarch64-linux-gnu-objdump")
+    assert loops and all(len([1 for o, _ in body if o.startswith(instruction)]) >= 4 for body in loops), loops
     x = np.random.default_rng(1).integers(0, 256, (1, 32, 11, 11)).astype(np.uint8)
     want = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     bundle = tmp_path / "bundle.tar.gz"

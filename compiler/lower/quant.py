@@ -96,8 +96,11 @@ def qconv2d_packed(a, x, wp, x_zp, b=None):
         ch = cc * kg + k
         inside = tirx.all(ch < c, yy >= p[0], yy < p[0] + h, xx >= p[1], xx < p[1] + w)
         v = x[nn, te.min(ch, c - 1), te.min(te.max(yy - p[0], 0), h - 1), te.min(te.max(xx - p[1], 0), w - 1)]
-        if a.get("raw"):  # u8 x s8 dot products: the input as it is, padded with its zero point
-            return tirx.Select(inside, v, x_zp() if len(x_zp.shape) == 0 else x_zp[0])
+        if a.get("raw"):  # 8-bit dot products: the input (shifted to int8), padded with its zero point
+            pad = x_zp() if len(x_zp.shape) == 0 else x_zp[0]
+            if a.get("shift"):
+                return (tirx.Select(inside, v, pad).astype("int16") - a["shift"]).astype("int8")
+            return tirx.Select(inside, v, pad)
         return tirx.Select(inside, v.astype("int16") - zx, tirx.const(0, "int16"))
     xc = te.compute((n, cb, h + p[0] + p[2], wpad, kg), shifted, name="qconv_input")
     if str(wp.dtype) == "int8" and not a.get("raw"):  # stored narrow, widened once per call (O*C*KH*KW

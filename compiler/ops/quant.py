@@ -212,11 +212,12 @@ def _qconv_packed_flops(a, ins, outs):
 
 @defop("qconv2d_packed", "conv2d", _qconv_packed_infer, _qconv_packed_flops)
 def qconv2d_packed(attrs, x, wp, x_zp, b=None):
-    """attrs["raw"]: WP holds raw int8 weights and B the bias minus x_zp * sum(w): the kernel sums
-    x * w over the input padded with x_zp (u8 x s8 dot products) and adds B."""
+    """attrs["raw"]: WP holds raw int8 weights and B the bias minus (x_zp - shift) * sum(w): the
+    kernel sums (x - shift) * w over the input padded with x_zp (u8 x s8 dot products: shift 0;
+    s8 x s8 ones on a uint8 input: shift 128) and adds B."""
     w = unpack_qweight(wp, attrs["out_channels"], x.shape[1]).astype(np.float64)
     zx = float(x_zp.reshape(-1)[0])
     y = conv2d(attrs, x.astype(np.float64) - zx, w)
     if attrs.get("raw"):
-        y = y + zx * w.sum(axis=(1, 2, 3)).reshape(1, -1, 1, 1)
+        y = y + (zx - attrs.get("shift", 0)) * w.sum(axis=(1, 2, 3)).reshape(1, -1, 1, 1)
     return _exact(y if b is None else y + b.reshape(1, -1, 1, 1))

@@ -255,24 +255,27 @@ def pack_weights(graph, preset):
     with the weights packed for the int8 schedule (targets/schedules/int8.py)."""
     if preset is None or preset.device != "cpu":
         return graph
-    from ...targets.schedules.int8 import has_vnni, params, width_tile
-    vnni = has_vnni(preset)
+    from ...targets.schedules.int8 import params, raw_dot, width_tile
+    dot = raw_dot(preset)
     for node in graph.nodes:
         if node.op != "qconv2d" or node.attrs.get("groups", 1) != 1 or \
                 not all(i in graph.constants for i in node.inputs[1:]):
             continue
         w, zw = graph.constants[node.inputs[1]], graph.constants[node.inputs[3]]
-        # u8 x s8 dot products (VNNI) need symmetric int8 weights; the input zero point moves into the bias
-        raw = vnni and w.dtype == np.int8 and graph.values[node.inputs[0]].dtype == "uint8" and not zw.any()
+        # 8-bit dot products need symmetric int8 weights (the input zero point moves into the bias);
+        # VNNI multiplies uint8 inputs, sdot int8 ones (a uint8 input is shifted by 128)
+        xdtype = graph.values[node.inputs[0]].dtype
+        raw = dot is not None and w.dtype == np.int8 and not zw.any() and (dot == "sdot" or xdtype == "uint8")
+        shift = 128 if dot == "sdot" and xdtype == "uint8" else 0
         packed = graph.add_const(pack_qweight(w, zw, *params(preset, raw), raw=raw), graph.fresh(node.inputs[1] + "_packed"))
         bias = node.inputs[4:]
         if raw:
             zx = int(graph.constants[node.inputs[2]].reshape(-1)[0])
             b = graph.constants[bias[0]].astype(np.int64) if bias else np.zeros(w.shape[0], np.int64)
-            b = b - zx * w.astype(np.int64).sum(axis=(1, 2, 3))
+            b = b - (zx - shift) * w.astype(np.int64).sum(axis=(1, 2, 3))
             bias = [graph.add_const(b.astype(np.int32), graph.fresh(f"{node.name}_bias"))]
         node.inputs = [node.inputs[0], packed, node.inputs[2]] + bias
         node.op = "qconv2d_packed"
-        node.attrs = dict(node.attrs, out_channels=int(w.shape[0]), raw=bool(raw),
+        node.attrs = dict(node.attrs, out_channels=int(w.shape[0]), raw=bool(raw), shift=shift,
                           tile=width_tile(int(graph.values[node.outputs[0]].shape[3]), preset))
     return graph

@@ -27,11 +27,22 @@ def has_vnni(preset):
     return preset.arch == "x86_64" and bool(cg.target_has_features("avx512vnni", preset.tvm_target()))
 
 
+def has_dotprod(preset):
+    import tvm.target.codegen as cg
+    return preset.arch == "aarch64" and bool(cg.target_has_features("dotprod", preset.tvm_target()))
+
+
+def raw_dot(preset):
+    """The 8-bit dot product of PRESET that takes raw int8 weights: "vnni" (u8 x s8), "sdot"
+    (s8 x s8), or None (int16 pmaddwd / smlal)."""
+    return "vnni" if has_vnni(preset) else "sdot" if has_dotprod(preset) else None
+
+
 def params(preset, raw=False):
-    """(lanes, kgroup) of the packed int8 weights for PRESET; RAW: for u8 x s8 `vpdpbusd` (16 lanes
-    x 4 channels), where the preset has AVX-512 VNNI."""
+    """(lanes, kgroup) of the packed int8 weights for PRESET; RAW: for `vpdpbusd` (16 lanes x 4
+    channels) with AVX-512 VNNI, `sdot` (4 lanes x 4 channels) with NEON dotprod."""
     if raw:
-        return 16, 4
+        return (16, 4) if preset.arch == "x86_64" else (4, 4)
     return max(preset.vector_bits // 32, 4), KGROUP
 
 
@@ -120,6 +131,46 @@ def _vnni_intrin(index="int64"):
     return name
 
 
+def _sdot_intrin(index="int64"):
+    """C[4] += A[4] . B[4, 4] (s8) with NEON `sdot` (ARMv8.2 dotprod)."""
+    name = f"edgec_sdot_4x4_{index}"
+    if name in _INTRINSICS:
+        return name
+    i = T.int64 if index == "int64" else T.int32
+    z, four = i(0), i(4)
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (four,), "int8", offset_factor=1)
+        B = T.match_buffer(b, (four, four), "int8", offset_factor=1)
+        C = T.match_buffer(c, (four,), "int32", offset_factor=1, scope="local")
+        with T.sblock("root"):
+            T.reads(C[z:four], A[z:four], B[z:four, z:four])
+            T.writes(C[z:four])
+            for j in T.serial(z, four):
+                for k in T.serial(z, four):
+                    with T.sblock("update"):
+                        vi, vk = T.axis.remap("SR", [j, k])
+                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (four,), "int8", offset_factor=1)
+        B = T.match_buffer(b, (four, four), "int8", offset_factor=1)
+        C = T.match_buffer(c, (four,), "int32", offset_factor=1, scope="local")
+        with T.sblock("root"):
+            T.reads(C[z:four], A[z:four], B[z:four, z:four])
+            T.writes(C[z:four])
+            quad = T.reinterpret(A.vload([z], "int8x4"), dtype="int32")
+            C[T.ramp(z, i(1), 4)] = T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot.v4i32.v16i8"), C.vload([z], "int32x4"),
+                T.reinterpret(T.broadcast(quad, 4), dtype="int8x16"), B.vload([z, z], "int8x16"), dtype="int32x4")
+
+    TensorIntrin.register(name, desc, impl)
+    _INTRINSICS[name] = True
+    return name
+
+
 def handles(kernel):
     return kernel.get("anchor") == "qconv2d_packed"
 
@@ -148,11 +199,13 @@ def schedule(func, kernel, preset):
     if par:
         sch.parallel(fused)
     kgroup = int(sch.get(rk).extent)
-    if preset.arch == "x86_64" and (lanes, kgroup) in ((8, 2), (16, 2), (16, 4)):
+    index = str(sch.get(oi).extent.ty)
+    intrin = {("x86_64", 8, 2): lambda: _pmaddwd_intrin(8, index), ("x86_64", 16, 2): lambda: _pmaddwd_intrin(16, index),
+              ("x86_64", 16, 4): lambda: _vnni_intrin(index), ("aarch64", 4, 4): lambda: _sdot_intrin(index)}
+    if (preset.arch, lanes, kgroup) in intrin:
         init = sch.decompose_reduction(conv, ry)
         sch.vectorize(sch.get_loops(init)[-1])
-        index = str(sch.get(oi).extent.ty)
-        sch.tensorize(sch.get_loops(conv)[-2], _vnni_intrin(index) if kgroup == 4 else _pmaddwd_intrin(lanes, index))
+        sch.tensorize(sch.get_loops(conv)[-2], intrin[(preset.arch, lanes, kgroup)]())
     else:  # lanes innermost: vector widening multiply-adds (NEON smlal)
         sch.reorder(rk, oi)
         sch.unroll(rk)
