@@ -27,7 +27,8 @@ py="$out/venv/bin/python"
 [ -x "$py" ] || python3 -m venv "$out/venv"
 pip=("$py" -m pip install -q --disable-pip-version-check)
 [ -n "${WHEELS:-}" ] && pip+=(--no-index --find-links "$WHEELS")
-"${pip[@]}" "$repo[cuda]" "nvidia-cuda-nvcc>=13,<14"
+# nvcc, its NVVM and headers of the same CUDA release (13.0 is what the project is tested with)
+"${pip[@]}" "$repo[cuda]" "nvidia-cuda-nvcc==13.0.*" "nvidia-nvvm==13.0.*" "nvidia-cuda-crt==13.0.*"
 # onnxruntime-gpu ships the same `onnxruntime` module as the CPU package edgec depends on: replace it.
 "$py" -m pip uninstall -q -y onnxruntime
 "${pip[@]}" "onnxruntime-gpu[cuda,cudnn]>=1.23" "nvidia-cublas>=13,<14"
