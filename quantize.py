@@ -39,14 +39,15 @@ class Report:
         out = [f"wrote {self.output} ({self.method} calibration on {self.samples} samples, "
                f"{'per-channel' if self.per_channel else 'per-tensor'} int8 weights, uint8 activations)"]
         if self.quantized:
-            out.append("int8: " + ", ".join(f"{k} x{v}" for k, v in sorted(self.quantized.items())))
+            out.append("int8 kernels: " + ", ".join(f"{k} x{v}" for k, v in sorted(self.quantized.items())))
         recurrent = {k: v for k, v in self.float_kept.items() if k in FLOAT_KEPT}
         if recurrent:
             out.append("kept float32 (recurrent layers are not quantized): "
                        + ", ".join(f"{k} x{v}" for k, v in sorted(recurrent.items())))
         rest = {k: v for k, v in self.float_kept.items() if k not in FLOAT_KEPT}
         if rest:
-            out.append("float32 between int8 ops: " + ", ".join(f"{k} x{v}" for k, v in sorted(rest.items())))
+            out.append("float32 (between dequantize and quantize): "
+                       + ", ".join(f"{k} x{v}" for k, v in sorted(rest.items())))
         return out
 
 
@@ -134,6 +135,7 @@ def quantize(model, calibration, output=None, method="minmax", per_channel=False
         except Exception as e:  # noqa: BLE001 - protobuf decode errors
             raise ModelError(f"ONNX model '{src}' is corrupt: {type(e).__name__}") from None
         feeds = _batches(fmodel, load_calibration(calibration, fmodel))
+        src = _modern_opset(fmodel, src, os.path.join(tmp, "opset13.onnx"))
         prepared = os.path.join(tmp, "prepared.onnx")
         try:
             quant_pre_process(src, prepared, skip_symbolic_shape=True)
@@ -157,13 +159,38 @@ def quantize(model, calibration, output=None, method="minmax", per_channel=False
     return report
 
 
+def _modern_opset(model, path, out):
+    """onnxruntime's quantizer wants opset >= 11: convert older models to opset 13 (initializers
+    listed as graph inputs, as IR version 3 required, are dropped from the inputs first)."""
+    import onnx
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+    if opset >= 11:
+        return path
+    inits = {t.name for t in model.graph.initializer}
+    keep = [i for i in model.graph.input if i.name not in inits]
+    del model.graph.input[:]
+    model.graph.input.extend(keep)
+    model.ir_version = max(model.ir_version, 7)
+    try:
+        onnx.save(onnx.version_converter.convert_version(model, 13), out)
+    except Exception as e:  # noqa: BLE001 - the converter raises its own types
+        raise ModelError(f"'{path}': opset {opset} is too old for onnxruntime's quantizer and converting it to "
+                         f"opset 13 failed ({str(e).splitlines()[0]})") from None
+    return out
+
+
+INT8_OPS = ("Conv", "Gemm", "MatMul", "MaxPool", "Reshape", "Flatten", "Transpose", "Slice")  # fold_qdq's
+
+
 def _census(model, report):
-    """Count the int8 ops (ops whose data inputs come from DequantizeLinear) and the float ones."""
+    """Count the ops edgec runs in int8 (those fold_qdq folds, fed by DequantizeLinear) and the rest,
+    which run in float32 between dequantize and quantize (or stay float: recurrent layers)."""
     dq_out = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     for n in model.graph.node:
         if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
             continue
-        target = report.quantized if n.input and n.input[0] in dq_out else report.float_kept
+        int8 = n.op_type in INT8_OPS and n.input and n.input[0] in dq_out
+        target = report.quantized if int8 else report.float_kept
         target[n.op_type] = target.get(n.op_type, 0) + 1
 
 

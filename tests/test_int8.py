@@ -204,3 +204,28 @@ def artifact_params(path):
             t.extractall(tmp, filter="data")
         names = json.load(open(os.path.join(tmp, "manifest.json")))["params"]
         return read_params(os.path.join(tmp, "params.bin"), names, path)
+
+
+def test_recurrent_layers_stay_float_and_say_so(tmp_path):
+    """LSTM has no int8 rule: the report names it as kept float32; the model still compiles and
+    verifies against onnxruntime on the QDQ file (its MatMul head is int8)."""
+    from edgec import api
+    from edgec.quantize import quantize
+    rng = np.random.default_rng(0)
+    h, d, t = 8, 4, 5
+    inits = [tensor("W", rng.standard_normal((1, 4 * h, d)).astype(np.float32) * 0.3),
+             tensor("R", rng.standard_normal((1, 4 * h, h)).astype(np.float32) * 0.3),
+             tensor("shape", np.array([1, h], np.int64)),
+             tensor("M", rng.standard_normal((h, 3)).astype(np.float32))]
+    nodes = [helper.make_node("LSTM", ["x", "W", "R"], ["", "yh"], hidden_size=h),
+             helper.make_node("Reshape", ["yh", "shape"], ["f"]), helper.make_node("MatMul", ["f", "M"], ["y"])]
+    graph = helper.make_graph(nodes, "lstm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [t, 1, d])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), tmp_path / "lstm.onnx")
+    np.savez(tmp_path / "calib.npz", x=rng.standard_normal((10, 1, d)).astype(np.float32))
+    report = quantize(tmp_path / "lstm.onnx", tmp_path / "calib.npz", tmp_path / "lstm.int8.onnx")
+    text = "\n".join(report.lines())
+    assert "kept float32 (recurrent layers are not quantized): LSTM x1" in text, text
+    assert report.quantized.get("MatMul") == 1
+    art = api.compile(str(tmp_path / "lstm.int8.onnx"), output=str(tmp_path / "lstm.edgec"), progress=False)
+    assert api.verify(str(tmp_path / "lstm.int8.onnx"), art).passed
