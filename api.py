@@ -68,15 +68,18 @@ def compile(model, target="host", output=None, input_shapes=None, disable_passes
     return str(output)
 
 
-def tune(model, target="host", trials=64, db=None, input_shapes=None, cost_model="xgb", progress=True):
-    """MetaSchedule-tune MODEL's conv/dense kernels for TARGET into database DB (see targets.tune)."""
+def tune(model, target="host", trials=64, db=None, input_shapes=None, cost_model="xgb", progress=True,
+         build_timeout=30.0, farm=None):
+    """MetaSchedule-tune MODEL's conv/dense kernels for TARGET into database DB (see targets.tune),
+    measuring here or on FARM (runtime.remote.Farm: devices of one key behind a TVM RPC tracker)."""
     from . import targets
     from .compiler.build import lowered_kernels
     from .targets.tune import tune as tune_kernels
     preset = targets.get(target)
     graph = import_model(model, input_shapes)
     db = db or f"{Path(str(model)).stem}.tunedb"
-    return tune_kernels(graph.name, lowered_kernels(graph, preset), preset, db, trials, cost_model, progress)
+    return tune_kernels(graph.name, lowered_kernels(graph, preset, twins=True), preset, db, trials, cost_model, progress,
+                        build_timeout=build_timeout, farm=farm)
 
 
 def reference_outputs(model, inputs, reference=None):
@@ -154,10 +157,16 @@ def save_outputs(path, names, arrays):
     return [path]
 
 
-def verify(model, artifact_path, inputs=None, rtol=1e-4, atol=1e-5, seed=0, reference=None):
-    """Run the reference and the artifact on the same inputs; return a VerifyResult."""
+def verify(model, artifact_path, inputs=None, rtol=1e-4, atol=1e-5, seed=0, reference=None, tolerance="auto"):
+    """Run the reference and the artifact on the same inputs; return a VerifyResult. ARTIFACT_PATH may
+    be a loaded model (e.g. runtime.remote's, on a device). TOLERANCE "auto": an output also passes when
+    its error against the float64 evaluation is within a small factor of the reference's own
+    (runtime/compare.py); "element": only |a - e| <= atol + rtol * |e|."""
     from .runtime import compare, load, random_inputs
-    art = load(artifact_path)
+    if tolerance not in ("auto", "element"):
+        raise EdgecError(f"--tolerance must be auto or element, got '{tolerance}'")
+    art = artifact_path if hasattr(artifact_path, "prepare") else load(artifact_path)
+    artifact_path = getattr(art, "path", artifact_path)
     if inputs is None:
         inputs = random_inputs(art.inputs, seed)
     art.prepare(inputs)  # the inputs must fit the artifact before the reference runs on them
@@ -175,9 +184,14 @@ def verify(model, artifact_path, inputs=None, rtol=1e-4, atol=1e-5, seed=0, refe
             raise ModelError(f"output '{spec['name']}': artifact '{artifact_path}' gives shape {list(spec['shape'])}, "
                              f"the reference {list(np.shape(e))}: is '{model}' the model it was compiled from?")
     steps = _quantization_steps(reference or model)
-    reports = [compare.compare(spec["name"], a, e, rtol, atol, steps.get(spec["name"], 0.0))
-               for spec, a, e in zip(art.outputs, actual, expected)]
-    return VerifyResult(ref_name, reports, rtol, atol, t_ref, t_run)
+    truth, truth_note = None, "tolerance element"
+    if tolerance == "auto":
+        from .parity import float64_outputs
+        truth, truth_note = float64_outputs(model, art, inputs)
+    reports = [compare.compare(spec["name"], a, e, rtol, atol, steps.get(spec["name"], 0.0),
+                               truth=truth[i] if truth else None)
+               for i, (spec, a, e) in enumerate(zip(art.outputs, actual, expected))]
+    return VerifyResult(ref_name, reports, rtol, atol, t_ref, t_run, tolerance, truth_note)
 
 
 def _quantization_steps(model):
@@ -196,9 +210,17 @@ def quantize(model, calibration, output=None, method="minmax", per_channel=False
 
 
 class VerifyResult:
-    def __init__(self, reference, reports, rtol, atol, ref_seconds, run_seconds):
+    def __init__(self, reference, reports, rtol, atol, ref_seconds, run_seconds, tolerance="element",
+                 truth="tolerance element"):
         self.reference, self.reports, self.rtol, self.atol = reference, reports, rtol, atol
         self.ref_seconds, self.run_seconds = ref_seconds, run_seconds
+        self.tolerance, self.truth = tolerance, truth  # the rule asked for; where the float64 answer came from
+
+    def to_json(self):
+        from .runtime.compare import AUTO_FACTOR
+        return {"reference": self.reference, "passed": self.passed, "rtol": self.rtol, "atol": self.atol,
+                "tolerance": self.tolerance, "auto_factor": AUTO_FACTOR, "float64": self.truth,
+                "outputs": [r.to_json() for r in self.reports]}
 
     @property
     def passed(self):

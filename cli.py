@@ -121,18 +121,36 @@ def setup_run(p):
 
 def _remote_args(p):
     p.add_argument("--remote", metavar="HOST:PORT", help="run on a device's TVM RPC server (tvm.exec.rpc_server)")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for --remote (default 10)")
+    _tracker_args(p)
+    p.add_argument("--timeout", type=float, default=10.0,
+                   help="seconds to wait for --remote, or for a free --tracker device (default 10)")
     p.add_argument("--trusted-key", action="append", metavar="KEY.pub",
                    help="refuse the artifact unless one of these ed25519 public keys signed it (repeatable)")
 
 
+def _auto_factor():
+    from .runtime.compare import AUTO_FACTOR
+    return AUTO_FACTOR
+
+
+def _tracker_args(p):
+    p.add_argument("--tracker", metavar="HOST:PORT", help="use any free device of --key at this TVM RPC tracker")
+    p.add_argument("--key", help="device key at the --tracker (the rpc_server's --key, e.g. rpi4)")
+
+
+def _farm(a, devices=1):
+    from .runtime.remote import Farm
+    return Farm(a.tracker, a.key, devices, a.timeout) if a.tracker else None
+
+
 def _load(a):
-    if a.remote:
+    a.trusted_key = getattr(a, "trusted_key", None)
+    if a.remote or a.tracker:
         from .runtime.artifact import read_manifest
         from .runtime.remote import load_remote
         if a.trusted_key:
             read_manifest(a.artifact, a.trusted_key)
-        return load_remote(a.artifact, a.remote, a.timeout)
+        return load_remote(a.artifact, a.remote, a.timeout, _farm(a))
     from .runtime import load
     return load(a.artifact, trusted_keys=a.trusted_key)
 
@@ -174,18 +192,24 @@ def setup_verify(p):
                    "(default: onnxruntime for .onnx, Keras predict for .keras/.h5)")
     p.add_argument("--rtol", type=float, default=1e-4)
     p.add_argument("--atol", type=float, default=1e-5)
+    p.add_argument("--tolerance", choices=["auto", "element"], default="auto",
+                   help="auto (default): an output also passes when its error against a float64 evaluation is "
+                        "within a small factor of the reference's own; element: only |a-e| <= atol + rtol*|e|")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--remote", metavar="HOST:PORT", help="run the artifact on a device's TVM RPC server")
+    _tracker_args(p)
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the device (default 10)")
 
 
 def run_verify(a):
     from rich.table import Table
     from . import api
     inputs = api.load_inputs(a.inputs, a.artifact) if a.inputs else None
-    res = api.verify(a.model, a.artifact, inputs, a.rtol, a.atol, a.seed, reference=a.reference)
+    art = _load(a) if a.remote or a.tracker else a.artifact
+    res = api.verify(a.model, art, inputs, a.rtol, a.atol, a.seed, reference=a.reference, tolerance=a.tolerance)
     if a.json:
-        _print_json({"reference": res.reference, "passed": res.passed, "rtol": a.rtol, "atol": a.atol,
-                     "outputs": [r.to_json() for r in res.reports]})
+        _print_json(res.to_json())
         return 0 if res.passed else 1
     t = Table(title=f"edgec vs {res.reference}  (pass: |a-e| <= {a.atol:g} + {a.rtol:g}*|e|)")
     for col, numeric in [("output", False), ("shape", False), ("max abs", True), ("max rel", True),
@@ -194,8 +218,18 @@ def run_verify(a):
     for r in res.reports:
         t.add_row(r.name, "x".join(map(str, r.shape)), f"{r.max_abs:.3g}", f"{r.max_rel:.3g}", f"{r.mean_abs:.3g}",
                   f"{list(r.worst_index)}: {r.worst_actual:.6g} / {r.worst_expected:.6g}",
-                  f"{r.mismatches}/{r.size}", "[green]PASS" if r.passed else f"[red]FAIL {r.note}")
+                  f"{r.mismatches}/{r.size}",
+                  f"[green]PASS ({r.rule})" if r.passed else f"[red]FAIL {r.note}")
     _console().print(t)
+    for r in res.reports:
+        print(f"{r.name}: abs err max {r.max_abs:.3g} mean {r.mean_abs:.3g} median {r.median_abs:.3g} "
+              f"p99 {r.p99_abs:.3g}; rel err mean {r.mean_rel:.3g} median {r.median_rel:.3g} p99 {r.p99_rel:.3g}; "
+              f"cosine {r.cosine:.8f}")
+        if r.edgec_error is not None:
+            print(f"{r.name}: vs float64: edgec max err {r.edgec_error:.3g}, reference max err "
+                  f"{r.reference_error:.3g} (auto passes within {_auto_factor():g}x)")
+    if a.tolerance == "auto" and not any(r.edgec_error is not None for r in res.reports):
+        print(f"auto tolerance unavailable: {res.truth}; element rule only")
     for r in res.reports:
         if r.step:
             print(f"{r.name}: max {r.max_steps:.3g} quantization step(s) of {r.step:.3g} (within 1 step passes)")
@@ -289,14 +323,26 @@ def setup_tune(p):
     p.add_argument("--db", help="database directory (default: MODEL stem + .tunedb)")
     p.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,..", help="fix symbolic dims")
     p.add_argument("--cost-model", default="xgb", choices=["xgb", "random"], help="MetaSchedule cost model")
+    p.add_argument("--build-timeout", type=float, default=30.0, help="seconds per candidate build (default 30)")
+    _tracker_args(p)
+    p.add_argument("--devices", type=int, default=1, help="--tracker devices measuring in parallel (default 1)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a free --tracker device")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
 def run_tune(a):
     from .api import tune
-    r = tune(a.model, a.target, a.trials, a.db, _shapes(a.input_shape), a.cost_model, progress=sys.stderr.isatty())
+    r = tune(a.model, a.target, a.trials, a.db, _shapes(a.input_shape), a.cost_model, progress=sys.stderr.isatty(),
+             build_timeout=a.build_timeout, farm=_farm(a, a.devices))
+    if a.json:
+        _print_json(r)
+        return
+    ms = lambda v: "-" if v is None else f"{v:.4f} ms"  # noqa: E731
+    print(f"tuned {r['model']} for {r['target']}, candidates measured on {r['measured_on']}")
     for k in r["kernels"]:
-        tuned = f"{k['tuned_ms']:.3f} ms" if k["tuned_ms"] is not None else "none"
-        print(f"{k['kernel']:<40} hand {k['hand_ms']:.3f} ms  tuned {tuned} ({k['trials']} trials) -> {k['use']}")
+        failed = ", ".join(f"{n} {cause}" for cause, n in k["failures"].items()) or "none"
+        print(f"{k['kernel']:<32} {k['measured']}/{k['trials']} trials measured (failed: {failed}); "
+              f"hand {ms(k['hand_ms'])}, tuned {ms(k['tuned_ms'])} -> {k['use']}")
     print(f"database {r['db']}: use it with `edgec compile {a.model} --target {r['target']} --tune-db {r['db']}`")
 
 

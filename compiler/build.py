@@ -55,16 +55,28 @@ def to_relax(graph, kernels):
     return bb.get(), params, functions
 
 
-def lowered_kernels(graph, preset, disable_passes=()):
-    """[(kernel description, PrimFunc)] of GRAPH for PRESET, one per distinct PrimFunc."""
+def lowered_kernels(graph, preset, disable_passes=(), twins=False):
+    """[(kernel description, PrimFunc)] of GRAPH for PRESET, one per distinct PrimFunc. TWINS: also
+    each PrimFunc lowered without Let expressions, [(description, PrimFunc, twin)], for MetaSchedule
+    (whose FLOP estimate cannot read a Let; the twin computes the same values)."""
     graph = run_passes(graph, disable=disable_passes, preset=preset)
     kernels = lower.partition(graph)
     mod, _, functions = to_relax(graph, kernels)
     by_function = {}
     for k, f in zip(kernels, functions):
         by_function.setdefault(f, k.describe(graph))
-    return [(by_function[gv.name_hint], func) for gv, func in mod.functions_items()
-            if gv.name_hint in by_function]
+    names = [gv.name_hint for gv, _ in mod.functions_items() if gv.name_hint in by_function]
+    found = [(by_function[name], mod[name]) for name in names]
+    if not twins:
+        return found
+    from .lower import elementwise
+    bind = elementwise.bind
+    elementwise.bind = lambda value, body, dtype: body(value)  # the value read where used, no Let
+    try:
+        twin_mod = to_relax(graph, kernels)[0]
+    finally:
+        elementwise.bind = bind
+    return [(k, func, twin_mod[name]) for (k, func), name in zip(found, names)]
 
 
 C_KEYWORDS = frozenset("""auto bool break case char const continue default do double else enum extern float for

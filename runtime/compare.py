@@ -1,6 +1,11 @@
 """Output comparison with stated tolerances and error statistics (numpy only).
 
-Rule (numpy's allclose): an element passes when |actual - expected| <= atol + rtol * |expected|.
+Element rule (numpy's allclose): an element passes when |actual - expected| <= atol + rtol * |expected|.
+Auto rule (`truth` given: the same graph evaluated in float64): float32 engines differ from each other
+by their rounding, so an output also passes when edgec's max error against the float64 answer is
+within AUTO_FACTOR times the reference's own (`reference_error`): a failure then means a real
+difference, not float32 noise. Statistics as Polygraphy reports them: max, mean, median and 99th
+percentile of the absolute and relative error, and the cosine similarity.
 """
 from dataclasses import dataclass
 
@@ -23,13 +28,26 @@ class OutputReport:
     note: str = ""
     step: float = 0.0  # the output's quantization step (an int8 model's output scale), 0 if none
     max_steps: float = 0.0  # max |actual - expected| in steps
+    median_abs: float = 0.0
+    p99_abs: float = 0.0
+    mean_rel: float = 0.0
+    median_rel: float = 0.0
+    p99_rel: float = 0.0
+    cosine: float = 1.0  # cosine similarity of actual and expected
+    edgec_error: float = None  # max |actual - float64 answer| (auto rule), None without one
+    reference_error: float = None  # max |expected - float64 answer|
+    rule: str = "element"  # which rule passed it: element, auto; or the rules that failed it
 
     def to_json(self):
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
 
 
-def compare(name, actual, expected, rtol=1e-4, atol=1e-5, step=0.0, steps=1):
-    """STEP > 0 (a quantized output): an element also passes within STEPS quantization steps."""
+AUTO_FACTOR = 4.0
+
+
+def compare(name, actual, expected, rtol=1e-4, atol=1e-5, step=0.0, steps=1, truth=None):
+    """STEP > 0 (a quantized output): an element also passes within STEPS quantization steps.
+    TRUTH (float64 evaluation of the same graph): the auto rule applies too (see the module doc)."""
     actual, expected = np.asarray(actual), np.asarray(expected)
     if actual.shape != expected.shape:
         return OutputReport(name, tuple(actual.shape), float("inf"), float("inf"), float("inf"), (), 0.0, 0.0,
@@ -49,7 +67,35 @@ def compare(name, actual, expected, rtol=1e-4, atol=1e-5, step=0.0, steps=1):
     bad = (diff > allowed) | nan_mismatch
     excess = diff - allowed
     worst = np.unravel_index(int(np.argmax(excess)), a.shape)
-    return OutputReport(name, tuple(a.shape), float(diff.max()), float(rel.max()), float(diff.mean()),
-                        tuple(int(i) for i in worst), float(a[worst]), float(e[worst]),
-                        int(bad.sum()), int(a.size), not bool(bad.any()), step=float(step),
-                        max_steps=float(diff.max() / step) if step > 0 else 0.0)
+    report = OutputReport(name, tuple(a.shape), float(diff.max()), float(rel.max()), float(diff.mean()),
+                          tuple(int(i) for i in worst), float(a[worst]), float(e[worst]),
+                          int(bad.sum()), int(a.size), not bool(bad.any()), step=float(step),
+                          max_steps=float(diff.max() / step) if step > 0 else 0.0, **_stats(a, e, diff, rel))
+    if truth is not None and np.shape(truth) == a.shape and not nan_mismatch.any():
+        t = np.asarray(truth, dtype=np.float64)
+        report.edgec_error = _max_finite(np.abs(a - t))
+        report.reference_error = _max_finite(np.abs(e - t))
+        auto = report.edgec_error <= AUTO_FACTOR * report.reference_error
+        report.rule = "element" if report.passed else "auto" if auto else "element, auto"
+        report.passed = report.passed or auto
+    elif not report.passed:
+        report.rule = "element"
+    return report
+
+
+def _max_finite(x):
+    x = np.where(np.isnan(x), 0.0, x)
+    return float(x.max()) if x.size else 0.0
+
+
+def _stats(a, e, diff, rel):
+    finite = np.isfinite(diff)
+    d, r = diff[finite], rel[finite]
+    if not d.size:
+        return {}
+    norm = float(np.linalg.norm(a[finite]) * np.linalg.norm(e[finite]))
+    cosine = float(np.dot(a[finite].ravel(), e[finite].ravel()) / norm) if norm > 0 else float(
+        np.array_equal(a[finite], e[finite]))
+    return {"median_abs": float(np.median(d)), "p99_abs": float(np.percentile(d, 99)),
+            "mean_rel": float(r.mean()), "median_rel": float(np.median(r)), "p99_rel": float(np.percentile(r, 99)),
+            "cosine": cosine}

@@ -1,15 +1,33 @@
 """`edgec tune`: MetaSchedule search per kernel, kept only where it beats the hand schedule.
 
-`tune(...)` takes the model's kernels lowered exactly as `compile` lowers them, tunes the
-kernels that do arithmetic (conv2d, dense), heaviest first, with the trial budget shared by FLOPs,
-into a MetaSchedule JSON database in DIR (evolutionary search for kernels given >= 128 trials,
-replaying random traces below that, where the evolutionary warm-up alone takes minutes). Then it times each tuned kernel against the hand
-schedule (targets/schedules) and records the winner in DIR/choices.json, keyed by the kernel's
-structural hash. `Tuned(DIR, target)` is what `compile --tune-db DIR` uses: it returns the tuned
-schedule only for kernels where tuning won, so a tuned model is never slower kernel by kernel.
+`tune(...)` takes the model's kernels lowered exactly as `compile` lowers them and tunes the
+kernels that do arithmetic (conv2d, dense), heaviest first, sharing the trial budget by FLOPs
+(never more than TRIALS in all), into a MetaSchedule JSON database in DIR (evolutionary search
+for kernels given >= 128 trials, replaying random traces below that, where the evolutionary
+warm-up alone takes minutes). Candidates are built in MetaSchedule's worker processes (each build
+within `build_timeout` seconds) and measured here (LocalRunner) or on the devices of a TVM RPC
+tracker (RPCRunner, `farm`). Then each tuned kernel is timed against the hand schedule
+(targets/schedules) on the same machine and the winner recorded in DIR/choices.json, keyed by
+the kernel's structural hash. `Tuned(DIR, target)` is what `compile --tune-db DIR` uses: it
+returns the tuned schedule only for kernels where tuning won, so a tuned model is never slower
+kernel by kernel.
+
+Why builds were slow: MetaSchedule's default build function and TuneContext import
+`tvm.s_tir.tensor_intrin`, which parses ~250 TVMScript functions; TVMScript's `prim_func` calls
+`inspect.stack()`, whose source look-up scans all of `sys.modules` for every frame without a
+file (`<frozen importlib...>`): minutes in a process that has imported onnx/TensorFlow, and
+>30 s in every fresh builder worker (the LocalBuilder restarts its workers every batch), so
+every candidate hit the build timeout. Here the main process imports it once with a cheap
+stack (`_quick_stack`), and candidates are built by `build_candidate`, which does not import it
+(the intrinsics matter only to schedule rules, which run in the main process).
 """
+import contextlib
+import functools
+import inspect
 import json
 import os
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +37,7 @@ from ..progress import progress as progress_bar
 
 TUNED_KINDS = ("conv2d", "dense")
 CHOICES = "choices.json"
+MIN_TRIALS = 2  # a kernel given fewer trials is not tuned
 
 
 def _key(func):
@@ -27,65 +46,237 @@ def _key(func):
 
 
 def _workload(func):
+    """FUNC as MetaSchedule stores its workload (tune_tir names it main and marks it noalias)."""
     import tvm
-    return tvm.IRModule({"main": func.without_attr("global_symbol")})
+    return tvm.IRModule({"main": func.with_attr("global_symbol", "main").with_attr("tirx.noalias", True)})
 
 
-def tune(name, kernels, preset, db, trials=64, cost_model="xgb", progress=True, repeat=20):
-    """Tune the KERNELS ([(description, PrimFunc)], from compiler.build.lowered_kernels) of model NAME
-    for PRESET with about TRIALS MetaSchedule trials in all, into database folder DB; return a report."""
+def _twin_path(db, key):
+    return Path(db) / "workloads" / f"{key}.json"
+
+
+def budget(flops, trials):
+    """Trials per kernel (FLOPS heaviest first): shares of TRIALS by FLOPs, at least MIN_TRIALS each
+    while the budget lasts, never more than TRIALS in all (kernels left at 0 are not tuned)."""
+    left, rest, out = trials, float(sum(flops)), []
+    for f in flops:
+        n = min(left, max(MIN_TRIALS, round(left * f / rest))) if rest > 0 else 0
+        n = n if n >= MIN_TRIALS else 0
+        out.append(n)
+        left, rest = left - n, rest - f
+    return out
+
+
+def tune(name, kernels, preset, db, trials=64, cost_model="xgb", progress=True, repeat=20,
+         build_timeout=30.0, farm=None):
+    """Tune the KERNELS ([(description, PrimFunc, twin)], from compiler.build.lowered_kernels with twins:
+    MetaSchedule searches the twin, the same computation without Let expressions) of model NAME
+    for PRESET with at most TRIALS MetaSchedule trials in all, into database folder DB; measure on
+    this machine, or on FARM (a runtime.remote.Farm: tracker, key, devices); return a report."""
     from tvm.s_tir import meta_schedule as ms
     if trials < 1:
         raise EdgecError(f"tune: --trials must be >= 1, got {trials}")
     if preset.device != "cpu":
         raise EdgecError(f"tune: target '{preset.name}' is not a CPU target; edgec tunes CPU kernels only")
+    from ..runtime import host_arch
+    if farm is None and preset.arch != host_arch():
+        raise EdgecError(f"tune: target '{preset.name}' is {preset.arch} code and this machine is {host_arch()}; "
+                         "measure it on devices: --tracker HOST:PORT --key KEY")
     tvm_target = preset.tvm_target()
-    todo = [(k, f) for k, f in kernels if k["kind"] in TUNED_KINDS and k["flops"]]
-    todo.sort(key=lambda kf: -kf[0]["flops"])
+    todo = [kft for kft in kernels if kft[0]["kind"] in TUNED_KINDS and kft[0]["flops"]]
+    todo.sort(key=lambda kft: -kft[0]["flops"])
     if not todo:
         raise EdgecError(f"tune: model '{name}' has no conv2d or dense kernel to tune")
-    total = sum(k["flops"] for k, _ in todo)
     db = Path(db)
     db.mkdir(parents=True, exist_ok=True)
     choices = _load_choices(db)
+    with _quick_stack():
+        import tvm.s_tir.tensor_intrin  # noqa: F401 - TuneContext imports it; here once, cheaply
+    cores = os.cpu_count() or 1
+    builder = ms.builder.LocalBuilder(max_workers=cores, timeout_sec=build_timeout, f_build=build_candidate,
+                                      f_export=functools.partial(export_candidate, _linker(preset)))
+    runner = _runner(ms, farm, build_timeout)
+    measure = Device(tvm_target, preset, farm, repeat)
     report = []
     with progress_bar(progress, f"tuning {name}", len(todo)) as step:
-        for kernel, func in todo:
-            n = max(2, round(trials * kernel["flops"] / total))
-            database = ms.tir_integration.tune_tir(
-                _workload(func), tvm_target, work_dir=str(db), max_trials_global=n,
-                num_trials_per_iter=min(64, n), cost_model=cost_model, num_tuning_cores=os.cpu_count() or 1,
-                strategy="evolutionary" if n >= 128 else "replay-trace")
-            sch = database.query_schedule(_workload(func), tvm_target, workload_name="main")
-            hand = _hand(func, kernel, preset)
-            t_hand = time_func(hand, tvm_target, repeat)
-            t_tuned = time_func(sch.mod["main"], tvm_target, repeat) if sch is not None else None
-            use = "tuned" if t_tuned is not None and t_tuned < t_hand else "hand"
-            choices[_key(func)] = {"kernel": kernel["name"], "hand_ms": t_hand * 1e3,
-                                   "tuned_ms": t_tuned * 1e3 if t_tuned is not None else None,
-                                   "trials": n, "use": use}
-            report.append(choices[_key(func)])
-            _save_choices(db, choices)
+        for (kernel, func, twin), n in zip(todo, budget([kft[0]["flops"] for kft in todo], trials)):
+            entry = {"kernel": kernel["name"], "kind": kernel["kind"], "trials": n, "measured": 0,
+                     "failures": {}, "best_measured_ms": None, "hand_ms": None, "tuned_ms": None, "use": "hand"}
+            if n:
+                outcomes = Outcomes()
+                with contextlib.redirect_stdout(sys.stderr):  # MetaSchedule's log tables: stdout stays the report
+                    database = ms.tir_integration.tune_tir(
+                        _workload(twin), tvm_target, work_dir=str(db), max_trials_global=n,
+                        num_trials_per_iter=min(64, n), cost_model=cost_model, num_tuning_cores=cores,
+                        strategy="evolutionary" if n >= 128 else "replay-trace", builder=builder, runner=runner,
+                        measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), outcomes])
+                entry.update(outcomes.summary())
+                sch = database.query_schedule(_workload(twin), tvm_target, workload_name="main")
+                with measure.device():  # a device of the farm only between searches (the runner needs it)
+                    entry["hand_ms"] = measure.time(_hand(func, kernel, preset)) * 1e3
+                    if sch is not None:
+                        entry["tuned_ms"] = measure.time(sch.mod["main"]) * 1e3
+                        entry["use"] = "tuned" if entry["tuned_ms"] < entry["hand_ms"] else "hand"
+                choices[_key(func)] = {k: entry[k] for k in ("kernel", "hand_ms", "tuned_ms", "trials", "use")}
+                _twin_path(db, _key(func)).parent.mkdir(exist_ok=True)
+                _twin_path(db, _key(func)).write_text(tvm_json(_workload(twin)))
+                _save_choices(db, choices)
+            report.append(entry)
             step()
-    return {"model": name, "target": preset.name, "db": str(db), "kernels": report}
+    return {"model": name, "target": preset.name, "db": str(db), "trials": trials,
+            "measured_on": measure.where, "kernels": report}
+
+
+def _linker(preset):
+    return getattr(preset, "linker", "") or preset.cross_cc
+
+
+def _runner(ms, farm, timeout):
+    config = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=20, enable_cpu_cache_flush=False)
+    if farm is None:
+        return ms.runner.LocalRunner(timeout_sec=max(timeout, 10.0), evaluator_config=config)
+    host, port = farm.tracker_address()
+    rpc = ms.runner.RPCConfig(tracker_host=host, tracker_port=port, tracker_key=farm.key,
+                              session_timeout_sec=int(max(farm.timeout, 60)))
+    return ms.runner.RPCRunner(rpc_config=rpc, evaluator_config=config, max_workers=farm.devices,
+                               f_alloc_argument=alloc_on_device)
+
+
+def alloc_on_device(session, device, args_info, alloc_repeat):
+    """MetaSchedule's argument allocation with the random data made here: a runtime-only TVM on the
+    device lacks `tvm.contrib.random.random_fill_for_measure` (runs in a runner worker)."""
+    from tvm.s_tir.meta_schedule.runner.utils import alloc_argument_common
+    rng = np.random.default_rng(0)
+
+    def fill(tensor):
+        shape, dtype = [int(d) for d in tensor.shape], str(tensor.dtype)
+        data = rng.standard_normal(shape) if np.dtype(dtype).kind == "f" else np.zeros(shape)
+        tensor.copyfrom(np.asarray(data, dtype=dtype))
+    return alloc_argument_common(fill, device, args_info, alloc_repeat)
+
+
+def build_candidate(mod, target, _params):
+    """MetaSchedule's default build minus its `import tvm.s_tir.tensor_intrin` (runs in a builder worker)."""
+    from tvm.driver import build
+    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+    mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
+    return build(mod, target=target)
+
+
+def export_candidate(linker, mod):
+    """Link a built candidate into a shared library (cross-linked with LINKER for a device)."""
+    path = os.path.join(tempfile.mkdtemp(prefix="edgec-cand-"), "candidate.so")
+    if linker:
+        from tvm.support import cc
+        mod.export_library(path, fcompile=cc.cross_compiler(linker))
+    else:
+        mod.export_library(path)
+    return path
+
+
+@contextlib.contextmanager
+def _quick_stack():
+    """inspect.stack() without source look-ups for frames that have no source file (see the module doc)."""
+    def stack(context=1):
+        frames, f = [], sys._getframe(1)
+        while f is not None:
+            code = f.f_code
+            if len(frames) < 3 and not code.co_filename.startswith("<"):  # TVMScript reads frames[2]
+                frames.append(inspect.FrameInfo(f, *inspect.getframeinfo(f, context)))
+            else:
+                frames.append(inspect.FrameInfo(f, code.co_filename, f.f_lineno, code.co_name, None, None))
+            f = f.f_back
+        return frames
+    saved, inspect.stack = inspect.stack, stack
+    try:
+        yield
+    finally:
+        inspect.stack = saved
+
+
+def _outcomes_class():
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
+
+    @derived_object
+    class _Outcomes(PyMeasureCallback):
+        """Counts what happened to every candidate: measured, or failed (by cause)."""
+
+        def __init__(self):
+            super().__init__()
+            self.seconds, self.failures = [], {}
+
+        def apply(self, task_scheduler, task_id, candidates, builder_results, runner_results):
+            for b, r in zip(builder_results, runner_results):
+                error = b.error_msg or r.error_msg
+                if error:
+                    cause = _cause(error, "build" if b.error_msg else "run")
+                    self.failures[cause] = self.failures.get(cause, 0) + 1
+                else:
+                    self.seconds.append(float(np.median([float(s) for s in r.run_secs])))
+
+        def summary(self):
+            return {"measured": len(self.seconds), "failures": dict(self.failures),
+                    "best_measured_ms": min(self.seconds) * 1e3 if self.seconds else None}
+    return _Outcomes
+
+
+def Outcomes():  # noqa: N802 - a class made on first use (TVM's FFI classes import the compiler)
+    return _outcomes_class()()
+
+
+def _cause(error, stage):
+    """One line naming why a candidate failed: 'build timeout', 'run error: ...'."""
+    if "Timeout" in error or "timed out" in error.lower():
+        return f"{stage} timeout"
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip() and not ln.startswith(" ")]
+    return f"{stage} error: {(lines[-1] if lines else 'unknown')[:120]}"
+
+
+class Device:
+    """Times a PrimFunc where the candidates are measured: this CPU, or a device from the farm."""
+
+    def __init__(self, target, preset, farm, repeat):
+        self.target, self.preset, self.farm, self.repeat = target, preset, farm, repeat
+        self.session = None
+        self.where = farm.describe() if farm is not None else "this machine"
+
+    @contextlib.contextmanager
+    def device(self):
+        """Hold a device of the farm (none needed here) for the timings inside."""
+        self.session = self.farm.session() if self.farm is not None else None
+        try:
+            yield
+        finally:
+            self.session = None  # the RPC session closes when collected
+
+    def time(self, func):
+        """Median seconds of one call of FUNC on random inputs."""
+        import tvm
+        from tvm.s_tir.meta_schedule.arg_info import ArgInfo
+        lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=self.target)
+        if self.session is None:
+            dev, mod = tvm.cpu(), lib.mod
+        else:
+            path = export_candidate(_linker(self.preset), lib)
+            self.session.upload(path, "edgec_kernel.so")
+            dev, mod = self.session.cpu(), self.session.load_module("edgec_kernel.so")
+        rng = np.random.default_rng(0)
+        args = [tvm.runtime.tensor(rng.standard_normal([int(d) for d in a.shape]).astype(a.dtype), dev)
+                for a in ArgInfo.from_prim_func(func)]
+        timer = mod.time_evaluator("main", dev, number=1, repeat=self.repeat, min_repeat_ms=0)
+        return float(np.median(timer(*args).results))
+
+
+def time_func(func, target, repeat=20):
+    """Median seconds of one call of the PrimFunc FUNC on random inputs on this machine."""
+    return Device(target, None, None, repeat).time(func)
 
 
 def _hand(func, kernel, preset):
     from .schedules import schedule
-    return schedule(func, kernel, preset)
-
-
-def time_func(func, target, repeat=20):
-    """Median seconds of one call of the PrimFunc FUNC on random inputs."""
-    import tvm
-    lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=target)
-    dev = tvm.cpu()
-    rng = np.random.default_rng(0)
-    from tvm.s_tir.meta_schedule.arg_info import ArgInfo
-    args = [tvm.runtime.tensor(rng.standard_normal([int(d) for d in a.shape]).astype(a.dtype), dev)
-            for a in ArgInfo.from_prim_func(func)]
-    timer = lib.mod.time_evaluator("main", dev, number=1, repeat=repeat, min_repeat_ms=0)
-    return float(np.median(timer(*args).results))
+    with preset.tvm_target():
+        return schedule(func, kernel, preset)
 
 
 class Tuned:
@@ -93,7 +284,7 @@ class Tuned:
 
     def __init__(self, db, target):
         from tvm.s_tir import meta_schedule as ms
-        db = Path(db)
+        db = self.db = Path(db)
         if not (db / CHOICES).is_file():
             raise EdgecError(f"tune database '{db}' has no {CHOICES}; create it with `edgec tune`")
         self.choices = _load_choices(db)
@@ -105,8 +296,18 @@ class Tuned:
         choice = self.choices.get(_key(func))
         if not choice or choice["use"] != "tuned":
             return None
-        sch = self.database.query_schedule(_workload(func), self.target, workload_name="main")
+        import tvm
+        try:
+            twin = tvm.ir.load_json(_twin_path(self.db, _key(func)).read_text())
+        except OSError:
+            return None
+        sch = self.database.query_schedule(twin, self.target, workload_name="main")
         return sch.mod["main"].with_attr("global_symbol", func.attrs["global_symbol"]) if sch else None
+
+
+def tvm_json(mod):
+    import tvm
+    return tvm.ir.save_json(mod)
 
 
 def _load_choices(db):
@@ -118,5 +319,3 @@ def _load_choices(db):
 
 def _save_choices(db, choices):
     (Path(db) / CHOICES).write_text(json.dumps(choices, indent=1, sort_keys=True))
-
-
