@@ -188,10 +188,12 @@ def test_digits_cnn_int8_accuracy_cli_and_artifact_size(tmp_path):
     assert acc8 >= acc32 - 0.005, (acc8, acc32)
     np.savez(tmp_path / "inputs.npz", image=test["x"])
     assert cli.main(["verify", str(tmp_path / "d.int8.onnx"), str(out), "--inputs", str(tmp_path / "inputs.npz")]) == 0
-    int8_weights = sum(a.nbytes for a in artifact_params(out).values() if a.ndim >= 2 and a.dtype.itemsize == 1)
+    weights = [a for a in artifact_params(out).values() if a.ndim >= 2 and a.dtype.kind in "iu"]
+    assert weights and all(a.dtype.itemsize == 1 for a in weights)  # stored as int8
+    int8_weights = sum(a.nbytes for a in weights)
     float_weights = sum(numpy_helper.to_array(t).nbytes for t in onnx.load(src).graph.initializer if len(t.dims) >= 2)
-    # a quarter, plus the zero channels that pad packed weights to whole blocks (conv1: 1 -> 2 inputs)
-    assert float_weights / int8_weights > 3.95, (int8_weights, float_weights)
+    # a quarter, plus the zero channels that pad packed weights to whole blocks (conv1: 1 -> 4 inputs)
+    assert float_weights / int8_weights > 3.85, (int8_weights, float_weights)
 
 
 def artifact_params(path):

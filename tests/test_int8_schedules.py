@@ -1,5 +1,5 @@
-"""The int8 conv schedule's inner loops, disassembled: x86 `vpmaddwd` on ymm (AVX2) and zmm
-(AVX-512), `vpdpbusd` with AVX-512 VNNI, without stack traffic; rpi4 NEON `smlal`, rpi5 `sdot`, and
+"""The int8 conv schedule's inner loops, disassembled: x86 `vpmaddwd` (or `vpmaddubsw` for 7-bit
+weights) on ymm (AVX2) and zmm (AVX-512), `vpdpbusd` with AVX-512 VNNI, without stack traffic; rpi4 NEON `smlal`, rpi5 `sdot`, and
 the ARM kernels run under qemu against onnxruntime (within one quantization step)."""
 import re
 import subprocess
@@ -15,15 +15,15 @@ from edgec import api, cli, targets
 from disasm import _BRANCH, _LINE, _TARGET, library, stack_accesses
 
 
-def qconv_model(path, c=32, o=40, hw=11, k=3, stride=1, seed=0):
-    """One QLinearConv, u8 input, per-channel s8 weights within [-64, 63] (onnxruntime's AVX2 U8S8
-    kernels saturate 16-bit pair sums beyond that)."""
+def qconv_model(path, c=32, o=40, hw=11, k=3, stride=1, seed=0, wmax=63):
+    """One QLinearConv, u8 input, per-channel s8 weights within [-WMAX-1, WMAX] (7-bit by default:
+    onnxruntime's AVX2 U8S8 kernels saturate 16-bit pair sums beyond that)."""
     rng = np.random.default_rng(seed)
 
     def t(name, a):
         return numpy_helper.from_array(np.asarray(a), name)
     inits = [t("xs", np.float32(0.02)), t("xz", np.uint8(120)),
-             t("w", rng.integers(-64, 64, (o, c, k, k)).astype(np.int8)),
+             t("w", rng.integers(-wmax - 1, wmax + 1, (o, c, k, k)).astype(np.int8)),
              t("ws", rng.uniform(0.002, 0.004, o).astype(np.float32)), t("wz", np.zeros(o, np.int8)),
              t("ys", np.float32(0.08)), t("yz", np.uint8(100)), t("b", rng.integers(-3000, 3000, o).astype(np.int32))]
     node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"], ["y"],
@@ -51,12 +51,16 @@ def innermost_loops(lib, pattern, objdump="objdump"):
 
 
 @pytest.mark.parametrize("preset,register", [("x86-avx2", "%ymm"), ("x86-avx512", "%zmm")])
-def test_x86_int8_conv_inner_loop_is_vpmaddwd(tmp_path, preset, register):
-    art = api.compile(qconv_model(str(tmp_path / "q.onnx")), preset, str(tmp_path / "q.edgec"), progress=False)
-    loops = innermost_loops(library(art, tmp_path), r"^vpmaddwd$")
-    assert loops, "no vpmaddwd loop"
+@pytest.mark.parametrize("wmax,instruction", [(127, "vpmaddwd"), (63, "vpmaddubsw")], ids=["8-bit", "7-bit"])
+def test_x86_int8_conv_inner_loop(tmp_path, preset, register, wmax, instruction):
+    """Full-range int8 weights: int16 vpmaddwd (exact); weights whose channel pairs cannot saturate
+    16 bits (7-bit weights): u8 x s8 vpmaddubsw, twice the multiply-adds per instruction."""
+    art = api.compile(qconv_model(str(tmp_path / "q.onnx"), wmax=wmax), preset, str(tmp_path / "q.edgec"),
+                      progress=False)
+    loops = innermost_loops(library(art, tmp_path), rf"^{instruction}$")
+    assert loops, f"no {instruction} loop"
     for body in loops:
-        assert len([1 for o, a in body if o == "vpmaddwd" and register in a]) >= 4, body
+        assert len([1 for o, a in body if o == instruction and register in a]) >= 4, body
         assert not stack_accesses(body), stack_accesses(body)
 
 

@@ -250,13 +250,34 @@ def run(graph, preset=None):
     return pack_weights(graph, preset)
 
 
+def dense_as_conv(graph):
+    """qdense with a constant weight and a scalar input zero point -> a 1x1 qconv2d on (M, K, 1, 1),
+    so it takes the packed int8 conv kernel."""
+    nodes = []
+    for node in graph.nodes:
+        if node.op != "qdense" or not all(i in graph.constants for i in node.inputs[1:]) or \
+                graph.constants[node.inputs[2]].size != 1:
+            nodes.append(node)
+            continue
+        (m, k), n = graph.values[node.inputs[0]].shape, graph.values[node.outputs[0]].shape[1]
+        x4 = make_node(graph, "reshape", [node.inputs[0]], graph.fresh(f"{node.name}_nchw"), node.source,
+                       attrs={"shape": [m, k, 1, 1]})
+        w4 = graph.add_const(graph.constants[node.inputs[1]].reshape(n, k, 1, 1), graph.fresh(f"{node.name}_w"))
+        conv = make_node(graph, "qconv2d", [x4.outputs[0], w4] + node.inputs[2:], graph.fresh(f"{node.name}_conv"),
+                         node.source, attrs={"pads": [0, 0, 0, 0]})
+        nodes += [x4, conv, make_node(graph, "reshape", conv.outputs, node.name, node.source, outputs=node.outputs,
+                                      attrs={"shape": [m, n]})]
+    graph.nodes = nodes
+
+
 def pack_weights(graph, preset):
     """With a CPU preset, qconv2d nodes with constant weights (no groups) become qconv2d_packed
     with the weights packed for the int8 schedule (targets/schedules/int8.py)."""
     if preset is None or preset.device != "cpu":
         return graph
-    from ...targets.schedules.int8 import params, raw_dot, width_tile
+    from ...targets.schedules.int8 import params, raw_dot, ubsw_exact, width_tile
     dot = raw_dot(preset)
+    dense_as_conv(graph)
     for node in graph.nodes:
         if node.op != "qconv2d" or node.attrs.get("groups", 1) != 1 or \
                 not all(i in graph.constants for i in node.inputs[1:]):
@@ -265,9 +286,13 @@ def pack_weights(graph, preset):
         # 8-bit dot products need symmetric int8 weights (the input zero point moves into the bias);
         # VNNI multiplies uint8 inputs, sdot int8 ones (a uint8 input is shifted by 128)
         xdtype = graph.values[node.inputs[0]].dtype
-        raw = dot is not None and w.dtype == np.int8 and not zw.any() and (dot == "sdot" or xdtype == "uint8")
+        raw = w.dtype == np.int8 and not zw.any() and (dot == "sdot" or xdtype == "uint8")
         shift = 128 if dot == "sdot" and xdtype == "uint8" else 0
-        packed = graph.add_const(pack_qweight(w, zw, *params(preset, raw), raw=raw), graph.fresh(node.inputs[1] + "_packed"))
+        wp = pack_qweight(w, zw, *params(preset, raw), raw=True) if raw else None
+        # without VNNI/sdot, x86 takes u8 x s8 vpmaddubsw where it cannot saturate (7-bit weights)
+        raw = raw and (dot is not None or (preset.arch == "x86_64" and ubsw_exact(wp)))
+        wp = wp if raw else pack_qweight(w, zw, *params(preset))
+        packed = graph.add_const(wp, graph.fresh(node.inputs[1] + "_packed"))
         bias = node.inputs[4:]
         if raw:
             zx = int(graph.constants[node.inputs[2]].reshape(-1)[0])

@@ -12,6 +12,7 @@ Per (batch, channel block, output row) -- the parallel loop -- a row tile of `xt
 its accumulators in registers. The int32 result is written back to NCHW with the requantize
 epilogue (scale, zero point, ReLU/Clip clamp) fused into the write-back.
 """
+import numpy as np
 import tvm
 from tvm.s_tir import Schedule, TensorIntrin
 from tvm.script import tirx as T
@@ -40,9 +41,10 @@ def raw_dot(preset):
 
 def params(preset, raw=False):
     """(lanes, kgroup) of the packed int8 weights for PRESET; RAW: for `vpdpbusd` (16 lanes x 4
-    channels) with AVX-512 VNNI, `sdot` (4 lanes x 4 channels) with NEON dotprod."""
+    channels) with AVX-512 VNNI, `vpmaddubsw` (8 or 16 lanes x 4 channels) without, `sdot` (4 lanes
+    x 4 channels) with NEON dotprod."""
     if raw:
-        return (16, 4) if preset.arch == "x86_64" else (4, 4)
+        return (max(preset.vector_bits // 32, 8), 4) if preset.arch == "x86_64" else (4, 4)
     return max(preset.vector_bits // 32, 4), KGROUP
 
 
@@ -131,6 +133,59 @@ def _vnni_intrin(index="int64"):
     return name
 
 
+def ubsw_exact(wp):
+    """Whether u8 x s8 `vpmaddubsw` is exact for the raw packed weights WP (..., 4): its 16-bit sum
+    of two products saturates unless each channel pair's positive (negative) weights sum to at most
+    128 (at least -128), so that 255 * sum fits. Weights quantized to 7 bits always pass."""
+    pairs = wp.astype(np.int32).reshape(wp.shape[:-1] + (2, 2))
+    return bool(np.maximum(pairs, 0).sum(-1).max(initial=0) <= 128 and np.minimum(pairs, 0).sum(-1).min(initial=0) >= -128)
+
+
+def _ubsw_intrin(lanes, index="int64"):
+    """C[lanes] += A[4] (u8) . B[lanes, 4] (s8) with vpmaddubsw + vpmaddwd (by ones) + vpaddd."""
+    name = f"edgec_pmaddubsw_{lanes}x4_{index}"
+    if name in _INTRINSICS:
+        return name
+    ub, wd = {8: ("llvm.x86.avx2.pmadd.ub.sw", "llvm.x86.avx2.pmadd.wd"),
+              16: ("llvm.x86.avx512.pmaddubs.w.512", "llvm.x86.avx512.pmaddw.d.512")}[lanes]
+    i = T.int64 if index == "int64" else T.int32
+    z, four, n = i(0), i(4), i(lanes)
+    bytes_, halves, acc = f"int8x{4 * lanes}", f"int16x{2 * lanes}", f"int32x{lanes}"
+
+    @T.prim_func(s_tir=True)
+    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (four,), "uint8", offset_factor=1)
+        B = T.match_buffer(b, (n, four), "int8", offset_factor=1)
+        C = T.match_buffer(c, (n,), "int32", offset_factor=1, scope="local")
+        with T.sblock("root"):
+            T.reads(C[z:n], A[z:four], B[z:n, z:four])
+            T.writes(C[z:n])
+            for j in T.serial(z, n):
+                for k in T.serial(z, four):
+                    with T.sblock("update"):
+                        vi, vk = T.axis.remap("SR", [j, k])
+                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (four,), "uint8", offset_factor=1)
+        B = T.match_buffer(b, (n, four), "int8", offset_factor=1)
+        C = T.match_buffer(c, (n,), "int32", offset_factor=1, scope="local")
+        with T.sblock("root"):
+            T.reads(C[z:n], A[z:four], B[z:n, z:four])
+            T.writes(C[z:n])
+            quad = T.reinterpret(A.vload([z], "uint8x4"), dtype="int32")
+            pairs = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(ub),
+                                            T.reinterpret(T.broadcast(quad, lanes), dtype=bytes_),
+                                            B.vload([z, z], bytes_), dtype=halves)
+            C[T.ramp(z, i(1), lanes)] = C.vload([z], acc) + T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(wd), pairs, T.broadcast(T.int16(1), 2 * lanes), dtype=acc)
+
+    TensorIntrin.register(name, desc, impl)
+    _INTRINSICS[name] = True
+    return name
+
+
 def _sdot_intrin(index="int64"):
     """C[4] += A[4] . B[4, 4] (s8) with NEON `sdot` (ARMv8.2 dotprod)."""
     name = f"edgec_sdot_4x4_{index}"
@@ -201,7 +256,9 @@ def schedule(func, kernel, preset):
     kgroup = int(sch.get(rk).extent)
     index = str(sch.get(oi).extent.ty)
     intrin = {("x86_64", 8, 2): lambda: _pmaddwd_intrin(8, index), ("x86_64", 16, 2): lambda: _pmaddwd_intrin(16, index),
-              ("x86_64", 16, 4): lambda: _vnni_intrin(index), ("aarch64", 4, 4): lambda: _sdot_intrin(index)}
+              ("x86_64", 8, 4): lambda: _ubsw_intrin(8, index),
+              ("x86_64", 16, 4): lambda: _vnni_intrin(index) if has_vnni(preset) else _ubsw_intrin(16, index),
+              ("aarch64", 4, 4): lambda: _sdot_intrin(index)}
     if (preset.arch, lanes, kgroup) in intrin:
         init = sch.decompose_reduction(conv, ry)
         sch.vectorize(sch.get_loops(init)[-1])
