@@ -2,11 +2,13 @@
 known at compile time, Scan over static sequences.
 
 Each becomes straight-line IR: the chosen If branch, or the body inlined once per iteration with
-the iteration number (a constant) and the loop-carried values bound. A Loop's condition must fold
+the iteration number (a constant) and the loop-carried values bound; a Loop that computes a GRU or
+simple RNN layer becomes the fused recurrent op instead (loop_recurrent.py). A Loop's condition must fold
 to a constant in every iteration (tf2onnx writes `i < max`); the unrolled size is bounded.
 """
 import numpy as np
 
+from . import loop_recurrent
 from .importer import Context
 from .registry import converter
 
@@ -72,6 +74,10 @@ def loop(ctx):
     if n_scan < 0:
         raise ctx.error(f"body has {len(body.output)} outputs for {len(carried)} loop-carried values")
     go = True if cond is None else bool(np.asarray(cond).reshape(-1)[0])
+    if go and limit:
+        fused = loop_recurrent.match(ctx, body, limit, carried)
+        if fused is not None:
+            return fused
     scans, i = [[] for _ in range(n_scan)], 0
     while go and (limit is None or i < limit):
         if (i + 1) * max(len(body.node), 1) > MAX_UNROLLED_NODES:
