@@ -73,6 +73,8 @@ def _calibration_args(p, required=False):
     p.add_argument("--method", choices=["minmax", "percentile", "entropy"], default="minmax",
                    help="calibration method (default minmax)")
     p.add_argument("--per-channel", action="store_true", help="one weight scale per output channel")
+    p.add_argument("--reduce-range", action="store_true",
+                   help="7-bit weights: x86 without VNNI then uses vpmaddubsw (faster, a little less precise)")
 
 
 def run_compile(a):
@@ -81,7 +83,8 @@ def run_compile(a):
     t0 = time.perf_counter()
     out = api.compile(a.model, a.target, a.output, _shapes(a.input_shape), a.disable_pass,
                       progress=sys.stderr.isatty(), tune_db=a.tune_db, sign=a.sign, quantize=a.quantize,
-                      calibration=a.calibration, method=a.method, per_channel=a.per_channel)
+                      calibration=a.calibration, method=a.method, per_channel=a.per_channel,
+                      reduce_range=a.reduce_range)
     m = read_manifest(out)
     seconds = time.perf_counter() - t0
     if a.json:
@@ -102,7 +105,7 @@ def setup_quantize(p):
 
 def run_quantize(a):
     from . import api
-    for line in api.quantize(a.model, a.calibration, a.output, a.method, a.per_channel).lines():
+    for line in api.quantize(a.model, a.calibration, a.output, a.method, a.per_channel, a.reduce_range).lines():
         print(line)
 
 

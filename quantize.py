@@ -32,12 +32,14 @@ class Report:
     samples: int
     method: str
     per_channel: bool
+    reduce_range: bool = False
     quantized: dict = field(default_factory=dict)  # op type -> count of int8 nodes
     float_kept: dict = field(default_factory=dict)  # op type -> count of float32 nodes (no int8 rule)
 
     def lines(self):
         out = [f"wrote {self.output} ({self.method} calibration on {self.samples} samples, "
-               f"{'per-channel' if self.per_channel else 'per-tensor'} int8 weights, uint8 activations)"]
+               f"{'per-channel' if self.per_channel else 'per-tensor'} {'7-bit' if self.reduce_range else 'int8'} "
+               "weights, uint8 activations)"]
         if self.quantized:
             out.append("int8 kernels: " + ", ".join(f"{k} x{v}" for k, v in sorted(self.quantized.items())))
         recurrent = {k: v for k, v in self.float_kept.items() if k in FLOAT_KEPT}
@@ -116,8 +118,10 @@ def keras_to_onnx(path, out_dir):
     return onnx_path
 
 
-def quantize(model, calibration, output=None, method="minmax", per_channel=False):
-    """Quantize MODEL (.onnx, .keras, .h5) to a QDQ int8 ONNX file OUTPUT; return a Report."""
+def quantize(model, calibration, output=None, method="minmax", per_channel=False, reduce_range=False):
+    """Quantize MODEL (.onnx, .keras, .h5) to a QDQ int8 ONNX file OUTPUT; return a Report.
+    REDUCE_RANGE: 7-bit weights (x86 without VNNI then takes u8 x s8 `vpmaddubsw`, which 8-bit
+    weights could saturate; a little less precision)."""
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
@@ -150,11 +154,12 @@ def quantize(model, calibration, output=None, method="minmax", per_channel=False
                 return next(self.it, None)
 
         quantize_static(prepared, output, Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                        reduce_range=reduce_range,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                                           "percentile": CalibrationMethod.Percentile}[method],
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
-    report = Report(output, sum(len(next(iter(f.values()))) for f in feeds), method, per_channel)
+    report = Report(output, sum(len(next(iter(f.values()))) for f in feeds), method, per_channel, reduce_range)
     _census(onnx.load(output), report)
     return report
 

@@ -100,7 +100,8 @@ def test_qlinear_matmul_and_qlinear_add_match_onnxruntime():
     graph = helper.make_graph(nodes, "qmm", [helper.make_tensor_value_info("a", TensorProto.UINT8, [3, 16]),
                                              helper.make_tensor_value_info("a2", TensorProto.UINT8, [3, 6])],
                               [helper.make_tensor_value_info("y", TensorProto.UINT8, None)], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13),
+                                                    helper.make_opsetid("com.microsoft", 1)])
     feeds = {"a": rng.integers(0, 256, (3, 16)).astype(np.uint8), "a2": rng.integers(0, 256, (3, 6)).astype(np.uint8)}
     want = ort_run(model, feeds, fused=True)[0].astype(int)
     for got in both(model, feeds):
@@ -123,7 +124,8 @@ def float_cnn(seed=0):
              helper.make_node("MaxPool", ["r2"], ["p"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
              helper.make_node("Flatten", ["p"], ["f"]),
              helper.make_node("Gemm", ["f", "w3", "b3"], ["logits"], transB=1)]
-    graph = helper.make_graph(nodes, "float_cnn", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+    graph = helper.make_graph(nodes, "float_cnn",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 

@@ -1,6 +1,7 @@
 """The int8 conv schedule's inner loops, disassembled: x86 `vpmaddwd` (or `vpmaddubsw` for 7-bit
-weights) on ymm (AVX2) and zmm (AVX-512), `vpdpbusd` with AVX-512 VNNI, without stack traffic; rpi4 NEON `smlal`, rpi5 `sdot`, and
-the ARM kernels run under qemu against onnxruntime (within one quantization step)."""
+weights) on ymm (AVX2) and zmm (AVX-512), `vpdpbusd` with AVX-512 VNNI, without stack traffic; rpi4
+NEON `smlal`, rpi5 `sdot`, and the ARM kernels run under qemu against onnxruntime (within one
+quantization step)."""
 import re
 import subprocess
 import tarfile
@@ -88,8 +89,8 @@ def test_arm_int8_conv_inner_loop_and_parity_under_qemu(tmp_path, monkeypatch, p
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
 
 
-VNNI = targets.Preset("x86-avx512-vnni", "test preset: Cascade Lake (AVX-512 VNNI)", {"kind": "llvm", "mcpu": "cascadelake"},
-                      "x86_64", vector_bits=512)
+VNNI = targets.Preset("x86-avx512-vnni", "test preset: Cascade Lake (AVX-512 VNNI)",
+                      {"kind": "llvm", "mcpu": "cascadelake"}, "x86_64", vector_bits=512)
 
 
 def test_vnni_int8_conv_inner_loop_is_vpdpbusd(tmp_path):

@@ -200,7 +200,8 @@ class _Fold:
                 b = self.bias_value(add.inputs[1])
                 if b is not None and b.size == n and g.values[add.outputs[0]].shape == g.values[node.outputs[0]].shape:
                     bias, bias_nodes = b, [add]
-        ins = [x.data, self.const(np.ascontiguousarray(wq), f"{node.name}_w"), self.const(x.zp.reshape(()), "zero_point"),
+        ins = [x.data, self.const(np.ascontiguousarray(wq), f"{node.name}_w"),
+               self.const(x.zp.reshape(()), "zero_point"),
                self.const(zw[:1].reshape(()) if w.zp.size == 1 else zw.copy(), "zero_point")]
         return self.emit(node, "qdense", ins, {}, x, w, sw, bias, bias_nodes, 1)
 

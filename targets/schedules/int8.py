@@ -138,7 +138,8 @@ def ubsw_exact(wp):
     of two products saturates unless each channel pair's positive (negative) weights sum to at most
     128 (at least -128), so that 255 * sum fits. Weights quantized to 7 bits always pass."""
     pairs = wp.astype(np.int32).reshape(wp.shape[:-1] + (2, 2))
-    return bool(np.maximum(pairs, 0).sum(-1).max(initial=0) <= 128 and np.minimum(pairs, 0).sum(-1).min(initial=0) >= -128)
+    return bool(np.maximum(pairs, 0).sum(-1).max(initial=0) <= 128
+                and np.minimum(pairs, 0).sum(-1).min(initial=0) >= -128)
 
 
 def _ubsw_intrin(lanes, index="int64"):
@@ -255,7 +256,8 @@ def schedule(func, kernel, preset):
         sch.parallel(fused)
     kgroup = int(sch.get(rk).extent)
     index = str(sch.get(oi).extent.ty)
-    intrin = {("x86_64", 8, 2): lambda: _pmaddwd_intrin(8, index), ("x86_64", 16, 2): lambda: _pmaddwd_intrin(16, index),
+    intrin = {("x86_64", 8, 2): lambda: _pmaddwd_intrin(8, index),
+              ("x86_64", 16, 2): lambda: _pmaddwd_intrin(16, index),
               ("x86_64", 8, 4): lambda: _ubsw_intrin(8, index),
               ("x86_64", 16, 4): lambda: _vnni_intrin(index) if has_vnni(preset) else _ubsw_intrin(16, index),
               ("aarch64", 4, 4): lambda: _sdot_intrin(index)}
