@@ -1,7 +1,8 @@
 """New ONNX ops against onnxruntime, compiled (one model with a branch per op, one compile):
 ConvTranspose (groups, stride, pads, output_padding, dilation, auto_pad), Resize (nearest,
 linear with antialias, cubic, several coordinate transformations), LayerNormalization, Einsum, and
-a Loop with a compile-time trip count plus an If with a constant condition (both unrolled)."""
+a Loop with a compile-time trip count plus an If with a constant condition (both unrolled), and a
+Loop that is a simple RNN (recognized, fused) next to one that is not (unrolled)."""
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -92,3 +93,47 @@ def test_new_ops_match_onnxruntime(tmp_path):
     for name, e, g in zip(names, expected, got):
         np.testing.assert_allclose(interp[name], e, rtol=RTOL, atol=ATOL, err_msg=f"{name} (numpy reference)")
         np.testing.assert_allclose(g, e, rtol=RTOL, atol=ATOL, err_msg=f"{name} (compiled)")
+
+
+def _rnn_loop_model(act):
+    """A SimpleRNN as tf2onnx writes it: Loop over a carried counter, weights carried through."""
+    rng = np.random.default_rng(2)
+    t_len, batch, i_size, hid = 5, 2, 3, 4
+    w, r, b = (rng.standard_normal(s).astype(np.float32) for s in ((i_size, hid), (hid, hid), (hid,)))
+    vi = helper.make_tensor_value_info
+    f = TensorProto.FLOAT
+    body = helper.make_graph(
+        [helper.make_node("Gather", ["xs", "t"], ["x_t"]), helper.make_node("MatMul", ["x_t", "w"], ["xw"]),
+         helper.make_node("MatMul", ["h", "r"], ["hr"]), helper.make_node("Add", ["xw", "hr"], ["s"]),
+         helper.make_node("Add", ["s", "b"], ["sb"]), helper.make_node(act, ["sb"], ["h_new"]),
+         helper.make_node("Add", ["t", "one"], ["t_new"]), helper.make_node("Less", ["t_new", "len"], ["c_out"]),
+         helper.make_node("Identity", ["h_new"], ["y_t"])],
+        "body", [vi("i", TensorProto.INT64, []), vi("c", TensorProto.BOOL, []), vi("t", TensorProto.INT64, []),
+                 vi("h", f, [batch, hid]), vi("w", f, [i_size, hid]), vi("r", f, [hid, hid]), vi("b", f, [hid])],
+        [vi("c_out", TensorProto.BOOL, []), vi("t_new", TensorProto.INT64, []), vi("h_new", f, [batch, hid]),
+         vi("w", f, [i_size, hid]), vi("r", f, [hid, hid]), vi("b", f, [hid]), vi("y_t", f, [batch, hid])],
+        [numpy_helper.from_array(np.int64(1), "one"), numpy_helper.from_array(np.int64(t_len), "len")])
+    inits = [numpy_helper.from_array(v, n) for n, v in (
+        ("trip", np.int64(t_len)), ("go", np.array(True)), ("t0", np.int64(0)), ("h0", np.zeros((batch, hid), np.float32)),
+        ("W", w), ("R", r), ("B", b))]
+    nodes = [helper.make_node("Transpose", ["x"], ["xs"], perm=[1, 0, 2]),
+             helper.make_node("Loop", ["trip", "go", "t0", "h0", "W", "R", "B"],
+                              ["t_end", "h_end", "w_end", "r_end", "b_end", "ys"], body=body)]
+    graph = helper.make_graph(nodes, f"rnn_loop_{act.lower()}", [vi("x", f, [batch, t_len, i_size])],
+                              [vi("h_end", f, [batch, hid]), vi("ys", f, [t_len, batch, hid])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_loop_recognized_as_rnn(tmp_path):
+    """A tanh cell becomes the fused rnn op; the same loop with relu (not a cell edgec matches)
+    is unrolled; both match onnxruntime compiled."""
+    x = np.random.default_rng(3).standard_normal((2, 5, 3)).astype(np.float32)
+    for act, fused in (("Tanh", True), ("Relu", False)):
+        path = tmp_path / f"{act}.onnx"
+        onnx.save(_rnn_loop_model(act), path)
+        graph = from_onnx(path)
+        assert ("rnn" in {n.op for n in graph.nodes}) == fused, act
+        expected = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+        got = load(api.compile(str(path), output=str(tmp_path / f"{act}.edgec"), progress=False)).run({"x": x})
+        for e, g in zip(expected, got):
+            np.testing.assert_allclose(g, e, rtol=RTOL, atol=ATOL)
