@@ -9,13 +9,14 @@ def _c(x, v):
 
 
 def nan_max(v, c):
-    """max(v, c) that keeps a NaN in V, as onnxruntime's Relu, Clip and HardSigmoid do (TVM's max
-    is a compare-and-select that returns C when V is NaN)."""
-    return tirx.Select(v < c, c, v)
+    """max(v, c) that keeps a NaN in V, as onnxruntime's Relu, Clip and HardSigmoid do. TVM lowers
+    max(a, b) to `a > b ? a : b`, which returns b when either is NaN: the constant goes first.
+    (A select on v would read v twice, and chains of fused ops would grow exponentially.)"""
+    return te.max(c, v)
 
 
 def nan_min(v, c):
-    return tirx.Select(v > c, c, v)
+    return te.min(c, v)
 
 
 def _unary(fn):

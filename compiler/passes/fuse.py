@@ -17,6 +17,9 @@ no path can leave a group and re-enter it: groups are convex. Each group's nodes
 together to where its last node was, so a kernel's operands are all computed before it runs.
 A group stops at MAX_GROUP nodes: TVM's compile time grows faster than linearly in the depth of
 one kernel's expression (a 2,000-op elementwise kernel took 107 s, 32 kernels of 64 ops take ~3 s).
+Ops whose compute reads its input more than once (leaky_relu: x >= 0 ? x : a*x) multiply the size
+of the inlined expression: a group stops before that growth passes MAX_GROWTH (24 chained leaky
+relus did not compile in 200 s as one kernel).
 """
 from ..ops import get_op
 from .rewrite import sole_consumer
@@ -26,6 +29,9 @@ NAME = "fuse"
 ANCHORS = {"conv2d", "dense", "pool", "elementwise"}
 POOLS = {"max_pool2d", "avg_pool2d", "global_avg_pool", "global_max_pool"}
 MAX_GROUP = 64
+MAX_GROWTH = 64
+READS = {"leaky_relu": 3, "elu": 3, "selu": 3, "softsign": 2, "hard_swish": 2, "thresholded_relu": 2,
+         "softplus": 2, "prelu": 3, "where": 2, "maximum": 3, "minimum": 3}  # how often the compute reads its first operand
 SHORT = {"max_pool2d": "maxpool", "avg_pool2d": "avgpool", "global_avg_pool": "gap",
          "global_max_pool": "gmp", "batch_norm": "bn"}
 
@@ -59,10 +65,13 @@ def _groups(graph):
     for node in graph.nodes:
         if id(node) in claimed or get_op(node.op).kind not in ANCHORS:
             continue
-        group, pooled = [node], False
+        group, pooled, growth = [node], False, READS.get(node.op, 1)
         while len(group[-1].outputs) == 1 and len(group) < MAX_GROUP:
             nxt = sole_consumer(graph, group[-1].outputs[0], users)
             if nxt is None or id(nxt) in claimed or not _joins(graph, group[-1], nxt, node, pooled):
+                break
+            growth *= READS.get(nxt.op, 1)
+            if growth > MAX_GROWTH:
                 break
             pooled = pooled or nxt.op in POOLS
             group.append(nxt)
