@@ -78,7 +78,7 @@ def tune(model, target="host", trials=64, db=None, input_shapes=None, cost_model
     preset = targets.get(target)
     graph = import_model(model, input_shapes)
     db = db or f"{Path(str(model)).stem}.tunedb"
-    return tune_kernels(graph.name, lowered_kernels(graph, preset, twins=True), preset, db, trials, cost_model, progress,
+    return tune_kernels(graph.name, lowered_kernels(graph, preset), preset, db, trials, cost_model, progress,
                         build_timeout=build_timeout, farm=farm)
 
 
@@ -119,26 +119,38 @@ def reference_outputs(model, inputs, reference=None):
 
 
 def load_inputs(path, specs=None):
-    """Inputs from an .npz (named arrays) or an .npy (one array: SPECS, the model's input specs or
-    an artifact path, must name exactly one input)."""
+    """Inputs from an .npz (named arrays) or an .npy (one array). SPECS (the model's input specs, or
+    an artifact path) names the input of an .npy; with it, arrays of an .npz that are not inputs
+    (labels next to a test split) are left out, with a note, when every input is there."""
     try:
         with np.load(path, allow_pickle=False) as z:
             if isinstance(z, np.ndarray):
-                return {_single_input(path, specs): z}
-            return {k: z[k] for k in z.files}
+                return {_input_names(path, specs, single=True)[0]: z}
+            arrays = {k: z[k] for k in z.files}
     except (OSError, ValueError, EOFError) as e:
         raise InputError(f"cannot read inputs '{path}': {' '.join(str(e).split())[:200]}") from None
+    names = _input_names(path, specs) if specs is not None else list(arrays)
+    extra = sorted(set(arrays) - set(names))
+    if extra and set(names) <= set(arrays):
+        import warnings
+        from .errors import EdgecWarning
+        warnings.warn(f"'{path}': using {', '.join(names)}; {', '.join(extra)} "
+                      f"{'is' if len(extra) == 1 else 'are'} not an input of the model", EdgecWarning, stacklevel=2)
+        arrays = {k: arrays[k] for k in names}
+    return arrays
 
 
-def _single_input(path, specs):
+def _input_names(path, specs, single=False):
     if isinstance(specs, (str, os.PathLike)):
         from .runtime.artifact import read_manifest
         specs = read_manifest(specs)["inputs"]
     names = [s["name"] for s in specs or []]
+    if not single:
+        return names
     if len(names) != 1:
         raise InputError(f"'{path}' holds one array; the model has {len(names)} inputs ({', '.join(names)}): "
                          "give an .npz with one array per input name")
-    return names[0]
+    return names
 
 
 def save_outputs(path, names, arrays):

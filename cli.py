@@ -200,6 +200,11 @@ def setup_verify(p):
                         "within a small factor of the reference's own; element: only |a-e| <= atol + rtol*|e|")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--per-layer", action="store_true", help="compare every source layer (a debug build returns "
+                   "every kernel's output; the reference exposes every intermediate tensor)")
+    p.add_argument("--bisect", action="store_true", help="name the first layer that leaves the tolerance while "
+                   "its inputs are within it (implies --per-layer)")
+    p.add_argument("--junit", metavar="FILE.xml", help="write a JUnit report (one case per output, or per layer)")
     p.add_argument("--remote", metavar="HOST:PORT", help="run the artifact on a device's TVM RPC server")
     _tracker_args(p)
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the device (default 10)")
@@ -209,21 +214,33 @@ def run_verify(a):
     from rich.table import Table
     from . import api
     inputs = api.load_inputs(a.inputs, a.artifact) if a.inputs else None
+    if a.per_layer or a.bisect:
+        return _verify_layers(a, inputs)
     art = _load(a) if a.remote or a.tracker else a.artifact
     res = api.verify(a.model, art, inputs, a.rtol, a.atol, a.seed, reference=a.reference, tolerance=a.tolerance)
+    if a.junit:
+        from . import junit
+        junit.write(a.junit, f"edgec verify {a.model}", junit.verify_cases(res.reports))
     if a.json:
         _print_json(res.to_json())
         return 0 if res.passed else 1
+    console = _console()
+    wide = console.width >= 110  # narrower: the worst element moves below the table
     t = Table(title=f"edgec vs {res.reference}  (pass: |a-e| <= {a.atol:g} + {a.rtol:g}*|e|)")
     for col, numeric in [("output", False), ("shape", False), ("max abs", True), ("max rel", True),
                          ("mean abs", True), ("worst: edgec / ref", False), ("bad", True), ("result", False)]:
-        t.add_column(col, justify="right" if numeric else "left", no_wrap=numeric, overflow="fold")
+        if wide or not col.startswith("worst"):
+            t.add_column(col, justify="right" if numeric else "left", no_wrap=numeric, overflow="fold")
+    worst = {r.name: f"{list(r.worst_index)}: {r.worst_actual:.6g} / {r.worst_expected:.6g}" for r in res.reports}
     for r in res.reports:
-        t.add_row(r.name, "x".join(map(str, r.shape)), f"{r.max_abs:.3g}", f"{r.max_rel:.3g}", f"{r.mean_abs:.3g}",
-                  f"{list(r.worst_index)}: {r.worst_actual:.6g} / {r.worst_expected:.6g}",
-                  f"{r.mismatches}/{r.size}",
-                  f"[green]PASS ({r.rule})" if r.passed else f"[red]FAIL {r.note}")
-    _console().print(t)
+        cells = [r.name, "x".join(map(str, r.shape)), f"{r.max_abs:.3g}", f"{r.max_rel:.3g}", f"{r.mean_abs:.3g}",
+                 worst[r.name], f"{r.mismatches}/{r.size}",
+                 f"[green]PASS ({r.rule})" if r.passed else f"[red]FAIL {r.note}"]
+        t.add_row(*(cells if wide else cells[:5] + cells[6:]))
+    console.print(t)
+    if not wide:
+        for r in res.reports:
+            print(f"{r.name}: worst element {worst[r.name]} (edgec / reference)")
     for r in res.reports:
         print(f"{r.name}: abs err max {r.max_abs:.3g} mean {r.mean_abs:.3g} median {r.median_abs:.3g} "
               f"p99 {r.p99_abs:.3g}; rel err mean {r.mean_rel:.3g} median {r.median_rel:.3g} p99 {r.p99_rel:.3g}; "
@@ -239,6 +256,49 @@ def run_verify(a):
     print(f"{'PASS' if res.passed else 'FAIL'}: {len(res.reports)} output(s) vs {res.reference} "
           f"(reference {res.ref_seconds * 1e3:.1f} ms, edgec {res.run_seconds * 1e3:.1f} ms, first run)")
     return 0 if res.passed else 1
+
+
+def _verify_layers(a, inputs):
+    from rich.table import Table
+    from .parity import per_layer
+    remote = None
+    if a.remote or a.tracker:
+        from .runtime.remote import load_remote
+        remote = lambda path: load_remote(path, a.remote, a.timeout, _farm(a))  # noqa: E731
+    rep = per_layer(a.model, a.artifact, inputs, a.rtol, a.atol, a.seed, a.tolerance, load=remote)
+    first = rep.first_divergence()
+    if a.junit:
+        from . import junit
+        junit.write(a.junit, f"edgec verify --per-layer {a.model}", junit.verify_cases([r["report"] for r in rep.rows]))
+    if a.json:
+        _print_json(rep.to_json())
+        return 0 if rep.passed else 1
+    t = Table(title=f"edgec vs {rep.reference} per source layer (pass: |a-e| <= {a.atol:g} + {a.rtol:g}*|e|"
+                    f"{', or auto' if a.tolerance == 'auto' else ''})")
+    for col in ["layer", "kernel", "max abs", "max rel", "err/max|ref|", "amplification", "vs float64 (edgec/ref)",
+                "result"]:
+        t.add_column(col, overflow="fold")
+    for row in rep.rows:
+        r = row["report"]
+        amp = "-" if row["amplification"] is None else f"{row['amplification']:.3g}x"
+        f64 = "-" if r.edgec_error is None else f"{r.edgec_error:.3g} / {r.reference_error:.3g}"
+        t.add_row(row["layer"], row["kernel"], f"{r.max_abs:.3g}", f"{r.max_rel:.3g}", f"{row['scaled_error']:.3g}",
+                  amp, f64, "[green]PASS" if r.passed else "[red]FAIL")
+    if not a.bisect:
+        _console().print(t)
+    n_bad = sum(not r["report"].passed for r in rep.rows)
+    print(f"{'PASS' if rep.passed else 'FAIL'}: {len(rep.rows)} layer(s) compared, {n_bad} outside the tolerance")
+    if a.bisect:
+        if first is None:
+            print("bisect: every compared layer is within the tolerance")
+        else:
+            r = first["report"]
+            print(f"bisect: first divergence at layer '{first['layer']}' (max abs error {r.max_abs:.3g}, "
+                  f"{first['scaled_error']:.3g} of its largest value) while its inputs "
+                  f"({', '.join(first['inputs']) or 'model inputs'}) are within the tolerance; kernel "
+                  f"{first['kernel']} computes source layers {', '.join(first['layers'])} "
+                  f"(fused IR nodes {', '.join(first['nodes'])})")
+    return 0 if rep.passed else 1
 
 
 # ---- inspect ----------------------------------------------------------------------------------
@@ -390,14 +450,18 @@ def run_profile(a):
     for (col, numeric), k in zip(cols, keep):
         if k:
             t.add_column(col, justify="right" if numeric else "left", no_wrap=numeric, overflow="fold")
+    prefix = _common_prefix([name for r in rows for name in r["layers"]])
     for r in rows:
         shared = f" (runs {r['function']})" if r["function"] != r["kernel"] else ""
-        cells = [r["kernel"] + shared, ", ".join(r["nodes"]), ", ".join(r["layers"]) or "-", r["kind"],
+        layers = ", ".join(name[len(prefix):] if name.startswith(prefix) else name for name in r["layers"]) or "-"
+        cells = [r["kernel"] + shared, ", ".join(r["nodes"]), layers, r["kind"],
                  "x".join(map(str, r["shape"])), f"{r['median_s'] * 1e3:.3f}", f"{(r['q3_s'] - r['q1_s']) * 1e3:.3f}",
                  f"{r['share']:.1%}", "-" if r["gflops"] is None else f"{r['gflops']:.1f}", str(r["calls"])]
         t.add_row(*[c for c, k in zip(cells, keep) if k])
+    notes = [f"source layers without their common prefix '{prefix}'"] if prefix else []
     if len(rows) < len(prof.rows):
-        t.caption = f"{len(prof.rows) - len(rows)} faster kernels not shown"
+        notes.append(f"{len(prof.rows) - len(rows)} faster kernels not shown")
+    t.caption = "; ".join(notes) or None
     console.print(t)
     e2e = prof.e2e_median
     print(f"end-to-end: median {e2e * 1e3:.3f} ms (IQR {prof.e2e_q1 * 1e3:.3f}-{prof.e2e_q3 * 1e3:.3f}) "
@@ -411,6 +475,19 @@ def run_profile(a):
     if idle:
         print(f"not called (TVM runs them as views, no kernel): {', '.join(idle)}")
     _write_profile_files(a, prof)
+
+
+def _common_prefix(names):
+    """The '/'-ended path prefix all path-like NAMES share (tf2onnx: 'StatefulPartitionedCall/model/'), or ''."""
+    parts = [n.split("/")[:-1] for n in names if "/" in n]
+    if len(parts) < 2:
+        return ""
+    common = []
+    for level in zip(*parts):
+        if len(set(level)) > 1:
+            break
+        common.append(level[0])
+    return "/".join(common) + "/" if common else ""
 
 
 def _write_profile_files(a, prof):

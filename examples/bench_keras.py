@@ -48,7 +48,7 @@ def main(argv=None):
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for model_file, data, name in EXAMPLES:
-            x = np.load(HERE / data)["x"][:1]
+            x = np.load(HERE / data)[name][:1]
             model = keras.saving.load_model(HERE / model_file)
             ref = model.predict(x, verbose=0)
             onnx_path = Path(tmp) / (Path(model_file).stem + ".onnx")

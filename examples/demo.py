@@ -60,8 +60,8 @@ def demo(model_file, test_split=None, input_shapes=None):
 
     if test_split:
         split = np.load(os.path.join(HERE, test_split))
-        x, y = split["x"], split["y"]
         spec = model.inputs[0]
+        x, y = split[spec["name"]], split["label"]
         batch = spec["shape"][0]
         correct = 0
         for i in range(0, len(x) - len(x) % batch, batch):

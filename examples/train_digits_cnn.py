@@ -1,7 +1,7 @@
 """Train a small Keras CNN on scikit-learn's bundled 8x8 digits (no download) and save it.
 
-Writes examples/digits_cnn.keras and the held-out split examples/digits_test.npz (x: float32
-[N,8,8,1] in [0,1], y: int64 labels). Needs the keras extra and scikit-learn:
+Writes examples/digits_cnn.keras and the held-out split examples/digits_test.npz (image: float32
+[N,8,8,1] in [0,1], label: int64). Needs the keras extra and scikit-learn:
 
     .venv/bin/python examples/train_digits_cnn.py
 """
@@ -47,7 +47,7 @@ def main():
     plain = build(keras)  # uncompiled: the file holds no optimizer state
     plain.set_weights(model.get_weights())
     plain.save(HERE / "digits_cnn.keras")
-    np.savez_compressed(HERE / "digits_test.npz", x=x_test, y=y_test)
+    np.savez_compressed(HERE / "digits_test.npz", image=x_test, label=y_test)  # the model's input name
     print(f"saved {HERE / 'digits_cnn.keras'} and {HERE / 'digits_test.npz'}")
 
 

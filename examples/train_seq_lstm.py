@@ -2,7 +2,7 @@
 
 Task: a sequence of 12 noisy values; the label says whether its first half sums to more than
 its second half (order matters, so the model must remember across steps). Writes
-examples/seq_lstm.keras and the held-out split examples/seq_test.npz (x: float32 [N,12,1], y).
+examples/seq_lstm.keras and the held-out split examples/seq_test.npz (sequence: float32 [N,12,1], label).
 
     .venv/bin/python examples/train_seq_lstm.py
 """
@@ -40,7 +40,7 @@ def main():
     plain = build(keras)  # uncompiled: the file holds no optimizer state
     plain.set_weights(model.get_weights())
     plain.save(HERE / "seq_lstm.keras")
-    np.savez_compressed(HERE / "seq_test.npz", x=x_test, y=y_test)
+    np.savez_compressed(HERE / "seq_test.npz", sequence=x_test, label=y_test)  # the model's input name
     print(f"saved {HERE / 'seq_lstm.keras'} and {HERE / 'seq_test.npz'}")
 
 

@@ -16,7 +16,7 @@ def test_compiled_example_accuracy_equals_keras(tmp_path, model, data, input_nam
     from edgec import api
     from edgec.runtime import load
     z = np.load(EXAMPLES / data)
-    x, y = z["x"], z["y"]
+    x, y = z[input_name], z["label"]
     expected = keras.saving.load_model(EXAMPLES / model).predict(x, verbose=0)
     art = api.compile(EXAMPLES / model, output=tmp_path / "m.edgec", input_shapes={input_name: x.shape},
                       progress=False)
