@@ -59,7 +59,7 @@ def pack_conv_weights(graph, preset):
     """Rewrite conv2d and dense nodes with constant weights (in place) to their packed ops; return GRAPH."""
     if preset is None or preset.device != "cpu":
         return graph
-    from ...targets.schedules.pack import conv_params, dense_block, pointwise_tile
+    from ...targets.schedules.pack import conv_params, dense_block, pointwise_gemm, pointwise_tile
     block, _ = conv_params(preset)
     for node in graph.nodes:
         if not packable(graph, node, block):
@@ -67,9 +67,12 @@ def pack_conv_weights(graph, preset):
         w = graph.constants[node.inputs[1]]
         g = node.attrs.get("groups", 1)
         attrs = dict(node.attrs, out_channels=int(w.shape[0]), block=block)
-        if pointwise(node, w):  # a GEMM: tile of `block` channels x `tile` pixels
-            out = graph.values[node.outputs[0]].shape
-            attrs["block"], attrs["tile"] = pointwise_tile(preset, int(w.shape[0]), int(out[2] * out[3]))
+        out = graph.values[node.outputs[0]].shape
+        pixels = int(out[2] * out[3])
+        mr, nr = pointwise_tile(preset, int(w.shape[0]), pixels)
+        strided = any(s != 1 for s in node.attrs.get("strides", [1, 1]))
+        if pointwise(node, w) and pointwise_gemm(int(w.shape[0]), pixels, nr, strided):
+            attrs["block"], attrs["tile"] = mr, nr  # a GEMM: tile of `block` channels x `tile` pixels
         node.inputs[1] = graph.add_const(pack_weight(w, g, attrs["block"]), graph.fresh(node.inputs[1] + "_packed"))
         node.op = "conv2d_packed"
         node.attrs = attrs
