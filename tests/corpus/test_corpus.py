@@ -5,10 +5,13 @@ Python that has them)."""
 import importlib.util
 import os
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-import generate
+sys.path.insert(0, str(Path(__file__).parent))
+import generate  # noqa: E402
 
 FULL = [pytest.param(n, f, marks=pytest.mark.corpus, id=f"{n}-{f}") for n, f in generate.entries()]
 SAMPLE = [pytest.param(n, f, id=f"{n}-{f}-sample") for n, f in generate.entries() if n in generate.SAMPLE and f == "onnx"]
