@@ -123,9 +123,10 @@ def load_inputs(path, specs=None):
     an artifact path) names the input of an .npy; with it, arrays of an .npz that are not inputs
     (labels next to a test split) are left out, with a note, when every input is there."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if isinstance(z, np.ndarray):
-                return {_input_names(path, specs, single=True)[0]: z}
+        z = np.load(path, allow_pickle=False)
+        if isinstance(z, np.ndarray):
+            return {_input_names(path, specs, single=True)[0]: z}
+        with z:
             arrays = {k: z[k] for k in z.files}
     except (OSError, ValueError, EOFError) as e:
         raise InputError(f"cannot read inputs '{path}': {' '.join(str(e).split())[:200]}") from None

@@ -510,15 +510,19 @@ def run_targets(a):
                           needs=targets.get(n).tools, missing=targets.get(n).missing_tools())
                      for n in targets.names()])
         return
-    t = Table(title="edgec target presets")
+    console = _console()
+    wide = console.width >= 140  # narrower: the TVM target dict is left to --json
+    t = Table(title="edgec target presets" + ("" if wide else " (TVM target dicts: edgec targets --json)"))
     for c in ["name", "arch", "description", "TVM target", "needs", "ready"]:
-        t.add_column(c)
+        if wide or c != "TVM target":
+            t.add_column(c, overflow="fold", no_wrap=c == "name")
     for name in targets.names():
         p = targets.get(name)
         missing = p.missing_tools()
-        t.add_row(name, p.arch, p.description, json.dumps(p.tvm), ", ".join(p.tools) or "-",
-                  "[green]yes" if not missing else f"[red]missing {', '.join(missing)}")
-    _console().print(t)
+        cells = [name, p.arch, p.description, json.dumps(p.tvm), ", ".join(p.tools) or "-",
+                 "[green]yes" if not missing else f"[red]missing {', '.join(missing)}"]
+        t.add_row(*(cells if wide else cells[:3] + cells[4:]))
+    console.print(t)
 
 
 # ---- package ----------------------------------------------------------------------------------
