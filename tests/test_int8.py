@@ -131,13 +131,17 @@ def float_cnn(seed=0):
 
 
 @pytest.mark.parametrize("per_channel", [False, True])
-def test_quantized_model_folds_to_int8_kernels_and_matches_onnxruntime(tmp_path, per_channel):
-    from edgec.quantize import output_steps, quantize
+def test_quantized_model_folds_to_int8_kernels_and_matches_onnxruntime(tmp_path, capsys, per_channel):
+    from edgec import cli
+    from edgec.quantize import output_steps
     onnx.save(float_cnn(), tmp_path / "m.onnx")
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "calib.npz", input=rng.standard_normal((20, 3, 8, 8)).astype(np.float32))
-    report = quantize(tmp_path / "m.onnx", tmp_path / "calib.npz", tmp_path / "m.int8.onnx", per_channel=per_channel)
-    assert report.quantized.get("Conv") == 2
+    args = ["quantize", str(tmp_path / "m.onnx"), "--calibration", str(tmp_path / "calib.npz"),
+            "-o", str(tmp_path / "m.int8.onnx")] + (["--per-channel", "--method", "percentile"] if per_channel else [])
+    assert cli.main(args) in (0, None)
+    out = capsys.readouterr().out
+    assert "int8 kernels: Conv x2, Flatten x1, Gemm x1, MaxPool x1" in out and ("per-channel" in out) == per_channel, out
     qmodel = onnx.load(tmp_path / "m.int8.onnx")
     folded = run_passes(from_onnx(qmodel))
     ops = [n.op for n in folded.nodes]
@@ -180,15 +184,15 @@ def test_digits_cnn_int8_accuracy_cli_and_artifact_size(tmp_path):
     test = np.load(os.path.join(EXAMPLES, "digits_test.npz"))
     src = os.path.join(EXAMPLES, "digits_cnn.onnx")
     out = tmp_path / "d.edgec"
-    n = len(test["y"])
+    n = len(test["label"])
     assert cli.main(["compile", src, "--quantize", "int8", "--calibration", str(tmp_path / "calib.npz"),
                      "--input-shape", f"image={n},8,8,1", "-o", str(out)]) in (0, None)
     assert (tmp_path / "d.int8.onnx").exists()
-    probs = edgec.load(str(out)).run({"image": test["x"]})[0]
-    float_probs = ort.InferenceSession(src).run(None, {"image": test["x"]})[0]
-    acc8, acc32 = (probs.argmax(1) == test["y"]).mean(), (float_probs.argmax(1) == test["y"]).mean()
+    probs = edgec.load(str(out)).run({"image": test["image"]})[0]
+    float_probs = ort.InferenceSession(src).run(None, {"image": test["image"]})[0]
+    acc8, acc32 = (probs.argmax(1) == test["label"]).mean(), (float_probs.argmax(1) == test["label"]).mean()
     assert acc8 >= acc32 - 0.005, (acc8, acc32)
-    np.savez(tmp_path / "inputs.npz", image=test["x"])
+    np.savez(tmp_path / "inputs.npz", image=test["image"])
     assert cli.main(["verify", str(tmp_path / "d.int8.onnx"), str(out), "--inputs", str(tmp_path / "inputs.npz")]) == 0
     weights = [a for a in artifact_params(out).values() if a.ndim >= 2 and a.dtype.kind in "iu"]
     assert weights and all(a.dtype.itemsize == 1 for a in weights)  # stored as int8
