@@ -19,8 +19,9 @@ from collections import Counter, defaultdict
 MEMORY_HEADROOM = 3 << 30  # bytes the worker may allocate beyond what it holds after importing edgec
 
 
-def run_cases(folder, cases, timeout=30.0):
-    """CASES: [(case id, category, file name, compile?)] in FOLDER. Returns {id: (category, outcome, detail)}."""
+def run_cases(folder, cases, timeout=30.0, compile_timeout=120.0):
+    """CASES: [(case id, category, file name, compile?)] in FOLDER. Returns {id: (category, outcome, detail)}.
+    A case is a hang after TIMEOUT seconds (COMPILE_TIMEOUT for one that compiles: a busy machine)."""
     results, todo = {}, list(cases)
     while todo:
         env = dict(os.environ, MALLOC_ARENA_MAX="2", TVM_NUM_THREADS="1")  # few address-space reservations
@@ -33,11 +34,12 @@ def run_cases(folder, cases, timeout=30.0):
         by_id = {c[0]: c for c in todo}
         done = 0
         for case in todo:
+            limit = (compile_timeout if case[3] else timeout) + (60 if done == 0 else 0)  # the first waits for imports
             try:
-                line = lines.get(timeout=timeout + (60 if done == 0 else 0))  # the first waits for imports
+                line = lines.get(timeout=limit)
             except queue.Empty:
                 proc.kill()
-                results[case[0]] = (case[1], "hang", f"no answer in {timeout:.0f} s")
+                results[case[0]] = (case[1], "hang", f"no answer in {limit:.0f} s")
                 done += 1
                 break
             if line is None:  # the worker died on this case
