@@ -171,6 +171,8 @@ def run_run(a):
         res = model.invoke(args)
         outs = model.outputs_to_numpy(res)
         times.append(time.perf_counter() - t0)
+    if hasattr(model, "device_time"):  # on a remote device: its own clock, without the RPC round trips
+        times = model.device_time(args, a.repeat)
     written = api.save_outputs(a.outputs, [s["name"] for s in model.outputs], outs) if a.outputs else []
     if a.json:
         _print_json({"model": model.name, "latency_ms": {"median": float(np.median(times)) * 1e3, "runs": len(times)},
@@ -364,18 +366,42 @@ def setup_bench(p):
                    help="also time onnxruntime with spin-waiting off (the default-options one stays)")
     p.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,..", help="fix symbolic dims")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _remote_args(p)
 
 
 def run_bench(a):
     from .bench import bench_threads, format_result
     if a.repeat < 1 or (a.threads is not None and a.threads < 1):
         raise EdgecError("--repeat and --threads must be >= 1")
+    if a.remote or a.tracker:
+        return _bench_on_device(a)
     rs = bench_threads(a.model, a.target, [a.threads] if a.threads else None, a.repeat,
                        input_shapes=_shapes(a.input_shape), progress=sys.stderr.isatty(), nospin=a.no_spin)
     if a.json:  # one object with --threads, else a list (1 thread, all cores)
         print(json.dumps(rs[0] if a.threads else rs, indent=1))
     else:
         print("\n".join(format_result(r) for r in rs))
+
+
+def _bench_on_device(a):
+    """edgec alone on a device (onnxruntime does not run there), timed by the device's clock."""
+    import tempfile
+    from . import api
+    with tempfile.TemporaryDirectory(prefix="edgec-bench-") as tmp:
+        if not a.model.endswith(".edgec"):
+            a.model = api.compile(a.model, a.target, f"{tmp}/model.edgec", _shapes(a.input_shape), progress=False)
+        a.artifact = a.model
+        model = _load(a)
+        args = model.prepare(model.random_inputs())
+        model.invoke(args)
+        times = model.device_time(args, max(a.repeat, 3) * 4)
+    r = {"model": model.name, "device": model.address, "clock": "device", "runs": len(times),
+         "edgec_ms": {"median": float(np.median(times)) * 1e3, "min": float(np.min(times)) * 1e3}}
+    if a.json:
+        _print_json(r)
+    else:
+        print(f"{r['model']} on {r['device']}: edgec median {r['edgec_ms']['median']:.3f} ms, min "
+              f"{r['edgec_ms']['min']:.3f} ms over {r['runs']} runs (device clock; onnxruntime is not run there)")
 
 
 # ---- tune -------------------------------------------------------------------------------------
@@ -403,6 +429,9 @@ def run_tune(a):
     ms = lambda v: "-" if v is None else f"{v:.4f} ms"  # noqa: E731
     print(f"tuned {r['model']} for {r['target']}, candidates measured on {r['measured_on']}")
     for k in r["kernels"]:
+        if not k["trials"]:
+            print(f"{k['kernel']:<32} not tuned (the --trials budget went to heavier kernels)")
+            continue
         failed = ", ".join(f"{n} {cause}" for cause, n in k["failures"].items()) or "none"
         print(f"{k['kernel']:<32} {k['measured']}/{k['trials']} trials measured (failed: {failed}); "
               f"hand {ms(k['hand_ms'])}, tuned {ms(k['tuned_ms'])} -> {k['use']}")

@@ -55,28 +55,16 @@ def to_relax(graph, kernels):
     return bb.get(), params, functions
 
 
-def lowered_kernels(graph, preset, disable_passes=(), twins=False):
-    """[(kernel description, PrimFunc)] of GRAPH for PRESET, one per distinct PrimFunc. TWINS: also
-    each PrimFunc lowered without Let expressions, [(description, PrimFunc, twin)], for MetaSchedule
-    (whose FLOP estimate cannot read a Let; the twin computes the same values)."""
+def lowered_kernels(graph, preset, disable_passes=()):
+    """[(kernel description, PrimFunc)] of GRAPH for PRESET, one per distinct PrimFunc."""
     graph = run_passes(graph, disable=disable_passes, preset=preset)
     kernels = lower.partition(graph)
     mod, _, functions = to_relax(graph, kernels)
     by_function = {}
     for k, f in zip(kernels, functions):
         by_function.setdefault(f, k.describe(graph))
-    names = [gv.name_hint for gv, _ in mod.functions_items() if gv.name_hint in by_function]
-    found = [(by_function[name], mod[name]) for name in names]
-    if not twins:
-        return found
-    from .lower import elementwise
-    bind = elementwise.bind
-    elementwise.bind = lambda value, body, dtype: body(value)  # the value read where used, no Let
-    try:
-        twin_mod = to_relax(graph, kernels)[0]
-    finally:
-        elementwise.bind = bind
-    return [(k, func, twin_mod[name]) for (k, func), name in zip(found, names)]
+    return [(by_function[gv.name_hint], func) for gv, func in mod.functions_items()
+            if gv.name_hint in by_function]
 
 
 C_KEYWORDS = frozenset("""auto bool break case char const continue default do double else enum extern float for
@@ -125,15 +113,18 @@ def apply_schedules(mod, kernels, preset, progress=None, tuned=None):
 
 
 def compile_graph(graph, preset, output, *, disable_passes=(), model_info=None, progress=True, tune_db=None,
-                  sign_key=None):
+                  sign_key=None, debug=False):
     """Compile GRAPH for PRESET into artifact OUTPUT (signed with ed25519 private key file SIGN_KEY if
-    given); return the manifest."""
+    given); return the manifest. DEBUG: the artifact also returns every kernel's outputs, after the
+    model's own (`edgec verify --per-layer`)."""
     import tvm
     from .. import __version__
     from ..targets import export
     t0 = time.perf_counter()
     graph = run_passes(graph, disable=disable_passes, preset=preset)
     kernels = lower.partition(graph)
+    if debug:
+        graph.outputs = list(dict.fromkeys([*graph.outputs, *(o for k in kernels for o in k.outputs)]))
     described = [k.describe(graph) for k in kernels]
     mod, params, functions = to_relax(graph, kernels)
     for d, f in zip(described, functions):

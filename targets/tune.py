@@ -51,9 +51,6 @@ def _workload(func):
     return tvm.IRModule({"main": func.with_attr("global_symbol", "main").with_attr("tirx.noalias", True)})
 
 
-def _twin_path(db, key):
-    return Path(db) / "workloads" / f"{key}.json"
-
 
 def budget(flops, trials):
     """Trials per kernel (FLOPS heaviest first): shares of TRIALS by FLOPs, at least MIN_TRIALS each
@@ -69,8 +66,7 @@ def budget(flops, trials):
 
 def tune(name, kernels, preset, db, trials=64, cost_model="xgb", progress=True, repeat=20,
          build_timeout=30.0, farm=None):
-    """Tune the KERNELS ([(description, PrimFunc, twin)], from compiler.build.lowered_kernels with twins:
-    MetaSchedule searches the twin, the same computation without Let expressions) of model NAME
+    """Tune the KERNELS ([(description, PrimFunc)], from compiler.build.lowered_kernels) of model NAME
     for PRESET with at most TRIALS MetaSchedule trials in all, into database folder DB; measure on
     this machine, or on FARM (a runtime.remote.Farm: tracker, key, devices); return a report."""
     from tvm.s_tir import meta_schedule as ms
@@ -83,8 +79,8 @@ def tune(name, kernels, preset, db, trials=64, cost_model="xgb", progress=True, 
         raise EdgecError(f"tune: target '{preset.name}' is {preset.arch} code and this machine is {host_arch()}; "
                          "measure it on devices: --tracker HOST:PORT --key KEY")
     tvm_target = preset.tvm_target()
-    todo = [kft for kft in kernels if kft[0]["kind"] in TUNED_KINDS and kft[0]["flops"]]
-    todo.sort(key=lambda kft: -kft[0]["flops"])
+    todo = [(k, f) for k, f in kernels if k["kind"] in TUNED_KINDS and k["flops"]]
+    todo.sort(key=lambda kf: -kf[0]["flops"])
     if not todo:
         raise EdgecError(f"tune: model '{name}' has no conv2d or dense kernel to tune")
     db = Path(db)
@@ -96,30 +92,27 @@ def tune(name, kernels, preset, db, trials=64, cost_model="xgb", progress=True, 
     builder = ms.builder.LocalBuilder(max_workers=cores, timeout_sec=build_timeout, f_build=build_candidate,
                                       f_export=functools.partial(export_candidate, _linker(preset)))
     runner = _runner(ms, farm, build_timeout)
-    measure = Device(tvm_target, preset, farm, repeat)
+    measure = Device(tvm_target, preset, farm, repeat, build_timeout)
     report = []
     with progress_bar(progress, f"tuning {name}", len(todo)) as step:
-        for (kernel, func, twin), n in zip(todo, budget([kft[0]["flops"] for kft in todo], trials)):
+        for (kernel, func), n in zip(todo, budget([k["flops"] for k, _ in todo], trials)):
             entry = {"kernel": kernel["name"], "kind": kernel["kind"], "trials": n, "measured": 0,
                      "failures": {}, "best_measured_ms": None, "hand_ms": None, "tuned_ms": None, "use": "hand"}
             if n:
                 outcomes = Outcomes()
                 with contextlib.redirect_stdout(sys.stderr):  # MetaSchedule's log tables: stdout stays the report
                     database = ms.tir_integration.tune_tir(
-                        _workload(twin), tvm_target, work_dir=str(db), max_trials_global=n,
+                        _workload(func), tvm_target, work_dir=str(db), max_trials_global=n,
                         num_trials_per_iter=min(64, n), cost_model=cost_model, num_tuning_cores=cores,
                         strategy="evolutionary" if n >= 128 else "replay-trace", builder=builder, runner=runner,
                         measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), outcomes])
                 entry.update(outcomes.summary())
-                sch = database.query_schedule(_workload(twin), tvm_target, workload_name="main")
-                with measure.device():  # a device of the farm only between searches (the runner needs it)
-                    entry["hand_ms"] = measure.time(_hand(func, kernel, preset)) * 1e3
-                    if sch is not None:
-                        entry["tuned_ms"] = measure.time(sch.mod["main"]) * 1e3
-                        entry["use"] = "tuned" if entry["tuned_ms"] < entry["hand_ms"] else "hand"
+                sch = database.query_schedule(_workload(func), tvm_target, workload_name="main")
+                entry["hand_ms"] = measure.time(_hand(func, kernel, preset)) * 1e3
+                if sch is not None:
+                    entry["tuned_ms"] = measure.time(sch.mod["main"]) * 1e3
+                    entry["use"] = "tuned" if entry["tuned_ms"] < entry["hand_ms"] else "hand"
                 choices[_key(func)] = {k: entry[k] for k in ("kernel", "hand_ms", "tuned_ms", "trials", "use")}
-                _twin_path(db, _key(func)).parent.mkdir(exist_ok=True)
-                _twin_path(db, _key(func)).write_text(tvm_json(_workload(twin)))
                 _save_choices(db, choices)
             report.append(entry)
             step()
@@ -131,8 +124,8 @@ def _linker(preset):
     return getattr(preset, "linker", "") or preset.cross_cc
 
 
-def _runner(ms, farm, timeout):
-    config = ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=20, enable_cpu_cache_flush=False)
+def _runner(ms, farm, timeout, repeat=1):
+    config = ms.runner.EvaluatorConfig(number=3, repeat=repeat, min_repeat_ms=20, enable_cpu_cache_flush=False)
     if farm is None:
         return ms.runner.LocalRunner(timeout_sec=max(timeout, 10.0), evaluator_config=config)
     host, port = farm.tracker_address()
@@ -234,43 +227,33 @@ def _cause(error, stage):
 
 
 class Device:
-    """Times a PrimFunc where the candidates are measured: this CPU, or a device from the farm."""
+    """Times PrimFuncs where the candidates are measured (this CPU, or a device of the farm), through
+    the same MetaSchedule builder and runner, with REPEAT timed runs each."""
 
-    def __init__(self, target, preset, farm, repeat):
-        self.target, self.preset, self.farm, self.repeat = target, preset, farm, repeat
-        self.session = None
-        self.where = farm.describe() if farm is not None else "this machine"
-
-    @contextlib.contextmanager
-    def device(self):
-        """Hold a device of the farm (none needed here) for the timings inside."""
-        self.session = self.farm.session() if self.farm is not None else None
-        try:
-            yield
-        finally:
-            self.session = None  # the RPC session closes when collected
+    def __init__(self, target, preset, farm, repeat, build_timeout=30.0):
+        from tvm.s_tir import meta_schedule as ms
+        self.target, self.where = target, farm.describe() if farm is not None else "this machine"
+        self.builder = ms.builder.LocalBuilder(max_workers=1, timeout_sec=build_timeout, f_build=build_candidate,
+                                               f_export=functools.partial(export_candidate, _linker(preset)))
+        self.runner = _runner(ms, farm, build_timeout, repeat)
 
     def time(self, func):
         """Median seconds of one call of FUNC on random inputs."""
         import tvm
         from tvm.s_tir.meta_schedule.arg_info import ArgInfo
-        lib = tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=self.target)
-        if self.session is None:
-            dev, mod = tvm.cpu(), lib.mod
-        else:
-            path = export_candidate(_linker(self.preset), lib)
-            self.session.upload(path, "edgec_kernel.so")
-            dev, mod = self.session.cpu(), self.session.load_module("edgec_kernel.so")
-        rng = np.random.default_rng(0)
-        args = [tvm.runtime.tensor(rng.standard_normal([int(d) for d in a.shape]).astype(a.dtype), dev)
-                for a in ArgInfo.from_prim_func(func)]
-        timer = mod.time_evaluator("main", dev, number=1, repeat=self.repeat, min_repeat_ms=0)
-        return float(np.median(timer(*args).results))
-
-
-def time_func(func, target, repeat=20):
-    """Median seconds of one call of the PrimFunc FUNC on random inputs on this machine."""
-    return Device(target, None, None, repeat).time(func)
+        from tvm.s_tir.meta_schedule.builder import BuilderInput
+        from tvm.s_tir.meta_schedule.runner import RunnerInput
+        mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
+        (built,) = self.builder.build([BuilderInput(mod, self.target)])
+        if built.error_msg:
+            raise EdgecError(f"tune: cannot build kernel {func.attrs.get('global_symbol', '')} to time it: "
+                             f"{_cause(built.error_msg, 'build')}")
+        (future,) = self.runner.run([RunnerInput(built.artifact_path, "cpu",
+                                                 ArgInfo.from_prim_func(func))])
+        result = future.result()
+        if result.error_msg:
+            raise EdgecError(f"tune: timing a kernel on {self.where} failed: {_cause(result.error_msg, 'run')}")
+        return float(np.median([float(t) for t in result.run_secs]))
 
 
 def _hand(func, kernel, preset):
@@ -284,7 +267,7 @@ class Tuned:
 
     def __init__(self, db, target):
         from tvm.s_tir import meta_schedule as ms
-        db = self.db = Path(db)
+        db = Path(db)
         if not (db / CHOICES).is_file():
             raise EdgecError(f"tune database '{db}' has no {CHOICES}; create it with `edgec tune`")
         self.choices = _load_choices(db)
@@ -296,18 +279,8 @@ class Tuned:
         choice = self.choices.get(_key(func))
         if not choice or choice["use"] != "tuned":
             return None
-        import tvm
-        try:
-            twin = tvm.ir.load_json(_twin_path(self.db, _key(func)).read_text())
-        except OSError:
-            return None
-        sch = self.database.query_schedule(twin, self.target, workload_name="main")
+        sch = self.database.query_schedule(_workload(func), self.target, workload_name="main")
         return sch.mod["main"].with_attr("global_symbol", func.attrs["global_symbol"]) if sch else None
-
-
-def tvm_json(mod):
-    import tvm
-    return tvm.ir.save_json(mod)
 
 
 def _load_choices(db):

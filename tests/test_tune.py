@@ -51,7 +51,7 @@ def test_tune_measures_candidates_then_compile_with_db(tmp_path):
     graph = import_model(model)
     preset = targets.get("host")
     tuned = Tuned(db, preset.tvm_target())
-    (kernel, func), = lowered_kernels(graph, preset)  # as compile lowers it (with Let expressions)
+    (kernel, func), = lowered_kernels(graph, preset)
     assert tuned.schedule(func.with_attr("global_symbol", "k")) is not None
     compile_graph(graph, preset, str(tmp_path / "m.edgec"), progress=False, tune_db=db)
     x = np.random.default_rng(1).standard_normal((1, 8, 10, 10)).astype(np.float32)
