@@ -4,6 +4,7 @@ Model files are read with json + h5py only (no TensorFlow, no Keras); a live mod
 a temporary `.keras` file through its own API and read the same way.
 """
 import os
+import re
 import tempfile
 
 from ...errors import ModelError
@@ -13,6 +14,7 @@ from .importer import Importer
 from .registry import supported_layers
 
 __all__ = ["from_keras", "supported_layers"]
+GENERIC_NAME = re.compile(r"(sequential|functional|model)(_\d+)?|")
 
 
 def from_keras(model_or_path, input_shapes=None, name=None):
@@ -21,6 +23,9 @@ def from_keras(model_or_path, input_shapes=None, name=None):
         if not os.path.isfile(model_or_path):
             raise ModelError(f"Keras model '{model_or_path}' does not exist")
         config, weights = read(model_or_path)
+        own = config.get("config", {}).get("name") if isinstance(config.get("config"), dict) else None
+        if name is None and (not isinstance(own, str) or GENERIC_NAME.fullmatch(own)):
+            name = os.path.splitext(os.path.basename(model_or_path))[0]  # 'sequential_3' names nothing
     elif hasattr(model_or_path, "save") and hasattr(model_or_path, "get_config"):
         with tempfile.TemporaryDirectory(prefix="edgec-keras-") as tmp:
             path = os.path.join(tmp, "model.keras")
