@@ -98,7 +98,7 @@ class Graph:
                 return name
 
     def add_input(self, name, shape, dtype="float32"):
-        self._define(Value(name, check_shape(shape, f"graph '{self.name}': input '{name}'"), str(dtype)))
+        self._define(Value(name, check_shape(shape, f"model '{self.name}': input '{name}'"), str(dtype)))
         self.inputs.append(self.values[name])
         return name
 

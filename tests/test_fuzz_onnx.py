@@ -290,3 +290,35 @@ def test_fuzz_onnx_sample(tmp_path):
 @pytest.mark.fuzz
 def test_fuzz_onnx_full(tmp_path):
     check(tmp_path, 3000, seed=2, compile_every=10)
+
+
+def _issue_cases():
+    rng = np.random.default_rng(0)
+    x = [_vi("x", [1, 3, 8, 8])]
+    w = [_init(rng, "w", (4, 3, 3, 3))]
+    cos = helper.make_node("ConstantOfShape", ["s"], ["y"], value=helper.make_tensor("v", 1, [1], [1.0]))
+    return {
+        "conv zero strides": _model([helper.make_node("Conv", ["x", "w"], ["y"], strides=[0, 0])], x, [_vi("y", None)],
+                                    w, "m"),
+        "maxpool zero strides": _model([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[0, 1])],
+                                       x, [_vi("y", None)], [], "m"),
+        "conv group 0": _model([helper.make_node("Conv", ["x", "w"], ["y"], group=0)], x, [_vi("y", None)], w, "m"),
+        "no outputs": _model([helper.make_node("Relu", ["x"], ["y"])], x, [], [], "m"),
+        "huge input": _model([helper.make_node("Relu", ["x"], ["y"])], [_vi("x", [1, 3, 100000, 100000])],
+                             [_vi("y", None)], [], "m"),
+        "2^31 sequence": _model([helper.make_node("Relu", ["x"], ["y"])], [_vi("x", [2**31, 1, 1])],
+                                [_vi("y", None)], [], "m"),
+        "ConstantOfShape 50000x50000": _model([cos, helper.make_node("Add", ["x", "y"], ["z"])],
+                                              [_vi("x", [1])], [_vi("z", None)],
+                                              [numpy_helper.from_array(np.array([50000, 50000], np.int64), "s")], "m"),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_issue_cases()))
+def test_issue_cases_are_one_line_errors(case):
+    """The ONNX models of issue 13 (ZeroDivisionError, numpy memory errors, a compiled no-output graph)."""
+    from edgec.errors import EdgecError
+    from edgec.frontends.onnx import from_onnx
+    with pytest.raises(EdgecError) as e:
+        from_onnx(_issue_cases()[case])
+    assert "\n" not in str(e.value) and "model 'm'" in str(e.value)
