@@ -128,9 +128,30 @@ def report(m):
 
 
 def conv_spills(m):
+    """{conv kernel: (spill stores, spill loads, stack bytes)} of the conv kernels that use local memory."""
     convs = [k["function"] for k in m["kernels"] if k["kind"] == "conv2d"]
-    return {n: (r["spill_stores"], r["spill_loads"]) for n, r in m["device_code"]["kernels"].items()
-            if any(n.startswith(f"{c}_kernel") for c in convs) and (r["spill_stores"] or r["spill_loads"])}
+    return {n: (r["spill_stores"], r["spill_loads"], r["stack"]) for n, r in m["device_code"]["kernels"].items()
+            if any(n.startswith(f"{c}_kernel") for c in convs) and (r["spill_stores"] or r["spill_loads"] or r["stack"])}
+
+
+def grouped_conv(groups=4, channels=272, size=14):
+    """ShuffleNet's shape of layer: a grouped 1x1 conv with a residual add and relu."""
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((channels, channels // groups, 1, 1)).astype(np.float32), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], group=groups),
+             helper.make_node("Add", ["c", "x"], ["a"]), helper.make_node("Relu", ["a"], ["y"])]
+    graph = helper.make_graph(nodes, "grouped", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, size, size])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_grouped_conv_keeps_its_accumulators_in_registers(tmp_path):
+    """dlight's GeneralReduction gave this kernel 1020 floats of local arrays per thread (4 KB of stack,
+    spills on sm_90); the guard in targets/schedules/gpu.py replaces such schedules."""
+    onnx.save(grouped_conv(), tmp_path / "g.onnx")
+    m = check_device_code(compile_model(tmp_path / "g.onnx", "cuda-sm90", tmp_path / "g.edgec"), "sm_90")
+    report(m)
+    assert not conv_spills(m) and max(r["registers"] for r in m["device_code"]["kernels"].values()) <= 64
 
 
 def test_identifiers_are_distinct_c_names():
