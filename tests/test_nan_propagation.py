@@ -1,8 +1,8 @@
 """NaN and infinities propagate as onnxruntime propagates them (relu, clip, hard sigmoid, leaky
 relu, softmax, elementwise Max/Min): one model with an output per op, compiled once, compared
-element by element with NaN in the same places. Max pooling keeps a NaN of its window as numpy's
-max does (onnxruntime's SIMD pooling drops a NaN or not depending on its position in the window):
-every NaN onnxruntime gives is a NaN in edgec too, the other elements are equal."""
+element by element with NaN in the same places. Max pooling and ReduceMax/Min keep a NaN as
+numpy's max does (onnxruntime's SIMD loops drop a NaN or not depending on its position): every NaN
+onnxruntime gives is a NaN in edgec too, the other elements are equal, NaN where numpy has NaN."""
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -23,6 +23,8 @@ ELEMENTWISE = {
 POOLS = {
     "max_pool": lambda: [helper.make_node("MaxPool", ["x"], ["max_pool"], kernel_shape=[2, 2], strides=[2, 2])],
     "global_max_pool": lambda: [helper.make_node("GlobalMaxPool", ["x"], ["global_max_pool"])],
+    "reduce_max": lambda: [helper.make_node("ReduceMax", ["x"], ["reduce_max"], axes=[3], keepdims=0)],
+    "reduce_min": lambda: [helper.make_node("ReduceMin", ["x"], ["reduce_min"], axes=[3], keepdims=1)],
     "conv_relu_pool": lambda: [helper.make_node("Conv", ["x", "w"], ["cv"], pads=[1, 1, 1, 1]),
                                helper.make_node("Relu", ["cv"], ["cr"]),
                                helper.make_node("MaxPool", ["cr"], ["conv_relu_pool"], kernel_shape=[2, 2],
@@ -65,3 +67,5 @@ def test_nan_and_inf_propagate_like_onnxruntime(tmp_path):
     windows = x.reshape(1, 2, 2, 2, 2, 2).max(axis=(3, 5))  # numpy's max: NaN if the window has one
     np.testing.assert_array_equal(np.isnan(actual["max_pool"]), np.isnan(windows))
     np.testing.assert_array_equal(np.isnan(actual["global_max_pool"]), np.isnan(x.max(axis=(2, 3), keepdims=True)))
+    np.testing.assert_array_equal(actual["reduce_max"], x.max(axis=3))
+    np.testing.assert_array_equal(actual["reduce_min"], x.min(axis=3, keepdims=True))

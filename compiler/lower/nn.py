@@ -48,6 +48,8 @@ def conv2d(a, x, w, b=None):
 # TVM's max is a compare-and-select that drops a NaN depending on its position in the window
 nan_max = te.comm_reducer(lambda a, b: tirx.Select(a < b, b, tirx.Select(tirx.isnan(b), b, a)),
                           lambda dtype: tirx.min_value(dtype), name="nan_max")
+nan_min = te.comm_reducer(lambda a, b: tirx.Select(a > b, b, tirx.Select(tirx.isnan(b), b, a)),
+                          lambda dtype: tirx.max_value(dtype), name="nan_min")
 
 
 def _pool(a, x, kind):

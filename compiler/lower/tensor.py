@@ -3,7 +3,7 @@ import numpy as np
 from tvm import te, tirx, topi
 
 from ..ops.tensor import _slice_params
-from . import lowering
+from . import lowering, nn
 
 
 @lowering("identity")
@@ -101,9 +101,29 @@ def _axes(a, x):
     return sorted({ax % r for ax in a.get("axes", range(r))})
 
 
+def _nan_extremum(reducer, integer):
+    """ReduceMax/Min keeping NaN (numpy's max/min; topi's compare-and-select drops a NaN)."""
+    def fn(x, axis, keepdims):
+        if not str(x.dtype).startswith("float"):
+            return integer(x, axis=axis, keepdims=keepdims)
+        raxes = {i: te.reduce_axis((0, x.shape[i]), f"r{i}") for i in axis}
+        shape = [1 if i in raxes else d for i, d in enumerate(x.shape)] if keepdims else \
+            [d for i, d in enumerate(x.shape) if i not in raxes]
+
+        def body(*idx):
+            it, full = iter(idx), []
+            for i in range(len(x.shape)):
+                if i in raxes and keepdims:
+                    next(it)
+                full.append(raxes[i] if i in raxes else next(it))
+            return reducer(x[tuple(full)], axis=list(raxes.values()))
+        return te.compute(shape, body, name="reduce")
+    return fn
+
+
 # reduction, identity over an empty axis (ReduceMax/Min of nothing is refused by the frontend)
-REDUCE = {"reduce_sum": (topi.sum, 0), "reduce_max": (topi.max, None), "reduce_min": (topi.min, None),
-          "reduce_prod": (topi.prod, 1)}
+REDUCE = {"reduce_sum": (topi.sum, 0), "reduce_max": (_nan_extremum(nn.nan_max, topi.max), None),
+          "reduce_min": (_nan_extremum(nn.nan_min, topi.min), None), "reduce_prod": (topi.prod, 1)}
 
 
 def _reduce(fn, identity):
