@@ -24,35 +24,36 @@ EXAMPLES = ROOT / "examples"
 
 
 def readme_commands():
-    """[(section, command line)] of the README's sh blocks; `a && b` stays one line."""
+    """[(section, command line, its comment)] of the README's sh blocks; `a && b` stays one line."""
     text = (ROOT / "README.md").read_text()
     out = []
     for m in re.finditer(r"```(sh|bash)\n(.*?)```", text, re.S):
         section = re.findall(r"^## (.+)$", text[:m.start()], re.M)[-1]
-        for line in m.group(2).splitlines():
-            line = re.sub(r"\s#.*$", "", line).strip()
+        for raw in m.group(2).splitlines():
+            line = re.sub(r"\s#.*$", "", raw).strip()
             if line:
-                out.append((section, line))
+                out.append((section, line, raw[len(raw.split(" #")[0]):]))
     return out
 
 
-def skip_reason(line):
+def skip_reason(line, section="", comment=""):
     if not line.startswith("edgec "):
         return "not an edgec command (setup, make, device shell)"
     if "--remote" in line or "pi.local" in line:
         return "needs a device (TVM RPC server)"
     if "android-arm64" in line and not os.environ.get("TVM_NDK_CC") and not os.environ.get("ANDROID_NDK_HOME"):
         return "needs the Android NDK"
-    if "on the GPU machine" in line or ("--target cuda" in line and line.startswith("edgec bench")):
+    runs = line.split()[1] in ("run", "verify", "profile", "bench")
+    if "GPU machine" in comment or ("CUDA" in section and runs) or ("--target cuda" in line and runs):
         return "needs a GPU"
     return None
 
 
 def params():
     out = []
-    for section, line in readme_commands():
+    for section, line, comment in readme_commands():
         marks = [] if section == "CLI tour" else [pytest.mark.slow]
-        out.append(pytest.param(line, marks=marks, id=line[:70]))
+        out.append(pytest.param(line, skip_reason(line, section, comment), marks=marks, id=line[:70]))
     return out
 
 
@@ -68,9 +69,8 @@ def workdir(tmp_path_factory):
     return d
 
 
-@pytest.mark.parametrize("line", params())
-def test_readme_command_runs(line, workdir, monkeypatch, capsys):
-    reason = skip_reason(line)
+@pytest.mark.parametrize("line, reason", params())
+def test_readme_command_runs(line, reason, workdir, monkeypatch, capsys):
     if reason:
         print(f"skipped README command `{line}`: {reason}")
         pytest.skip(reason)
