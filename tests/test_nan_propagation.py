@@ -19,6 +19,8 @@ ELEMENTWISE = {
     "maximum": lambda: [helper.make_node("Max", ["x", "c"], ["maximum"])],
     "minimum": lambda: [helper.make_node("Min", ["x", "c"], ["minimum"])],
     "softmax": lambda: [helper.make_node("Softmax", ["x"], ["softmax"], axis=-1)],
+    "lstm": lambda: [helper.make_node("Reshape", ["x", "seq_shape"], ["seq"]),
+                     helper.make_node("LSTM", ["seq", "W", "R"], ["lstm"], hidden_size=3)],
 }
 POOLS = {
     "max_pool": lambda: [helper.make_node("MaxPool", ["x"], ["max_pool"], kernel_shape=[2, 2], strides=[2, 2])],
@@ -37,7 +39,10 @@ def nan_model():
     w = np.linspace(-1, 1, 36, dtype=np.float32).reshape(2, 2, 3, 3)
     w[0, 1, 1, 1] = np.nan  # one NaN weight: its output channel is NaN wherever the window sees it
     inits = [numpy_helper.from_array(np.float32(-0.5), "lo"), numpy_helper.from_array(np.float32(0.5), "hi"),
-             numpy_helper.from_array(np.array([0.25], np.float32), "c"), numpy_helper.from_array(w, "w")]
+             numpy_helper.from_array(np.array([0.25], np.float32), "c"), numpy_helper.from_array(w, "w"),
+             numpy_helper.from_array(np.array([4, 2, 4], np.int64), "seq_shape"),
+             numpy_helper.from_array(np.linspace(-0.5, 0.5, 48, dtype=np.float32).reshape(1, 12, 4), "W"),
+             numpy_helper.from_array(np.linspace(0.4, -0.4, 36, dtype=np.float32).reshape(1, 12, 3), "R")]
     outs = list(ELEMENTWISE) + list(POOLS)
     g = helper.make_graph(nodes, "nan_ops", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
                           [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outs], inits)

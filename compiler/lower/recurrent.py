@@ -50,14 +50,23 @@ class TirMath:
     """The math namespace of the gate equations (ops/recurrent.py) for TIR expressions. Called
     while a kernel is built: values used more than once are bound (T.bind) so that expressions
     stay DAG-sized instead of growing into trees."""
-    abs, maximum, minimum, where = te.abs, te.max, te.min, tirx.Select
+    abs, where = te.abs, tirx.Select
+
+    @staticmethod
+    def maximum(x, c):
+        """max that keeps a NaN in X (TVM's max(a, b) is `a > b ? a : b`: the other operand first)."""
+        return te.max(c, x)
+
+    @staticmethod
+    def minimum(x, c):
+        return te.min(c, x)
 
     @staticmethod
     def exp(x):
         """e^x = 2^n * e^r with x = n ln2 + r, |r| <= ln2/2; e^r by its Taylor series to r^7
         (truncation error 5e-9, so within a few float32 ulps); inputs clamped to [-87, 88], the
         range where 2^n is a normal float32."""
-        x = T.bind(te.max(te.min(x, _f(88.0)), _f(-87.0)))
+        x = T.bind(te.max(_f(-87.0), te.min(_f(88.0), x)))  # a NaN stays NaN
         n = T.bind(te.floor(x * _f(1 / math.log(2)) + _f(0.5)))
         r = T.bind(x - n * _f(0.693359375) - n * _f(-2.12194440e-4))  # ln2 in two parts: n*hi is exact
         p = _f(1 / math.factorial(7))
