@@ -15,7 +15,7 @@ import threading
 import numpy as np
 
 from ..errors import ArtifactError, EdgecError, InputError
-from . import artifact, profile
+from . import artifact, contention, profile
 
 # TVM's thread pool would otherwise start with one worker on some machines (seen on a 2-core VM:
 # ResNet-50 84 ms instead of 52 ms). Users can still set TVM_NUM_THREADS themselves.
@@ -66,6 +66,7 @@ class _Thread:
         self.main = self.vm["main"]
         self.staging = [None] * len(model.inputs)
         self.checked = False
+        self.policy = contention.Policy() if model.device_type == "cpu" else None
 
 
 class Model:
@@ -236,6 +237,8 @@ class Model:
         return self._call(self._thread(), args)
 
     def _call(self, th, args):
+        if th.policy:
+            th.policy.before_run()
         try:
             res = th.main(*args, *self._params)
         except Exception as e:  # noqa: BLE001 - TVM's errors for arguments the library does not take

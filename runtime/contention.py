@@ -1,0 +1,65 @@
+"""Thread count under contention: fewer TVM pool threads while other processes keep the cores busy.
+
+TVM's thread pool splits each parallel loop statically, one share per thread, and the calling
+thread waits for every share. When another process holds a core, the worker on it is descheduled
+and every kernel waits a time slice for it (SqueezeNet on 2 threads with 2 busy processes: 2.8x its
+1-thread time). Before a run, at most every INTERVAL seconds, `Policy.before_run` reads the
+kernel's count of runnable tasks (/proc/loadavg, field 4: an instant count, machine-wide), takes
+away this process's own runnable threads, and sizes the pool to the cores left free:
+max(1, min(wanted, cores - others)). `wanted` is the count the pool had when the policy last found it
+changed by someone else (the user's TVM_NUM_THREADS or `runtime.config_threadpool`), so the
+policy never raises the pool above what was asked (a resize to the very count the policy had set
+goes unnoticed). Without /proc/loadavg (not Linux) it does nothing.
+Set EDGEC_ADAPT_THREADS=0 to turn it off.
+"""
+import os
+import time
+
+INTERVAL = 0.1  # seconds between two looks at the machine's load
+
+
+def runnable_tasks():
+    """(runnable tasks machine-wide, runnable threads of this process), or None where unknown."""
+    try:
+        with open("/proc/loadavg") as f:
+            total = int(f.read().split()[3].split("/")[0])
+        own = 0
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{tid}/stat") as f:
+                    own += f.read().rsplit(")", 1)[1].split()[0] == "R"
+            except OSError:  # the thread ended meanwhile
+                pass
+    except (OSError, ValueError, IndexError):
+        return None
+    return total, own
+
+
+class Policy:
+    """One per calling thread (TVM's pool is per calling thread): sizes that thread's pool."""
+
+    def __init__(self, cores=None):
+        import tvm
+        self._configure = tvm.get_global_func("runtime.config_threadpool")
+        self._num_threads = tvm.get_global_func("runtime.NumThreads")
+        self.cores = cores or os.cpu_count() or 1
+        self.enabled = os.environ.get("EDGEC_ADAPT_THREADS", "1") != "0"
+        self.wanted = self.set_to = None
+        self.checked = -INTERVAL
+
+    def before_run(self):
+        now = time.monotonic()
+        if not self.enabled or now - self.checked < INTERVAL:
+            return
+        self.checked = now
+        n = self._num_threads()
+        if n != self.set_to:  # first look, or someone else resized the pool: that is the wish
+            self.wanted = n
+        load = runnable_tasks() if self.wanted > 1 else None
+        if load is not None:
+            others = load[0] - max(load[1], 1)
+            target = max(1, min(self.wanted, self.cores - others))
+            if target != n:
+                self._configure(1, target)
+                n = self._num_threads()  # the pool may hold fewer workers than asked
+        self.set_to = n

@@ -1,0 +1,73 @@
+"""The runtime's contention policy: the TVM pool shrinks to the cores other processes leave free,
+grows back when they go, never above the count asked for, and the outputs stay onnxruntime's."""
+import os
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+import edgec
+from edgec.runtime import contention
+
+HERE = os.path.dirname(__file__)
+RTOL, ATOL = 1e-4, 1e-5
+
+
+@pytest.fixture
+def fake_load(monkeypatch):
+    """Set the (machine-wide runnable, own runnable) counts the policy sees; looks every run."""
+    load = {"now": (1, 1)}
+    monkeypatch.setattr(contention, "INTERVAL", 0.0)
+    monkeypatch.setattr(contention, "runnable_tasks", lambda: load["now"])
+    return load
+
+
+def _pool(n=None):
+    import tvm
+    if n is not None:
+        tvm.get_global_func("runtime.config_threadpool")(1, n)
+    return tvm.get_global_func("runtime.NumThreads")()
+
+
+def test_runnable_tasks_counts_this_thread():
+    load = contention.runnable_tasks()
+    if load is None:
+        pytest.skip("no /proc/loadavg on this system: the policy is off here")
+    total, own = load
+    assert own >= 1 and total >= own  # the thread reading is running
+
+
+def test_pool_follows_free_cores_within_the_wish(fake_load):
+    if _pool(2) < 2:
+        pytest.skip("TVM's pool holds one worker here (TVM_NUM_THREADS=1?)")
+    pol = contention.Policy(cores=2)
+    fake_load["now"] = (3, 1)  # two other runnable tasks on 2 cores
+    pol.before_run()
+    assert _pool() == 1
+    fake_load["now"] = (1, 1)  # they went
+    pol.before_run()
+    assert _pool() == 2
+    _pool(1)  # the user asks for 1 thread: an idle machine does not raise it
+    pol.before_run()
+    assert _pool() == 1
+    _pool(2)
+    fake_load["now"] = (9, 1)  # more others than cores: still one thread, never zero
+    pol.before_run()
+    assert _pool() == 1
+    _pool(2)
+
+
+def test_outputs_under_contention_match_onnxruntime(fake_load, tmp_path):
+    src = os.path.join(HERE, "..", "examples", "digits_cnn.onnx")
+    model = edgec.runtime.load(edgec.compile(src, "host", str(tmp_path / "cnn.edgec"), progress=False))
+    sess = ort.InferenceSession(src, providers=["CPUExecutionProvider"])
+    full = min(_pool(2), os.cpu_count() or 1)
+    for load in [(1, 1), (5, 1), (1, 1)]:
+        fake_load["now"] = load
+        x = model.random_inputs(sum(load))
+        got = model.run(x)
+        want = sess.run(None, x)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, rtol=RTOL, atol=ATOL)
+        assert _pool() == (1 if load[0] > 1 else full)
+    model.close()
