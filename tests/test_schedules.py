@@ -106,6 +106,15 @@ def test_conv2d_fused_epilogue(tmp_path, rng, post):
            want_ops=["conv2d_packed", *post])
 
 
+@pytest.mark.parametrize("case", [CASES[i] for i in (13, 14)], ids=["p112", "s2copy"])
+def test_pointwise_write_back_in_tile(tmp_path, rng, case):
+    """Bias, residual add and relu computed on the GEMM's accumulator tile (channels and pixels
+    that do not divide it, an input copy with padded pixels)."""
+    c, o, hw, k, groups, stride, dil, pads = case
+    _check(tmp_path, _conv_graph(rng, c, o, hw, k, groups, stride, dil, pads, post=("add", "relu")),
+           want_ops=["conv2d_packed", "add", "relu"])
+
+
 def test_conv2d_avx2_preset(tmp_path, rng):
     if "avx2" not in open("/proc/cpuinfo").read():
         pytest.skip("this machine has no AVX2 to run x86-avx2 code")

@@ -80,7 +80,8 @@ def _pointwise(sch, kernel, preset):
     chunks whose weight panel (kc x block) stays in L1_SHARE of the L1; the pixels into chunks
     whose input rows (kc x chunk) stay in L2_SHARE of the L2 while every channel block passes over
     them. With more than one reduction chunk, partial sums accumulate in the output block buffer
-    (its tile reloaded per chunk). The write-back adds bias and epilogue in a pass of its own."""
+    (its tile reloaded per chunk), and the write-back (bias, epilogue) is a pass of its own; with
+    one chunk it runs on each accumulator tile before the next (see _write_back_at)."""
     conv, unpack = sch.get_sblock("conv2d_pointwise"), sch.get_sblock("conv2d_unpack")
     n, o, oh, ow = (int(iv.dom.extent) for iv in sch.get(unpack).iter_vars)
     block, tile = pointwise_tile(preset, o, oh * ow)
@@ -94,12 +95,13 @@ def _pointwise(sch, kernel, preset):
     kc = _divisor(channels, preset.l1_kib * 1024 * L1_SHARE // (4 * block))
     chunk = tile * _divisor(padded // tile, preset.l2_kib * 1024 * L2_SHARE // (4 * kc * tile))
     qo, qc, qv, qi = sch.split(q, [None, chunk // tile, tile // lanes, lanes])
-    done = ["conv2d_pointwise", "conv2d_unpack"]
+    done, fused = ["conv2d_pointwise", "conv2d_unpack"], False
     if kc == channels:
         sch.reorder(nn, qo, bi, qc, rc, oi, qv, qi)
         acc = sch.cache_write(conv, 0, "local")
         sch.reverse_compute_at(acc, qc)
         sch.vectorize(sch.get_loops(acc)[-1])
+        fused = _write_back_at(sch, acc, unpack, qc, ow)
         outer = sch.fuse(nn, qo, bi)
         _parallel(sch, outer, par)
         init_at = rc
@@ -114,12 +116,23 @@ def _pointwise(sch, kernel, preset):
     sch.unroll(qv)  # one vector register per (channel, vector) accumulator
     sch.vectorize(qi)
     sch.decompose_reduction(conv, init_at)
-    generic._schedule_block(sch, unpack, lanes, par)
+    if not fused:
+        generic._schedule_block(sch, unpack, lanes, par)
     if _has_block(sch, "conv2d_pixels_copy"):
         generic._schedule_block(sch, sch.get_sblock("conv2d_pixels_copy"), lanes, par)
         done.append("conv2d_pixels_copy")
     _schedule_rest(sch, preset, done, par)
     return sch.mod["main"]
+
+
+def _write_back_at(sch, acc, unpack, qc, ow):
+    """Move the write-back (bias, epilogue) into the accumulator tile at loop QC: its pixels
+    iterate as one flat index (the GEMM's), it reads the accumulators in place of their copy."""
+    sch.transform_block_layout(unpack, lambda nn, f, yy, xx: (nn, f, yy * ow + xx))
+    sch.compute_inline(acc)
+    sch.reverse_compute_at(unpack, qc)
+    sch.vectorize(sch.get_loops(unpack)[-1])
+    return True
 
 
 def _divisor(n, most):
