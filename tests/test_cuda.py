@@ -214,11 +214,9 @@ ZOO_TARGETS = [("cuda", "sm_80", 62), ("cuda-sm90", "sm_90", 62), ("jetson-orin"
 @pytest.mark.cuda_zoo
 @pytest.mark.parametrize("target,arch,machine", ZOO_TARGETS)
 @pytest.mark.parametrize("name", light_models() + [s[0] for s in recurrent_models.SET])
-def test_cuda_zoo(name, target, arch, machine, tmp_path, request):
+def test_cuda_zoo(name, target, arch, machine, tmp_path):
     """Every zoo model and the recurrent set for every CUDA preset: nvcc-built fatbin, ptxas report,
     no spills in conv kernels (tens of minutes: `pytest -m cuda_zoo -s` prints one line per model)."""
-    if "cuda_zoo" not in request.config.getoption("markexpr", ""):
-        pytest.skip("heavy set (tens of minutes): run it with -m cuda_zoo")
     if targets.get(target).missing_tools():
         pytest.skip(f"{target} needs {targets.get(target).missing_tools()}")
     spec = {s[0]: s for s in recurrent_models.SET}.get(name)

@@ -473,9 +473,7 @@ def test_fuzz_sample(base_artifact):
 
 
 @pytest.mark.fuzz
-def test_fuzz_thousands(base_artifact, request):
-    if "fuzz" not in request.config.getoption("markexpr", ""):
-        pytest.skip("4,000 cases (about 80 s): run them with -m fuzz; test_fuzz_sample runs 360 by default")
+def test_fuzz_thousands(base_artifact):
     fuzz(base_artifact, 4000, seed=2, timeout=1800)
 
 

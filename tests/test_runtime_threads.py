@@ -207,9 +207,7 @@ def test_soak_sample_rss_flat(compiled):
 
 @pytest.mark.soak
 @pytest.mark.parametrize("name", ["cnn", "lstm"])
-def test_soak_10000_runs_300_cycles_rss_flat(compiled, name, request):
-    if "soak" not in request.config.getoption("markexpr", ""):
-        pytest.skip("10,000 runs and 300 load/close cycles: run them with -m soak; test_soak_sample runs by default")
+def test_soak_10000_runs_300_cycles_rss_flat(compiled, name):
     start, after_runs, after_cycles = soak(compiled[name][1], runs=10000, cycles=300)
     print(f"soak {name}: RSS {start} KiB, after 10000 runs {after_runs} KiB, after 300 load/close "
           f"{after_cycles} KiB")
