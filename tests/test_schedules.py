@@ -74,6 +74,8 @@ CASES = [  # c, o, (h, w), (kh, kw), groups, stride, dilation, pads
     (24, 24, (9, 70), (3, 3), 24, 1, 1, (1, 1, 1, 1)),  # depthwise, width 70: split with a tail
     (8, 8, (28, 28), (3, 3), 8, 2, 1, (1, 1, 1, 1)),  # depthwise, stride 2
     (8, 16, (11, 11), (3, 3), 8, 1, 1, (1, 1, 1, 1)),  # depthwise with multiplier 2
+    (16, 16, (9, 40), (3, 3), 16, 1, 1, (1, 1, 1, 1)),  # depthwise, rows in register chunks (40 = 5 x 8)
+    (8, 8, (20, 64), (3, 3), 8, 2, 1, (1, 0, 1, 1)),  # depthwise, stride 2, chunks, asymmetric pads
     (5, 7, (6, 5), (2, 3), 1, 1, 1, (0, 1, 0, 0)),  # tiny, not packed (7 < block / 2 on AVX-512)
     # pointwise (1x1) GEMMs: pixels and channels that do not divide the tile, a stride (input copied),
     # a reduction cut into cache chunks, channel blocks spread over PARALLEL_PARTS groups
@@ -96,8 +98,9 @@ def test_conv2d(tmp_path, rng, case):
 
 
 def test_depthwise_fused_relu(tmp_path, rng):
-    _check(tmp_path, _conv_graph(rng, 32, 32, (14, 14), (3, 3), 32, pads=(1, 1, 1, 1), post=("relu",)),
-           want_ops=["conv2d", "relu"])
+    for hw in [(14, 14), (6, 48)]:  # a row in one piece, rows in register chunks
+        _check(tmp_path, _conv_graph(rng, 32, 32, hw, (3, 3), 32, pads=(1, 1, 1, 1), post=("relu",)),
+               want_ops=["conv2d", "relu"])
 
 
 @pytest.mark.parametrize("post", [("relu",), ("add", "relu"), ("relu", "max_pool2d")])
@@ -106,7 +109,7 @@ def test_conv2d_fused_epilogue(tmp_path, rng, post):
            want_ops=["conv2d_packed", *post])
 
 
-@pytest.mark.parametrize("case", [CASES[i] for i in (13, 14)], ids=["p112", "s2copy"])
+@pytest.mark.parametrize("case", [CASES[i] for i in (15, 16)], ids=["p112", "s2copy"])
 def test_pointwise_write_back_in_tile(tmp_path, rng, case):
     """Bias, residual add and relu computed on the GEMM's accumulator tile (channels and pixels
     that do not divide it, an input copy with padded pixels)."""
@@ -121,7 +124,7 @@ def test_conv2d_avx2_preset(tmp_path, rng):
     _check(tmp_path, _conv_graph(rng, 16, 24, (13, 19), (3, 3), pads=(1, 1, 1, 1), post=("relu",)), "x86-avx2")
 
 
-@pytest.mark.parametrize("case", [CASES[i] for i in (2, 12, 14, 16)], ids=["w31", "p49", "s2", "k700"])
+@pytest.mark.parametrize("case", [CASES[i] for i in (2, 14, 16, 18)], ids=["w31", "p49", "s2", "k700"])
 def test_pointwise_avx2_preset(tmp_path, rng, case):
     if "avx2" not in open("/proc/cpuinfo").read():
         pytest.skip("this machine has no AVX2 to run x86-avx2 code")
