@@ -12,6 +12,8 @@ Per (batch, channel block, output row) -- the parallel loop -- a row tile of `xt
 its accumulators in registers. The int32 result is written back to NCHW with the requantize
 epilogue (scale, zero point, ReLU/Clip clamp) fused into the write-back.
 """
+import functools
+
 import numpy as np
 import tvm
 from tvm.s_tir import Schedule, TensorIntrin
@@ -20,7 +22,6 @@ from tvm.script import tirx as T
 from . import generic, worth_parallel
 
 KGROUP = 2
-_INTRINSICS = {}
 
 
 def has_vnni(preset):
@@ -48,31 +49,44 @@ def params(preset, raw=False):
     return max(preset.vector_bits // 32, 4), KGROUP
 
 
-def _pmaddwd_intrin(lanes, index="int64"):
-    """Register (once) and name the tensor intrinsic C[lanes] += A[2] . B[lanes, 2] via pmaddwd
-    (INDEX: the dtype of the kernel's loop indices, int64 from Relax, int32 from plain TE)."""
-    name = f"edgec_pmaddwd_{lanes}x2_{index}"
-    if name in _INTRINSICS:
-        return name
-    llvm = {8: "llvm.x86.avx2.pmadd.wd", 16: "llvm.x86.avx512.pmaddw.d.512"}[lanes]
-    half = f"int16x{2 * lanes}"
-    i = T.int64 if index == "int64" else T.int32
-    z, two, n = i(0), i(2), i(lanes)
-    acc = f"int32x{lanes}"
+def _index(index):
+    """The constructor of INDEX, the dtype of the kernel's loop indices (int64 from Relax, int32
+    from plain TE)."""
+    return T.int64 if index == "int64" else T.int32
+
+
+def _register(name, impl, a_dtype, b_dtype, lanes, width, index):
+    """Register IMPL as the tensor intrinsic NAME for C[lanes] (int32, local) += A[width] (A_DTYPE)
+    . B[lanes, width] (B_DTYPE), summed over width, and return NAME."""
+    i = _index(index)
+    z, w, n = i(0), i(width), i(lanes)
 
     @T.prim_func(s_tir=True)
     def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (two,), "int16", offset_factor=1)
-        B = T.match_buffer(b, (n, two), "int16", offset_factor=1)
+        A = T.match_buffer(a, (w,), a_dtype, offset_factor=1)
+        B = T.match_buffer(b, (n, w), b_dtype, offset_factor=1)
         C = T.match_buffer(c, (n,), "int32", offset_factor=1, scope="local")
         with T.sblock("root"):
-            T.reads(C[z:n], A[z:two], B[z:n, z:two])
+            T.reads(C[z:n], A[z:w], B[z:n, z:w])
             T.writes(C[z:n])
             for j in T.serial(z, n):
-                for k in T.serial(z, two):
+                for k in T.serial(z, w):
                     with T.sblock("update"):
                         vi, vk = T.axis.remap("SR", [j, k])
                         C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+
+    TensorIntrin.register(name, desc, impl)
+    return name
+
+
+@functools.cache
+def _pmaddwd_intrin(lanes, index):
+    """C[lanes] += A[2] . B[lanes, 2] (int16) via pmaddwd (registered once per LANES, INDEX)."""
+    llvm = {8: "llvm.x86.avx2.pmadd.wd", 16: "llvm.x86.avx512.pmaddw.d.512"}[lanes]
+    half = f"int16x{2 * lanes}"
+    i = _index(index)
+    z, two, n = i(0), i(2), i(lanes)
+    acc = f"int32x{lanes}"
 
     @T.prim_func(s_tir=True)
     def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
@@ -87,32 +101,14 @@ def _pmaddwd_intrin(lanes, index="int64"):
                 T.llvm_lookup_intrinsic_id(llvm), T.reinterpret(T.broadcast(pair, lanes), dtype=half),
                 B.vload([z, z], half), dtype=acc)
 
-    TensorIntrin.register(name, desc, impl)
-    _INTRINSICS[name] = True
-    return name
+    return _register(f"edgec_pmaddwd_{lanes}x2_{index}", impl, "int16", "int16", lanes, 2, index)
 
 
-def _vnni_intrin(index="int64"):
+@functools.cache
+def _vnni_intrin(index):
     """C[16] += A[4] (u8) . B[16, 4] (s8) with AVX-512 VNNI `vpdpbusd` (exact: no saturation)."""
-    name = f"edgec_vpdpbusd_16x4_{index}"
-    if name in _INTRINSICS:
-        return name
-    i = T.int64 if index == "int64" else T.int32
+    i = _index(index)
     z, four, n = i(0), i(4), i(16)
-
-    @T.prim_func(s_tir=True)
-    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (four,), "uint8", offset_factor=1)
-        B = T.match_buffer(b, (n, four), "int8", offset_factor=1)
-        C = T.match_buffer(c, (n,), "int32", offset_factor=1, scope="local")
-        with T.sblock("root"):
-            T.reads(C[z:n], A[z:four], B[z:n, z:four])
-            T.writes(C[z:n])
-            for j in T.serial(z, n):
-                for k in T.serial(z, four):
-                    with T.sblock("update"):
-                        vi, vk = T.axis.remap("SR", [j, k])
-                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
 
     @T.prim_func(s_tir=True)
     def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
@@ -128,9 +124,7 @@ def _vnni_intrin(index="int64"):
                 T.reinterpret(T.broadcast(quad, 16), dtype="int8x64"), B.vload([z, z], "int8x64"),
                 dtype="int32x16")
 
-    TensorIntrin.register(name, desc, impl)
-    _INTRINSICS[name] = True
-    return name
+    return _register(f"edgec_vpdpbusd_16x4_{index}", impl, "uint8", "int8", 16, 4, index)
 
 
 def ubsw_exact(wp):
@@ -142,30 +136,14 @@ def ubsw_exact(wp):
                 and np.minimum(pairs, 0).sum(-1).min(initial=0) >= -128)
 
 
-def _ubsw_intrin(lanes, index="int64"):
+@functools.cache
+def _ubsw_intrin(lanes, index):
     """C[lanes] += A[4] (u8) . B[lanes, 4] (s8) with vpmaddubsw + vpmaddwd (by ones) + vpaddd."""
-    name = f"edgec_pmaddubsw_{lanes}x4_{index}"
-    if name in _INTRINSICS:
-        return name
     ub, wd = {8: ("llvm.x86.avx2.pmadd.ub.sw", "llvm.x86.avx2.pmadd.wd"),
               16: ("llvm.x86.avx512.pmaddubs.w.512", "llvm.x86.avx512.pmaddw.d.512")}[lanes]
-    i = T.int64 if index == "int64" else T.int32
+    i = _index(index)
     z, four, n = i(0), i(4), i(lanes)
     bytes_, halves, acc = f"int8x{4 * lanes}", f"int16x{2 * lanes}", f"int32x{lanes}"
-
-    @T.prim_func(s_tir=True)
-    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (four,), "uint8", offset_factor=1)
-        B = T.match_buffer(b, (n, four), "int8", offset_factor=1)
-        C = T.match_buffer(c, (n,), "int32", offset_factor=1, scope="local")
-        with T.sblock("root"):
-            T.reads(C[z:n], A[z:four], B[z:n, z:four])
-            T.writes(C[z:n])
-            for j in T.serial(z, n):
-                for k in T.serial(z, four):
-                    with T.sblock("update"):
-                        vi, vk = T.axis.remap("SR", [j, k])
-                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
 
     @T.prim_func(s_tir=True)
     def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
@@ -182,32 +160,14 @@ def _ubsw_intrin(lanes, index="int64"):
             C[T.ramp(z, i(1), lanes)] = C.vload([z], acc) + T.call_llvm_pure_intrin(
                 T.llvm_lookup_intrinsic_id(wd), pairs, T.broadcast(T.int16(1), 2 * lanes), dtype=acc)
 
-    TensorIntrin.register(name, desc, impl)
-    _INTRINSICS[name] = True
-    return name
+    return _register(f"edgec_pmaddubsw_{lanes}x4_{index}", impl, "uint8", "int8", lanes, 4, index)
 
 
-def _sdot_intrin(index="int64"):
+@functools.cache
+def _sdot_intrin(index):
     """C[4] += A[4] . B[4, 4] (s8) with NEON `sdot` (ARMv8.2 dotprod)."""
-    name = f"edgec_sdot_4x4_{index}"
-    if name in _INTRINSICS:
-        return name
-    i = T.int64 if index == "int64" else T.int32
+    i = _index(index)
     z, four = i(0), i(4)
-
-    @T.prim_func(s_tir=True)
-    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (four,), "int8", offset_factor=1)
-        B = T.match_buffer(b, (four, four), "int8", offset_factor=1)
-        C = T.match_buffer(c, (four,), "int32", offset_factor=1, scope="local")
-        with T.sblock("root"):
-            T.reads(C[z:four], A[z:four], B[z:four, z:four])
-            T.writes(C[z:four])
-            for j in T.serial(z, four):
-                for k in T.serial(z, four):
-                    with T.sblock("update"):
-                        vi, vk = T.axis.remap("SR", [j, k])
-                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
 
     @T.prim_func(s_tir=True)
     def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
@@ -222,9 +182,7 @@ def _sdot_intrin(index="int64"):
                 T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot.v4i32.v16i8"), C.vload([z], "int32x4"),
                 T.reinterpret(T.broadcast(quad, 4), dtype="int8x16"), B.vload([z, z], "int8x16"), dtype="int32x4")
 
-    TensorIntrin.register(name, desc, impl)
-    _INTRINSICS[name] = True
-    return name
+    return _register(f"edgec_sdot_4x4_{index}", impl, "int8", "int8", 4, 4, index)
 
 
 def handles(kernel):
