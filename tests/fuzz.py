@@ -11,6 +11,7 @@ after the case and goes on.
 import json
 import os
 import queue
+import random
 import subprocess
 import sys
 import threading
@@ -74,6 +75,27 @@ def summary(results):
 
 def failures(results):
     return {cid: r for cid, r in results.items() if r[1] not in ("ok", "error")}
+
+
+def check(folder, frontend, categories, make, n, seed, compile_every):
+    """Write N mutated models to FOLDER and run them; every COMPILE_EVERY-th also compiles. Case i
+    is of category CATEGORIES[i % len]; MAKE(r, category) -> (file suffix, bytes), or None where the
+    mutation cannot be written. Prints the table and asserts every case is `ok` or a clean `error`."""
+    r, cases = random.Random(seed), []
+    for i in range(n):
+        category = categories[i % len(categories)]
+        made = make(r, category)
+        if made is None:
+            continue
+        name = f"case{i}{made[0]}"
+        (folder / name).write_bytes(made[1])
+        cases.append((i, category, name, bool(compile_every) and i % compile_every == 0))
+    results = run_cases(folder, cases)
+    table, text = summary(results)
+    print(f"\n{frontend} frontend fuzzing, {len(results)} cases (seed {seed}):\n{text}")
+    bad = failures(results)
+    assert not bad, "\n".join(f"case{cid} ({c}): {o}: {d}" for cid, (c, o, d) in sorted(bad.items())[:20])
+    return table
 
 
 # ---- the worker ---------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ memory-capped worker (tests/fuzz.py): success or a one-line EdgecError, never an
 import copy
 import io
 import json
-import random
 import struct
 import zipfile
 from pathlib import Path
@@ -18,7 +17,8 @@ import numpy as np
 import pytest
 
 from edgec.errors import EdgecError
-from fuzz import failures, run_cases, summary
+import fuzz
+from fuzz import run_cases
 
 h5py = pytest.importorskip("h5py", reason="h5py (the dev extra) reads Keras weights")
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -263,29 +263,15 @@ def mutate(r, seed, category):
     return suffix, data
 
 
-def write_cases(folder, n, seed=0, compile_every=25):
-    r = random.Random(seed)
-    models = seeds()
-    cases = []
-    for i in range(n):
-        category = CATEGORIES[i % len(CATEGORIES)]
-        try:
-            suffix, data = mutate(r, r.choice(models), category)
-        except (TypeError, ValueError, KeyError, IndexError, AttributeError, EdgecError):
-            continue  # json/h5py refuse to write it, or the legacy .h5 cannot be made from the mutated weights
-        name = f"case{i}{suffix}"
-        (folder / name).write_bytes(data)
-        cases.append((i, category, name, bool(compile_every) and i % compile_every == 0))
-    return cases
-
-
 def check(tmp_path, n, seed, compile_every=25):
-    results = run_cases(tmp_path, write_cases(tmp_path, n, seed, compile_every))
-    table, text = summary(results)
-    print(f"\nKeras frontend fuzzing, {len(results)} cases (seed {seed}):\n{text}")
-    bad = failures(results)
-    assert not bad, "\n".join(f"case{cid} ({c}): {o}: {d}" for cid, (c, o, d) in sorted(bad.items())[:20])
-    return table
+    models = seeds()
+
+    def make(r, category):
+        try:
+            return mutate(r, r.choice(models), category)
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError, EdgecError):
+            return None  # json/h5py refuse to write it, or the legacy .h5 cannot be made from the mutated weights
+    return fuzz.check(tmp_path, "Keras", CATEGORIES, make, n, seed, compile_every)
 
 
 # ---- regression cases from the issue ---------------------------------------------------------------

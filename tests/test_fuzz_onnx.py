@@ -12,7 +12,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from fuzz import failures, run_cases, summary
+import fuzz
+from fuzz import run_cases
 
 CATEGORIES = ["attribute", "shape", "dtype", "initializer", "structure", "bytes"]
 OPS = ["Relu", "Conv", "MaxPool", "Gemm", "Add", "Reshape", "Concat", "Transpose", "Softmax", "LSTM", "Slice",
@@ -240,25 +241,10 @@ def mutate(r, seed_model, category):
     return m.SerializeToString()
 
 
-def write_cases(folder, n, seed=0, compile_every=20):
-    r = random.Random(seed)
-    models = seeds()
-    cases = []
-    for i in range(n):
-        category = CATEGORIES[i % len(CATEGORIES)]
-        name = f"case{i}.onnx"
-        (folder / name).write_bytes(mutate(r, r.choice(models), category))
-        cases.append((i, category, name, compile_every and i % compile_every == 0))
-    return cases
-
-
 def check(tmp_path, n, seed, compile_every=20):
-    results = run_cases(tmp_path, write_cases(tmp_path, n, seed, compile_every))
-    table, text = summary(results)
-    print(f"\nONNX frontend fuzzing, {n} cases (seed {seed}):\n{text}")
-    bad = failures(results)
-    assert not bad, "\n".join(f"case{cid}.onnx ({c}): {o}: {d}" for cid, (c, o, d) in sorted(bad.items())[:20])
-    return table
+    models = seeds()
+    return fuzz.check(tmp_path, "ONNX", CATEGORIES, lambda r, category: (".onnx", mutate(r, r.choice(models), category)),
+                      n, seed, compile_every)
 
 
 def test_seed_models_compile(tmp_path):
