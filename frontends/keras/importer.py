@@ -12,7 +12,8 @@ import warnings
 import numpy as np
 
 from ...compiler.ir import Graph
-from ...errors import EdgecError, EdgecWarning, ModelError, UnsupportedError
+from ...errors import EdgecWarning, ModelError, UnsupportedError
+from .. import run_converter
 from .registry import CONVERTERS
 
 INPUT_DTYPES = {"float32", "float16", "float64", "int32", "int64", "int8", "uint8", "int16", "bool"}
@@ -288,14 +289,7 @@ class Importer:
             ctx.require("data_format", "channels_last")
         ctx.kwargs = dict(kwargs)
         self._check_options(ctx)
-        try:
-            outs = fn(ctx, inputs)
-        except EdgecError as e:
-            if str(e).startswith("model '"):
-                raise
-            raise ctx.error(str(e)) from None  # an IR-level check (e.g. a tensor too large): name the layer
-        except (ValueError, IndexError, TypeError, KeyError, AttributeError, ArithmeticError) as e:
-            raise ctx.error(f"cannot convert: {type(e).__name__}: {' '.join(str(e).split())[:200]}") from None
+        outs = run_converter(ctx, fn, ctx, inputs)
         if ctx.kwargs:
             raise ctx.unsupported(f"call argument(s) {', '.join(sorted(ctx.kwargs))} are not supported")
         return outs

@@ -16,7 +16,8 @@ from onnx import helper, numpy_helper
 
 from ...compiler.ir import MAX_FOLD_BYTES, Graph, check_shape, fold_bytes
 from ...compiler.ops import get_op
-from ...errors import EdgecError, EdgecWarning, ModelError, UnsupportedError
+from ...errors import EdgecWarning, ModelError, UnsupportedError
+from .. import run_converter
 from .registry import lookup
 
 # Converters are written for opsets 7..21 (attributes that became inputs are read from either);
@@ -338,15 +339,7 @@ class Importer:
         for a in node.attribute:  # control-flow converters (control.py) inline their subgraphs
             if a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) and not getattr(fn, "subgraphs", False):
                 raise ctx.unsupported(f"subgraph attribute '{a.name}' is not supported")
-        try:
-            outs = fn(ctx)
-        except EdgecError as e:
-            if str(e).startswith("model '"):
-                raise
-            raise ctx.error(str(e)) from None  # an IR-level check (e.g. a tensor too large): name the node
-        except (ValueError, IndexError, TypeError, KeyError, AttributeError, ArithmeticError) as e:
-            # a converter's assumption broke on a malformed node
-            raise ctx.error(f"cannot convert: {type(e).__name__}: {' '.join(str(e).split())[:200]}") from None
+        outs = run_converter(ctx, fn, ctx)
         unread = [a for a in ctx._attrs if a not in ctx._read]
         if unread:
             raise ctx.unsupported(f"attribute{'s' if len(unread) > 1 else ''} "
