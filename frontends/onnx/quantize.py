@@ -172,14 +172,20 @@ def conv_integer(ctx):
     return [_conv(ctx, ctx.input(0), ctx.input(1), 2, 3)]
 
 
-@converter("MatMulInteger", since=10)
-def matmul_integer(ctx):
-    a, b = ctx.input(0), ctx.input(1)
+def _matmul(ctx, b_i, a_zp_i, b_zp_i, a_zp_rows):
+    """int32 qmatmul of input 0 (A) and input B_I (B) with zero points A_ZP_I (one value, or one a
+    row of A where A_ZP_ROWS) and B_ZP_I (one value, or one a column of B)."""
+    a, b = ctx.input(0), ctx.input(b_i)
     _int8(ctx, a, b)
     if len(ctx.shape(a)) < 2 or len(ctx.shape(b)) < 2:
         raise ctx.unsupported("integer matmul of 1-D operands is not supported")
-    return [ctx.add1("qmatmul", [a, b, _zp(ctx, 2, a, [ctx.shape(a)[-2]], "A"),
-                                 _zp(ctx, 3, b, [ctx.shape(b)[-1]], "B")])]
+    return ctx.add1("qmatmul", [a, b, _zp(ctx, a_zp_i, a, [ctx.shape(a)[-2]] if a_zp_rows else [], "A"),
+                                _zp(ctx, b_zp_i, b, [ctx.shape(b)[-1]], "B")])
+
+
+@converter("MatMulInteger", since=10)
+def matmul_integer(ctx):
+    return [_matmul(ctx, 1, 2, 3, a_zp_rows=True)]
 
 
 def _multiplier(ctx, scales, out_shape, axis):
@@ -212,11 +218,7 @@ def qlinear_conv(ctx):
 
 @converter("QLinearMatMul", since=10)
 def qlinear_matmul(ctx):
-    a, b = ctx.input(0), ctx.input(3)
-    _int8(ctx, a, b)
-    if len(ctx.shape(a)) < 2 or len(ctx.shape(b)) < 2:
-        raise ctx.unsupported("integer matmul of 1-D operands is not supported")
-    acc = ctx.add1("qmatmul", [a, b, _zp(ctx, 2, a, [], "A"), _zp(ctx, 5, b, [ctx.shape(b)[-1]], "B")])
+    acc = _matmul(ctx, 3, 2, 5, a_zp_rows=False)
     return [_requantize(ctx, acc, _multiplier(ctx, (1, 4, 6), ctx.shape(acc), -1), 7)]
 
 
