@@ -55,9 +55,10 @@ def _index(index):
     return T.int64 if index == "int64" else T.int32
 
 
-def _register(name, impl, a_dtype, b_dtype, lanes, width, index):
-    """Register IMPL as the tensor intrinsic NAME for C[lanes] (int32, local) += A[width] (A_DTYPE)
-    . B[lanes, width] (B_DTYPE), summed over width, and return NAME."""
+def _register(name, a_dtype, b_dtype, lanes, width, index, compute):
+    """Register the tensor intrinsic NAME for C[lanes] (int32, local) += A[width] (A_DTYPE)
+    . B[lanes, width] (B_DTYPE), summed over width, implemented by COMPUTE (a TVMScript macro of
+    the buffers A, B, C); return NAME."""
     i = _index(index)
     z, w, n = i(0), i(width), i(lanes)
 
@@ -75,6 +76,16 @@ def _register(name, impl, a_dtype, b_dtype, lanes, width, index):
                         vi, vk = T.axis.remap("SR", [j, k])
                         C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
 
+    @T.prim_func(s_tir=True)
+    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (w,), a_dtype, offset_factor=1)
+        B = T.match_buffer(b, (n, w), b_dtype, offset_factor=1)
+        C = T.match_buffer(c, (n,), "int32", offset_factor=1, scope="local")
+        with T.sblock("root"):
+            T.reads(C[z:n], A[z:w], B[z:n, z:w])
+            T.writes(C[z:n])
+            compute(A, B, C)
+
     TensorIntrin.register(name, desc, impl)
     return name
 
@@ -83,48 +94,35 @@ def _register(name, impl, a_dtype, b_dtype, lanes, width, index):
 def _pmaddwd_intrin(lanes, index):
     """C[lanes] += A[2] . B[lanes, 2] (int16) via pmaddwd (registered once per LANES, INDEX)."""
     llvm = {8: "llvm.x86.avx2.pmadd.wd", 16: "llvm.x86.avx512.pmaddw.d.512"}[lanes]
-    half = f"int16x{2 * lanes}"
+    half, acc = f"int16x{2 * lanes}", f"int32x{lanes}"
     i = _index(index)
-    z, two, n = i(0), i(2), i(lanes)
-    acc = f"int32x{lanes}"
+    z = i(0)
 
-    @T.prim_func(s_tir=True)
-    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (two,), "int16", offset_factor=1)
-        B = T.match_buffer(b, (n, two), "int16", offset_factor=1)
-        C = T.match_buffer(c, (n,), "int32", offset_factor=1, scope="local")
-        with T.sblock("root"):
-            T.reads(C[z:n], A[z:two], B[z:n, z:two])
-            T.writes(C[z:n])
-            pair = T.reinterpret(A.vload([z], "int16x2"), dtype="int32")
-            C[T.ramp(z, i(1), lanes)] = C.vload([z], acc) + T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id(llvm), T.reinterpret(T.broadcast(pair, lanes), dtype=half),
-                B.vload([z, z], half), dtype=acc)
+    @T.macro
+    def compute(A, B, C):
+        pair = T.reinterpret(A.vload([z], "int16x2"), dtype="int32")
+        C[T.ramp(z, i(1), lanes)] = C.vload([z], acc) + T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id(llvm), T.reinterpret(T.broadcast(pair, lanes), dtype=half),
+            B.vload([z, z], half), dtype=acc)
 
-    return _register(f"edgec_pmaddwd_{lanes}x2_{index}", impl, "int16", "int16", lanes, 2, index)
+    return _register(f"edgec_pmaddwd_{lanes}x2_{index}", "int16", "int16", lanes, 2, index, compute)
 
 
 @functools.cache
 def _vnni_intrin(index):
     """C[16] += A[4] (u8) . B[16, 4] (s8) with AVX-512 VNNI `vpdpbusd` (exact: no saturation)."""
     i = _index(index)
-    z, four, n = i(0), i(4), i(16)
+    z = i(0)
 
-    @T.prim_func(s_tir=True)
-    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (four,), "uint8", offset_factor=1)
-        B = T.match_buffer(b, (n, four), "int8", offset_factor=1)
-        C = T.match_buffer(c, (n,), "int32", offset_factor=1, scope="local")
-        with T.sblock("root"):
-            T.reads(C[z:n], A[z:four], B[z:n, z:four])
-            T.writes(C[z:n])
-            quad = T.reinterpret(A.vload([z], "uint8x4"), dtype="int32")
-            C[T.ramp(z, i(1), 16)] = T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"), C.vload([z], "int32x16"),
-                T.reinterpret(T.broadcast(quad, 16), dtype="int8x64"), B.vload([z, z], "int8x64"),
-                dtype="int32x16")
+    @T.macro
+    def compute(A, B, C):
+        quad = T.reinterpret(A.vload([z], "uint8x4"), dtype="int32")
+        C[T.ramp(z, i(1), 16)] = T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"), C.vload([z], "int32x16"),
+            T.reinterpret(T.broadcast(quad, 16), dtype="int8x64"), B.vload([z, z], "int8x64"),
+            dtype="int32x16")
 
-    return _register(f"edgec_vpdpbusd_16x4_{index}", impl, "uint8", "int8", 16, 4, index)
+    return _register(f"edgec_vpdpbusd_16x4_{index}", "uint8", "int8", 16, 4, index, compute)
 
 
 def ubsw_exact(wp):
@@ -141,48 +139,36 @@ def _ubsw_intrin(lanes, index):
     """C[lanes] += A[4] (u8) . B[lanes, 4] (s8) with vpmaddubsw + vpmaddwd (by ones) + vpaddd."""
     ub, wd = {8: ("llvm.x86.avx2.pmadd.ub.sw", "llvm.x86.avx2.pmadd.wd"),
               16: ("llvm.x86.avx512.pmaddubs.w.512", "llvm.x86.avx512.pmaddw.d.512")}[lanes]
-    i = _index(index)
-    z, four, n = i(0), i(4), i(lanes)
     bytes_, halves, acc = f"int8x{4 * lanes}", f"int16x{2 * lanes}", f"int32x{lanes}"
+    i = _index(index)
+    z = i(0)
 
-    @T.prim_func(s_tir=True)
-    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (four,), "uint8", offset_factor=1)
-        B = T.match_buffer(b, (n, four), "int8", offset_factor=1)
-        C = T.match_buffer(c, (n,), "int32", offset_factor=1, scope="local")
-        with T.sblock("root"):
-            T.reads(C[z:n], A[z:four], B[z:n, z:four])
-            T.writes(C[z:n])
-            quad = T.reinterpret(A.vload([z], "uint8x4"), dtype="int32")
-            pairs = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(ub),
-                                            T.reinterpret(T.broadcast(quad, lanes), dtype=bytes_),
-                                            B.vload([z, z], bytes_), dtype=halves)
-            C[T.ramp(z, i(1), lanes)] = C.vload([z], acc) + T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id(wd), pairs, T.broadcast(T.int16(1), 2 * lanes), dtype=acc)
+    @T.macro
+    def compute(A, B, C):
+        quad = T.reinterpret(A.vload([z], "uint8x4"), dtype="int32")
+        pairs = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(ub),
+                                        T.reinterpret(T.broadcast(quad, lanes), dtype=bytes_),
+                                        B.vload([z, z], bytes_), dtype=halves)
+        C[T.ramp(z, i(1), lanes)] = C.vload([z], acc) + T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id(wd), pairs, T.broadcast(T.int16(1), 2 * lanes), dtype=acc)
 
-    return _register(f"edgec_pmaddubsw_{lanes}x4_{index}", impl, "uint8", "int8", lanes, 4, index)
+    return _register(f"edgec_pmaddubsw_{lanes}x4_{index}", "uint8", "int8", lanes, 4, index, compute)
 
 
 @functools.cache
 def _sdot_intrin(index):
     """C[4] += A[4] . B[4, 4] (s8) with NEON `sdot` (ARMv8.2 dotprod)."""
     i = _index(index)
-    z, four = i(0), i(4)
+    z = i(0)
 
-    @T.prim_func(s_tir=True)
-    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (four,), "int8", offset_factor=1)
-        B = T.match_buffer(b, (four, four), "int8", offset_factor=1)
-        C = T.match_buffer(c, (four,), "int32", offset_factor=1, scope="local")
-        with T.sblock("root"):
-            T.reads(C[z:four], A[z:four], B[z:four, z:four])
-            T.writes(C[z:four])
-            quad = T.reinterpret(A.vload([z], "int8x4"), dtype="int32")
-            C[T.ramp(z, i(1), 4)] = T.call_llvm_pure_intrin(
-                T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot.v4i32.v16i8"), C.vload([z], "int32x4"),
-                T.reinterpret(T.broadcast(quad, 4), dtype="int8x16"), B.vload([z, z], "int8x16"), dtype="int32x4")
+    @T.macro
+    def compute(A, B, C):
+        quad = T.reinterpret(A.vload([z], "int8x4"), dtype="int32")
+        C[T.ramp(z, i(1), 4)] = T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot.v4i32.v16i8"), C.vload([z], "int32x4"),
+            T.reinterpret(T.broadcast(quad, 4), dtype="int8x16"), B.vload([z, z], "int8x16"), dtype="int32x4")
 
-    return _register(f"edgec_sdot_4x4_{index}", impl, "int8", "int8", 4, 4, index)
+    return _register(f"edgec_sdot_4x4_{index}", "int8", "int8", 4, 4, index, compute)
 
 
 def handles(kernel):
