@@ -57,36 +57,32 @@ def _index(index):
 
 def _register(name, a_dtype, b_dtype, lanes, width, index, compute):
     """Register the tensor intrinsic NAME for C[lanes] (int32, local) += A[width] (A_DTYPE)
-    . B[lanes, width] (B_DTYPE), summed over width, implemented by COMPUTE (a TVMScript macro of
-    the buffers A, B, C); return NAME."""
+    . B[lanes, width] (B_DTYPE), summed over width (the description: the loop nest `reduce`),
+    implemented by COMPUTE (a TVMScript macro of the buffers A, B, C); return NAME."""
     i = _index(index)
     z, w, n = i(0), i(width), i(lanes)
 
-    @T.prim_func(s_tir=True)
-    def desc(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (w,), a_dtype, offset_factor=1)
-        B = T.match_buffer(b, (n, w), b_dtype, offset_factor=1)
-        C = T.match_buffer(c, (n,), "int32", offset_factor=1, scope="local")
-        with T.sblock("root"):
-            T.reads(C[z:n], A[z:w], B[z:n, z:w])
-            T.writes(C[z:n])
-            for j in T.serial(z, n):
-                for k in T.serial(z, w):
-                    with T.sblock("update"):
-                        vi, vk = T.axis.remap("SR", [j, k])
-                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+    @T.macro
+    def reduce(A, B, C):
+        for j in T.serial(z, n):
+            for k in T.serial(z, w):
+                with T.sblock("update"):
+                    vi, vk = T.axis.remap("SR", [j, k])
+                    C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
 
-    @T.prim_func(s_tir=True)
-    def impl(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (w,), a_dtype, offset_factor=1)
-        B = T.match_buffer(b, (n, w), b_dtype, offset_factor=1)
-        C = T.match_buffer(c, (n,), "int32", offset_factor=1, scope="local")
-        with T.sblock("root"):
-            T.reads(C[z:n], A[z:w], B[z:n, z:w])
-            T.writes(C[z:n])
-            compute(A, B, C)
+    def func(body):
+        @T.prim_func(s_tir=True)
+        def f(a: T.handle, b: T.handle, c: T.handle) -> None:
+            A = T.match_buffer(a, (w,), a_dtype, offset_factor=1)
+            B = T.match_buffer(b, (n, w), b_dtype, offset_factor=1)
+            C = T.match_buffer(c, (n,), "int32", offset_factor=1, scope="local")
+            with T.sblock("root"):
+                T.reads(C[z:n], A[z:w], B[z:n, z:w])
+                T.writes(C[z:n])
+                body(A, B, C)
+        return f
 
-    TensorIntrin.register(name, desc, impl)
+    TensorIntrin.register(name, func(reduce), func(compute))
     return name
 
 
@@ -109,20 +105,24 @@ def _pmaddwd_intrin(lanes, index):
 
 
 @functools.cache
-def _vnni_intrin(index):
-    """C[16] += A[4] (u8) . B[16, 4] (s8) with AVX-512 VNNI `vpdpbusd` (exact: no saturation)."""
+def _dot4_intrin(kind, index):
+    """C[lanes] += A[4] . B[lanes, 4] (s8) in one accumulating instruction: KIND "vnni", AVX-512
+    VNNI `vpdpbusd` (A u8, 16 lanes; exact: no saturation), or "sdot", NEON `sdot` (A s8, 4 lanes;
+    ARMv8.2 dotprod)."""
+    name, llvm, a_dtype, lanes = {"vnni": ("vpdpbusd_16x4", "llvm.x86.avx512.vpdpbusd.512", "uint8", 16),
+                                  "sdot": ("sdot_4x4", "llvm.aarch64.neon.sdot.v4i32.v16i8", "int8", 4)}[kind]
+    quad, bytes_, acc = f"{a_dtype}x4", f"int8x{4 * lanes}", f"int32x{lanes}"
     i = _index(index)
     z = i(0)
 
     @T.macro
     def compute(A, B, C):
-        quad = T.reinterpret(A.vload([z], "uint8x4"), dtype="int32")
-        C[T.ramp(z, i(1), 16)] = T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.x86.avx512.vpdpbusd.512"), C.vload([z], "int32x16"),
-            T.reinterpret(T.broadcast(quad, 16), dtype="int8x64"), B.vload([z, z], "int8x64"),
-            dtype="int32x16")
+        a = T.reinterpret(A.vload([z], quad), dtype="int32")
+        C[T.ramp(z, i(1), lanes)] = T.call_llvm_pure_intrin(
+            T.llvm_lookup_intrinsic_id(llvm), C.vload([z], acc), T.reinterpret(T.broadcast(a, lanes), dtype=bytes_),
+            B.vload([z, z], bytes_), dtype=acc)
 
-    return _register(f"edgec_vpdpbusd_16x4_{index}", "uint8", "int8", 16, 4, index, compute)
+    return _register(f"edgec_{name}_{index}", a_dtype, "int8", lanes, 4, index, compute)
 
 
 def ubsw_exact(wp):
@@ -153,22 +153,6 @@ def _ubsw_intrin(lanes, index):
             T.llvm_lookup_intrinsic_id(wd), pairs, T.broadcast(T.int16(1), 2 * lanes), dtype=acc)
 
     return _register(f"edgec_pmaddubsw_{lanes}x4_{index}", "uint8", "int8", lanes, 4, index, compute)
-
-
-@functools.cache
-def _sdot_intrin(index):
-    """C[4] += A[4] . B[4, 4] (s8) with NEON `sdot` (ARMv8.2 dotprod)."""
-    i = _index(index)
-    z = i(0)
-
-    @T.macro
-    def compute(A, B, C):
-        quad = T.reinterpret(A.vload([z], "int8x4"), dtype="int32")
-        C[T.ramp(z, i(1), 4)] = T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id("llvm.aarch64.neon.sdot.v4i32.v16i8"), C.vload([z], "int32x4"),
-            T.reinterpret(T.broadcast(quad, 4), dtype="int8x16"), B.vload([z, z], "int8x16"), dtype="int32x4")
-
-    return _register(f"edgec_sdot_4x4_{index}", "int8", "int8", 4, 4, index, compute)
 
 
 def handles(kernel):
@@ -203,8 +187,8 @@ def schedule(func, kernel, preset):
     intrin = {("x86_64", 8, 2): lambda: _pmaddwd_intrin(8, index),
               ("x86_64", 16, 2): lambda: _pmaddwd_intrin(16, index),
               ("x86_64", 8, 4): lambda: _ubsw_intrin(8, index),
-              ("x86_64", 16, 4): lambda: _vnni_intrin(index) if has_vnni(preset) else _ubsw_intrin(16, index),
-              ("aarch64", 4, 4): lambda: _sdot_intrin(index)}
+              ("x86_64", 16, 4): lambda: _dot4_intrin("vnni", index) if has_vnni(preset) else _ubsw_intrin(16, index),
+              ("aarch64", 4, 4): lambda: _dot4_intrin("sdot", index)}
     if (preset.arch, lanes, kgroup) in intrin:
         init = sch.decompose_reduction(conv, ry)
         sch.vectorize(sch.get_loops(init)[-1])
