@@ -206,7 +206,19 @@ class _Direction:
             if best is None or rows > best[0]:
                 best = (rows, width)
         rows, width = best or (1, self.lanes)
-        return [list(range(b, min(b + rows, self.n))) for b in range(0, self.n, rows)], width
+        return self.row_groups(rows), width
+
+    def row_groups(self, rows):
+        """The batch rows of each group of ROWS: whole groups in a loop (code size does not grow with
+        the batch), the remainder after it."""
+        whole = self.n // rows
+        if whole == 1:
+            yield list(range(rows))
+        elif whole > 1:
+            with T.serial(0, whole) as g:
+                yield [g * rows + r for r in range(rows)]
+        if self.n % rows:
+            yield list(range(whole * rows, self.n))
 
     def registers(self, shape):
         return T.alloc_buffer(shape, "float32", scope="local")
