@@ -14,7 +14,6 @@ import hashlib
 import io
 import json
 import os
-import resource
 import shutil
 import struct
 import subprocess
@@ -412,8 +411,10 @@ def worker(path, n, seed, key=None):
                           "seconds": round(time.perf_counter() - t0, 4)}), flush=True)
     left = [p for p in os.listdir(tmp) if p != "case.edgec"]
     shutil.rmtree(tmp, ignore_errors=True)
-    print(json.dumps({"maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "left": left[:5]}),
-          flush=True)
+    # VmHWM, not ru_maxrss: ru_maxrss survives exec, so it reports the (forked) parent's size
+    with open("/proc/self/status") as f:
+        peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    print(json.dumps({"maxrss_kib": peak, "left": left[:5]}), flush=True)
 
 
 # ---- the tests -------------------------------------------------------------------------------
