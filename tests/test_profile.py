@@ -157,7 +157,8 @@ def test_trace_csv_and_plot_files(built, tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
 
 
-def test_cli_profile(built, tmp_path, capsys):
+def test_cli_profile(built, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # whole kernel names on one line (80 columns: test_cli_contract)
     path = built[0]
     rc = cli.main(["profile", str(path), "--repeat", "3", "--warmup", "1", "--csv", str(tmp_path / "c.csv"),
                    "--trace", str(tmp_path / "t.json")])
