@@ -114,14 +114,17 @@ def separable_conv2d(ctx, inputs):
 def zero_padding2d(ctx, inputs):
     x = inputs[0]
     _rank(ctx, x, 4)
-    p = ctx.opt("padding", 1)
-    if isinstance(p, (int, float)):
-        (t, b), (l, r) = (p, p), (p, p)
-    elif isinstance(p[0], (int, float)):
-        (t, b), (l, r) = (p[0], p[0]), (p[1], p[1])
-    else:
-        (t, b), (l, r) = p
+    (t, b), (l, r) = edges_2d(ctx.opt("padding", 1))
     return [ctx.add("pad", [x], {"pads": [0, int(t), int(l), 0, 0, int(b), int(r), 0]})]
+
+def edges_2d(p):
+    """Keras's 2-D padding/cropping argument (n, (h, w) or ((top, bottom), (left, right))) as the last."""
+    if isinstance(p, (int, float)):
+        return (p, p), (p, p)
+    if isinstance(p[0], (int, float)):
+        return (p[0], p[0]), (p[1], p[1])
+    return p
+
 
 def _rank(ctx, x, rank):
     shape = ctx.shape(x)

@@ -7,7 +7,7 @@ and W (compiler/ops/upsample.py). Conv2DTranspose becomes the IR's conv2d_transp
 import numpy as np
 
 from ...compiler.ops.upsample import resize_taps
-from .conv import TO_NCHW, _pair, _rank, activate_nchw
+from .conv import TO_NCHW, _pair, _rank, activate_nchw, edges_2d
 from .core import elementwise
 from .registry import converter
 
@@ -96,12 +96,7 @@ def cropping2d(ctx, inputs):
     x = inputs[0]
     n, h, w, c = _rank(ctx, x, 4)
     p = ctx.opt("cropping", ((0, 0), (0, 0)))
-    if isinstance(p, (int, float)):
-        (t, b), (l, r) = (p, p), (p, p)
-    elif isinstance(p[0], (int, float)):
-        (t, b), (l, r) = (p[0], p[0]), (p[1], p[1])
-    else:
-        (t, b), (l, r) = p
+    (t, b), (l, r) = edges_2d(p)
     if t + b >= h or l + r >= w:
         raise ctx.error(f"cropping {p} removes all of the {h}x{w} input")
     return [ctx.add("slice", [x], {"starts": [int(t), int(l)], "ends": [h - int(b), w - int(r)], "axes": [1, 2]})]
