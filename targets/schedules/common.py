@@ -1,0 +1,53 @@
+"""Pieces the CPU conv/dense schedules share: fusing the epilogue into the write-back, parallel
+loops, vectorizing in pieces, and handing the remaining blocks (a fused pool, elementwise tails) to
+their schedules."""
+from . import generic
+from .pool import POOL_BLOCKS, schedule_pool_block
+
+
+def has_block(sch, name):
+    try:
+        sch.get_sblock(name)
+        return True
+    except Exception:  # noqa: BLE001 - TVM raises a ScheduleError
+        return False
+
+
+def divisor(n, most):
+    """The largest divisor of N that is at most MOST (1 at least)."""
+    return max(d for d in range(1, n + 1) if n % d == 0 and (d <= most or d == 1))
+
+
+def vectorize(sch, loop, lanes):
+    """Vectorize LOOP in pieces of up to 4 vectors (one vector, with a tail, if none divides it)."""
+    ext = int(sch.get(loop).extent)
+    if ext > lanes:
+        loop = sch.split(loop, [None, next((f for f in (4 * lanes, 2 * lanes) if ext % f == 0), lanes)])[1]
+    sch.vectorize(loop)
+
+
+def inline_epilogue(sch, unpack):
+    """Fold the elementwise chain after the conv into the write-back block."""
+    while True:
+        consumers = sch.get_consumers(unpack)
+        if len(consumers) != 1 or generic._is_reduction(sch, consumers[0]):
+            return
+        try:
+            sch.reverse_compute_inline(consumers[0])
+        except Exception:  # noqa: BLE001 - not injective (e.g. a pool's padding): stop here
+            return
+
+
+def parallel(sch, loop, par):
+    if par:
+        sch.parallel(loop)
+
+
+def schedule_rest(sch, preset, names, par=True):
+    """Blocks after the epilogue: a fused pool (and its padding) gets the pool schedule, the rest
+    the generic treatment. NAMES: prefixes of the blocks already scheduled."""
+    names = list(names)
+    for b in sch.get_child_blocks(sch.get_sblock("root")):
+        if sch.get(b).name_hint in POOL_BLOCKS:
+            names += schedule_pool_block(sch, b, preset, par)
+    generic.schedule_remaining(sch, preset, names, par)

@@ -1,0 +1,71 @@
+"""Pointwise (1x1) conv on CPU as a cache-blocked GEMM over pixels; the compute and the weight
+panel layout come from compiler/lower/packed.py and pack.py."""
+from . import generic, worth_parallel
+from .common import divisor, has_block, inline_epilogue, parallel, schedule_rest
+from .pack import pointwise_tile
+
+L1_SHARE = 0.5  # of the L1 for a pointwise conv's weight panel (reduction chunk x channel block)
+L2_SHARE = 0.5  # of the L2 for the input rows of a pointwise conv's pixel chunk
+PARALLEL_PARTS = 8  # channel-block groups a cache-blocked pointwise conv spreads over the threads
+
+
+def schedule(sch, kernel, preset):
+    """The pointwise conv as a GEMM over pixels (C = W . X with X the C_in x P input rows): tiles
+    of `block` channels x `tile` pixels keep their accumulators in registers (one pixel vector
+    load per `block` broadcast FMAs). Cache blocks from the preset: the reduction is cut into
+    chunks whose weight panel (kc x block) stays in L1_SHARE of the L1; the pixels into chunks
+    whose input rows (kc x chunk) stay in L2_SHARE of the L2 while every channel block passes over
+    them. With more than one reduction chunk, partial sums accumulate in the output block buffer
+    (its tile reloaded per chunk), and the write-back (bias, epilogue) is a pass of its own; with
+    one chunk it runs on each accumulator tile before the next (see _write_back_at)."""
+    conv, unpack = sch.get_sblock("conv2d_pointwise"), sch.get_sblock("conv2d_unpack")
+    n, o, oh, ow = (int(iv.dom.extent) for iv in sch.get(unpack).iter_vars)
+    block, tile = pointwise_tile(preset, o, oh * ow)
+    inline_epilogue(sch, unpack)
+    par = worth_parallel(kernel)
+    nn, bi, oi, q, rc = sch.get_loops(conv)
+    if int(sch.get(oi).extent) != block or int(sch.get(q).extent) % tile:
+        raise ValueError("pointwise conv packed for another tile than this preset's")
+    padded, channels, blocks = int(sch.get(q).extent), int(sch.get(rc).extent), int(sch.get(bi).extent)
+    lanes = max(preset.vector_bits // 32, 4)
+    kc = divisor(channels, preset.l1_kib * 1024 * L1_SHARE // (4 * block))
+    chunk = tile * divisor(padded // tile, preset.l2_kib * 1024 * L2_SHARE // (4 * kc * tile))
+    qo, qc, qv, qi = sch.split(q, [None, chunk // tile, tile // lanes, lanes])
+    done, fused = ["conv2d_pointwise", "conv2d_unpack"], False
+    if kc == channels:
+        sch.reorder(nn, qo, bi, qc, rc, oi, qv, qi)
+        acc = sch.cache_write(conv, 0, "local")
+        sch.reverse_compute_at(acc, qc)
+        sch.vectorize(sch.get_loops(acc)[-1])
+        fused = write_back_at(sch, acc, unpack, qc, ow)
+        outer = sch.fuse(nn, qo, bi)
+        parallel(sch, outer, par)
+        init_at = rc
+    else:
+        rco, rci = sch.split(rc, [None, kc])
+        bo, bi = sch.split(bi, [None, -(-blocks // PARALLEL_PARTS)]) if blocks > PARALLEL_PARTS else (None, bi)
+        sch.reorder(*[l for l in (nn, qo, bo) if l is not None], rco, bi, qc, rci, oi, qv, qi)
+        outer = sch.fuse(*[l for l in (nn, qo, bo) if l is not None])
+        parallel(sch, outer, par)
+        init_at = rco
+    sch.unroll(oi)
+    sch.unroll(qv)  # one vector register per (channel, vector) accumulator
+    sch.vectorize(qi)
+    sch.decompose_reduction(conv, init_at)
+    if not fused:
+        generic._schedule_block(sch, unpack, lanes, par)
+    if has_block(sch, "conv2d_pixels_copy"):
+        generic._schedule_block(sch, sch.get_sblock("conv2d_pixels_copy"), lanes, par)
+        done.append("conv2d_pixels_copy")
+    schedule_rest(sch, preset, done, par)
+    return sch.mod["main"]
+
+
+def write_back_at(sch, acc, unpack, qc, ow):
+    """Move the write-back (bias, epilogue) into the accumulator tile at loop QC: its pixels
+    iterate as one flat index (the GEMM's), it reads the accumulators in place of their copy."""
+    sch.transform_block_layout(unpack, lambda nn, f, yy, xx: (nn, f, yy * ow + xx))
+    sch.compute_inline(acc)
+    sch.reverse_compute_at(unpack, qc)
+    sch.vectorize(sch.get_loops(unpack)[-1])
+    return True
