@@ -62,21 +62,38 @@ def conv(ctx):
         raise ctx.unsupported(f"{rank}-D convolution is not supported (1-D and 2-D only)")
     if len(ws) != len(xs):
         raise ctx.error(f"weight {list(ws)} does not match input {list(xs)}")
-    kernel = list(ctx.attr("kernel_shape") or ws[2:])
-    if list(kernel) != list(ws[2:]):
-        raise ctx.error(f"kernel_shape {kernel} does not match weight {list(ws)}")
-    strides, dilations, pads = window_attrs(ctx, xs[2:], kernel)
     if not ctx.dtype(x).startswith("float"):
         raise ctx.unsupported(f"input dtype {ctx.dtype(x)} is not supported (floats only)")
+    strides, dilations, pads, group = conv_attrs(ctx, xs, ws)
+    ins = [x, w] + ([ctx.input(2)] if ctx.has_input(2) else [])
+    return [add_conv(ctx, "conv2d", ins, strides, dilations, pads, group)]
+
+
+def conv_attrs(ctx, xs, ws):
+    """Validated strides, dilations, pads and group of a Conv-like node over input shape XS and
+    weight shape WS."""
+    kernel = list(ctx.attr("kernel_shape") or ws[2:])
+    if kernel != list(ws[2:]):
+        raise ctx.error(f"kernel_shape {kernel} does not match weight {list(ws)}")
+    strides, dilations, pads = window_attrs(ctx, xs[2:], kernel)
     group = int(ctx.attr("group", 1))
     if group < 1 or xs[1] % group or ws[0] % group or ws[1] * group != xs[1]:
         raise ctx.error(f"group={group} does not fit input channels {xs[1]} and weight {list(ws)}")
-    ins = [x, w] + ([ctx.input(2)] if ctx.has_input(2) else [])
-    if rank == 1:
+    return strides, dilations, pads, group
+
+
+def add_conv(ctx, op, ins, strides, dilations, pads, group):
+    """Add OP (conv2d, qconv2d) over INS = [input, weight, ...]; a 1-D conv runs as a 2-D one over
+    an image of height 1."""
+    x, w = ins[0], ins[1]
+    one_d = len(ctx.shape(x)) == 3
+    if one_d:
+        ws = ctx.shape(w)
+        ins = list(ins)
         ins[0], strides, dilations, pads = to_2d(ctx, x, strides, dilations, pads)
         ins[1] = ctx.reshape(w, ws[:2] + (1, ws[2]))
-    y = ctx.add1("conv2d", ins, {"strides": strides, "dilations": dilations, "pads": pads, "groups": group})
-    if rank == 1:
+    y = ctx.add1(op, ins, {"strides": strides, "dilations": dilations, "pads": pads, "groups": group})
+    if one_d:
         ys = ctx.shape(y)
         y = ctx.reshape(y, (ys[0], ys[1], ys[3]))
-    return [y]
+    return y

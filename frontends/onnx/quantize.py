@@ -9,7 +9,7 @@ does not use.
 """
 import numpy as np
 
-from .conv import to_2d, window_attrs
+from .conv import add_conv, conv_attrs
 from .registry import converter
 
 QTYPES = ("int8", "uint8", "int16", "uint16")
@@ -147,24 +147,11 @@ def _conv(ctx, x, w, x_zp_i, w_zp_i, bias_i=None):
     if rank not in (1, 2) or len(ws) != len(xs):
         raise ctx.unsupported(f"{rank}-D integer convolution of input {list(xs)}, weight {list(ws)} is not "
                               "supported (1-D and 2-D only)")
-    kernel = list(ctx.attr("kernel_shape") or ws[2:])
-    if kernel != list(ws[2:]):
-        raise ctx.error(f"kernel_shape {kernel} does not match weight {list(ws)}")
-    strides, dilations, pads = window_attrs(ctx, xs[2:], kernel)
-    group = int(ctx.attr("group", 1))
-    if group < 1 or xs[1] % group or ws[0] % group or ws[1] * group != xs[1]:
-        raise ctx.error(f"group={group} does not fit input channels {xs[1]} and weight {list(ws)}")
+    strides, dilations, pads, group = conv_attrs(ctx, xs, ws)
     ins = [x, w, _zp(ctx, x_zp_i, x, [], "input"), _zp(ctx, w_zp_i, w, [ws[0]], "weight")]
     if bias_i is not None and ctx.has_input(bias_i):
         ins.append(ctx.input(bias_i))
-    if rank == 1:
-        ins[0], strides, dilations, pads = to_2d(ctx, x, strides, dilations, pads)
-        ins[1] = ctx.reshape(w, ws[:2] + (1, ws[2]))
-    y = ctx.add1("qconv2d", ins, {"strides": strides, "dilations": dilations, "pads": pads, "groups": group})
-    if rank == 1:
-        ys = ctx.shape(y)
-        y = ctx.reshape(y, (ys[0], ys[1], ys[3]))
-    return y
+    return add_conv(ctx, "qconv2d", ins, strides, dilations, pads, group)
 
 
 @converter("ConvInteger", since=10)
