@@ -6,7 +6,7 @@ import pytest
 from edgec.compiler import lower
 from edgec.compiler.interp import interpret
 from edgec.compiler.ir import Graph
-from edgec.compiler.passes import PIPELINE, check_numerics, fold_batch_norm, fuse, remove_identity, run_passes
+from edgec.compiler.passes import PIPELINE, check_numerics, fold_batch_norm, fold_pad, fuse, remove_identity, run_passes
 from edgec.errors import EdgecError
 
 RNG = np.random.default_rng(0)
@@ -110,6 +110,91 @@ def test_standalone_bn_on_input_becomes_scale_and_shift():
     (z,) = g.add_node("batch_norm", [x] + bn_params(g, 4), name="bn")
     g.outputs = [z]
     assert ops(apply(g, fold_batch_norm)) == ["mul", "add"]
+
+
+# ---- fold_pad ---------------------------------------------------------------------------------
+def pad_conv_graph(pads, attrs=None, groups=4, stride=2, nhwc=False):
+    """x -> pad -> depthwise 3x3 conv (pads [1, 0, 0, 1]); NHWC: the pad runs between transposes
+    (Keras's ZeroPadding2D), on x itself or on transpose(x) when NHWC == 'from_nchw'."""
+    g = Graph("t")
+    x = g.add_input("x", (1, 4, 9, 11) if nhwc != "input" else (1, 9, 11, 4))
+    if nhwc == "from_nchw":
+        (x,) = g.add_node("transpose", [x], {"perm": [0, 2, 3, 1]}, name="to_nhwc")
+    (y,) = g.add_node("pad", [x], dict({"pads": pads}, **(attrs or {})), name="pad", source=["ZeroPadding2D_0"])
+    if nhwc:
+        (y,) = g.add_node("transpose", [y], {"perm": [0, 3, 1, 2]}, name="to_nchw")
+    cin = g.values[y].shape[1]
+    (z,) = g.add_node("conv2d", [y, g.add_const(w(4, cin // groups, 3, 3)), g.add_const(w(4))],
+                      {"groups": groups, "strides": [stride] * 2, "pads": [1, 0, 0, 1]}, name="conv", source=["Conv_0"])
+    g.outputs = [z]
+    return g
+
+
+@pytest.mark.parametrize("pads, want", [
+    ([0, 0, 0, 1, 0, 0, 1, 0], [1, 1, 1, 1]),  # Keras's ZeroPadding2D(((0, 1), (0, 1))) is (b, r)
+    ([0, 0, 2, 0, 0, 0, 1, 3], [3, 0, 1, 4]),
+])
+def test_zero_pad_folds_into_the_conv(pads, want):
+    for groups in (4, 1):
+        after = apply(pad_conv_graph(pads, groups=groups), fold_pad)
+        assert ops(after) == ["conv2d"] and after.nodes[0].attrs["pads"] == want
+        assert after.nodes[0].source == ["Conv_0", "ZeroPadding2D_0"]
+
+
+def test_nhwc_zero_pad_between_transposes_folds_and_the_transposes_cancel():
+    nhwc = [0, 2, 0, 0, 0, 1, 3, 0]  # top 2, bottom 1, right 3 on (N, H, W, C)
+    after = run_passes(pad_conv_graph(nhwc, nhwc="from_nchw"), check=True)
+    assert ops(after) == ["conv2d"]
+    assert after.nodes[0].attrs["pads"] == [3, 0, 1, 4] and after.nodes[0].inputs[0] == "x"
+    # an NHWC graph input: the transpose stays, on the unpadded tensor
+    after = apply(pad_conv_graph(nhwc, nhwc="input"), fold_pad)
+    assert ops(after) == ["transpose", "conv2d"] and after.nodes[1].attrs["pads"] == [3, 0, 1, 4]
+
+
+@pytest.mark.parametrize("pads, attrs", [
+    ([0, 0, 1, 1, 0, 0, 1, 1], {"value": 0.5}),  # non-zero value
+    ([0, 0, 1, 1, 0, 0, 1, 1], {"mode": "reflect"}),
+    ([0, 0, 1, 1, 0, 0, 1, 1], {"mode": "edge"}),
+    ([0, 1, 1, 1, 0, 0, 1, 1], {}),  # a channel pad
+    ([1, 0, 0, 0, 0, 0, 0, 0], {}),  # a batch pad
+    ([0, 0, -1, 1, 0, 0, 1, 1], {}),  # a crop
+])
+def test_pad_that_is_not_a_spatial_zero_pad_stays(pads, attrs):
+    g = pad_conv_graph(pads, attrs, groups=1 if pads[1] else 4)  # a channel pad: the conv reads 5
+    assert ops(apply(g, fold_pad)) == ["pad", "conv2d"]
+
+
+def test_pad_with_another_reader_stays():
+    g = pad_conv_graph([0, 0, 1, 1, 0, 0, 1, 1])
+    (r,) = g.add_node("relu", [g.nodes[0].outputs[0]])
+    g.outputs.append(r)
+    assert ops(apply(g, fold_pad)) == ["pad", "conv2d", "relu"]
+
+
+def test_folded_pad_matches_onnxruntime(tmp_path):
+    """ONNX Pad (asymmetric, as tf2onnx exports Keras's ZeroPadding2D) + stride-2 depthwise Conv,
+    compiled: no pad kernel is left and the result is onnxruntime's."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgec import api
+    from edgec.runtime import load
+    c = 12
+    nodes = [helper.make_node("Pad", ["x", "pads"], ["p"]),
+             helper.make_node("Conv", ["p", "w", "b"], ["y"], group=c, strides=[2, 2], pads=[0, 0, 0, 0]),
+             helper.make_node("Relu", ["y"], ["z"])]
+    inits = [numpy_helper.from_array(np.array([0, 0, 0, 1, 0, 0, 1, 2], np.int64), "pads"),
+             numpy_helper.from_array(w(c, 1, 3, 3), "w"), numpy_helper.from_array(w(c), "b")]
+    graph = helper.make_graph(nodes, "pad_dw", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, 13, 17])],
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)], inits)
+    path = tmp_path / "pad_dw.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    m = load(api.compile(path, output=tmp_path / "m.edgec", progress=False))
+    assert not any("pad" in k["ops"] for k in m.kernels), [k["ops"] for k in m.kernels]
+    x = RNG.standard_normal((1, c, 13, 17)).astype("float32")
+    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(m.run({"x": x})[0], want, rtol=1e-4, atol=1e-5)
 
 
 # ---- fuse -------------------------------------------------------------------------------------
