@@ -83,7 +83,7 @@ def qconv2d_packed(a, x, wp, x_zp, b=None):
     d = [int(v) for v in a.get("dilations", [1, 1])]
     p = [int(v) for v in a.get("pads", [0, 0, 0, 0])]
     n, c, h, w = (int(v) for v in x.shape)
-    ob, cb, kh, kw, lanes, kg = (int(v) for v in wp.shape)
+    ob, kh, kw, cb, lanes, kg = (int(v) for v in wp.shape)
     o = int(a["out_channels"])
     oh = (h + p[0] + p[2] - (kh - 1) * d[0] - 1) // s[0] + 1
     ow = (w + p[1] + p[3] - (kw - 1) * d[1] - 1) // s[1] + 1
@@ -109,7 +109,7 @@ def qconv2d_packed(a, x, wp, x_zp, b=None):
     rc, ry, rx, rk = (te.reduce_axis((0, e), nm) for e, nm in ((cb, "rc"), (kh, "ry"), (kw, "rx"), (kg, "rk")))
     acc = te.compute((n, ob, oh, owp, lanes), lambda nn, bb, yy, xx, oi: te.sum(
         xc[nn, rc, yy * s[0] + ry * d[0], xx * s[1] + rx * d[1], rk].astype("int32")
-        * wp[bb, rc, ry, rx, oi, rk].astype("int32"), axis=[rc, ry, rx, rk]), name="qconv2d_packed")
+        * wp[bb, ry, rx, rc, oi, rk].astype("int32"), axis=[rc, ry, rx, rk]), name="qconv2d_packed")
 
     def unpack(nn, f, yy, xx):
         v = acc[nn, f // lanes, yy, xx, f % lanes]

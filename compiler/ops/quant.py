@@ -169,21 +169,22 @@ def requantize(attrs, acc, m, zp):
 
 # ---- qconv2d with weights packed at compile time (targets/schedules/int8.py) --------------------
 def pack_qweight(w, w_zp, lanes, kgroup, raw=False):
-    """OIHW int8 weight -> (ceil(O/lanes), ceil(C/kgroup), KH, KW, lanes, kgroup) holding w - w_zp:
-    `lanes` output channels x `kgroup` input channels per dot-product step, zero-padded. Stored as
+    """OIHW int8 weight -> (ceil(O/lanes), KH, KW, ceil(C/kgroup), lanes, kgroup) holding w - w_zp:
+    `lanes` output channels x `kgroup` input channels per dot-product step, zero-padded; the steps
+    of one output channel block in the kernel's reduction order (taps, then channel blocks). Stored as
     int8 where w - w_zp fits (symmetric weights: a quarter of float32), else int16. RAW: the int8
     weights as they are (for u8 x s8 dot products that correct for the input zero point)."""
     o, c, kh, kw = w.shape
     ob, cb = -(-o // lanes), -(-c // kgroup)
     full = np.zeros((ob * lanes, cb * kgroup, kh, kw), np.int16)
     full[:o, :c] = w.astype(np.int16) - (0 if raw else zp_vector(w_zp, o).astype(np.int16).reshape(-1, 1, 1, 1))
-    packed = np.ascontiguousarray(full.reshape(ob, lanes, cb, kgroup, kh, kw).transpose(0, 2, 4, 5, 1, 3))
+    packed = np.ascontiguousarray(full.reshape(ob, lanes, cb, kgroup, kh, kw).transpose(0, 4, 5, 2, 1, 3))
     return packed.astype(np.int8) if packed.min(initial=0) >= -128 and packed.max(initial=0) <= 127 else packed
 
 
 def unpack_qweight(wp, out_channels, in_channels):
-    ob, cb, kh, kw, lanes, kgroup = wp.shape
-    full = wp.astype(np.int16).transpose(0, 4, 1, 5, 2, 3).reshape(ob * lanes, cb * kgroup, kh, kw)
+    ob, kh, kw, cb, lanes, kgroup = wp.shape
+    full = wp.astype(np.int16).transpose(0, 4, 3, 5, 1, 2).reshape(ob * lanes, cb * kgroup, kh, kw)
     return full[:out_channels, :in_channels]
 
 
@@ -192,7 +193,7 @@ def _qconv_packed_infer(a, x, wp, x_zp, b=None):
         raise ShapeError(f"qconv2d_packed wants an int8 input and a 6-D int8/int16 packed weight, got {x.dtype} "
                          f"and {wp.dtype} {list(wp.shape)}")
     o, c = a["out_channels"], x.shape[1]
-    ob, cb, kh, kw, lanes, kgroup = wp.shape
+    ob, kh, kw, cb, lanes, kgroup = wp.shape
     if ob * lanes < o or cb * kgroup < c:
         raise ShapeError(f"packed weight {list(wp.shape)} does not hold {o} x {c} channels")
     _zp_check(x_zp, x.dtype, [], "input")
@@ -206,7 +207,7 @@ class _Shaped:
 
 
 def _qconv_packed_flops(a, ins, outs):
-    ob, cb, kh, kw, lanes, kgroup = ins[1].shape
+    ob, kh, kw, cb, lanes, kgroup = ins[1].shape
     return 2 * int(np.prod(outs[0].shape)) * ins[0].shape[1] * kh * kw
 
 

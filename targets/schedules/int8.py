@@ -9,7 +9,10 @@ int32 accumulators:
     its 16-bit pair sums, as onnxruntime's U8S8 kernels do on AVX2);
   - aarch64: vectorized over the lanes, LLVM emits NEON widening multiply-adds (`smlal`).
 Per (batch, channel block, output row) -- the parallel loop -- a row tile of `xt` pixels keeps
-its accumulators in registers. The int32 result is written back to NCHW with the requantize
+its accumulators in registers; the reduction runs kernel rows and columns outermost (channel
+blocks inside them keep LLVM from interleaving unrolled taps into spills), and the packed weights
+are laid out in that order, so consecutive steps read consecutive weights. The int32 result is
+written back to NCHW with the requantize
 epilogue (scale, zero point, ReLU/Clip clamp) fused into the write-back.
 """
 import functools
