@@ -103,9 +103,6 @@ def qconv2d_packed(a, x, wp, x_zp, b=None):
             return tirx.Select(inside, v, pad)
         return tirx.Select(inside, v.astype("int16") - zx, tirx.const(0, "int16"))
     xc = te.compute((n, cb, h + p[0] + p[2], wpad, kg), shifted, name="qconv_input")
-    if str(wp.dtype) == "int8" and not a.get("raw"):  # stored narrow, widened once per call (O*C*KH*KW
-        # conversions against O*C*KH*KW*OH*OW multiply-adds)
-        wp = te.compute(wp.shape, lambda *i: wp(*i).astype("int16"), name="qconv_weight")
     rc, ry, rx, rk = (te.reduce_axis((0, e), nm) for e, nm in ((cb, "rc"), (kh, "ry"), (kw, "rx"), (kg, "rk")))
     acc = te.compute((n, ob, oh, owp, lanes), lambda nn, bb, yy, xx, oi: te.sum(
         xc[nn, rc, yy * s[0] + ry * d[0], xx * s[1] + rx * d[1], rk].astype("int32")

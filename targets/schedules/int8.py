@@ -90,8 +90,9 @@ def _register(name, a_dtype, b_dtype, lanes, width, index, compute):
 
 
 @functools.cache
-def _pmaddwd_intrin(lanes, index):
-    """C[lanes] += A[2] . B[lanes, 2] (int16) via pmaddwd (registered once per LANES, INDEX)."""
+def _pmaddwd_intrin(lanes, index, b_dtype="int16"):
+    """C[lanes] += A[2] (int16) . B[lanes, 2] via pmaddwd (registered once per LANES, INDEX, B_DTYPE);
+    int8 B is sign-extended as it is loaded (`vpmovsxbw`): the packed weights stay int8 in memory."""
     llvm = {8: "llvm.x86.avx2.pmadd.wd", 16: "llvm.x86.avx512.pmaddw.d.512"}[lanes]
     half, acc = f"int16x{2 * lanes}", f"int32x{lanes}"
     i = _index(index)
@@ -100,11 +101,12 @@ def _pmaddwd_intrin(lanes, index):
     @T.macro
     def compute(A, B, C):
         pair = T.reinterpret(A.vload([z], "int16x2"), dtype="int32")
+        w = B.vload([z, z], f"{b_dtype}x{2 * lanes}")
         C[T.ramp(z, i(1), lanes)] = C.vload([z], acc) + T.call_llvm_pure_intrin(
             T.llvm_lookup_intrinsic_id(llvm), T.reinterpret(T.broadcast(pair, lanes), dtype=half),
-            B.vload([z, z], half), dtype=acc)
+            w if b_dtype == "int16" else T.cast(w, half), dtype=acc)
 
-    return _register(f"edgec_pmaddwd_{lanes}x2_{index}", "int16", "int16", lanes, 2, index, compute)
+    return _register(f"edgec_pmaddwd_{lanes}x2_{b_dtype}_{index}", "int16", b_dtype, lanes, 2, index, compute)
 
 
 @functools.cache
@@ -187,8 +189,9 @@ def schedule(func, kernel, preset):
         sch.parallel(fused)
     kgroup = int(sch.get(rk).extent)
     index = str(sch.get(oi).extent.ty)
-    intrin = {("x86_64", 8, 2): lambda: _pmaddwd_intrin(8, index),
-              ("x86_64", 16, 2): lambda: _pmaddwd_intrin(16, index),
+    wdtype = next(str(r.source.dtype) for r in sch.get(conv).reads if len(r.region) == 6)
+    intrin = {("x86_64", 8, 2): lambda: _pmaddwd_intrin(8, index, wdtype),
+              ("x86_64", 16, 2): lambda: _pmaddwd_intrin(16, index, wdtype),
               ("x86_64", 8, 4): lambda: _ubsw_intrin(8, index),
               ("x86_64", 16, 4): lambda: _dot4_intrin("vnni", index) if has_vnni(preset) else _ubsw_intrin(16, index),
               ("aarch64", 4, 4): lambda: _dot4_intrin("sdot", index)}
@@ -208,10 +211,6 @@ def schedule(func, kernel, preset):
     sch.vectorize(sch.fuse(lx, lk)) if int(sch.get(lx).extent) * int(sch.get(lk).extent) <= 4096 else None
     vec = max(preset.vector_bits // 32, 4)
     generic._schedule_block(sch, unpack, vec, par)
-    try:
-        generic._schedule_block(sch, sch.get_sblock("qconv_weight"), vec, par)
-    except Exception:  # noqa: BLE001 - int16 weights: no widening block
-        pass
     return sch.mod["main"]
 
 
