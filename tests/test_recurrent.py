@@ -91,8 +91,9 @@ def test_random_models_match_onnxruntime(kw, tmp_path):
                          ids=["bilstm-b3", "gru-lbr0-b5", "gru-lbr1-b5"])
 def test_parallel_regions_and_batch_groups_match_onnxruntime(kw, tmp_path, monkeypatch):
     """The threaded paths (tiles of a step over the cores, directions on two threads), forced on
-    for small nodes, with batch rows sharing weight loads in groups (on AVX2, GRU hidden 32 with 5 rows:
-    a group of 4 on half tiles and a rest of 1)."""
+    for small nodes, with batch rows sharing weight loads in groups (on AVX2, GRU linear_before_reset
+    hidden 32 with 5 rows: a group of 4 on 8-lane tiles and a rest of 1; the projection's 25 rows:
+    groups of 4 and a rest of 1)."""
     from edgec.compiler.lower import recurrent
     monkeypatch.setattr(recurrent, "PARALLEL_STEP_MACS", 0)
     kw = dict(seq=5, inp=7, scale=1.0, **kw)
@@ -168,8 +169,25 @@ def test_one_loop_kernel_with_packed_weights(seq):
     assert wp.shape == (2, 3, 8, 4, 16) and rp.shape == (2, 3, 48, 4, 16)  # tiles of 16 (32 does not divide 48)
     assert unroll_recurrent.tile_lanes(128, targets.get("x86-avx512")) == 32
     assert unroll_recurrent.tile_lanes(128, targets.get("x86-avx2")) == 16
-    assert loops[0].attrs["project_rows"] == 2
-    assert unroll_recurrent.project_rows(4, targets.get("x86-avx2")) == 1
+    assert loops[0].attrs["project_rows"] == min(seq, 7)  # 7 x 4 accumulators of 32 zmm, 4 left for operands
+    assert loops[0].attrs["step_rows"] == [1]
+
+
+def test_batch_rows_share_weight_loads_at_the_packed_tile_width():
+    """AVX2, batch 3 LSTM: the step's tile is 3 rows x 4 gates x 1 vector (12 of 16 ymm), and RP is
+    packed at that width (8 lanes), so the tile streams whole cache lines of RP once per step
+    (packed at 16 lanes, each tile read half of every line and the next tile the other half)."""
+    g = run_passes(from_onnx(mk.recurrent_model(op="LSTM", seq=5, batch=3, inp=8, hidden=64)),
+                   preset=targets.get("x86-avx2"))
+    loop = next(n for n in g.nodes if n.op == "lstm_loop")
+    wp, rp = (g.values[loop.inputs[i]] for i in (1, 5))
+    assert rp.shape == (1, 8, 64, 4, 8) and loop.attrs["step_rows"] == [3]
+    assert wp.shape == (1, 8, 8, 4, 8) and loop.attrs["project_rows"] == 3
+    gru = run_passes(from_onnx(mk.recurrent_model(op="GRU", seq=5, batch=5, inp=8, hidden=32)),
+                     preset=targets.get("x86-avx2"))
+    loop = next(n for n in gru.nodes if n.op == "gru_loop")
+    assert loop.attrs["step_rows"] == [5, 5]  # z, r*h (2 gates x 5 rows); then the h gate
+    assert gru.values[loop.inputs[4]].shape[4] == 8
 
 
 def test_bad_sequence_lens_and_activation_are_clear_errors():

@@ -14,8 +14,9 @@ unroll_recurrent). Per tile:
 The accumulators are a small "local" buffer (LLVM keeps them in vector registers) and the packed
 weights stream contiguously once per step: one core's step is bound by how fast RP streams from
 its L2 (hidden 128) or L3 (hidden 512), not by FMAs. With batch > 1, the batch rows of a group
-share each weight vector load (`row_tiles`: as many rows as their accumulators leave registers
-for, the tile halved when that lets more rows share). Threads: a step with at least
+share each weight vector load (`step_rows` per group, and RP packed at the tile width that lets
+them share, see unroll_recurrent.register_tile; the projection likewise takes `project_rows` rows of
+X per WP tile). Threads: a step with at least
 `PARALLEL_STEP_MACS` multiply-adds splits its tiles over the cores (one parallel region per
 step; each core streams its part of RP); a bidirectional node whose directions each have at least
 `PARALLEL_DIRECTION_MACS` runs them on two threads; everything else runs on one thread. Parallel
@@ -192,53 +193,36 @@ class _Direction:
                         T.buffer_store(acc, acc[r, gi, ji] + vec(k) * mat(k, g, ji), [r, gi, ji])
         return acc
 
-    def row_tiles(self, gates):
-        """(batch row groups, lanes per sub-tile): the step's GEMV tile. All batch rows of a group
-        share each weight vector load; their accumulators (rows x gates x vectors) stay within the
-        preset's registers (minus 4 for operands), and a tile is halved if that lets more rows
-        share. E.g. batch 3 LSTM on AVX2 (12 accumulators): 3 rows x 4 gates x 1 vector."""
-        regs, vl = self.a.get("registers", 16), self.a.get("vector_lanes", self.lanes)
-        best = None
-        for width in (self.lanes, self.lanes // 2):
-            if width < vl or width % vl or self.lanes % width:
-                continue
-            rows = max(1, min(self.n, (regs - 4) // (gates * (width // vl))))
-            if best is None or rows > best[0]:
-                best = (rows, width)
-        rows, width = best or (1, self.lanes)
-        return self.row_groups(rows), width
-
-    def row_groups(self, rows):
-        """The batch rows of each group of ROWS: whole groups in a loop (code size does not grow with
-        the batch), the remainder after it."""
-        whole = self.n // rows
+    def row_groups(self, total, rows):
+        """The indices of each group of ROWS among TOTAL rows: whole groups in a loop (code size does
+        not grow with the rows), the remainder after it."""
+        whole = total // rows
         if whole == 1:
             yield list(range(rows))
         elif whole > 1:
             with T.serial(0, whole) as g:
                 yield [g * rows + r for r in range(rows)]
-        if self.n % rows:
-            yield list(range(whole * rows, self.n))
+        if total % rows:
+            yield list(range(whole * rows, total))
 
     def registers(self, shape):
         return T.alloc_buffer(shape, "float32", scope="local")
 
     def project(self):
-        """xp[d, t*B + b, :] = X[t, b, :] . W^T + bias for all steps, per tile (its weights stay in
-        cache) and `project_rows` rows of X at a time (each weight load feeds that many FMAs)."""
-        d, n, lanes, hid = self.d, self.n, self.lanes, self.hid
+        """xp[d, t*B + b, :] = X[t, b, :] . W^T + bias for all steps, per tile of WP (its weights stay
+        in cache) and `project_rows` rows of X at a time (each weight load feeds that many FMAs)."""
+        d, n, hid = self.d, self.n, self.hid
+        tiles, lanes = int(self.wp.shape[1]), int(self.wp.shape[4])
         gates = list(range(int(self.wp.shape[3])))
-        rows = next(r for r in (self.a.get("project_rows", 1), 1) if self.seq * n % r == 0)
-        with (T.parallel if self.par_tiles else T.serial)(0, self.nj) as jt:
-            with T.serial(0, self.seq * n // rows) as blk:
-                acc = self.gemv(gates, int(self.x.shape[2]),
-                                [lambda i, tb=blk * rows + r: self.x[tb // n, tb % n, i] for r in range(rows)],
-                                lambda i, g, ji: self.wp[d, jt, i, g, ji])
-                for r in range(rows):
+        with (T.parallel if self.par_tiles else T.serial)(0, tiles) as jt:
+            for rows in self.row_groups(self.seq * n, self.a.get("project_rows", 1)):
+                acc = self.gemv(gates, int(self.x.shape[2]), [lambda i, tb=tb: self.x[tb // n, tb % n, i] for tb in rows],
+                                lambda i, g, ji: self.wp[d, jt, i, g, ji], lanes)
+                for r, tb in enumerate(rows):
                     for gi, g in enumerate(gates):
                         with T.vectorized(0, lanes) as ji:
                             col = g * hid + jt * lanes + ji
-                            T.buffer_store(self.xp, acc[r, gi, ji] + self.bias[d, col], [d, blk * rows + r, col])
+                            T.buffer_store(self.xp, acc[r, gi, ji] + self.bias[d, col], [d, tb, col])
 
     def where(self, s, b):
         """(time index of step s for batch b, valid flag or None)."""
@@ -248,9 +232,9 @@ class _Direction:
         valid = s < lens[b]
         return (tirx.Select(valid, lens[b] - 1 - s, s) if self.reverse else s), valid
 
-    def tiles(self, width):
-        """The loop over the hidden sub-tiles of WIDTH lanes, parallel for large steps."""
-        return (T.parallel if self.par_tiles else T.serial)(0, self.nj * (self.lanes // width))
+    def tiles(self):
+        """The loop over the hidden tiles (RP's), parallel for large steps."""
+        return (T.parallel if self.par_tiles else T.serial)(0, self.nj)
 
     def step(self, s):
         kind, a, d, hid, lanes, acts = self.kind, self.a, self.d, self.hid, self.lanes, self.acts
@@ -267,20 +251,19 @@ class _Direction:
             pos, _ = self.where(s, b)
             T.buffer_store(self.y, hn if valid is None else tirx.Select(valid, hn, _f(0)), [pos, d, b, j])
 
-        def recurrent(rows, j0, gates, vec, width):
-            """Accumulators [row, gate, lane] of units j0 .. j0 + WIDTH for the batch ROWS."""
-            jt, off = j0 // lanes, j0 % lanes
+        def recurrent(rows, jt, gates, vec):
+            """Accumulators [row, gate, lane] of tile JT's units for the batch ROWS."""
             return self.gemv(gates, hid, [lambda k, b=b: vec(b, k) for b in rows],
-                             lambda k, g, ji: self.rp[d, jt, k, g, off + ji], width)
+                             lambda k, g, ji: self.rp[d, jt, k, g, ji])
 
         gates = [0, 1] if zr is not None else list(range(GATES[kind]))
-        groups, width = self.row_tiles(len(gates))
-        for rows in groups:
-            with self.tiles(width) as t:
-                acc = recurrent(rows, t * width, gates, src, width)
+        step_rows = a.get("step_rows", [1, 1])
+        for rows in self.row_groups(self.n, step_rows[0]):
+            with self.tiles() as t:
+                acc = recurrent(rows, t, gates, src)
                 for r, b in enumerate(rows):
-                    with T.vectorized(0, width) as ji:
-                        j = t * width + ji
+                    with T.vectorized(0, lanes) as ji:
+                        j = t * lanes + ji
                         pre = [T.bind(xpre(b, g, j) + acc[r, gi, ji]) for gi, g in enumerate(gates)]
                         _, valid = self.where(s, b)
                         if kind == "lstm":
@@ -300,13 +283,12 @@ class _Direction:
                                 pre_h = xpre(b, 2, j) + r_ * (acc[r, 2, ji] + self.ex[d, j])
                                 store_state(b, j, gru_update(self.math, a, acts, z, pre_h, src(b, j)), valid)
         if zr is not None:  # GRU, linear_before_reset=0: the h gate needs every unit's r*h first
-            groups, width = self.row_tiles(1)
-            for rows in groups:
-                with self.tiles(width) as t:
-                    acc = recurrent(rows, t * width, [2], lambda b, k: zr[d, 1, b, k], width)
+            for rows in self.row_groups(self.n, step_rows[1]):
+                with self.tiles() as t:
+                    acc = recurrent(rows, t, [2], lambda b, k: zr[d, 1, b, k])
                     for r, b in enumerate(rows):
-                        with T.vectorized(0, width) as ji:
-                            j = t * width + ji
+                        with T.vectorized(0, lanes) as ji:
+                            j = t * lanes + ji
                             _, valid = self.where(s, b)
                             pre_h = xpre(b, 2, j) + acc[r, 0, ji]
                             store_state(b, j, gru_update(self.math, a, acts, zr[d, 0, b, j], pre_h, src(b, j)),
@@ -350,11 +332,11 @@ class _GpuDirection(_Direction):
                 self.b, self.t = b, t
                 self.recur()
 
-    def row_tiles(self, gates):
-        return [[self.b]], 1  # the block's own batch row, a unit per thread
+    def row_groups(self, total, rows):
+        yield [self.b]  # the block's own batch row, a unit per thread
 
     @contextmanager
-    def tiles(self, width=1):
+    def tiles(self):
         T.evaluate(tirx.op.tvm_storage_sync("shared"))
         with T.serial(0, self.nj // self.threads) as k:
             yield k * self.threads + self.t

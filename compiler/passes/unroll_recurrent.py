@@ -35,13 +35,25 @@ def tile_lanes(hidden, preset=None):
     return lanes
 
 
-def project_rows(gates, preset=None):
-    """Rows of X the input projection handles at once: 2 when their accumulators (rows x gates x
-    2 vectors) fit half of a 32-register file (AVX-512, NEON), else 1 (AVX2's 16 registers spill:
-    lstm seq 32 / hidden 128 on AVX2 ran 116 us with 1 row, 123 us with 2; on AVX-512 107 vs 103)."""
-    if preset is None or not (preset.arch == "aarch64" or preset.vector_bits >= 512):
-        return 1
-    return 2 if 2 * gates * 2 <= 16 else 1
+def register_tile(gates, rows, widths, preset, fewest_groups):
+    """(rows, width) of a GEMV register tile: ROWS' (at most) accumulators of GATES x WIDTH lanes stay
+    in the preset's vector registers, 4 left for operands; WIDTH is one of WIDTHS (whole vectors). Each k then costs gates * width / vl weight loads + rows broadcasts for their product
+    of FMAs; the tile with the most FMAs per load wins. FEWEST_GROUPS (the step): first as few row
+    groups as possible, since each group streams the weights once more. E.g. AVX2 LSTM: 3 rows x 4
+    gates x 1 vector (12 FMAs per 7 loads; 1 row x 2 vectors: 8 per 9)."""
+    if preset is None or preset.device != "cpu":
+        return 1, widths[0]
+    regs, vl = preset.regs, max(preset.vector_bits // 32, 4)
+    best, key = (1, widths[0]), None
+    for width in widths:
+        if width < vl and width != widths[0]:  # a tile below one vector only where nothing wider divides
+            continue
+        w = gates * max(1, width // vl)
+        r = max(1, min(rows, (regs - 4) // w))
+        k = (-(-rows // r) if fewest_groups else 0, -r * w / (r + w), -width)
+        if key is None or k < key:
+            best, key = (r, width), k
+    return best
 
 
 def run(graph, preset=None):
@@ -58,14 +70,18 @@ def _expand(graph, node, preset):
     kind, a = node.op, node.attrs
     g, hid = GATES[kind], a["hidden"]
     x, w, r, b, h0 = node.inputs[:5]
-    n_dirs, width = dirs(a), graph.values[x].shape[2]
-    lanes = tile_lanes(hid, preset)
+    seq, batch, width = graph.values[x].shape
+    n_dirs, lanes = dirs(a), tile_lanes(hid, preset)
+    lbr0 = kind == "gru" and not a.get("linear_before_reset")  # two passes per step: z, r*h; then the h gate
+    step_rows, step_lanes = register_tile(2 if lbr0 else g, batch, (lanes, lanes // 2), preset, True)
+    rows = [step_rows] + [register_tile(1, batch, (step_lanes,), preset, True)[0]] * lbr0
+    proj_rows, proj_lanes = register_tile(g, seq * batch, (lanes, lanes // 2), preset, False)
 
     def add(op, ins, attrs=None, out=None):
         return graph.add_node(op, ins, attrs, name=graph.fresh(f"{node.name}_{op}"), source=node.source,
                               outputs=out)
 
-    def pack(v, k):
+    def pack(v, k, lanes):
         """[D, G*H, K] weights -> [D, tiles, K, G, lanes]."""
         v5 = add("reshape", [v], {"shape": [n_dirs, g, hid // lanes, lanes, k]})[0]
         return add("transpose", [v5], {"perm": [0, 2, 4, 1, 3]})[0]
@@ -84,13 +100,11 @@ def _expand(graph, node, preset):
     lens = [node.inputs[-1]] if a.get("masked") else []
     attrs = {k: a[k] for k in ("hidden", "direction", "acts", "clip", "masked", "input_forget", "linear_before_reset")
              if k in a}
-    attrs["seq"] = graph.values[x].shape[0]
-    attrs["project_rows"] = project_rows(g, preset)
-    if preset is not None and preset.device == "cpu":  # the step's register tile (compiler/lower/recurrent.py)
-        attrs["registers"], attrs["vector_lanes"] = preset.regs, max(preset.vector_bits // 32, 4)
+    attrs["seq"], attrs["project_rows"], attrs["step_rows"] = seq, proj_rows, rows
     if preset is not None and preset.device == "cuda":
         attrs["gpu"] = True
     outputs = list(node.outputs)
     for o in outputs:
         graph.values.pop(o)
-    add(f"{kind}_loop", [x, pack(w, width), bias] + state + [pack(r, hid)] + extra + lens, attrs, out=outputs)
+    add(f"{kind}_loop", [x, pack(w, width, proj_lanes), bias] + state + [pack(r, hid, step_lanes)] + extra + lens,
+        attrs, out=outputs)
