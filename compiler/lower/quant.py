@@ -76,9 +76,11 @@ def qmatmul(a, x, y, x_zp, y_zp):
 
 @lowering("qconv2d_packed")
 def qconv2d_packed(a, x, wp, x_zp, b=None):
-    """The centered input is laid out (N, C/kgroup, H+pads, W+pads, kgroup) as int16, so each
+    """The centered input is laid out (N, H+pads, W+pads, C/kgroup, kgroup) as int16, so each
     reduction step reads `kgroup` neighbouring channels of one pixel (one broadcast) and a
-    (lanes, kgroup) weight tile: the shape of pmaddwd (x86) and of a widening multiply-add (NEON)."""
+    (lanes, kgroup) weight tile: the shape of pmaddwd (x86) and of a widening multiply-add (NEON);
+    a pixel's channels are contiguous, so the steps over channel blocks read each pixel's
+    channels in sequence (channel planes made every step touch a new cache line)."""
     s = [int(v) for v in a.get("strides", [1, 1])]
     d = [int(v) for v in a.get("dilations", [1, 1])]
     p = [int(v) for v in a.get("pads", [0, 0, 0, 0])]
@@ -92,7 +94,7 @@ def qconv2d_packed(a, x, wp, x_zp, b=None):
     wpad = max(w + p[1] + p[3], (owp - 1) * s[1] + (kw - 1) * d[1] + 1)
     zx = (x_zp() if len(x_zp.shape) == 0 else x_zp[0]).astype("int16")
 
-    def shifted(nn, cc, yy, xx, k):
+    def shifted(nn, yy, xx, cc, k):
         ch = cc * kg + k
         inside = tirx.all(ch < c, yy >= p[0], yy < p[0] + h, xx >= p[1], xx < p[1] + w)
         v = x[nn, te.min(ch, c - 1), te.min(te.max(yy - p[0], 0), h - 1), te.min(te.max(xx - p[1], 0), w - 1)]
@@ -102,10 +104,10 @@ def qconv2d_packed(a, x, wp, x_zp, b=None):
                 return (tirx.Select(inside, v, pad).astype("int16") - a["shift"]).astype("int8")
             return tirx.Select(inside, v, pad)
         return tirx.Select(inside, v.astype("int16") - zx, tirx.const(0, "int16"))
-    xc = te.compute((n, cb, h + p[0] + p[2], wpad, kg), shifted, name="qconv_input")
+    xc = te.compute((n, h + p[0] + p[2], wpad, cb, kg), shifted, name="qconv_input")
     rc, ry, rx, rk = (te.reduce_axis((0, e), nm) for e, nm in ((cb, "rc"), (kh, "ry"), (kw, "rx"), (kg, "rk")))
     acc = te.compute((n, ob, oh, owp, lanes), lambda nn, bb, yy, xx, oi: te.sum(
-        xc[nn, rc, yy * s[0] + ry * d[0], xx * s[1] + rx * d[1], rk].astype("int32")
+        xc[nn, yy * s[0] + ry * d[0], xx * s[1] + rx * d[1], rc, rk].astype("int32")
         * wp[bb, ry, rx, rc, oi, rk].astype("int32"), axis=[rc, ry, rx, rk]), name="qconv2d_packed")
 
     def unpack(nn, f, yy, xx):

@@ -205,10 +205,14 @@ def schedule(func, kernel, preset):
         sch.vectorize(oi)
     sch.unroll(xi)
     src = sch.get_sblock("qconv_input")
-    ln, lc, ly, lx, lk = sch.get_loops(src)
+    ln, ly, lx, lc, lk = sch.get_loops(src)
     if par:
-        sch.parallel(sch.fuse(ln, lc, ly))
-    sch.vectorize(sch.fuse(lx, lk)) if int(sch.get(lx).extent) * int(sch.get(lk).extent) <= 4096 else None
+        sch.parallel(sch.fuse(ln, ly))
+    chans = sch.fuse(lc, lk)
+    if int(sch.get(chans).extent) % 16 == 0:
+        sch.vectorize(sch.split(chans, [None, 16])[1])
+    elif int(sch.get(chans).extent) <= 64:
+        sch.vectorize(chans)
     vec = max(preset.vector_bits // 32, 4)
     generic._schedule_block(sch, unpack, vec, par)
     return sch.mod["main"]
