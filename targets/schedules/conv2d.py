@@ -2,11 +2,14 @@
 channels (see compiler/lower/packed.py for the compute and pack.py for the weight layout). Pointwise convs
 are scheduled in pointwise.py, depthwise ones in depthwise.py.
 
-Per (batch, channel block, output row) -- the parallel loop -- the row is cut into tiles of `xt`
-pixels; for each tile `xt` accumulator vectors of `block` output channels stay in registers while
-the reduction runs over input channel, kernel row, kernel column; each step broadcasts one input
-pixel and FMAs it with one packed weight vector. The row is then written back to NCHW with the
-bias and the fused epilogue (activations, residual add) applied on the way. Kernels without a
+Per (batch, channel block, band of output rows) -- the parallel loop -- the reduction runs one
+chunk of input channels at a time over the whole band (pack.conv_cache_blocks sizes both from the
+caches), so the chunk's weights stay in L1 while every pixel of the band uses them. Each row is
+cut into tiles of `xt` pixels; for each tile `xt` accumulator vectors of `block` output channels
+stay in registers while the reduction runs over kernel column, the chunk's input channels, kernel
+row; each step broadcasts one input pixel and FMAs it with one packed weight vector. The band's
+partial sums wait in the packed buffer between chunks; the band is then written back to NCHW with
+the bias and the fused epilogue (activations, residual add) applied on the way. Kernels without a
 packed conv (depthwise, non-constant weights) use the generic schedule.
 """
 import tvm
@@ -14,7 +17,7 @@ from tvm.s_tir import Schedule
 
 from . import depthwise, generic, pointwise, rule, worth_parallel
 from .common import has_block, inline_epilogue, parallel, schedule_rest
-from .pack import conv_params
+from .pack import conv_cache_blocks, conv_params
 
 
 def width_tile(ow, most):
@@ -40,12 +43,16 @@ def schedule(func, kernel, preset):
     par = worth_parallel(kernel)
 
     n, bi, y, x, oi, rc, ry, rx = sch.get_loops(conv)
-    ow = int(sch.get(x).extent)
+    oh, ow = int(sch.get(y).extent), int(sch.get(x).extent)
+    taps = int(sch.get(ry).extent) * int(sch.get(rx).extent)
+    chunk, band = conv_cache_blocks(preset, int(sch.get(rc).extent), taps, oh, ow, int(sch.get(oi).extent))
     xo, xi = sch.split(x, [None, width_tile(ow, most)])
-    sch.reorder(n, bi, y, xo, rc, ry, rx, xi, oi)
-    acc = sch.cache_write(conv, 0, "local")
-    sch.reverse_compute_at(acc, xo)
-    sch.vectorize(sch.get_loops(acc)[-1])
+    rc, rci = sch.split(rc, [None, chunk])
+    y, yi = sch.split(y, [None, band])
+    # the accumulators live in the band's packed buffer, promoted to registers by LLVM in the
+    # (rci, ry) loop, whose addresses do not move. rx outside it: with rx innermost LLVM shared
+    # each broadcast pixel between neighbouring taps and spilled a 6-pixel AVX2 tile
+    sch.reorder(n, bi, y, rc, yi, xo, rx, rci, ry, xi, oi)
     try:
         sch.reverse_compute_at(unpack, y)
         sch.vectorize(sch.get_loops(unpack)[-1])
@@ -54,7 +61,7 @@ def schedule(func, kernel, preset):
     parallel(sch, sch.fuse(n, bi, y), par)
     sch.unroll(xi)
     sch.vectorize(oi)
-    sch.decompose_reduction(conv, rc)
+    sch.vectorize(sch.get_loops(sch.decompose_reduction(conv, rc))[-1])
     for pad in pads:
         parallel(sch, sch.fuse(*sch.get_loops(pad)[:2]), par)
     schedule_rest(sch, preset, ["conv2d_packed", "conv2d_unpack", *[sch.get(p).name_hint for p in pads]], par)

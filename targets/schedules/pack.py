@@ -8,6 +8,7 @@ Two register tiles: the direct conv computes `block` output channels (vectors) p
 `block` output channels x `tile` pixels (pixel vectors loaded from the NCHW rows, broadcast weights),
 so it writes NCHW rows straight from its accumulators.
 """
+from .common import divisor
 
 
 def lanes(preset):
@@ -25,6 +26,17 @@ def conv_params(preset):
     # 7 x 2-vector tile spilled on cortex-a72, 6 x 2 did not; tests/test_arm_schedules.py checks)
     accumulators = preset.regs - (4 if preset.arch == "x86_64" else 20)
     return block, max(2, min(14, accumulators // vecs))
+
+
+def conv_cache_blocks(preset, channels, taps, oh, ow, block):
+    """(input channels per chunk, output rows per band) of the direct conv: the reduction runs one
+    chunk of input channels at a time over a band of output rows, so that the chunk's weights
+    (channels x taps x block) stay in a quarter of L1 while every pixel of the band uses them, and
+    the band's partial sums (rows x OW x block) in a sixteenth of L2 (measured on AVX2 vs one
+    pass over all channels per pixel tile: 1.6x at 128->128 @56, 1.4x at 512->512 @7)."""
+    chunk = divisor(channels, max(1, preset.l1_kib * 1024 // 4 // (taps * block * 4)))
+    band = divisor(oh, max(1, preset.l2_kib * 1024 // 16 // (ow * block * 4)))
+    return chunk, band
 
 
 def pointwise_tile(preset, out_channels, pixels):
