@@ -78,13 +78,14 @@ CASES = [  # c, o, (h, w), (kh, kw), groups, stride, dilation, pads
     (8, 8, (20, 64), (3, 3), 8, 2, 1, (1, 0, 1, 1)),  # depthwise, stride 2, chunks, asymmetric pads
     (5, 7, (6, 5), (2, 3), 1, 1, 1, (0, 1, 0, 0)),  # tiny, not packed (7 < block / 2 on AVX-512)
     # pointwise (1x1) GEMMs: pixels and channels that do not divide the tile, a stride (input copied),
-    # a reduction cut into cache chunks, channel blocks spread over PARALLEL_PARTS groups
+    # a reduction in one chunk and one cut into cache chunks, channel blocks spread over PARALLEL_PARTS groups
     # (copied inputs only from 128 output channels: see pack.pointwise_gemm)
     (24, 130, (7, 7), (1, 1), 1, 1, 1, (0, 0, 0, 0)),
     (64, 52, (8, 14), (1, 1), 1, 1, 1, (0, 0, 0, 0)),
     (16, 128, (13, 13), (1, 1), 1, 2, 1, (0, 0, 0, 0)),
     (700, 136, (5, 5), (1, 1), 1, 1, 1, (0, 0, 0, 0)),
     (700, 200, (3, 5), (1, 1), 1, 1, 1, (0, 0, 0, 0)),
+    (5600, 130, (4, 4), (1, 1), 1, 1, 1, (0, 0, 0, 0)),  # weight panel over PANEL_SHARE of L2: chunked
 ]
 
 
@@ -124,7 +125,7 @@ def test_conv2d_avx2_preset(tmp_path, rng):
     _check(tmp_path, _conv_graph(rng, 16, 24, (13, 19), (3, 3), pads=(1, 1, 1, 1), post=("relu",)), "x86-avx2")
 
 
-@pytest.mark.parametrize("case", [CASES[i] for i in (2, 14, 16, 18)], ids=["w31", "p49", "s2", "k700"])
+@pytest.mark.parametrize("case", [CASES[i] for i in (2, 14, 16, 18, 19)], ids=["w31", "p49", "s2", "k700", "k5600"])
 def test_pointwise_avx2_preset(tmp_path, rng, case):
     if "avx2" not in open("/proc/cpuinfo").read():
         pytest.skip("this machine has no AVX2 to run x86-avx2 code")
