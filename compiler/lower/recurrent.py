@@ -63,29 +63,31 @@ class TirMath:
         return te.min(c, x)
 
     @staticmethod
-    def exp(x):
-        """e^x = 2^n * e^r with x = n ln2 + r, |r| <= ln2/2; e^r by its Taylor series to r^7
-        (truncation error 5e-9, so within a few float32 ulps); inputs clamped to [-87, 88], the
-        range where 2^n is a normal float32."""
-        x = T.bind(te.max(_f(-87.0), te.min(_f(88.0), x)))  # a NaN stays NaN
+    def _exp_parts(x):
+        """(s, q) with e^x = s + s*q: x = n ln2 + r, |r| <= ln2/2, s = 2^n, q = e^r - 1 by its Taylor
+        series r(1 + r/2 + ... + r^6/7!) (truncation 2e-9 relative, no cancellation near 0); x
+        clamped to [-87, 88], the range where 2^n is a normal float32 (a NaN stays NaN)."""
+        x = T.bind(te.max(_f(-87.0), te.min(_f(88.0), x)))
         n = T.bind(te.floor(x * _f(1 / math.log(2)) + _f(0.5)))
         r = T.bind(x - n * _f(0.693359375) - n * _f(-2.12194440e-4))  # ln2 in two parts: n*hi is exact
         p = _f(1 / math.factorial(7))
-        for k in range(6, -1, -1):
+        for k in range(6, 0, -1):
             p = p * r + _f(1 / math.factorial(k))
-        scale = tirx.reinterpret("float32", tirx.shift_left(n.astype("int32") + 127, 23))
-        return p * scale
+        s = T.bind(tirx.reinterpret("float32", tirx.shift_left(n.astype("int32") + 127, 23)))
+        return s, p * r
+
+    @staticmethod
+    def exp(x):
+        s, q = TirMath._exp_parts(x)
+        return s * q + s
 
     @staticmethod
     def tanh(x):
-        """tanh by its odd Taylor series to x^9 for |x| < 1/8, else (1 - e)/(1 + e), e = e^-2|x|."""
-        x = T.bind(x)
-        ax = T.bind(te.abs(x))
-        x2 = T.bind(x * x)
-        small = x * (_f(1) + x2 * (_f(-1 / 3) + x2 * (_f(2 / 15) + x2 * (_f(-17 / 315) + x2 * _f(62 / 2835)))))
-        e = T.bind(TirMath.exp(_f(-2) * ax))
-        big = (_f(1) - e) / (_f(1) + e)
-        return tirx.Select(ax < _f(0.125), small, tirx.Select(x < _f(0), -big, big))
+        """tanh(x) = -m / (2 + m) with m = e^(-2x) - 1 = s*q + (s - 1) (see _exp_parts): one exp-like
+        evaluation and a division, accurate near 0 (m = q there) without a series of its own."""
+        s, q = TirMath._exp_parts(_f(-2) * x)
+        m = T.bind(s * q + (s - _f(1)))
+        return -m / (_f(2) + m)
 
     @staticmethod
     def log1p(x):
