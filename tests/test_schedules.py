@@ -86,7 +86,12 @@ CASES = [  # c, o, (h, w), (kh, kw), groups, stride, dilation, pads
     (700, 136, (5, 5), (1, 1), 1, 1, 1, (0, 0, 0, 0)),
     (700, 200, (3, 5), (1, 1), 1, 1, 1, (0, 0, 0, 0)),
     (5600, 130, (4, 4), (1, 1), 1, 1, 1, (0, 0, 0, 0)),  # weight panel over PANEL_SHARE of L2: chunked
+    # strided depthwise reads a de-interleaved copy of its plane (odd widths: a padded phase)
+    (12, 12, (15, 17), (3, 3), 12, 2, 1, (0, 0, 0, 0)),  # no padding: the copy reads the input
+    (6, 12, (13, 21), (3, 3), 6, 2, 2, (2, 1, 2, 2)),  # multiplier 2, dilation 2
+    (8, 8, (16, 19), (5, 5), 8, 3, 1, (2, 2, 2, 1)),  # stride 3
 ]
+DEPTHWISE_STRIDED = [c for c in CASES if c[4] == c[0] and c[5] > 1]
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"c{c[0]}o{c[1]}k{c[3][0]}g{c[4]}s{c[5]}d{c[6]}")
@@ -123,6 +128,14 @@ def test_conv2d_avx2_preset(tmp_path, rng):
     if "avx2" not in open("/proc/cpuinfo").read():
         pytest.skip("this machine has no AVX2 to run x86-avx2 code")
     _check(tmp_path, _conv_graph(rng, 16, 24, (13, 19), (3, 3), pads=(1, 1, 1, 1), post=("relu",)), "x86-avx2")
+
+
+@pytest.mark.parametrize("case", DEPTHWISE_STRIDED, ids=lambda c: f"c{c[0]}o{c[1]}w{c[2][1]}s{c[5]}d{c[6]}")
+def test_depthwise_strided_avx2_preset(tmp_path, rng, case):
+    if "avx2" not in open("/proc/cpuinfo").read():
+        pytest.skip("this machine has no AVX2 to run x86-avx2 code")
+    c, o, hw, k, groups, stride, dil, pads = case
+    _check(tmp_path, _conv_graph(rng, c, o, hw, k, groups, stride, dil, pads, post=("relu",)), "x86-avx2")
 
 
 @pytest.mark.parametrize("case", [CASES[i] for i in (2, 14, 16, 18, 19)], ids=["w31", "p49", "s2", "k700", "k5600"])
