@@ -276,7 +276,7 @@ def pack_weights(graph, preset):
     with the weights packed for the int8 schedule (targets/schedules/int8.py)."""
     if preset is None or preset.device != "cpu":
         return graph
-    from ...targets.schedules.int8 import params, raw_dot, ubsw_exact, width_tile
+    from ...targets.schedules.int8 import channel_groups, params, raw_dot, ubsw_exact, width_tile
     dot = raw_dot(preset)
     dense_as_conv(graph)
     for node in graph.nodes:
@@ -303,5 +303,6 @@ def pack_weights(graph, preset):
         node.inputs = [node.inputs[0], packed, node.inputs[2]] + bias
         node.op = "qconv2d_packed"
         node.attrs = dict(node.attrs, out_channels=int(w.shape[0]), raw=bool(raw), shift=shift,
-                          tile=width_tile(int(graph.values[node.outputs[0]].shape[3]), preset))
+                          tile=width_tile(int(graph.values[node.outputs[0]].shape[3]), preset,
+                                          channel_groups(wp.shape[0], preset, wp.shape[-1])))
     return graph

@@ -178,16 +178,17 @@ def schedule(func, kernel, preset):
         except Exception:  # noqa: BLE001 - not injective: scheduled on its own below
             break
     n, b, y, x, oi, rc, ry, rx, rk = sch.get_loops(conv)
-    lanes = int(sch.get(oi).extent)
-    xo, xi = sch.split(x, [None, kernel_tile(int(sch.get(x).extent), preset)])
-    sch.reorder(n, b, y, xo, ry, rx, rc, xi, oi, rk)
+    lanes, kgroup = int(sch.get(oi).extent), int(sch.get(rk).extent)
+    groups = channel_groups(int(sch.get(b).extent), preset, kgroup)
+    bo, bi = sch.split(b, [None, groups])
+    xo, xi = sch.split(x, [None, kernel_tile(int(sch.get(x).extent), preset, groups)])
+    sch.reorder(n, bo, y, xo, ry, rx, rc, xi, bi, oi, rk)
     local = sch.cache_write(conv, 0, "local")
     sch.reverse_compute_at(local, xo)
     sch.vectorize(sch.get_loops(local)[-1])
-    fused = sch.fuse(n, b, y)
+    fused = sch.fuse(n, bo, y)
     if par:
         sch.parallel(fused)
-    kgroup = int(sch.get(rk).extent)
     index = str(sch.get(oi).extent.ty)
     wdtype = next(str(r.source.dtype) for r in sch.get(conv).reads if len(r.region) == 6)
     intrin = {("x86_64", 8, 2): lambda: _pmaddwd_intrin(8, index, wdtype),
@@ -204,6 +205,7 @@ def schedule(func, kernel, preset):
         sch.unroll(rk)
         sch.vectorize(oi)
     sch.unroll(xi)
+    sch.unroll(bi)
     src = sch.get_sblock("qconv_input")
     ln, ly, lx, lc, lk = sch.get_loops(src)
     if par:
@@ -218,16 +220,29 @@ def schedule(func, kernel, preset):
     return sch.mod["main"]
 
 
-def width_tile(ow, preset):
-    """Output pixels per register tile: at most 8 (accumulators + operands in 16 registers), the
-    size in [most/2, most] that pads OW least. The lowering computes rows in whole tiles."""
-    most = max(2, min(8, preset.regs - 4))
+def channel_groups(blocks, preset, kgroup):
+    """Output channel blocks per register tile: 2 for the x86 pmaddwd kernel when the BLOCKS pair
+    up (each broadcast input pair then feeds two multiply-adds: half the broadcasts per
+    multiply-add), else 1."""
+    return 2 if preset.arch == "x86_64" and kgroup == KGROUP and blocks % 2 == 0 else 1
+
+
+def _most(preset, groups):
+    """Most output pixels per register tile: accumulators (pixels x GROUPS) + operands in the
+    preset's registers (4 left for operands), at most 8."""
+    return max(2, min(8, (preset.regs - 4) // groups))
+
+
+def width_tile(ow, preset, groups=1):
+    """Output pixels per register tile (see _most): the size in [most/2, most] that pads OW least.
+    The lowering computes rows in whole tiles."""
+    most = _most(preset, groups)
     if ow <= most:
         return ow
     return min(range(max(1, most // 2), most + 1), key=lambda t: (-(-ow // t) * t - ow, -t))
 
 
-def kernel_tile(padded_ow, preset):
+def kernel_tile(padded_ow, preset, groups=1):
     """The tile width_tile chose for the row PADDED_OW was padded to (a multiple of it)."""
-    most = max(2, min(8, preset.regs - 4))
+    most = _most(preset, groups)
     return next(t for t in range(min(most, padded_ow), 0, -1) if padded_ow % t == 0)
