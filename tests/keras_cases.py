@@ -204,6 +204,22 @@ def adapted_normalization(k):
                          L.Normalization(axis=None, invert=True)], name="adapted_normalization")
 
 
+def nested_models(k):
+    """Models used as layers (keras.applications' ConvNeXt stem): a Sequential stem, a two-input
+    functional block called twice (shared weights), a Sequential holding a Sequential."""
+    L = k.layers
+    stem = k.Sequential([k.Input((8, 8, 3)), L.Conv2D(4, 3, padding="same"), L.BatchNormalization()], name="stem")
+    a, b = k.Input((8, 8, 4)), k.Input((8, 8, 4))
+    block = k.Model([a, b], L.Dense(4)(L.Concatenate()([L.ReLU()(a), b])), name="block")
+    inner = k.Sequential([L.Conv2D(5, 1), L.Activation("tanh")], name="inner")
+    head = k.Sequential([inner, L.GlobalAveragePooling2D(), L.Dense(3)], name="head")
+    x0 = k.Input((8, 8, 3), name="image")
+    x = stem(x0)
+    y = block([x, L.Activation("tanh")(x)])
+    y = block([y, x])
+    return k.Model(x0, [head(y), y], name="nested_models")
+
+
 RNN_CASES = {f.__name__: f for f in (
     embedding_lstm, stacked_lstm, gru_reset_after, gru_reset_before, simple_rnn, return_state, embedding_bilstm_gru,
     _bidirectional("concat", lambda k, seq: k.layers.LSTM(4, return_sequences=seq)),
@@ -213,7 +229,7 @@ RNN_CASES = {f.__name__: f for f in (
 
 CNN_CASES = {f.__name__: f for f in (seq_cnn, residual_cnn, depthwise_cnn, conv1d, activations, multi_io,
                                      reshape_permute, padded_dilated, image_layers, adapted_normalization,
-                                     op_literals)}
+                                     op_literals, nested_models)}
 CASES = dict(CNN_CASES, **RNN_CASES)
 
 

@@ -27,6 +27,8 @@ def _save(model, tmp_path, suffix=".keras"):
                             name="m3"), ["'mp'", "MaxPooling2D", "data_format='channels_first'"]),
     (lambda k: k.Sequential([k.Input((4, 2)), k.layers.SimpleRNN(3, activation="selu", name="rnn")], name="m4"),
      ["'rnn'", "SimpleRNN", "activation='selu'"]),
+    (lambda k: k.Sequential([k.Input((4, 4, 4, 1)), k.Sequential([k.layers.Conv3D(2, 2, name="vol")], name="blk")],
+                            name="m5"), ["'blk/vol'", "Conv3D", "not supported"]),  # inside a sub-model
 ])
 def test_unsupported_names_layer_class_option(keras, tmp_path, build, words):
     from edgec.frontends.keras import from_keras

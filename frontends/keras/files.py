@@ -6,7 +6,9 @@ variables live under `layers/<snake_case(class)>[_N]/vars/0..k` (plus `cell/`, `
 weights under `model_weights/<layer name>/`, listed in order by each group's `weight_names`.
 
 Either way the result is the model's serialized config and, per layer name, a flat list of its
-weight arrays in the layer's own variable order (nested layers: forward before backward).
+weight arrays in the layer's own variable order (nested layers: forward before backward). A
+sub-model used as a layer gets a dict of its own instead, {its layer name: arrays or dict}: from
+its `layers/` group in a .keras file, from its weight names (`stem/conv2d/kernel`) in an .h5.
 """
 import io
 import json
@@ -22,6 +24,7 @@ MAX_CONFIG_BYTES = 64 << 20  # config.json / model_config
 MAX_WEIGHTS_BYTES = 4 << 30  # model.weights.h5 inside a .keras zip
 MAX_RATIO = 200  # a zip member that inflates more than this (and past 64 MiB) is a bomb, not weights
 MAX_DEPTH = 200  # nesting of the config JSON
+MODEL_CLASSES = ("Sequential", "Functional", "Model")
 
 
 def snake_case(name):
@@ -53,7 +56,7 @@ def read(path):
             if not isinstance(raw, (bytes, str)):
                 raise ModelError(f"Keras model '{path}': model_config is not JSON text")
             config = _config(path, raw)
-            return config, _legacy_weights(path, f["model_weights"] if "model_weights" in f else f)
+            return config, _legacy_weights(path, config, f["model_weights"] if "model_weights" in f else f)
     except (OSError, KeyError, ValueError, TypeError, AttributeError, RuntimeError, EOFError,
             zipfile.BadZipFile, zipfile.LargeZipFile) as e:  # h5py and zipfile errors on a damaged file
         raise ModelError(f"Keras model '{path}' is corrupt or not a Keras model: {type(e).__name__}: "
@@ -107,13 +110,17 @@ def _depth(obj):
     return deepest
 
 
-def _keras_v3_weights(config, f):
-    """Weights of the top-level layers, found by each group's `vars` name attribute, or else by
-    the storage key Keras derives from the class name (counted in model.layers order)."""
+def _keras_v3_weights(config, f, depth=0):
+    """Weights of the model's layers, found by each group's `vars` name attribute, or else by
+    the storage key Keras derives from the class name (counted in model.layers order); a
+    sub-model's from its own `layers/` group."""
     out = {}
-    if "layers" not in f:
+    if "layers" not in f or not isinstance(f["layers"], h5py_group()):
         return out
+    if depth > MAX_DEPTH:
+        raise ModelError(f"weights group '{f.name}' is nested too deeply")
     by_key = _storage_keys(config)
+    configs = {_layer_name(lc): lc for lc in _layer_configs(config)}
     for key, group in f["layers"].items():
         if not isinstance(group, h5py_group()):
             continue
@@ -121,9 +128,24 @@ def _keras_v3_weights(config, f):
         name = vars_.attrs.get("name") if isinstance(vars_, h5py_group()) else None
         name = name.decode() if isinstance(name, bytes) else name
         name = (name if isinstance(name, str) else None) or by_key.get(key)
-        if name:
+        if name and configs.get(name, {}).get("class_name") in MODEL_CLASSES:
+            out[name] = _keras_v3_weights(configs[name], group, depth + 1)
+        elif name:
             out[name] = _collect(group)
     return out
+
+
+def _layer_configs(config):
+    """The layer configs (dicts with a class name) of a model config."""
+    cfg = config.get("config")
+    layers = cfg.get("layers", []) if isinstance(cfg, dict) else []
+    return [lc for lc in layers if isinstance(lc, dict) and isinstance(lc.get("class_name"), str)] \
+        if isinstance(layers, list) else []
+
+
+def _layer_name(lc):
+    lcfg = lc.get("config")
+    return lcfg.get("name") if isinstance(lcfg, dict) else None
 
 
 def h5py_group():
@@ -145,10 +167,7 @@ def _array(ds):
 
 
 def _storage_keys(config):
-    cfg = config.get("config")
-    layers = cfg.get("layers", []) if isinstance(cfg, dict) else []
-    layers = [lc for lc in layers if isinstance(lc, dict) and isinstance(lc.get("class_name"), str)] \
-        if isinstance(layers, list) else []
+    layers = _layer_configs(config)
     if config.get("class_name") == "Sequential":
         layers = [lc for lc in layers if lc.get("class_name") != "InputLayer"]
     keys, seen = {}, {}
@@ -156,8 +175,7 @@ def _storage_keys(config):
         base = snake_case(lc["class_name"])
         n = seen.get(base, 0)
         seen[base] = n + 1
-        lcfg = lc.get("config")
-        keys[base if n == 0 else f"{base}_{n}"] = lcfg.get("name") if isinstance(lcfg, dict) else None
+        keys[base if n == 0 else f"{base}_{n}"] = _layer_name(lc)
     return keys
 
 
@@ -180,8 +198,9 @@ def _collect(group, depth=0):
     return arrays
 
 
-def _legacy_weights(path, root):
+def _legacy_weights(path, config, root):
     out = {}
+    configs = {_layer_name(lc): lc for lc in _layer_configs(config)}
     for name, group in root.items():
         if not isinstance(group, h5py_group()):
             continue
@@ -190,4 +209,27 @@ def _legacy_weights(path, root):
         if not all(isinstance(n, str) for n in names):
             raise ModelError(f"Keras model '{path}': layer '{name}' lists weight names that are not text")
         out[name] = [_array(group[n]) for n in names]
+        if configs.get(name, {}).get("class_name") in MODEL_CLASSES:
+            out[name] = _split_by_layer(path, configs[name], names, out[name])
     return out
+
+
+def _split_by_layer(path, config, names, arrays, depth=0):
+    """The flat weights of sub-model CONFIG as {its layer name: arrays or dict}: a weight name
+    (`stem/conv2d/kernel`, `conv2d/kernel:0`) names the layer that owns it."""
+    if depth > MAX_DEPTH:
+        raise ModelError(f"Keras model '{path}': sub-models nested too deeply")
+    configs = {_layer_name(lc): lc for lc in _layer_configs(config)}
+    parts = {}
+    for wname, array in zip(names, arrays):
+        steps = wname.split("/")
+        at = next((i for i, step in enumerate(steps[:-1]) if step in configs), None)
+        if at is None:
+            raise ModelError(f"Keras model '{path}': weight '{wname}' of sub-model '{_layer_name(config)}' "
+                             "names none of its layers")
+        names_arrays = parts.setdefault(steps[at], ([], []))
+        names_arrays[0].append("/".join(steps[at + 1:]))
+        names_arrays[1].append(array)
+    return {name: _split_by_layer(path, configs[name], sub_names, sub_arrays, depth + 1)
+            if configs[name].get("class_name") in MODEL_CLASSES else sub_arrays
+            for name, (sub_names, sub_arrays) in parts.items()}

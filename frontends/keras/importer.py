@@ -4,6 +4,12 @@ Sequential models chain their layers; functional models connect layer calls ("no
 `inbound_nodes`, whose tensors name `keras_history = [layer, node index, tensor index]` (Keras 3)
 or `[layer, node index, tensor index, kwargs]` (Keras 2 files). A layer called twice is shared:
 each call is converted with the same weights.
+
+A model used as a layer (a Sequential or functional model inside another, as keras.applications'
+ConvNeXt stem) is inlined: a child importer converts its layers into the same graph, its inputs
+bound to the call's inputs, its layer names prefixed with the sub-model's (`stem/conv2d`), its
+weights a nested {layer name: arrays} of their own. Each call of a shared sub-model is inlined
+again with the same weights.
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ POSITIVE_OPTIONS = ("filters", "kernel_size", "strides", "pool_size", "dilation_
                     "units", "size", "input_dim", "output_dim", "num_heads", "key_dim")
 NONNEGATIVE_OPTIONS = ("padding", "cropping")
 MAX_LAYERS = 100_000
+MODEL_CLASSES = ("Sequential", "Functional", "Model")
 
 
 class Context:
@@ -33,7 +40,7 @@ class Context:
         self.graph = importer.graph
         self.cls = layer["class_name"]
         self.config = layer.get("config", {})
-        self.name = self.config.get("name") or layer.get("name") or self.cls
+        self.name = importer.prefix + (self.config.get("name") or layer.get("name") or self.cls)
         self.weights = weights
         self.kwargs = {}
 
@@ -104,25 +111,29 @@ class Context:
 
 
 class Importer:
-    def __init__(self, config, weights, input_shapes=None, name=None):
+    def __init__(self, config, weights, input_shapes=None, name=None, parent=None, prefix=""):
         self.config = config
         self.weights = weights
         self.cls = config.get("class_name")
         self.cfg = config.get("config", {})
         own = self.cfg.get("name") if isinstance(self.cfg, dict) else None
         self.model_name = name or (own if isinstance(own, str) else "") or "keras_model"
-        self.graph = Graph(self.model_name)
+        self.graph = Graph(self.model_name) if parent is None else parent.graph
         self.input_shapes = dict(input_shapes or {})
         self.tensors = {}  # (layer name, node index, tensor index) -> IR value
-        self.producer = {}  # IR value -> the node that made it
+        self.producer = {} if parent is None else parent.producer  # IR value -> the node that made it
+        self.prefix = prefix  # of a sub-model's layer names: "stem/"
 
     def run(self):
         self._check_structure()
         try:
             if self.cls == "Sequential":
-                self._sequential()
+                layers = self.cfg.get("layers", [])
+                self.graph.outputs = self._sequential()
+                self._name_outputs([layers[-1]["config"]["name"]])
             elif self.cls in ("Functional", "Model"):
-                self._functional()
+                self.graph.outputs = self._functional()
+                self._name_outputs([r[0] for r in _refs(self.cfg.get("output_layers", []))])
             else:
                 raise UnsupportedError(f"model '{self.model_name}': top-level class {self.cls!r} is not supported "
                                        "(Sequential and functional models are)")
@@ -199,11 +210,18 @@ class Importer:
         return self._add_input(c["name"], shape, c.get("dtype"))
 
     # ---- model kinds --------------------------------------------------------------------------
-    def _sequential(self):
+    def _sequential(self, inputs=None):
+        """The output of the chain of layers; INPUTS: the values a sub-model is called with."""
         layers = self.cfg.get("layers", [])
         if not layers:
-            raise ModelError(f"model '{self.model_name}': Sequential model has no layers")
-        if layers[0]["class_name"] == "InputLayer":
+            raise ModelError(f"model '{self.model_name}': {self._what()} has no layers")
+        if inputs is not None:
+            if len(inputs) != 1:
+                raise ModelError(f"model '{self.model_name}': {self._what()} is called with {len(inputs)} inputs, "
+                                 "a Sequential model takes one")
+            x = inputs[0]
+            layers = layers[1:] if layers[0]["class_name"] == "InputLayer" else layers
+        elif layers[0]["class_name"] == "InputLayer":
             x = self._input_layer(layers[0])
             layers = layers[1:]
         else:
@@ -217,18 +235,26 @@ class Importer:
             if len(outs) != 1:
                 raise self._ctx(layer).error("a layer inside a Sequential model must have one output")
             x = outs[0]
-        self.graph.outputs = [x]
-        self._name_outputs([layers[-1]["config"]["name"]] if layers else [])
+        return [x]
 
-    def _functional(self):
+    def _functional(self, inputs=None):
+        """The model's output values; INPUTS: the values a sub-model is called with."""
         layers = self.cfg.get("layers", [])
+        input_names = [r[0] for r in _refs(self.cfg.get("input_layers", []))]
+        if inputs is not None and len(inputs) != len(input_names):
+            raise ModelError(f"model '{self.model_name}': {self._what()} is called with {len(inputs)} inputs, "
+                             f"it has {len(input_names)}")
+        keras2 = any(isinstance(n, list) for layer in layers for n in layer.get("inbound_nodes", []))
+        self.first_call = {layer["config"]["name"]: _first_call_index(layer["class_name"], keras2) for layer in layers}
         pending = []
         for layer in layers:
             if layer["class_name"] == "InputLayer":
-                self.tensors[(layer["config"]["name"], 0, 0)] = self._input_layer(layer)
+                name = layer["config"]["name"]
+                self.tensors[(name, 0, 0)] = self._input_layer(layer) if inputs is None \
+                    else inputs[input_names.index(name)]
                 continue
             for i, node in enumerate(layer.get("inbound_nodes", [])):
-                pending.append((layer, i, _parse_node(node)))
+                pending.append((layer, i + keras2 * self.first_call[layer["config"]["name"]], _parse_node(node)))
         while pending:  # convert every call whose inputs are ready (config order is usually topological)
             progress = False
             for item in list(pending):
@@ -248,17 +274,23 @@ class Importer:
                                   if r is not None and not isinstance(r, Literal) and tuple(r) not in self.tensors})
                 raise ModelError(f"model '{self.model_name}': layer calls depend on tensors never produced "
                                  f"(from {', '.join(missing)})")
-        outs = [self._ref(r) for r in _refs(self.cfg.get("output_layers", []))]
-        ins = [self._ref(r) for r in _refs(self.cfg.get("input_layers", []))]
-        order = {v: i for i, v in enumerate(ins)}
-        self.graph.inputs.sort(key=lambda v: order.get(v.name, len(order)))
-        self.graph.outputs = outs
-        self._name_outputs([r[0] for r in _refs(self.cfg.get("output_layers", []))])
+        outs = [self._ref(r, keras2) for r in _refs(self.cfg.get("output_layers", []))]
+        if inputs is None:
+            ins = [self._ref(r, keras2) for r in _refs(self.cfg.get("input_layers", []))]
+            order = {v: i for i, v in enumerate(ins)}
+            self.graph.inputs.sort(key=lambda v: order.get(v.name, len(order)))
+        return outs
 
-    def _ref(self, r):
+    def _what(self):
+        return f"sub-model '{self.prefix[:-1]}'" if self.prefix else f"{self.cls} model"
+
+    def _ref(self, r, keras2):
+        """The value of model input/output reference R: its node index counts a sub-model's own
+        node (see _first_call_index), which in Keras 3 the layer calls' references do not."""
         try:
-            return self.tensors[tuple(r)]
-        except KeyError:
+            name, node, t = r
+            return self.tensors[(name, node - (not keras2) * self.first_call.get(name, 0), t)]
+        except (KeyError, ValueError, TypeError):
             raise ModelError(f"model '{self.model_name}': model tensor {list(r)} is never produced") from None
 
     def _name_outputs(self, layer_names):
@@ -282,6 +314,8 @@ class Importer:
 
     def _convert(self, layer, inputs, kwargs):
         ctx = self._ctx(layer)
+        if ctx.cls in MODEL_CLASSES:
+            return self._submodel(ctx, layer, inputs)
         fn = CONVERTERS.get(ctx.cls)
         if fn is None:
             raise ctx.unsupported(f"layer class {ctx.cls!r} is not supported")
@@ -293,6 +327,25 @@ class Importer:
         if ctx.kwargs:
             raise ctx.unsupported(f"call argument(s) {', '.join(sorted(ctx.kwargs))} are not supported")
         return outs
+
+
+    def _submodel(self, ctx, layer, inputs):
+        """Inline one call of the sub-model LAYER: its layers convert into this graph."""
+        weights = ctx.weights if isinstance(ctx.weights, dict) else {}
+        if not isinstance(ctx.weights, dict) and len(ctx.weights):
+            raise ctx.error("the file stores the sub-model's weights as one flat list, not per layer")
+        child = Importer({"class_name": ctx.cls, "config": ctx.config}, weights, name=self.model_name,
+                         parent=self, prefix=ctx.name + "/")
+        child._check_structure()
+        return child._sequential(inputs) if ctx.cls == "Sequential" else child._functional(inputs)
+
+
+def _first_call_index(cls, keras2):
+    """The node index of a layer's first call: 1 for a functional sub-model (its node 0 links its
+    own inputs to its outputs), also for a Sequential one in Keras 2 files (there a Sequential is
+    functional); else 0. Keras 2 counts it in every reference; Keras 3 only in the model's
+    input/output references, not in those of layer calls."""
+    return int(cls in ("Functional", "Model") or (cls == "Sequential" and keras2))
 
 
 def _ints_at_least(value, least):
