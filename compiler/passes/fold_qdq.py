@@ -304,5 +304,5 @@ def pack_weights(graph, preset):
         node.op = "qconv2d_packed"
         node.attrs = dict(node.attrs, out_channels=int(w.shape[0]), raw=bool(raw), shift=shift,
                           tile=width_tile(int(graph.values[node.outputs[0]].shape[3]), preset,
-                                          channel_groups(wp.shape[0], preset, wp.shape[-1])))
+                                          channel_groups(wp.shape[0], preset, wp.shape[-1]), wp.shape[-1]))
     return graph

@@ -181,7 +181,7 @@ def schedule(func, kernel, preset):
     lanes, kgroup = int(sch.get(oi).extent), int(sch.get(rk).extent)
     groups = channel_groups(int(sch.get(b).extent), preset, kgroup)
     bo, bi = sch.split(b, [None, groups])
-    xo, xi = sch.split(x, [None, kernel_tile(int(sch.get(x).extent), preset, groups)])
+    xo, xi = sch.split(x, [None, kernel_tile(int(sch.get(x).extent), preset, groups, kgroup)])
     sch.reorder(n, bo, y, xo, ry, rx, rc, xi, bi, oi, rk)
     local = sch.cache_write(conv, 0, "local")
     sch.reverse_compute_at(local, xo)
@@ -221,28 +221,29 @@ def schedule(func, kernel, preset):
 
 
 def channel_groups(blocks, preset, kgroup):
-    """Output channel blocks per register tile: 2 for the x86 pmaddwd kernel when the BLOCKS pair
-    up (each broadcast input pair then feeds two multiply-adds: half the broadcasts per
-    multiply-add), else 1."""
-    return 2 if preset.arch == "x86_64" and kgroup == KGROUP and blocks % 2 == 0 else 1
+    """Output channel blocks per register tile: 2 on x86 when the BLOCKS pair up (each broadcast
+    input group then feeds two multiply-adds: half the broadcasts per multiply-add), else 1."""
+    return 2 if preset.arch == "x86_64" and blocks % 2 == 0 else 1
 
 
-def _most(preset, groups):
-    """Most output pixels per register tile: accumulators (pixels x GROUPS) + operands in the
-    preset's registers (4 left for operands), at most 8."""
-    return max(2, min(8, (preset.regs - 4) // groups))
+def _most(preset, groups, kgroup):
+    """Most output pixels per register tile, at most 8: accumulators (pixels x GROUPS) and the
+    operands fit the preset's registers (a broadcast, a product, GROUPS weight vectors, and for
+    `vpmaddubsw` without VNNI the vector of ones it is summed with)."""
+    ubsw = preset.arch == "x86_64" and kgroup == 4 and not has_vnni(preset)
+    return max(2, min(8, (preset.regs - 2 - groups - ubsw) // groups))
 
 
-def width_tile(ow, preset, groups=1):
+def width_tile(ow, preset, groups=1, kgroup=KGROUP):
     """Output pixels per register tile (see _most): the size in [most/2, most] that pads OW least.
     The lowering computes rows in whole tiles."""
-    most = _most(preset, groups)
+    most = _most(preset, groups, kgroup)
     if ow <= most:
         return ow
     return min(range(max(1, most // 2), most + 1), key=lambda t: (-(-ow // t) * t - ow, -t))
 
 
-def kernel_tile(padded_ow, preset, groups=1):
+def kernel_tile(padded_ow, preset, groups=1, kgroup=KGROUP):
     """The tile width_tile chose for the row PADDED_OW was padded to (a multiple of it)."""
-    most = _most(preset, groups)
+    most = _most(preset, groups, kgroup)
     return next(t for t in range(min(most, padded_ow), 0, -1) if padded_ow % t == 0)
