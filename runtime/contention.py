@@ -10,12 +10,23 @@ max(1, min(wanted, cores - others)). `wanted` is the count the pool had when the
 changed by someone else (the user's TVM_NUM_THREADS or `runtime.config_threadpool`), so the
 policy never raises the pool above what was asked (a resize to the very count the policy had set
 goes unnoticed). Without /proc/loadavg (not Linux) it does nothing.
-Set EDGEC_ADAPT_THREADS=0 to turn it off.
+The policy also unpins the pool's workers (`configure`): TVM's default pins worker i to core i, and
+a pinned worker whose core another process holds cannot move to a free core while every parallel
+region waits for it. Set EDGEC_ADAPT_THREADS=0 to turn both off.
 """
 import os
 import time
 
 INTERVAL = 0.1  # seconds between two looks at the machine's load
+SHARE_ALL_CORES = -3  # TVM's AffinityMode kSpecifyThreadShareAllCore: each worker may run on any listed core
+
+
+def configure(n):
+    """N threads in the calling thread's TVM pool, the workers free to run on any core this process
+    may use (runtime.config_threadpool with mode 1, TVM's default, pins each worker to a core)."""
+    import tvm
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    tvm.get_global_func("runtime.config_threadpool")(SHARE_ALL_CORES, int(n), [str(c) for c in cores])
 
 
 def runnable_tasks():
@@ -40,7 +51,6 @@ class Policy:
 
     def __init__(self, cores=None):
         import tvm
-        self._configure = tvm.get_global_func("runtime.config_threadpool")
         self._num_threads = tvm.get_global_func("runtime.NumThreads")
         self.cores = cores or os.cpu_count() or 1
         self.enabled = os.environ.get("EDGEC_ADAPT_THREADS", "1") != "0"
@@ -55,11 +65,13 @@ class Policy:
         n = self._num_threads()
         if n != self.set_to:  # first look, or someone else resized the pool: that is the wish
             self.wanted = n
+            if n > 1:
+                configure(n)  # unpinned
         load = runnable_tasks() if self.wanted > 1 else None
         if load is not None:
             others = load[0] - max(load[1], 1)
             target = max(1, min(self.wanted, self.cores - others))
             if target != n:
-                self._configure(1, target)
+                configure(target)
                 n = self._num_threads()  # the pool may hold fewer workers than asked
         self.set_to = n

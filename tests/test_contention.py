@@ -71,3 +71,28 @@ def test_outputs_under_contention_match_onnxruntime(fake_load, tmp_path):
             np.testing.assert_allclose(g, w, rtol=RTOL, atol=ATOL)
         assert _pool() == (1 if load[0] > 1 else full)
     model.close()
+
+
+def _affinities():
+    """{thread id: allowed cores} of this process's threads."""
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{tid}/status") as f:
+            line = next(ln for ln in f if ln.startswith("Cpus_allowed_list"))
+        out[tid] = line.split()[1]
+    return out
+
+
+def test_pool_workers_are_not_pinned_to_cores(tmp_path):
+    """TVM pins worker i to core i by default; the policy frees them, so a worker whose core another
+    process holds can move (with EDGEC_ADAPT_THREADS=0 the pinned worker shows here)."""
+    if not os.path.isdir("/proc/self/task") or (os.cpu_count() or 1) < 2:
+        pytest.skip("needs Linux /proc and 2 cores to see a worker's affinity")
+    src = os.path.join(HERE, "..", "examples", "digits_cnn.onnx")
+    model = edgec.runtime.load(edgec.compile(src, "host", str(tmp_path / "cnn.edgec"), progress=False))
+    if _pool(2) < 2:
+        pytest.skip("TVM's pool holds one worker here (TVM_NUM_THREADS=1?)")
+    model.run(model.random_inputs(0))  # the policy's first look; the run starts the pool's workers
+    full = _affinities()[str(os.getpid())]
+    assert all(a == full for a in _affinities().values()), _affinities()
+    model.close()
