@@ -69,7 +69,7 @@ def schedule_model(path):
     m.output(m.conv(x, 16, 16, dil=2, pad=2, relu=False))
     m.output(m.conv(x, 16, 32, group=2))
     m.output(m.conv(x, 16, 12, k=1, pad=0))  # 1x1
-    m.output(m.conv(x, 16, 128, k=1, pad=0, stride=2))  # 1x1 stride 2: pixels copied
+    m.output(m.conv(m.input((1, 48, 9, 7)), 48, 128, k=1, pad=0, stride=2))  # 1x1 stride 2: pixels copied
     deep = m.input((1, 3000, 5, 3))
     m.output(m.conv(deep, 3000, 130, k=1, pad=0))  # 1x1 with its reduction cut into chunks (weight panel > L2 share)
     m.output(m.conv(x, 16, 16, group=16))  # depthwise

@@ -79,10 +79,10 @@ CASES = [  # c, o, (h, w), (kh, kw), groups, stride, dilation, pads
     (5, 7, (6, 5), (2, 3), 1, 1, 1, (0, 1, 0, 0)),  # tiny, not packed (7 < block / 2 on AVX-512)
     # pointwise (1x1) GEMMs: pixels and channels that do not divide the tile, a stride (input copied),
     # a reduction in one chunk and one cut into cache chunks, channel blocks spread over PARALLEL_PARTS groups
-    # (copied inputs only from 128 output channels: see pack.pointwise_gemm)
-    (24, 130, (7, 7), (1, 1), 1, 1, 1, (0, 0, 0, 0)),
+    # (copied inputs only from 128 output and 48 input channels: see pack.pointwise_gemm)
+    (48, 130, (7, 7), (1, 1), 1, 1, 1, (0, 0, 0, 0)),
     (64, 52, (8, 14), (1, 1), 1, 1, 1, (0, 0, 0, 0)),
-    (16, 128, (13, 13), (1, 1), 1, 2, 1, (0, 0, 0, 0)),
+    (48, 128, (13, 13), (1, 1), 1, 2, 1, (0, 0, 0, 0)),
     (700, 136, (5, 5), (1, 1), 1, 1, 1, (0, 0, 0, 0)),
     (700, 200, (3, 5), (1, 1), 1, 1, 1, (0, 0, 0, 0)),
     (5600, 130, (4, 4), (1, 1), 1, 1, 1, (0, 0, 0, 0)),  # weight panel over PANEL_SHARE of L2: chunked

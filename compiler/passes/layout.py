@@ -71,7 +71,7 @@ def pack_conv_weights(graph, preset):
         pixels = int(out[2] * out[3])
         mr, nr = pointwise_tile(preset, int(w.shape[0]), pixels)
         strided = any(s != 1 for s in node.attrs.get("strides", [1, 1]))
-        if pointwise(node, w) and pointwise_gemm(int(w.shape[0]), pixels, nr, strided):
+        if pointwise(node, w) and pointwise_gemm(int(w.shape[0]), pixels, nr, strided, int(w.shape[1])):
             attrs["block"], attrs["tile"] = mr, nr  # a GEMM: tile of `block` channels x `tile` pixels
         node.inputs[1] = graph.add_const(pack_weight(w, g, attrs["block"]), graph.fresh(node.inputs[1] + "_packed"))
         node.op = "conv2d_packed"
