@@ -78,11 +78,13 @@ def qlinear_conv_model(rng, group, per_channel, c=8, o=8):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
 
 
-@pytest.mark.parametrize("group,per_channel", [(1, True), (8, False), (2, True)])
-def test_qlinear_conv_matches_onnxruntime(group, per_channel):
+@pytest.mark.parametrize("group,per_channel,c", [(1, True, 8), (8, False, 8), (2, True, 8), (2, True, 64)])
+def test_qlinear_conv_matches_onnxruntime(group, per_channel, c):
+    """Grouped convs: fan-in 36 and depthwise 9 run as exact float32 sums (below 2^24), fan-in
+    32 x 9 = 288 (255^2 x 288 > 2^24) in int32."""
     rng = np.random.default_rng(group)
-    model = qlinear_conv_model(rng, group, per_channel)
-    x = rng.integers(0, 256, (1, 8, 9, 10)).astype(np.uint8)
+    model = qlinear_conv_model(rng, group, per_channel, c, c)
+    x = rng.integers(0, 256, (1, c, 9, 10)).astype(np.uint8)
     want = ort_run(model, {"x": x}, fused=True)[0].astype(int)
     for got in both(model, {"x": x}):
         assert np.abs(got[0].astype(int) - want).max() <= 1

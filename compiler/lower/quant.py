@@ -50,17 +50,28 @@ def requantize(a, acc, m, zp):
     return te.compute(acc.shape, f, name="requantize")
 
 
-def centered(t, zp, axis):
-    """int32 T - ZP, ZP a scalar or one value per index of AXIS."""
+def centered(t, zp, axis, dtype="int32"):
+    """T - ZP (computed in int32, given as DTYPE), ZP a scalar or one value per index of AXIS."""
     def f(*i):
         z = zp() if len(zp.shape) == 0 else zp[0 if int(zp.shape[0]) == 1 else i[axis]]
-        return t(*i).astype("int32") - z.astype("int32")
+        return (t(*i).astype("int32") - z.astype("int32")).astype(dtype)
     return te.compute(t.shape, f, name="centered")
+
+
+FLOAT32_EXACT = 2 ** 24  # integers up to this are exact in float32, and so are sums that stay below it
 
 
 @lowering("qconv2d")
 def qconv2d(a, x, w, x_zp, w_zp, b=None):
     # padding the centered input with 0 is padding the input with its zero point
+    o, ci, kh, kw = (int(v) for v in w.shape)
+    if int(a.get("groups", 1)) > 1 and 255 * 255 * ci * kh * kw <= FLOAT32_EXACT:
+        # grouped / depthwise (no packed int8 kernel): every partial sum of (x - x_zp) * (w - w_zp)
+        # is an integer of magnitude below 2^24, exact in float32, so the float conv schedules
+        # (depthwise: FMA over the padded plane) compute the exact int32 result
+        y = float_nn.conv2d(a, centered(x, x_zp, 1, "float32"), centered(w, w_zp, 0, "float32"))
+        return te.compute(y.shape, lambda nn, f, yy, xx: y[nn, f, yy, xx].astype("int32")
+                          + (b[f] if b is not None else tirx.const(0, "int32")), name="qconv2d_int")
     return float_nn.conv2d(a, centered(x, x_zp, 1), centered(w, w_zp, 0), b)
 
 
