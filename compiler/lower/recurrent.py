@@ -23,7 +23,11 @@ step; each core streams its part of RP); a bidirectional node whose directions e
 regions pay on an idle machine (2-core AVX-512, ms serial vs parallel: lstm seq 100 / hidden 512
 5.5 vs 3.2, bidirectional seq 32 / hidden 128 0.26 vs 0.16) but lose badly when other processes
 keep the cores busy (7.6 vs 5.4; 3.1 vs 0.27), as any thread pool does when its workers are not
-scheduled: the thresholds keep regions to work that outlasts a lost time slice.
+scheduled: the thresholds keep regions to work that outlasts a lost time slice. The runtime's
+contention policy (runtime/contention.py) now shrinks the pool to the free cores, which let the step
+threshold come down to 2^20 (lstm seq 100 / hidden 512 on the shared 2-core AVX2 machine, 2 threads,
+ms at 2^22 vs 2^20: 65 vs 44; with 2 busy processes 121 vs 105); directions on two threads still
+gained nothing there (bidirectional seq 32 / hidden 128: 0.41 vs 0.44 ms).
 New state is computed as expressions and stored, never read back in the same vectorized loop
 (doing so once gave wrong LSTM results). GRU with linear_before_reset=0 needs (r*h).R_h^T, so
 its steps run two tile passes (z and r*h first, then the h gate).
@@ -101,7 +105,7 @@ class TirMath:
 # waits for its slowest worker, and a worker descheduled by other busy processes costs a whole slice
 # (measured, 2 cores at load 8: a bidirectional LSTM 2x64/32, seq 40, 0.33 ms on one thread, 11 ms
 # with its directions on two threads).
-PARALLEL_STEP_MACS = 1 << 22  # multiply-adds per step from which a step's tiles run on all threads
+PARALLEL_STEP_MACS = 1 << 20  # multiply-adds per step from which a step's tiles run on all threads
 PARALLEL_DIRECTION_MACS = 1 << 25  # multiply-adds per direction from which directions run on two threads
 
 
