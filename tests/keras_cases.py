@@ -206,18 +206,20 @@ def adapted_normalization(k):
 
 def nested_models(k):
     """Models used as layers (keras.applications' ConvNeXt stem): a Sequential stem, a two-input
-    functional block called twice (shared weights), a Sequential holding a Sequential."""
+    functional block called twice (shared weights), a Sequential holding a Sequential, a Dense
+    layer both in a sub-model and in the outer model (its weights stored once)."""
     L = k.layers
     stem = k.Sequential([k.Input((8, 8, 3)), L.Conv2D(4, 3, padding="same"), L.BatchNormalization()], name="stem")
     a, b = k.Input((8, 8, 4)), k.Input((8, 8, 4))
     block = k.Model([a, b], L.Dense(4)(L.Concatenate()([L.ReLU()(a), b])), name="block")
     inner = k.Sequential([L.Conv2D(5, 1), L.Activation("tanh")], name="inner")
-    head = k.Sequential([inner, L.GlobalAveragePooling2D(), L.Dense(3)], name="head")
+    shared = L.Dense(3)
+    head = k.Sequential([inner, L.GlobalAveragePooling2D(), shared], name="head")
     x0 = k.Input((8, 8, 3), name="image")
     x = stem(x0)
     y = block([x, L.Activation("tanh")(x)])
     y = block([y, x])
-    return k.Model(x0, [head(y), y], name="nested_models")
+    return k.Model(x0, [head(y), y, shared(L.GlobalAveragePooling2D()(L.Conv2D(5, 1)(y)))], name="nested_models")
 
 
 RNN_CASES = {f.__name__: f for f in (

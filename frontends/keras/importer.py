@@ -123,6 +123,7 @@ class Importer:
         self.tensors = {}  # (layer name, node index, tensor index) -> IR value
         self.producer = {} if parent is None else parent.producer  # IR value -> the node that made it
         self.prefix = prefix  # of a sub-model's layer names: "stem/"
+        self.all_weights = weights if parent is None else parent.all_weights  # the whole model's
 
     def run(self):
         self._check_structure()
@@ -310,7 +311,9 @@ class Importer:
     # ---- one layer call -----------------------------------------------------------------------
     def _ctx(self, layer):
         name = layer.get("config", {}).get("name") or layer.get("name")
-        return Context(self, layer, self.weights.get(name, []))
+        # a layer shared by two (sub-)models has its weights stored once, where Keras met it first
+        weights = self.weights.get(name) or _find_weights(self.all_weights, name) or []
+        return Context(self, layer, weights)
 
     def _convert(self, layer, inputs, kwargs):
         ctx = self._ctx(layer)
@@ -338,6 +341,18 @@ class Importer:
                          parent=self, prefix=ctx.name + "/")
         child._check_structure()
         return child._sequential(inputs) if ctx.cls == "Sequential" else child._functional(inputs)
+
+
+def _find_weights(tree, name, depth=0):
+    """The first non-empty weights of layer NAME in the nested {layer name: arrays or dict} TREE."""
+    if tree.get(name):
+        return tree[name]
+    for sub in tree.values():
+        if isinstance(sub, dict) and depth < 100:
+            found = _find_weights(sub, name, depth + 1)
+            if found:
+                return found
+    return None
 
 
 def _first_call_index(cls, keras2):
