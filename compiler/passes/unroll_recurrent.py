@@ -8,8 +8,10 @@ of every direction, with its weights packed per hidden tile.
 
 The loop kernel (compiler/lower/recurrent.py) first projects the whole input X.W^T + bias (a GEMM
 per tile, the tile's weights staying in cache), then runs the steps: h.R^T, the gates and the
-state update in one pass over hidden tiles of `lanes` units, two vectors of the preset's width,
-so each step keeps 2 x G accumulators in registers and streams RP once. Steps are not separate
+state update in one pass over hidden tiles of `lanes` units, with the accumulators of a group of
+batch rows in registers, streaming RP once per group and step. WP and RP are each packed at the
+width of their register tile (`register_tile`: two vectors of the preset's width, or one where
+that lets more rows share each weight load), so a tile reads whole cache lines. Steps are not separate
 kernels: per-step kernels (tried up to seq 64) spent more time in kernel calls than in the step
 (lstm seq 32 / hidden 128: 15 us per step kernel vs ~2.5 us per step inside the loop), and one
 kernel keeps compile time and code size independent of the sequence length. Bidirectional
