@@ -157,6 +157,35 @@ def test_quantized_model_folds_to_int8_kernels_and_matches_onnxruntime(tmp_path,
         assert np.abs(got[0] - want).max() <= scale * 1.0001
 
 
+def test_concat_of_int8_kernels_runs_on_int8(tmp_path):
+    """A fire module (squeeze conv, two expand convs with ReLU, Concat, conv): the expands' requantizes
+    write the Concat's scale, the Concat takes uint8, within one output step of onnxruntime."""
+    from edgec.quantize import output_steps, quantize
+    rng = np.random.default_rng(4)
+    inits = [tensor("w0", rng.standard_normal((4, 3, 1, 1)).astype(np.float32)),
+             tensor("w1", rng.standard_normal((6, 4, 1, 1)).astype(np.float32) * 0.5),
+             tensor("w3", rng.standard_normal((5, 4, 3, 3)).astype(np.float32) * 0.2),
+             tensor("w4", rng.standard_normal((3, 11, 1, 1)).astype(np.float32) * 0.3)]
+    nodes = [helper.make_node("Conv", ["input", "w0"], ["c0"]), helper.make_node("Relu", ["c0"], ["s"]),
+             helper.make_node("Conv", ["s", "w1"], ["c1"]), helper.make_node("Relu", ["c1"], ["e1"]),
+             helper.make_node("Conv", ["s", "w3"], ["c3"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c3"], ["e3"]),
+             helper.make_node("Concat", ["e1", "e3"], ["cat"], axis=1), helper.make_node("Conv", ["cat", "w4"], ["out"])]
+    graph = helper.make_graph(nodes, "fire", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 7, 7])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, 7, 7])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), tmp_path / "m.onnx")
+    np.savez(tmp_path / "calib.npz", input=rng.standard_normal((8, 3, 7, 7)).astype(np.float32))
+    quantize(str(tmp_path / "m.onnx"), str(tmp_path / "calib.npz"), str(tmp_path / "m.int8.onnx"))
+    qmodel = onnx.load(tmp_path / "m.int8.onnx")
+    folded = run_passes(from_onnx(qmodel))
+    cat = next(n for n in folded.nodes if n.op == "concat")
+    assert [folded.values[i].dtype for i in cat.inputs + cat.outputs] == ["uint8"] * 3
+    x = rng.standard_normal((1, 3, 7, 7)).astype(np.float32)
+    want = ort_run(qmodel, {"input": x})[0]
+    scale = output_steps(tmp_path / "m.int8.onnx")["out"]
+    for got in both(qmodel, {"input": x}):
+        assert np.abs(got[0] - want).max() <= scale * 1.0001
+
+
 def test_unfoldable_qdq_stays_float_and_exact():
     """A DequantizeLinear feeding a float-only op (Sigmoid) stays: the result is the QDQ graph's."""
     inits = [tensor("s", np.float32(0.05)), tensor("z", np.uint8(128))]

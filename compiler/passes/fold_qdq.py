@@ -8,6 +8,8 @@ only at the edges and around float-only ops.
     y = matmul(xf, wf) [+ bf] (or dense, or matmul(xf, transpose(wf)))   ->  qdense + requantize
     the same without a quantize after it  ->  acc = qconv2d/qdense(...); y = dequantize(acc, sx*sw, 0)
     q = quantize(max_pool2d|reshape|transpose|slice(dequantize(xq, s, z)), s, z)  ->  the op on xq
+    q = quantize(concat(dequantize(r_i, s_i, z_i)...), s, z), r_i requantized  ->  concat(r_i) with
+        each requantize writing s, z (fold_concat)
 
 B = rint(bias / (sx*sw)) as int32 (the quantizer's own int32 bias when it wrote one). ReLU and
 Clip become the requantize clamp (exact: quantize is monotonic). Results are within one
@@ -18,7 +20,7 @@ which would turn the int8 weights into float ones.
 """
 import numpy as np
 
-from ..ops.quant import pack_qweight, quantize_linear
+from ..ops.quant import clamp_bounds, pack_qweight, quantize_linear
 from .rewrite import make_node, merge_source, sole_consumer
 
 NAME = "fold_qdq"
@@ -248,7 +250,44 @@ def run(graph, preset=None):
         elif id(node) not in f.removed:
             nodes.append(node)
     graph.nodes = nodes
+    fold_concat(graph)
     return pack_weights(graph, preset)
+
+
+def fold_concat(graph):
+    """q = quantize(concat(dequantize(r_i, s_i, z_i)...), s, z), every r_i a requantize's output
+    used only there -> the requantizes write s, z (multiplier * s_i / s; their clamp bounds, the
+    dtype's range included, carried into the new scale) and the concat runs on int8. One rounding
+    where the QDQ graph rounds twice: within one step."""
+    producers, users = graph.producers(), graph.consumers()
+    drop = set()
+    for node in graph.nodes:
+        if node.op != "concat":
+            continue
+        q = _qnode(graph, sole_consumer(graph, node.outputs[0], users), "quantize_linear")
+        dqs = [_qnode(graph, producers.get(i), "dequantize_linear") for i in node.inputs]
+        if q is None or not q.scalar or q.dtype not in INT8 or \
+                any(d is None or not d.scalar or d.dtype != q.dtype for d in dqs):
+            continue
+        reqs = [producers.get(d.data) for d in dqs]
+        if any(r is None or r.op != "requantize" or sole_consumer(graph, r.outputs[0], users) is not d.node
+               or sole_consumer(graph, d.node.outputs[0], users) is not node for r, d in zip(reqs, dqs)):
+            continue
+        out_scale = float(q.scale.reshape(-1)[0])
+        for r, d in zip(reqs, dqs):
+            s_i, z_i = float(d.scale.reshape(-1)[0]), int(d.zp.reshape(-1)[0])
+            m = (graph.constants[r.inputs[1]].astype(np.float64) * (s_i / out_scale)).astype(np.float32)
+            bounds = {key: int(quantize_linear({"dtype": q.dtype}, np.float32((b - z_i) * s_i), q.scale, q.zp))
+                      for key, b in zip(("min", "max"), clamp_bounds(r.attrs))}
+            r.inputs = [r.inputs[0], graph.add_const(m, graph.fresh(f"{r.name}_multiplier")),
+                        graph.add_const(q.zp.reshape(()).copy(), graph.fresh("zero_point"))]
+            r.attrs = dict(r.attrs, **bounds)
+            drop.add(id(d.node))
+        node.inputs = [d.data for d in dqs]
+        node.outputs = list(q.node.outputs)
+        merge_source(node, q.node)
+        drop.add(id(q.node))
+    graph.nodes = [n for n in graph.nodes if id(n) not in drop]
 
 
 def dense_as_conv(graph):
