@@ -75,6 +75,7 @@ def schedule_model(path):
     m.output(m.conv(x, 16, 16, group=16))  # depthwise
     m.output(m.conv(x, 16, 16, group=16, stride=2))  # depthwise stride 2
     m.output(m.conv(x, 16, 16, group=16, stride=2, pad=0))  # depthwise stride 2, its copy reads the input
+    m.output(m.conv(m.input((1, 16, 6, 8)), 16, 36, k=1, pad=0, group=4))  # grouped 1x1: a GEMM per group
     img = m.input((1, 3, 15, 13))
     stem = m.conv(img, 3, 16, k=7, stride=2, pad=3)  # 3 input channels
     m.output(m.node("MaxPool", [stem], kernel_shape=[3, 3], strides=[2, 2], pads=[1] * 4))  # pool fused after conv

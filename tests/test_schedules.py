@@ -90,8 +90,15 @@ CASES = [  # c, o, (h, w), (kh, kw), groups, stride, dilation, pads
     (12, 12, (15, 17), (3, 3), 12, 2, 1, (0, 0, 0, 0)),  # no padding: the copy reads the input
     (6, 12, (13, 21), (3, 3), 6, 2, 2, (2, 1, 2, 2)),  # multiplier 2, dilation 2
     (8, 8, (16, 19), (5, 5), 8, 3, 1, (2, 2, 2, 1)),  # stride 3
+    # grouped pointwise convs as one GEMM per group (ShuffleNet's): groups' channels not a whole
+    # number of register tiles; pixels in place, or copied (not whole tiles, a stride: only with
+    # 128+ output channels per group, see pack.pointwise_gemm)
+    (24, 136, (8, 8), (1, 1), 4, 1, 1, (0, 0, 0, 0)),
+    (100, 260, (7, 9), (1, 1), 2, 1, 1, (0, 0, 0, 0)),
+    (100, 264, (11, 13), (1, 1), 2, 2, 1, (0, 0, 0, 0)),
 ]
 DEPTHWISE_STRIDED = [c for c in CASES if c[4] == c[0] and c[5] > 1]
+GROUPED_POINTWISE = [c for c in CASES if 1 < c[4] < c[0] and c[3] == (1, 1)]
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"c{c[0]}o{c[1]}k{c[3][0]}g{c[4]}s{c[5]}d{c[6]}")
@@ -136,6 +143,18 @@ def test_depthwise_strided_avx2_preset(tmp_path, rng, case):
         pytest.skip("this machine has no AVX2 to run x86-avx2 code")
     c, o, hw, k, groups, stride, dil, pads = case
     _check(tmp_path, _conv_graph(rng, c, o, hw, k, groups, stride, dil, pads, post=("relu",)), "x86-avx2")
+
+
+@pytest.mark.parametrize("preset", ["host", "x86-avx2"])
+def test_grouped_pointwise_is_a_gemm_per_group(tmp_path, rng, preset):
+    if preset != "host" and "avx2" not in open("/proc/cpuinfo").read():
+        pytest.skip("this machine has no AVX2 to run x86-avx2 code")
+    from edgec.compiler.passes import run_passes
+    for c, o, hw, k, groups, stride, dil, pads in GROUPED_POINTWISE:
+        g = _conv_graph(rng, c, o, hw, k, groups, stride, dil, pads, post=("relu",))
+        conv = run_passes(g, preset=targets.get(preset)).nodes[0]
+        assert conv.op == "conv2d_packed" and conv.attrs.get("tile"), conv.attrs  # the GEMM's pixel tile
+        _check(tmp_path, g, preset)
 
 
 @pytest.mark.parametrize("case", [CASES[i] for i in (2, 14, 16, 18, 19)], ids=["w31", "p49", "s2", "k700", "k5600"])

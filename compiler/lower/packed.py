@@ -3,7 +3,7 @@
 Block `conv2d_packed` computes (N, blocks, OH, OW, block) with the packed weight's lanes
 innermost (a vector of output channels per input pixel: broadcast FMAs); block `conv2d_unpack`
 writes it back to NCHW with the bias added. The schedule (targets/schedules/conv2d.py) keys on
-these two block names. A pointwise conv (1x1, no padding, one group) whose node carries a pixel
+these two block names. A pointwise conv (1x1, no padding; grouped: a GEMM per group) whose node carries a pixel
 `tile` is a GEMM instead: block `conv2d_pointwise` computes (N, blocks, block, P) over the output
 pixels P = OH*OW (padded to whole tiles) read as NCHW rows (in place, or copied by
 `conv2d_pixels_copy` where a stride or the padding needs it), so that pixels are the vector lanes and the write-back
@@ -26,8 +26,8 @@ def conv2d_packed(a, x, wp, b=None):
     oh = (h + p[0] + p[2] - (kh - 1) * d[0] - 1) // s[0] + 1
     ow = (wd + p[1] + p[3] - (kw - 1) * d[1] - 1) // s[1] + 1
     nb, og = blocks // g, o // g
-    if a.get("tile") and kh == kw == 1 and g == 1 and not any(p):
-        return _pointwise(x, wp, b, o, s, oh, ow, a["tile"])
+    if a.get("tile") and kh == kw == 1 and not any(p):
+        return _pointwise(x, wp, b, o, s, oh, ow, a["tile"], g)
     xp = _pad4(x, p)
     rc, ry, rx = te.reduce_axis((0, ci), "rc"), te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx")
 
@@ -47,9 +47,10 @@ def conv2d_packed(a, x, wp, b=None):
     return te.compute((n, o, oh, ow), unpack, name="conv2d_unpack")
 
 
-def _pointwise(x, wp, b, o, s, oh, ow, tile):
+def _pointwise(x, wp, b, o, s, oh, ow, tile, g=1):
     n, c = (int(v) for v in x.shape[:2])
-    blocks, block = int(wp.shape[0]), int(wp.shape[4])
+    blocks, ci, block = int(wp.shape[0]), int(wp.shape[1]), int(wp.shape[4])
+    nb, og = blocks // g, o // g
     pixels = oh * ow
     padded = -(-pixels // tile) * tile
     if s == [1, 1] and padded == pixels:  # the NCHW rows themselves (q // ow * ow + q % ow == q)
@@ -59,12 +60,13 @@ def _pointwise(x, wp, b, o, s, oh, ow, tile):
         xs = te.compute((n, c, padded), lambda nn, cc, q: te.if_then_else(
             q < pixels, x[nn, cc, q // ow * s[0], q % ow * s[1]], tirx.const(0, x.dtype)),
             name="conv2d_pixels_copy")
-    rc = te.reduce_axis((0, c), "rc")
+    rc = te.reduce_axis((0, ci), "rc")  # a grouped conv: block bi reads its group's ci channels
     acc = te.compute((n, blocks, block, padded), lambda nn, bi, oi, q: te.sum(
-        xs(nn, rc, q) * wp[bi, rc, 0, 0, oi], axis=rc), name="conv2d_pointwise")
+        xs(nn, rc if g == 1 else (bi // nb) * ci + rc, q) * wp[bi, rc, 0, 0, oi], axis=rc), name="conv2d_pointwise")
 
     def unpack(nn, f, yy, xx):
-        v = acc[nn, f // block, f % block, yy * ow + xx]
+        bi, j = (f // block, f % block) if g == 1 else ((f // og) * nb + f % og // block, f % og % block)
+        v = acc[nn, bi, j, yy * ow + xx]
         return v + b[f] if b is not None else v
 
     return te.compute((n, o, oh, ow), unpack, name="conv2d_unpack")

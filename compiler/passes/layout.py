@@ -50,9 +50,8 @@ def packable(graph, node, block):
 
 
 def pointwise(node, w):
-    """A 1x1 conv without padding or groups: a GEMM over the output pixels."""
-    return (w.shape[2] == w.shape[3] == 1 and node.attrs.get("groups", 1) == 1
-            and not any(node.attrs.get("pads", [0] * 4)))
+    """A 1x1 conv without padding: a GEMM over the output pixels (one per group)."""
+    return w.shape[2] == w.shape[3] == 1 and not any(node.attrs.get("pads", [0] * 4))
 
 
 def pack_conv_weights(graph, preset):
@@ -71,7 +70,8 @@ def pack_conv_weights(graph, preset):
         pixels = int(out[2] * out[3])
         mr, nr = pointwise_tile(preset, int(w.shape[0]), pixels)
         strided = any(s != 1 for s in node.attrs.get("strides", [1, 1]))
-        if pointwise(node, w) and pointwise_gemm(int(w.shape[0]), pixels, nr, strided, int(w.shape[1])):
+        # a grouped conv is one GEMM per group: its output channels per group pay for an input copy
+        if pointwise(node, w) and pointwise_gemm(int(w.shape[0]) // g, pixels, nr, strided, int(w.shape[1])):
             attrs["block"], attrs["tile"] = mr, nr  # a GEMM: tile of `block` channels x `tile` pixels
         node.inputs[1] = graph.add_const(pack_weight(w, g, attrs["block"]), graph.fresh(node.inputs[1] + "_packed"))
         node.op = "conv2d_packed"

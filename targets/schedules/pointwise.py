@@ -66,9 +66,14 @@ def schedule(sch, kernel, preset):
 
 def write_back_at(sch, acc, unpack, qc, ow):
     """Move the write-back (bias, epilogue) into the accumulator tile at loop QC: its pixels
-    iterate as one flat index (the GEMM's), it reads the accumulators in place of their copy."""
+    iterate as one flat index (the GEMM's), it reads the accumulators in place of their copy.
+    False where a grouped conv's channel map keeps it out of the tile: it stays a pass of its own
+    (the accumulators are then written straight to the block buffer, without the copy)."""
     sch.transform_block_layout(unpack, lambda nn, f, yy, xx: (nn, f, yy * ow + xx))
     sch.compute_inline(acc)
-    sch.reverse_compute_at(unpack, qc)
+    try:
+        sch.reverse_compute_at(unpack, qc)
+    except Exception:  # noqa: BLE001 - TVM's ScheduleError
+        return False
     sch.vectorize(sch.get_loops(unpack)[-1])
     return True
