@@ -176,7 +176,8 @@ def test_pointwise_tile_fits_registers(preset):
         assert nr % lanes == 0 and mr * (nr // lanes) + nr // lanes + 1 <= p.regs, (o, pixels, mr, nr)
 
 
-@pytest.mark.parametrize("c,o,hw,k", [(64, 64, 14, 3), (256, 128, 14, 1), (1024, 128, 7, 1)])
+@pytest.mark.parametrize("c,o,hw,k", [(64, 64, 14, 3), (64, 64, 30, 3), (3, 32, 30, 3), (256, 128, 14, 1),
+                                     (1024, 128, 7, 1)])
 def test_avx2_conv_inner_loops_fit_registers(tmp_path, c, o, hw, k):
     """AVX2's 16 ymm registers hold the 3x3 and 1x1 register tiles: no spills in the inner loops."""
     import shutil

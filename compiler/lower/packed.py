@@ -1,8 +1,9 @@
 """TE compute for conv2d_packed: NCHW in and out, output channels computed in blocks.
 
-Block `conv2d_packed` computes (N, blocks, OH, OW, block) with the packed weight's lanes
-innermost (a vector of output channels per input pixel: broadcast FMAs); block `conv2d_unpack`
-writes it back to NCHW with the bias added. The schedule (targets/schedules/conv2d.py) keys on
+Block `conv2d_packed` computes (N, blocks, OH, OW', block) with the packed weight's lanes
+innermost (a vector of output channels per input pixel: broadcast FMAs), OW' = OW padded to whole
+register tiles of the node's `width_tile` pixels (the padded input grows to match); block
+`conv2d_unpack` writes the first OW columns back to NCHW with the bias added. The schedule (targets/schedules/conv2d.py) keys on
 these two block names. A pointwise conv (1x1, no padding; grouped: a GEMM per group) whose node carries a pixel
 `tile` is a GEMM instead: block `conv2d_pointwise` computes (N, blocks, block, P) over the output
 pixels P = OH*OW (padded to whole tiles) read as NCHW rows (in place, or copied by
@@ -28,13 +29,14 @@ def conv2d_packed(a, x, wp, b=None):
     nb, og = blocks // g, o // g
     if a.get("tile") and kh == kw == 1 and not any(p):
         return _pointwise(x, wp, b, o, s, oh, ow, a["tile"], g)
-    xp = _pad4(x, p)
+    owp = -(-ow // int(a.get("width_tile", 1))) * int(a.get("width_tile", 1))  # rows in whole register tiles
+    xp = _pad4(x, p, extra=(0, max(0, (owp - 1) * s[1] + (kw - 1) * d[1] + 1 - (wd + p[1] + p[3]))))
     rc, ry, rx = te.reduce_axis((0, ci), "rc"), te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx")
 
     def chan(bi):
         return rc if g == 1 else (bi // nb) * ci + rc
 
-    acc = te.compute((n, blocks, oh, ow, block), lambda nn, bi, yy, xx, oi: te.sum(
+    acc = te.compute((n, blocks, oh, owp, block), lambda nn, bi, yy, xx, oi: te.sum(
         xp[nn, chan(bi), yy * s[0] + ry * d[0], xx * s[1] + rx * d[1]] * wp[bi, rc, ry, rx, oi],
         axis=[rc, ry, rx]), name="conv2d_packed")
 

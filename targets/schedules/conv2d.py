@@ -17,7 +17,7 @@ from tvm.s_tir import Schedule
 
 from . import depthwise, generic, pointwise, rule, worth_parallel
 from .common import has_block, inline_epilogue, parallel, schedule_rest
-from .pack import conv_cache_blocks, conv_params
+from .pack import conv_cache_blocks, conv_params, conv_width_tile
 
 
 def width_tile(ow, most):
@@ -46,7 +46,10 @@ def schedule(func, kernel, preset):
     oh, ow = int(sch.get(y).extent), int(sch.get(x).extent)
     taps = int(sch.get(ry).extent) * int(sch.get(rx).extent)
     chunk, band = conv_cache_blocks(preset, int(sch.get(rc).extent), taps, oh, ow, int(sch.get(oi).extent))
-    xo, xi = sch.split(x, [None, width_tile(ow, most)])
+    tile = conv_width_tile(preset, int(sch.get(unpack).writes[0].source.shape[3]))
+    if ow % tile:  # rows not padded to whole tiles (a node without `width_tile`): a partial tile
+        tile = width_tile(ow, most)
+    xo, xi = sch.split(x, [None, tile])
     rc, rci = sch.split(rc, [None, chunk])
     y, yi = sch.split(y, [None, band])
     # the accumulators live in the band's packed buffer, promoted to registers by LLVM in the
