@@ -70,3 +70,18 @@ def test_verify_draws_token_ids_within_the_embedding_vocabulary(dtype, tmp_path)
     assert read_manifest(art)["inputs"][0]["range"] == [0, 3]
     res = api.verify(tmp_path / "emb.keras", art, seed=3)
     assert res.passed, [r.max_abs for r in res.reports]
+
+
+def test_keras_reference_loads_application_layers_from_h5(tmp_path):
+    """A legacy .h5 names keras.applications' own layers (ConvNeXt's LayerScale) without their
+    module: the Keras reference loads it with those classes and matches the model's predict."""
+    keras = pytest.importorskip("keras", reason="Keras/TensorFlow not installed (the keras extra)")
+    convnext = pytest.importorskip("keras.src.applications.convnext", reason="not Keras 3's layout")
+    from edgec.frontends.keras.reference import keras_predict
+    model = keras.Sequential([keras.Input((3, 4), name="x"), keras.layers.Dense(4),
+                              convnext.LayerScale(0.5, 4, name="scale")], name="scaled")
+    model.layers[-1].set_weights([np.array([0.5, -1.0, 2.0, 3.0], "float32")])
+    x = np.random.default_rng(0).standard_normal((1, 3, 4)).astype("float32")
+    model.save(tmp_path / "scaled.h5")
+    _, outs = keras_predict(tmp_path / "scaled.h5", {"x": x})
+    np.testing.assert_allclose(outs[0], model.predict(x, verbose=0), rtol=1e-6, atol=1e-7)

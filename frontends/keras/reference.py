@@ -19,7 +19,10 @@ def keras_predict(model_path, inputs):
     if missing:
         raise EdgecError(f"'{model_path}': no values for input(s) {', '.join(missing)}")
     try:
-        model = keras.saving.load_model(str(model_path), compile=False)
+        try:
+            model = keras.saving.load_model(str(model_path), compile=False)
+        except Exception:  # noqa: BLE001 - a legacy .h5 names keras.applications' own layers without their module
+            model = keras.saving.load_model(str(model_path), compile=False, custom_objects=_application_layers(keras))
     except Exception as e:  # noqa: BLE001 - Keras raises many types; surface one line
         raise ModelError(f"Keras cannot load '{model_path}': {str(e).strip().splitlines()[0]}") from None
     args = [inputs[n] for n in names]
@@ -30,6 +33,26 @@ def keras_predict(model_path, inputs):
                          f"{' '.join(str(e).split())[:300]}") from None
     outs = list(out) if isinstance(out, (list, tuple)) else [out]
     return f"Keras {keras.__version__} predict", outs
+
+
+def _application_layers(keras):
+    """{class name: class} of the layers keras.applications define for themselves (ConvNeXt's
+    LayerScale), which Keras' legacy .h5 loader finds only when given them."""
+    import importlib
+    import pkgutil
+    try:
+        package = importlib.import_module("keras.src.applications")  # Keras 3's layout
+    except ImportError:
+        return {}
+    found = {}
+    for info in pkgutil.iter_modules(package.__path__):
+        try:
+            module = importlib.import_module(f"{package.__name__}.{info.name}")
+        except ImportError:
+            continue
+        found.update({name: obj for name, obj in vars(module).items() if isinstance(obj, type)
+                      and issubclass(obj, keras.layers.Layer) and obj.__module__ == module.__name__})
+    return found
 
 
 def _input_names(config):

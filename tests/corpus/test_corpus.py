@@ -35,3 +35,18 @@ def test_corpus_model(name, fmt, tmp_path, request):
     _needs(name)
     row = generate.run_one(name, fmt, tmp_path, {})
     assert row["status"] == "pass", row
+
+
+def test_failed_build_is_one_row_per_format(tmp_path):
+    """A build or export failure is recorded (once built, never retried) with the subprocess's
+    exception line, not its last log line; a failed ONNX export leaves the other formats' rows."""
+    run = subprocess.CompletedProcess([], 1, "", "2026 - INFO - Loading\nTraceback (most recent call last):\n"
+                                      "MemoryError: std::bad_alloc\n2026 - INFO - Optimizing ONNX model\n")
+    assert generate._failure(run, 12).startswith("MemoryError: std::bad_alloc; address space limited to 12 GiB")
+    assert generate._failure(subprocess.CompletedProcess([], -9, "", "INFO - Optimizing")) == "killed by signal 9"
+    cache = {"m": {"keras": tmp_path / "absent.keras", "onnx": RuntimeError("tf2onnx failed (killed by signal 9)")}}
+    row = generate.run_one("m", "onnx", tmp_path, cache)
+    assert row["status"] == "error" and row["reason"] == "RuntimeError: tf2onnx failed (killed by signal 9)"
+    assert "does not exist" in generate.run_one("m", "keras", tmp_path, cache)["reason"]  # the .keras row ran
+    cache = {"b": ValueError("no such model")}
+    assert generate.run_one("b", "h5", tmp_path, cache)["reason"] == "ValueError: no such model"
