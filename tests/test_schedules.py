@@ -79,7 +79,7 @@ CASES = [  # c, o, (h, w), (kh, kw), groups, stride, dilation, pads
     (5, 7, (6, 5), (2, 3), 1, 1, 1, (0, 1, 0, 0)),  # tiny, not packed (7 < block / 2 on AVX-512)
     # pointwise (1x1) GEMMs: pixels and channels that do not divide the tile, a stride (input copied),
     # a reduction in one chunk and one cut into cache chunks, channel blocks spread over PARALLEL_PARTS groups
-    # (copied inputs only from 128 output and 48 input channels: see pack.pointwise_gemm)
+    # (copied inputs only from 128 output channels: see pack.pointwise_gemm)
     (48, 130, (7, 7), (1, 1), 1, 1, 1, (0, 0, 0, 0)),
     (64, 52, (8, 14), (1, 1), 1, 1, 1, (0, 0, 0, 0)),
     (48, 128, (13, 13), (1, 1), 1, 2, 1, (0, 0, 0, 0)),
@@ -185,6 +185,22 @@ def test_avx2_conv_inner_loops_fit_registers(tmp_path, c, o, hw, k):
         pytest.skip("objdump (binutils) is not installed")
     from test_arm_schedules import assert_tile_fits, conv_library
     assert_tile_fits(conv_library(tmp_path, "x86-avx2", c, o, hw, k), "objdump")
+
+
+def test_avx2_padded_pointwise_write_back_is_vector_code(tmp_path):
+    """A pointwise GEMM whose pixels (13x13 = 169) do not fill whole tiles writes bias + relu back
+    in whole vectors, one scalar pixel per channel row at most (a vectorized loop with a tail was
+    scalar throughout: 169 scalar maxes per row)."""
+    import shutil
+    import subprocess
+    if not shutil.which("objdump"):
+        pytest.skip("objdump (binutils) is not installed")
+    from test_arm_schedules import conv_library
+    lib = conv_library(tmp_path, "x86-avx2", 48, 192, 13, 1)
+    asm = subprocess.run(["objdump", "-d", "--no-show-raw-insn", str(lib)], capture_output=True, text=True,
+                         check=True).stdout
+    ops = [line.split()[1] for line in asm.splitlines() if line.strip() and ":" in line and len(line.split()) > 1]
+    assert ops.count("vmaxps") >= 169 // 8 and ops.count("vmaxss") <= 1, (ops.count("vmaxps"), ops.count("vmaxss"))
 
 
 def test_width_tile_wastes_little():

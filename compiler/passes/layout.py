@@ -71,7 +71,7 @@ def pack_conv_weights(graph, preset):
         mr, nr = pointwise_tile(preset, int(w.shape[0]), pixels)
         strided = any(s != 1 for s in node.attrs.get("strides", [1, 1]))
         # a grouped conv is one GEMM per group: its output channels per group pay for an input copy
-        if pointwise(node, w) and pointwise_gemm(int(w.shape[0]) // g, pixels, nr, strided, int(w.shape[1])):
+        if pointwise(node, w) and pointwise_gemm(int(w.shape[0]) // g, pixels, nr, strided):
             attrs["block"], attrs["tile"] = mr, nr  # a GEMM: tile of `block` channels x `tile` pixels
         else:  # the direct conv computes its rows in whole register tiles of `width_tile` pixels
             attrs["width_tile"] = conv_width_tile(preset, int(out[3]))

@@ -73,14 +73,13 @@ def pointwise_tile(preset, out_channels, pixels):
     return best[1], best[2]
 
 
-def pointwise_gemm(out_channels, pixels, tile, strided, in_channels):
+def pointwise_gemm(out_channels, pixels, tile, strided):
     """Whether a pointwise conv runs as the GEMM (else as the direct conv): always when it reads the
     NCHW rows in place; when its input must be copied (a stride, pixels not a whole number of
     tiles) only with enough output channels to pay for the copy (measured on AVX2, vs
-    onnxruntime: 64->16 at 55x55 0.77 direct, 1.1 GEMM; 512->2048 at 7x7 GEMM ahead) and a
-    reduction long enough to pay for the write-back of the padded last tile, which runs scalar
-    (32->128 at 27x27: direct 0.73-0.80 of the GEMM's time; 48->192 and 64->256 at 13x13 even)."""
-    return (not strided and pixels % tile == 0) or (out_channels >= 128 and in_channels >= 48)
+    onnxruntime: 64->16 at 55x55 0.77 direct, 1.1 GEMM; 512->2048 at 7x7 GEMM ahead; 32->128 at
+    27x27 GEMM 0.84 of the direct conv's time since its padded write-back is vector code)."""
+    return out_channels >= 128 or (not strided and pixels % tile == 0)
 
 
 def dense_block(preset):
