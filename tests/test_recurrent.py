@@ -169,7 +169,7 @@ def test_one_loop_kernel_with_packed_weights(seq):
     assert wp.shape == (2, 3, 8, 4, 16) and rp.shape == (2, 3, 48, 4, 16)  # tiles of 16 (32 does not divide 48)
     assert unroll_recurrent.tile_lanes(128, targets.get("x86-avx512")) == 32
     assert unroll_recurrent.tile_lanes(128, targets.get("x86-avx2")) == 16
-    assert loops[0].attrs["project_rows"] == min(seq, 7)  # 7 x 4 accumulators of 32 zmm, 4 left for operands
+    assert loops[0].attrs["project_rows"] == min(seq, 5)  # 5 x 4 accumulators, 5 broadcasts, 3 weights: 28 zmm
     assert loops[0].attrs["step_rows"] == [1]
 
 
@@ -258,3 +258,23 @@ def test_kernel_exp_tanh_sigmoid_match_float64_numpy():
         keep = (x > -87) if name == "exp" else np.ones(len(x), bool)  # exp clamps below -87 (~1e-38)
         np.testing.assert_allclose(got[keep], w[keep], rtol=4e-7, atol=1e-30 if name == "exp" else 6e-8,
                                    err_msg=name)
+
+
+@pytest.mark.parametrize("target,objdump", [("x86-avx2", "objdump"), ("x86-avx512", "objdump"),
+                                            ("rpi4", "aarch64-linux-gnu-objdump")])
+def test_recurrent_register_tiles_do_not_spill(target, objdump, tmp_path):
+    """The GEMV loops of the projection and the steps (LSTM and GRU, batch 2, rows that do not divide
+    the groups: 14 projection rows) keep their accumulators in vector registers: no stack traffic."""
+    import shutil
+    import sys
+    sys.path.insert(0, HERE)
+    from disasm import innermost_fma_loops, library, stack_accesses, vector_fmas
+    if not shutil.which(objdump):
+        pytest.skip(f"needs {objdump} to read the {target} library")
+    for op in ("LSTM", "GRU"):
+        out = str(tmp_path / f"{op}.edgec")
+        compile_graph(from_onnx(mk.recurrent_model(op=op, seq=7, batch=2, inp=24, hidden=64)), targets.get(target),
+                      out, progress=False)
+        loops = innermost_fma_loops(library(out, tmp_path), objdump)
+        assert loops and all(vector_fmas(body) for body in loops), op
+        assert [stack_accesses(body) for body in loops if stack_accesses(body)] == [], op

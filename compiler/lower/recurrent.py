@@ -200,16 +200,18 @@ class _Direction:
         return acc
 
     def row_groups(self, total, rows):
-        """The indices of each group of ROWS among TOTAL rows: whole groups in a loop (code size does
-        not grow with the rows), the remainder after it."""
-        whole = total // rows
-        if whole == 1:
+        """The row indices of each group: TOTAL rows in as few groups of at most ROWS as there can be,
+        all of one size (balanced), in a loop (code size does not grow with the rows). A last group
+        that runs past TOTAL repeats the last row: it computes and stores the same values again (a
+        separate remainder group of its own size spilled its accumulators)."""
+        groups = -(-total // rows)
+        rows = -(-total // groups)
+        if groups == 1:
             yield list(range(rows))
-        elif whole > 1:
-            with T.serial(0, whole) as g:
-                yield [g * rows + r for r in range(rows)]
-        if total % rows:
-            yield list(range(whole * rows, total))
+        else:
+            with T.serial(0, groups) as g:
+                yield [g * rows + r if (groups - 1) * rows + r < total else te.min(g * rows + r, total - 1)
+                       for r in range(rows)]
 
     def registers(self, shape):
         return T.alloc_buffer(shape, "float32", scope="local")

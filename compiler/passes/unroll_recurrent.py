@@ -38,20 +38,24 @@ def tile_lanes(hidden, preset=None):
 
 
 def register_tile(gates, rows, widths, preset, fewest_groups):
-    """(rows, width) of a GEMV register tile: ROWS' (at most) accumulators of GATES x WIDTH lanes stay
-    in the preset's vector registers, 4 left for operands; WIDTH is one of WIDTHS (whole vectors). Each k then costs gates * width / vl weight loads + rows broadcasts for their product
-    of FMAs; the tile with the most FMAs per load wins. FEWEST_GROUPS (the step): first as few row
-    groups as possible, since each group streams the weights once more. E.g. AVX2 LSTM: 3 rows x 4
-    gates x 1 vector (12 FMAs per 7 loads; 1 row x 2 vectors: 8 per 9)."""
+    """(rows, width) of a GEMV register tile: WIDTH is one of WIDTHS (whole vectors); ROWS' (at most)
+    accumulators of GATES x WIDTH lanes, each row's broadcast input and the weight vectors in flight
+    stay in the preset's vector registers (rows * (w + 1) + in_flight <= regs, w = accumulator vectors
+    per row; LLVM keeps 1 weight vector in flight with 16 registers, 3 with 32: more rows spilled,
+    e.g. 4 rows x 3 gates on AVX2, 7 x 4 on NEON, 6 x 4 on AVX-512). Each k then costs w weight loads +
+    rows broadcasts for rows * w FMAs; the tile with the most FMAs per load wins. FEWEST_GROUPS (the
+    step): first as few row groups as possible, since each group streams the weights once more.
+    E.g. AVX2 LSTM: 3 rows x 4 gates x 1 vector (12 FMAs per 7 loads; 1 row x 2 vectors: 8 per 9)."""
     if preset is None or preset.device != "cpu":
         return 1, widths[0]
     regs, vl = preset.regs, max(preset.vector_bits // 32, 4)
+    in_flight = 1 if regs <= 16 else 3
     best, key = (1, widths[0]), None
     for width in widths:
         if width < vl and width != widths[0]:  # a tile below one vector only where nothing wider divides
             continue
         w = gates * max(1, width // vl)
-        r = max(1, min(rows, (regs - 4) // w))
+        r = max(1, min(rows, (regs - in_flight) // (w + 1)))
         k = (-(-rows // r) if fewest_groups else 0, -r * w / (r + w), -width)
         if key is None or k < key:
             best, key = (r, width), k
