@@ -26,8 +26,8 @@ import edgec.runtime  # noqa: E402
 from edgec.bench import set_threads  # noqa: E402
 from edgec.runtime.contention import configure  # noqa: E402
 
-CASES = {  # name: (threads, policy on, pinned)
-    "1T": (1, True, True), "2T pinned": (2, False, True), "2T unpinned": (2, False, False), "2T policy": (2, True, False)}
+CASES = {"1T": (1, True, True), "2T pinned": (2, False, True),  # name: (threads, policy on, pinned)
+         "2T unpinned": (2, False, False), "2T policy": (2, True, False)}
 
 
 def timed(model, x, case, block_s=0.5):

@@ -224,8 +224,8 @@ class _Direction:
         gates = list(range(int(self.wp.shape[3])))
         with (T.parallel if self.par_tiles else T.serial)(0, tiles) as jt:
             for rows in self.row_groups(self.seq * n, self.a.get("project_rows", 1)):
-                acc = self.gemv(gates, int(self.x.shape[2]), [lambda i, tb=tb: self.x[tb // n, tb % n, i] for tb in rows],
-                                lambda i, g, ji: self.wp[d, jt, i, g, ji], lanes)
+                xs = [lambda i, tb=tb: self.x[tb // n, tb % n, i] for tb in rows]
+                acc = self.gemv(gates, int(self.x.shape[2]), xs, lambda i, g, ji: self.wp[d, jt, i, g, ji], lanes)
                 for r, tb in enumerate(rows):
                     for gi, g in enumerate(gates):
                         with T.vectorized(0, lanes) as ji:
