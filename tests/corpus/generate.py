@@ -298,12 +298,18 @@ NOTES = """
   23 GB resident in its optimizer stage (`optimize_graph` deep-copies the graph, weights included,
   before each optimizer) and the kernel's OOM killer ended it on the 24 GiB development VM (in an
   earlier run it took the corpus process with it, so the rows after VGG16 were never reached);
-  capped at 12 GiB of address space (the generator's default), freezing the SavedModel fails with
-  `std::bad_alloc`.
+  capped at 12 GiB of address space (the generator's default), it fails while freezing the
+  SavedModel (`std::bad_alloc` in one run, a segmentation fault in the table's). VGG16's .keras
+  and .h5 rows compile and verify against Keras.
 - **MobileNetV3Small/Large, .h5**: Keras 3.15 cannot load the legacy .h5 it wrote itself: its
   loader stops at the hard sigmoid's `x + 3.0`, a Keras 3 op called with a number (the exact
   error is in the reason column). edgec compiles the file; it is verified against onnxruntime on
   the tf2onnx export of the same model instead.
+- **ConvNeXtTiny, .h5**: edgec compiles it (the nested stem Sequential is inlined), but no
+  reference can check it: Keras 3.15 cannot load the legacy .h5 it wrote (without ConvNeXt's
+  `LayerScale` class: "Unknown layer"; given it, as edgec's Keras reference now does: "too many
+  positional arguments"), and onnxruntime refuses the tf2onnx export (above). The same model as
+  .keras compiles and verifies against Keras.
 - **RegNetX002, RegNetY002**: not in `keras.applications` of Keras 3.15.1 (the RegNet family was
   not ported to Keras 3); torchvision's regnet_x_400mf rows cover the architecture.
 """
