@@ -58,7 +58,7 @@ def pack_conv_weights(graph, preset):
     """Rewrite conv2d and dense nodes with constant weights (in place) to their packed ops; return GRAPH."""
     if preset is None or preset.device != "cpu":
         return graph
-    from ...targets.schedules.pack import conv_params, conv_width_tile, dense_block, pointwise_gemm, pointwise_tile
+    from ...targets.schedules.pack import conv_params, conv_row_padding, dense_block, pointwise_gemm, pointwise_tile
     block, _ = conv_params(preset)
     for node in graph.nodes:
         if not packable(graph, node, block):
@@ -74,7 +74,7 @@ def pack_conv_weights(graph, preset):
         if pointwise(node, w) and pointwise_gemm(int(w.shape[0]) // g, pixels, nr, strided):
             attrs["block"], attrs["tile"] = mr, nr  # a GEMM: tile of `block` channels x `tile` pixels
         else:  # the direct conv computes its rows in whole register tiles of `width_tile` pixels
-            attrs["width_tile"] = conv_width_tile(preset, int(out[3]))
+            attrs["width_tile"] = conv_row_padding(preset, int(out[3]))
         node.inputs[1] = graph.add_const(pack_weight(w, g, attrs["block"]), graph.fresh(node.inputs[1] + "_packed"))
         node.op = "conv2d_packed"
         node.attrs = attrs
