@@ -9,8 +9,8 @@ cut into tiles of `xt` pixels; for each tile `xt` accumulator vectors of `block`
 stay in registers while the reduction runs over kernel column, the chunk's input channels, kernel
 row; each step broadcasts one input pixel and FMAs it with one packed weight vector. The band's
 partial sums wait in the packed buffer between chunks; the band is then written back to NCHW with
-the bias and the fused epilogue (activations, residual add) applied on the way. Kernels without a
-packed conv (depthwise, non-constant weights) use the generic schedule.
+the bias and the fused epilogue (activations, residual add) applied on the way. Other kernels
+without a packed conv (non-constant weights) use the generic schedule.
 """
 import tvm
 from tvm.s_tir import Schedule
