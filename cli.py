@@ -365,6 +365,9 @@ def setup_bench(p):
     p.add_argument("--no-spin", action="store_true",
                    help="also time onnxruntime with spin-waiting off (the default-options one stays)")
     p.add_argument("--input-shape", action="append", metavar="NAME=D1,D2,..", help="fix symbolic dims")
+    p.add_argument("--layers", action="store_true",
+                   help="per layer instead: each kernel's time inside the whole model next to onnxruntime's "
+                        "for the same layers (both profiled)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     _remote_args(p)
 
@@ -375,6 +378,15 @@ def run_bench(a):
         raise EdgecError("--repeat and --threads must be >= 1")
     if a.remote or a.tracker:
         return _bench_on_device(a)
+    if a.layers:
+        from .layer_bench import bench_layers, format_rows
+        rs = bench_layers(a.model, a.target, [a.threads] if a.threads else None, 4 * a.repeat, _shapes(a.input_shape))
+        if a.json:
+            print(json.dumps(rs, indent=1))
+        else:
+            print("\n\n".join(f"{r['model']} on {r['target']} ({r['isa']}), {r['threads']} thread(s), in-model "
+                               f"medians of {r['runs']} runs\n" + format_rows(r["rows"]) for r in rs))
+        return
     rs = bench_threads(a.model, a.target, [a.threads] if a.threads else None, a.repeat,
                        input_shapes=_shapes(a.input_shape), progress=sys.stderr.isatty(), nospin=a.no_spin)
     if a.json:  # one object with --threads, else a list (1 thread, all cores)

@@ -1,0 +1,173 @@
+"""`edgec bench --layers`: each kernel's time inside the whole model, next to onnxruntime's time for
+the same layers inside the same model.
+
+A one-layer model timed against onnxruntime flatters edgec: alone, onnxruntime converts the input
+to its blocked NCHWc layout and the output back, which it does not do between the convs of a whole
+model (measured on AVX2: a 64->64 3x3 conv at 56x56 ran at 69 GFLOP/s alone, 88 inside
+ResNet-50). So both engines are profiled running the whole model on the same inputs and thread
+count: edgec with its profiler (`Model.profile`, median per kernel), onnxruntime with its default
+session options plus `enable_profiling` (median per node over the runs after warm-up).
+
+onnxruntime renames the nodes it rewrites (`r12_nchwc`), so kernels are matched to nodes by what
+they compute, in execution order: a conv kernel takes the first unmatched Conv node with the same
+arithmetic (2 x weight elements x output pixels, at most MATCH_TOL below the kernel's FLOPs, which
+add its epilogue) and output channels (onnxruntime pads them to its block); a fused pool then takes
+the pool node with the kernel's output shape; any other kernel takes the first unmatched node, not
+a conv, with its output shape. What matches nothing stays in the table with an empty side.
+"""
+import glob
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from .errors import EdgecError
+
+MATCH_TOL = 0.1  # a conv kernel's FLOPs (with its epilogue and pool) over onnxruntime's Conv node's, at most
+POOLS = ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
+CONVS = ("Conv", "FusedConv")
+
+
+def ort_node_times(onnx_path, inputs, threads, runs=20, warmup=5):
+    """[(name, op, input shapes, output shape, median seconds)] of onnxruntime's nodes, in order."""
+    import onnxruntime as ort
+    with tempfile.TemporaryDirectory(prefix="edgec-ortprof-") as tmp:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.log_severity_level = 3
+        so.enable_profiling = True
+        so.profile_file_prefix = os.path.join(tmp, "ort")
+        sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
+        for _ in range(warmup + runs):
+            sess.run(None, inputs)
+        sess.end_profiling()
+        events = json.load(open(glob.glob(os.path.join(tmp, "ort*.json"))[0]))
+    durations, info = {}, {}
+    for e in events:
+        if e.get("cat") != "Node" or not e["name"].endswith("_kernel_time"):
+            continue
+        name = e["name"][:-len("_kernel_time")]
+        shapes = [next(iter(s.values())) for s in e["args"].get("input_type_shape", [])]
+        out = [next(iter(s.values())) for s in e["args"].get("output_type_shape", [])]
+        info.setdefault(name, (e["args"].get("op_name", ""), shapes, out[0] if out else []))
+        durations.setdefault(name, []).append(e["dur"] * 1e-6)
+    return [(n, *info[n], float(np.median(d[warmup:] or d))) for n, d in durations.items()]
+
+
+def _logical(shape):
+    """NCHW of an onnxruntime shape (NCHWc [N, C/b, H, W, b] -> [N, C, H, W])."""
+    return [shape[0], shape[1] * shape[4], shape[2], shape[3]] if len(shape) == 5 else list(shape)
+
+
+def _conv_flops(shapes, out):
+    o = _logical(out)
+    return 2 * int(np.prod(shapes[1])) * int(np.prod(o[2:])) * o[0] if len(shapes) > 1 and len(o) == 4 else 0
+
+
+def _label(node):
+    """`3x3 64->64 s1 @56x56` (`g32` for a grouped conv) of an onnxruntime Conv node."""
+    _, _, shapes, out, _ = node
+    w, x, o = shapes[1], _logical(shapes[0]), _logical(out)
+    stride = max(1, round(x[2] / o[2])) if o[2] else 1
+    groups = x[1] // w[1] if w[1] and x[1] % w[1] == 0 and x[1] > w[1] else 1
+    return f"{w[2]}x{w[3]} {x[1]}->{w[0]}{f' g{groups}' if groups > 1 else ''} s{stride} @{o[2]}x{o[3]}"
+
+
+def match(kernels, rows, nodes):
+    """[{layers, kind, shape, edgec_s, ort_s, ort_nodes, label}] in edgec's order; then a row for
+    onnxruntime's unmatched nodes. KERNELS: manifest records; ROWS: {kernel name: profile row}."""
+    free = list(range(len(nodes)))
+
+    def take(pred):
+        for i in free:
+            if pred(nodes[i]):
+                free.remove(i)
+                return nodes[i]
+        return None
+
+    out = []
+    for k in kernels:
+        row = rows.get(k["name"])
+        if row is None:
+            continue
+        shape = (k.get("output_shapes") or [[]])[0]
+        got, label = [], ""
+        if k.get("kind") == "conv2d":
+            flops = k.get("flops", 0)
+            conv = take(lambda n: n[1] in CONVS and _conv_flops(n[2], n[3]) and
+                        0 <= flops - _conv_flops(n[2], n[3]) <= MATCH_TOL * flops and
+                        -(-_logical(n[3])[1] // 8) == -(-_logical(shape)[1] // 8 if shape else 0))
+            if conv:
+                got, label = [conv], _label(conv)
+                if any("pool" in op for op in k.get("ops", [])):
+                    pool = take(lambda n: n[1] in POOLS and _logical(n[3])[2:] == list(shape[2:]))
+                    got += [pool] if pool else []
+        elif k.get("kind") == "pool":
+            pool = take(lambda n: n[1] in POOLS and _logical(n[3])[2:] == list(shape[2:]))
+            got = [pool] if pool else []
+        else:
+            other = take(lambda n: n[1] not in CONVS + POOLS and _logical(n[3]) == list(shape))
+            got = [other] if other else []
+        out.append({"kernel": k["name"], "layers": k.get("sources", []), "kind": k.get("kind", ""),
+                    "shape": shape, "label": label, "edgec_s": row["median_s"],
+                    "ort_s": sum(n[4] for n in got) if got else None, "ort_nodes": [n[0] for n in got]})
+    rest = [nodes[i] for i in free]
+    if rest:
+        out.append({"kernel": "", "layers": [], "kind": "onnxruntime only", "shape": [], "label":
+                    ", ".join(sorted({n[1] for n in rest})), "edgec_s": None,
+                    "ort_s": sum(n[4] for n in rest), "ort_nodes": [n[0] for n in rest]})
+    return out
+
+
+def bench_layers(model, target="host", thread_counts=None, runs=20, input_shapes=None):
+    """`layer_rows` for each of THREAD_COUNTS (default: 1 and all cores) of MODEL (.onnx, compiled
+    first, or an .edgec artifact next to its .onnx); a list of dicts with the rows."""
+    from . import api
+    from .bench import _cpu_name, _onnx_for, isa, set_threads
+    from .runtime import load
+    thread_counts = thread_counts or sorted({1, os.cpu_count() or 1})
+    with tempfile.TemporaryDirectory(prefix="edgec-layers-") as tmp:
+        art_path, onnx_path = str(model), str(model)
+        if not art_path.endswith(".edgec"):
+            if api.model_kind(model) != "onnx":
+                raise EdgecError(f"bench --layers compares with onnxruntime: '{model}' is not an .onnx model")
+            art_path = api.compile(model, target, os.path.join(tmp, "model.edgec"), input_shapes, progress=False)
+        art = load(art_path)
+        if onnx_path.endswith(".edgec"):
+            onnx_path = _onnx_for(art_path, art.manifest)
+            if onnx_path is None:
+                raise EdgecError(f"bench --layers: the .onnx source of '{model}' was not found; pass the .onnx model")
+        results = []
+        for threads in thread_counts:
+            set_threads(threads)
+            results.append({"model": art.name, "target": art.manifest["target"]["name"], "isa": isa(),
+                            "cpu": _cpu_name(), "threads": threads, "runs": runs,
+                            "rows": layer_rows(art, onnx_path, threads, runs)})
+        art.close()
+    set_threads(os.cpu_count() or 1)
+    return results
+
+
+def layer_rows(model, onnx_path, threads, repeat=20):
+    """Profile the loaded edgec MODEL and onnxruntime on ONNX_PATH (same seeded inputs, THREADS)."""
+    inputs = model.random_inputs(0)
+    profile = model.profile(inputs, repeat=repeat, warmup=5)
+    nodes = ort_node_times(onnx_path, inputs, threads, runs=repeat)
+    return match(model.kernels, {r["kernel"]: r for r in profile.rows}, nodes)
+
+
+def format_rows(rows, top=None):
+    """A plain table, largest edgec - onnxruntime gap first (TOP rows), with totals."""
+    def ms(s):
+        return f"{s * 1e3:8.3f}" if s is not None else "       -"
+    e = sum(r["edgec_s"] or 0 for r in rows)
+    o = sum(r["ort_s"] or 0 for r in rows)
+    order = sorted(rows, key=lambda r: -((r["edgec_s"] or 0) - (r["ort_s"] or 0)))
+    lines = [f"{'edgec ms':>8s} {'ORT ms':>8s} {'ratio':>6s}  {'kind':10s} {'layer':24s} layers",
+             f"{ms(e)} {ms(o)} {e / o if o else 0:6.2f}  {'all':10s}"]
+    for r in order[:top] if top else order:
+        ratio = f"{r['edgec_s'] / r['ort_s']:6.2f}" if r["edgec_s"] and r["ort_s"] else "     -"
+        lines.append(f"{ms(r['edgec_s'])} {ms(r['ort_s'])} {ratio}  {r['kind'][:10]:10s} {r['label'][:24]:24s} "
+                     f"{','.join(r['layers'])[:60]}")
+    return "\n".join(lines)
