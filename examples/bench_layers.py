@@ -1,5 +1,7 @@
 """Per-layer speed: every distinct Conv of an ONNX model as a one-layer model (Conv + Relu,
 random weights), timed with `edgec bench` against onnxruntime, alternating, same threads.
+Alone, onnxruntime converts each layer's input to its NCHWc layout and the output back, which it
+does not do inside a whole model: `edgec bench MODEL --layers` compares the layers in place.
 
     python examples/bench_layers.py model.onnx [--threads 2] [--kernel 3] [--out layers.md]
 """
