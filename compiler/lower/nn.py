@@ -29,7 +29,9 @@ def conv2d(a, x, w, b=None):
     o, ci, kh, kw = (int(v) for v in w.shape)
     oh = (h + p[0] + p[2] - (kh - 1) * d[0] - 1) // s[0] + 1
     ow = (wd + p[1] + p[3] - (kw - 1) * d[1] - 1) // s[1] + 1
-    xp = _pad4(x, p)
+    # depthwise: a padded row a whole number of strides wide (schedules/depthwise.py de-interleaves it)
+    extra = -(wd + p[1] + p[3]) % s[1] if g > 1 and ci == 1 else 0
+    xp = _pad4(x, p, extra=(0, extra))
     og = o // g
     rc, ry, rx = te.reduce_axis((0, ci), "rc"), te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx")
 

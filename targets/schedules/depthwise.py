@@ -9,11 +9,14 @@ from .pool import contiguous_reads
 
 def schedule(sch, kernel, preset):
     """A conv2d with one input channel per output channel (depthwise): per (batch, channel), the
-    channel's padded plane is built (in cache); each output row, in chunks of up to 4 vectors that
-    divide it, accumulates over the taps in registers, then the epilogue writes the chunk. A strided
-    conv (stride s) reads a de-interleaved copy of the plane, column q * s + phase at [phase][q], so
-    each tap's row is contiguous and vectorizes like stride 1 (read in place, a stride-2 row was
-    element-wise gathers or LLVM's shuffles per tap). Returns None for other convs."""
+    channel's padded plane is built (in cache): zeros, then the input copied inside them, so the
+    copy is a plain vector copy with no bounds test per element. Each output row, in chunks of up
+    to 4 vectors that divide it, accumulates over the taps in registers, then the epilogue writes
+    the chunk. A strided conv (stride s) reads its plane de-interleaved, column q * s + phase at
+    [phase][q], so each tap's row is contiguous and vectorizes like stride 1 (read in place, a
+    stride-2 row was element-wise gathers or LLVM's shuffles per tap); the padded plane is written
+    in that layout directly (the lowering pads its width to a multiple of s), an unpadded input is
+    copied into it. Returns None for other convs."""
     try:
         conv = sch.get_sblock("conv2d")
     except Exception:  # noqa: BLE001
@@ -21,13 +24,17 @@ def schedule(sch, kernel, preset):
     loops = sch.get_loops(conv)
     if len(loops) != 7 or int(sch.get(loops[4]).extent) != 1:
         return None
-    pads = list(sch.get_producers(conv))
+    data = sch.get(conv).reads[0].source
+    producers = list(sch.get_producers(conv))
+    padded = [b for b in producers if sch.get(b).writes[0].source.same_as(data)]
+    others = [b for b in producers if b not in padded]
     stride = _row_stride(sch, conv)
-    split = None
-    if stride > 1:  # the conv reads a de-interleaved copy: column q * stride + phase at [phase, q]
-        split = sch.cache_read(conv, 0, "global")
-        sch.transform_layout(split, ("write", 0), lambda n, c, h, w: (n, c, h, w % stride, w // stride),
-                             pad_value=0.0)
+    plane = padded[0] if padded else None  # the block that writes the plane the conv reads
+    if stride > 1:  # the plane de-interleaved: column q * stride + phase at [phase, q]
+        plane = plane or sch.cache_read(conv, 0, "global")
+        name = sch.get(plane).name_hint
+        sch.transform_layout(plane, ("write", 0), lambda n, c, h, w: (n, c, h, w % stride, w // stride))
+        plane = sch.get_sblock(name)
     par = worth_parallel(kernel)
     n, f, y, x, rc, ry, rx = loops
     ow = int(sch.get(x).extent)
@@ -38,6 +45,7 @@ def schedule(sch, kernel, preset):
     at = xo if chunk else y
     strided = not contiguous_reads(sch, conv, 3)
     consumers = sch.get_consumers(conv)
+    names = ["conv2d", *[sch.get(b).name_hint for b in others + consumers + ([plane] if plane else [])]]
     if chunk:  # the chunk's accumulators stay in registers over the taps
         acc = sch.cache_write(conv, 0, "local")
         sch.reverse_compute_at(acc, at)
@@ -53,15 +61,34 @@ def schedule(sch, kernel, preset):
     for l in sch.get_loops(conv)[-3:-1]:
         sch.unroll(l)
     sch.decompose_reduction(conv, rc)
-    if split is not None:  # LLVM's vectorizer turns the strided reads into wide loads and shuffles
-        sch.compute_at(split, nf)
-        sch.unroll(sch.split(sch.get_loops(split)[-1], [None, stride])[1])
-    for pad in pads:  # each channel's padded plane just before its conv, while it is in cache
-        sch.compute_at(pad, nf)
-        vectorize(sch, sch.get_loops(pad)[-1], lanes)
-    names = ["conv2d", *[sch.get(b).name_hint for b in pads + consumers + ([split] if split else [])]]
+    for b in others:  # e.g. int8 weights made float: per channel, next to their use
+        sch.compute_at(b, nf)
+        vectorize(sch, sch.get_loops(b)[-1], lanes)
+    if plane is not None:  # each channel's plane just before its conv, while it is in cache
+        _schedule_plane(sch, plane, nf, bool(padded), stride, lanes)
     schedule_rest(sch, preset, names, par)
     return sch.mod["main"]
+
+
+def _schedule_plane(sch, plane, at, padded, stride, lanes):
+    """PLANE at loop AT: a padded plane becomes a fill with zeros and a copy of the input inside;
+    where STRIDE > 1 both write the de-interleaved layout, the copy reading `stride` neighbouring
+    columns per step (LLVM's vectorizer turns them into wide loads and shuffles)."""
+    sch.compute_at(plane, at)
+    if not padded:  # a de-interleaved copy of the input, iterating (row, phase, q)
+        _, ph, q = sch.get_loops(plane)[-3:]
+        sch.reorder(q, ph)
+        sch.unroll(ph)
+        return
+    fill = sch.decompose_padding(plane, sch.get_loops(plane)[-2])
+    if stride == 1:
+        for b in (fill, plane):
+            vectorize(sch, sch.get_loops(b)[-1], lanes)
+        return
+    q, phase = sch.split(sch.get_loops(fill)[-1], [None, stride])
+    sch.reorder(phase, q)
+    vectorize(sch, q, lanes)
+    sch.unroll(sch.split(sch.get_loops(plane)[-1], [None, stride])[1])
 
 
 def _row_stride(sch, conv):
