@@ -29,6 +29,8 @@ def conv2d_packed(a, x, wp, b=None):
     nb, og = blocks // g, o // g
     if a.get("tile") and kh == kw == 1 and not any(p):
         return _pointwise(x, wp, b, o, s, oh, ow, a["tile"], g)
+    if a.get("row_tile"):
+        return _rows(x, wp, b, o, p, d, oh, ow, a["row_tile"])
     owp = -(-ow // int(a.get("width_tile", 1))) * int(a.get("width_tile", 1))  # rows in whole register tiles
     xp = _pad4(x, p, extra=(0, max(0, (owp - 1) * s[1] + (kw - 1) * d[1] + 1 - (wd + p[1] + p[3]))))
     rc, ry, rx = te.reduce_axis((0, ci), "rc"), te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx")
@@ -44,6 +46,34 @@ def conv2d_packed(a, x, wp, b=None):
         j = f if g == 1 else f % og
         bi = j // block if g == 1 else (f // og) * nb + j // block
         v = acc[nn, bi, yy, xx, j % block]
+        return v + b[f] if b is not None else v
+
+    return te.compute((n, o, oh, ow), unpack, name="conv2d_unpack")
+
+
+def _rows(x, wp, b, o, p, d, oh, ow, tile):
+    """A stride-1 conv as a GEMM per kernel tap over the padded rows: block `conv2d_rows_copy`
+    copies the padded input, which the schedule reads as one flat index (row * WQ + column);
+    block `conv2d_rows` computes (N, blocks, block, P) over P = OH * WQ pixels (padded to whole
+    tiles), pixel q of tap (ry, rx) reading flat pixel q + ry * WQ + rx, so that pixels are the
+    vector lanes; the columns past OW of each row are computed and dropped by `conv2d_unpack`."""
+    n, c, h, wd = (int(v) for v in x.shape)
+    blocks, ci, kh, kw, block = (int(v) for v in wp.shape)
+    wq = wd + p[1] + p[3]
+    padded = -(-(oh * wq) // tile) * tile
+    rows = -(-(padded + (kh - 1) * d[0] * wq + (kw - 1) * d[1]) // wq)
+    xr = te.compute((n, c, rows, wq), lambda nn, cc, r, col: te.if_then_else(
+        tirx.all(r >= p[0], r < h + p[0], col >= p[1], col < wd + p[1]), x[nn, cc, r - p[0], col - p[1]],
+        tirx.const(0, x.dtype)), name="conv2d_rows_copy")
+    rc, ry, rx = te.reduce_axis((0, ci), "rc"), te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx")
+
+    def xs(nn, cc, t):
+        return xr[nn, cc, t // wq, t % wq]
+    acc = te.compute((n, blocks, block, padded), lambda nn, bi, oi, q: te.sum(
+        xs(nn, rc, q + ry * d[0] * wq + rx * d[1]) * wp[bi, rc, ry, rx, oi], axis=[rc, ry, rx]), name="conv2d_rows")
+
+    def unpack(nn, f, yy, xx):
+        v = acc[nn, f // block, f % block, yy * wq + xx]
         return v + b[f] if b is not None else v
 
     return te.compute((n, o, oh, ow), unpack, name="conv2d_unpack")

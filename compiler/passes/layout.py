@@ -58,7 +58,8 @@ def pack_conv_weights(graph, preset):
     """Rewrite conv2d and dense nodes with constant weights (in place) to their packed ops; return GRAPH."""
     if preset is None or preset.device != "cpu":
         return graph
-    from ...targets.schedules.pack import conv_params, conv_row_padding, dense_block, pointwise_gemm, pointwise_tile
+    from ...targets.schedules.pack import (conv_params, conv_row_padding, conv_rows_tile, dense_block, pointwise_gemm,
+                                           pointwise_tile)
     block, _ = conv_params(preset)
     for node in graph.nodes:
         if not packable(graph, node, block):
@@ -70,9 +71,12 @@ def pack_conv_weights(graph, preset):
         pixels = int(out[2] * out[3])
         mr, nr = pointwise_tile(preset, int(w.shape[0]), pixels)
         strided = any(s != 1 for s in node.attrs.get("strides", [1, 1]))
+        wq = int(graph.values[node.inputs[0]].shape[3]) + sum(node.attrs.get("pads", [0] * 4)[1::2])  # padded row
         # a grouped conv is one GEMM per group: its output channels per group pay for an input copy
         if pointwise(node, w) and pointwise_gemm(int(w.shape[0]) // g, pixels, nr, strided):
             attrs["block"], attrs["tile"] = mr, nr  # a GEMM: tile of `block` channels x `tile` pixels
+        elif rows := conv_rows_tile(preset, int(w.shape[1]), int(w.shape[0]), int(out[2]), int(out[3]), wq, strided, g):
+            attrs["block"], attrs["row_tile"] = rows  # the direct conv over padded rows, a GEMM's tile
         else:  # the direct conv computes its rows in whole register tiles of `width_tile` pixels
             attrs["width_tile"] = conv_row_padding(preset, int(out[3]))
         node.inputs[1] = graph.add_const(pack_weight(w, g, attrs["block"]), graph.fresh(node.inputs[1] + "_packed"))

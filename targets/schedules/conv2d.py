@@ -1,6 +1,7 @@
 """conv2d on CPU: direct convolution with a register tile of width positions x a block of output
 channels (see compiler/lower/packed.py for the compute and pack.py for the weight layout). Pointwise convs
-are scheduled in pointwise.py, depthwise ones in depthwise.py.
+are scheduled in pointwise.py, depthwise ones in depthwise.py; convs with few input channels over
+padded rows (pack.conv_rows_tile) in `schedule_rows`.
 
 Per (batch, channel block, band of output rows) -- the parallel loop -- the reduction runs one
 chunk of input channels at a time over the whole band (pack.conv_cache_blocks sizes both from the
@@ -17,7 +18,7 @@ from tvm.s_tir import Schedule
 
 from . import depthwise, generic, pointwise, rule, worth_parallel
 from .common import has_block, inline_epilogue, parallel, schedule_rest
-from .pack import conv_cache_blocks, conv_params, conv_width_tile
+from .pack import conv_cache_blocks, conv_params, conv_rows_blocks, conv_width_tile, pointwise_tile
 
 
 def width_tile(ow, most):
@@ -32,6 +33,8 @@ def schedule(func, kernel, preset):
     sch = Schedule(tvm.IRModule({"main": func}))
     if has_block(sch, "conv2d_pointwise"):
         return pointwise.schedule(sch, kernel, preset)
+    if has_block(sch, "conv2d_rows"):
+        return schedule_rows(sch, kernel, preset)
     try:
         conv = sch.get_sblock("conv2d_packed")
     except Exception:  # noqa: BLE001 - no packed conv in this kernel
@@ -68,6 +71,42 @@ def schedule(func, kernel, preset):
     for pad in pads:
         parallel(sch, sch.fuse(*sch.get_loops(pad)[:2]), par)
     schedule_rest(sch, preset, ["conv2d_packed", "conv2d_unpack", *[sch.get(p).name_hint for p in pads]], par)
+    return sch.mod["main"]
+
+
+def schedule_rows(sch, kernel, preset):
+    """The direct conv over padded rows (compiler/lower/packed.py `_rows`) as a GEMM per kernel tap:
+    tiles of `block` channels x `tile` pixels of the flat padded-row index keep their accumulators
+    in registers (pixel vectors loaded, weights broadcast) while the reduction runs over a chunk of
+    input channels and every tap, so the accumulators are NCHW rows and the write-back is a
+    vector copy. Per (batch, channel block, band of tiles) -- the parallel loop -- the chunks run
+    one after another over the whole band (pack.conv_rows_blocks)."""
+    conv, unpack, copy = (sch.get_sblock(b) for b in ("conv2d_rows", "conv2d_unpack", "conv2d_rows_copy"))
+    o, oh = (int(iv.dom.extent) for iv in sch.get(unpack).iter_vars[1:3])
+    wq = int(sch.get(copy).writes[0].source.shape[3])
+    # the copy's rows read as one flat index: q + tap offset, a contiguous vector per tap
+    sch.transform_layout(copy, ("write", 0), lambda nn, cc, r, col: (nn, cc, r * wq + col))
+    block, tile = pointwise_tile(preset, o, oh * wq)
+    inline_epilogue(sch, unpack)
+    par = worth_parallel(kernel)
+    lanes = max(preset.vector_bits // 32, 4)
+    nn, bi, oi, q, rc, ry, rx = sch.get_loops(conv)
+    if int(sch.get(oi).extent) != block or int(sch.get(q).extent) % tile:
+        raise ValueError("row conv packed for another tile than this preset's")
+    kh, padded = int(sch.get(ry).extent), int(sch.get(q).extent)
+    chunk, band = conv_rows_blocks(preset, int(sch.get(rc).extent), kh, int(sch.get(rx).extent), padded // tile,
+                                   tile, block)
+    qb, qo, qv, qi = sch.split(q, [None, band, tile // lanes, lanes])
+    rco, rci = sch.split(rc, [None, chunk])
+    sch.reorder(nn, bi, qb, rco, qo, rci, ry, rx, oi, qv, qi)
+    parallel(sch, sch.fuse(nn, bi, qb), par)
+    for loop in (ry, rx, oi, qv):
+        sch.unroll(loop)
+    sch.vectorize(qi)
+    sch.decompose_reduction(conv, rco)
+    generic._schedule_block(sch, unpack, lanes, par)
+    generic._schedule_block(sch, copy, lanes, par)
+    schedule_rest(sch, preset, ["conv2d_rows", "conv2d_unpack", "conv2d_rows_copy"], par)
     return sch.mod["main"]
 
 

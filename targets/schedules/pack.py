@@ -60,6 +60,33 @@ def conv_cache_blocks(preset, channels, taps, oh, ow, block):
     return chunk, band
 
 
+ROWS_MAX_CHANNELS = 32  # input channels up to which a stride-1 KxK conv runs over padded rows
+
+
+def conv_rows_tile(preset, channels, out_channels, oh, ow, wq, strided, groups):
+    """(block, tile) of the direct conv over padded rows (compiler/lower/packed.py `_rows`), or None.
+    That form computes each output row over the padded row's WQ pixels (the extra columns are
+    dropped) with the pointwise GEMM's register tile (pointwise_tile), so its accumulators are
+    NCHW rows: the write-back is a vector copy instead of a transpose of channel vectors, which
+    pays where few input channels make the write-back a large share (measured on AVX2, thread
+    time: 16->64 @55 1.06 -> 0.84 ms, 32->128 @27 1.02 -> 0.90 ms; 64->64 @56 3.36 -> 3.66 ms, and
+    48->192 @13, whose 15-pixel padded rows waste 2/15, 0.42 -> 0.48 ms). x86 only: NEON's tile
+    was not measured."""
+    if (preset.arch != "x86_64" or strided or groups != 1 or channels > ROWS_MAX_CHANNELS
+            or (wq - ow) * 8 > wq):
+        return None
+    return pointwise_tile(preset, out_channels, oh * wq)
+
+
+def conv_rows_blocks(preset, channels, kh, kw, tiles, tile, block):
+    """(input channels per chunk, tiles per band) of the row conv: a chunk's weights in a quarter of
+    L1 and at most 24 input rows streamed at once (kh per channel; 32 channels x 3 rows ran 0.92x
+    as fast as 8 x 3 at 16->64 @55), the band's partial sums in a sixteenth of L2."""
+    chunk = divisor(channels, max(1, min(preset.l1_kib * 1024 // 4 // (kh * kw * block * 4), 24 // kh)))
+    band = divisor(tiles, max(1, preset.l2_kib * 1024 // 16 // (tile * block * 4)))
+    return chunk, band
+
+
 def pointwise_tile(preset, out_channels, pixels):
     """(channels, pixels) of the pointwise register tile for OUT_CHANNELS x PIXELS outputs: `nv`
     pixel vectors x `mr` channels of accumulators, plus nv loaded pixel vectors and a broadcast
