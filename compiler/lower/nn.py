@@ -1,4 +1,6 @@
 """TE computes for convolution, pooling, normalization, dense/matmul and softmax (NCHW)."""
+import functools
+
 import numpy as np
 from tvm import te, tirx, topi
 
@@ -55,20 +57,38 @@ nan_min = te.comm_reducer(lambda a, b: tirx.Select(a > b, b, tirx.Select(tirx.is
 
 
 def _pool(a, x, kind):
+    """Separable 2-D pooling: per output row, the window's rows are combined into one row of the
+    input's width (`pool_rows`, contiguous reads), then that row's windows along the width (stride
+    and all) into the output row. The taps are unrolled (a window's first tap is no combine with an
+    identity). Taps outside the input give the identity: their row and column indices are clamped
+    into the input and selected away, so no padded copy is made (for max with undilated windows
+    that each hold an input element the clamp alone is exact: it only repeats an element of the
+    window). The row buffer carries the left/right padding itself."""
     k, s, d, p, oh, ow = _pool_geometry(a, _Shape(x))
     h, w = int(x.shape[2]), int(x.shape[3])
-    eh = max(0, (oh - 1) * s[0] + (k[0] - 1) * d[0] + 1 - (h + p[0] + p[2]))
-    ew = max(0, (ow - 1) * s[1] + (k[1] - 1) * d[1] + 1 - (w + p[1] + p[3]))
-    ry, rx = te.reduce_axis((0, k[0]), "ry"), te.reduce_axis((0, k[1]), "rx")
+    pad = tirx.min_value(x.dtype) if kind == "max" else tirx.const(0, x.dtype)
+    row = _pool_axis(h, p[0], k[0], s[0], d[0], oh, kind)
+    col = _pool_axis(w, p[1], k[1], s[1], d[1], ow, kind)
+
+    def combine(taps):
+        return _nan_max(taps, x.dtype) if kind == "max" else functools.reduce(lambda u, v: u + v, taps)
+
+    def rows_tap(n, c, i, u, t):
+        (r, r_ok), (v, v_ok) = row(i * s[0] + t * d[0] - p[0]), col(u - p[1])
+        ok = [o for o in (r_ok, v_ok) if o is not None]
+        return tirx.Select(tirx.all(*ok), x[n, c, r, v], pad) if ok else x[n, c, r, v]
+    width = (ow - 1) * s[1] + (k[1] - 1) * d[1] + 1
+    rows = te.compute((x.shape[0], x.shape[1], oh, width),
+                      lambda n, c, i, u: combine([rows_tap(n, c, i, u, t) for t in range(k[0])]), name="pool_rows",
+                      attrs={"inside": [min(p[1], width), min(p[1] + w, width)]})  # columns read inside the input
     shape = (x.shape[0], x.shape[1], oh, ow)
-    if kind == "max":
-        xp = _pad4(x, p, value=tirx.min_value(x.dtype), extra=(eh, ew))
-        return te.compute(shape, lambda n, c, i, j: nan_max(
-            xp[n, c, i * s[0] + ry * d[0], j * s[1] + rx * d[1]], axis=[ry, rx]), name="max_pool2d")
-    xp = _pad4(x, p, extra=(eh, ew))
-    acc = te.compute(shape, lambda n, c, i, j: te.sum(
-        xp[n, c, i * s[0] + ry * d[0], j * s[1] + rx * d[1]], axis=[ry, rx]), name="pool_sum")
     ch, cw = avg_pool_divisors(a, [int(v) for v in x.shape])
+    full = np.flatnonzero(cw == cw.max())  # the columns whose windows count the most taps
+    edges = {"inside": [int(full[0]), int(full[-1]) + 1]} if kind == "avg" and np.ptp(full) + 1 == len(full) else {}
+    acc = te.compute(shape, lambda n, c, i, j: combine([rows[n, c, i, j * s[1] + t * d[1]] for t in range(k[1])]),
+                     name="max_pool2d" if kind == "max" else "pool_sum", attrs=edges)
+    if kind == "max":
+        return acc
     lo_h, hi_h, lo_w, hi_w = avg_pool_bounds(a, [int(v) for v in x.shape])
     if len(set(ch.tolist())) == 1 and len(set(cw.tolist())) == 1:
         inv = 1.0 / max(int(ch[0]) * int(cw[0]), 1)
@@ -84,7 +104,36 @@ def _pool(a, x, kind):
                 return te.max(hi_t - lo_t, 1)
             return sum(tirx.Select(tirx.all(first + t * dd >= lo, first + t * dd < hi), 1, 0) for t in range(kk))
         return axis_count(i, s[0], k[0], d[0], lo_h, hi_h) * axis_count(j, s[1], k[1], d[1], lo_w, hi_w)
-    return te.compute(shape, lambda n, c, i, j: acc[n, c, i, j] / count(i, j).astype(x.dtype), name="avg_pool2d")
+    # times a reciprocal: a constant once the columns inside (schedules/pool.py) are cut from the edges
+    one = tirx.const(1, x.dtype)
+    return te.compute(shape, lambda n, c, i, j: acc[n, c, i, j] * (one / count(i, j).astype(x.dtype)),
+                      name="avg_pool2d")
+
+
+def _nan_max(taps, dtype):
+    """The max of TAPS, NaN where one is NaN: TVM's max is a compare-and-select that drops a NaN
+    depending on its place, so NaN is tested for on its own (x86: maxps and one unordered compare
+    per two taps, no blend per tap)."""
+    m = functools.reduce(lambda acc, t: te.max(t, acc), taps)
+    if "float" not in str(dtype):
+        return m
+    nan = functools.reduce(tirx.Or, [tirx.isnan(t) for t in taps])
+    return tirx.Select(nan, tirx.const(float("nan"), dtype), m)
+
+
+def _pool_axis(size, lo, k, s, d, out, kind):
+    """For one axis of SIZE elements with LO padding before it, pooled by OUT windows of K taps:
+    a function of a tap's position (padded coordinates less LO) -> (the position clamped into
+    [0, SIZE), the condition that it is inside or None where every tap is inside or, for max, where
+    the clamp alone is exact: undilated windows that each hold an input element)."""
+    inside = lo <= 0 and (out - 1) * s + (k - 1) * d - lo < size
+    exact = kind == "max" and d == 1 and k - 1 >= lo and (out - 1) * s - lo < size
+
+    def at(pos):
+        if inside:
+            return pos, None
+        return te.max(te.min(pos, size - 1), 0), None if exact else tirx.all(pos >= 0, pos < size)
+    return at
 
 
 class _Shape:

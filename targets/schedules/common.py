@@ -47,7 +47,6 @@ def schedule_rest(sch, preset, names, par=True):
     """Blocks after the epilogue: a fused pool (and its padding) gets the pool schedule, the rest
     the generic treatment. NAMES: prefixes of the blocks already scheduled."""
     names = list(names)
-    for b in sch.get_child_blocks(sch.get_sblock("root")):
-        if sch.get(b).name_hint in POOL_BLOCKS:
-            names += schedule_pool_block(sch, b, preset, par)
+    for b in [b for b in sch.get_child_blocks(sch.get_sblock("root")) if sch.get(b).name_hint in POOL_BLOCKS]:
+        names += schedule_pool_block(sch, b, preset, par)  # may inline blocks after it: listed first
     generic.schedule_remaining(sch, preset, names, par)

@@ -1,9 +1,13 @@
-"""Pooling on CPU: windows reduced into output rows held as vectors.
+"""Pooling on CPU, over the separable compute of compiler/lower/nn.py: `pool_rows` combines the
+window's rows into one row, the pool block combines that row's windows (taps unrolled in both).
 
-For a max/sum pooling block over (n, c, i, j) with window taps (ry, rx): its padding stays a
-materialized buffer (inlined, it would put a bounds test on every tap), the (batch, channel)
-loops run in parallel, and per output row the taps are the outer loops and the row the inner,
-vectorized one. Global pools and anything else take the generic schedule.
+Per (batch, channel) plane -- the parallel loop -- and output row, the row buffer is computed just
+before the output row that reads it (it stays in L1). LLVM vectorizes both loops: the row pass
+reads whole input rows (contiguous), the pool pass strided rows (interleaved loads and shuffles;
+TVM's own vectorizer would gather them element by element). Where the row pass clamps column
+indices (left/right padding) or an average's divisor changes (edge columns), the loop is cut into
+edges and an inside whose reads are plain (`inside` annotations of the compute). The average's
+divisor is inlined into the pool pass. Global pools and anything else take the generic schedule.
 """
 import tvm
 from tvm import tirx
@@ -18,39 +22,40 @@ POOL_BLOCKS = ("max_pool2d", "pool_sum")
 def schedule_pool_block(sch, block, preset, par=True):
     """Schedule one pooling BLOCK in SCH; returns the names of the blocks it scheduled."""
     loops = sch.get_loops(block)
-    if len(loops) != 6:
+    rows = [b for b in sch.get_producers(block) if sch.get(b).name_hint.startswith("pool_rows")]
+    if len(loops) != 4 or len(rows) != 1:
         return []
-    done = [sch.get(block).name_hint]
-    n, c, i, j, ry, rx = loops
-    sch.reorder(n, c, i, ry, rx, j)
-    lanes = max(preset.vector_bits // 32, 4)
-    ow = int(sch.get(j).extent)
-    if ow > 4 * lanes and ow % lanes:
-        sch.split(j, [None, lanes])
+    rows = rows[0]
+    done = [sch.get(block).name_hint, sch.get(rows).name_hint]
+    n, c, i, j = loops
+    nc = sch.fuse(n, c)
     consumers = sch.get_consumers(block)
-    if len(consumers) == 1 and not generic._is_reduction(sch, consumers[0]):
+    if len(consumers) == 1:
         try:
-            sch.reverse_compute_at(consumers[0], i)
-            sch.vectorize(sch.get_loops(consumers[0])[-1])
-            done.append(sch.get(consumers[0]).name_hint)
+            sch.reverse_compute_inline(consumers[0])
         except Exception:  # noqa: BLE001 - the divisor block reads more than one row: leave it
             pass
-    nc = sch.fuse(n, c)
+    sch.compute_at(rows, i)
+    _partition_edges(sch, rows)
+    _partition_edges(sch, block)
     if par:
         sch.parallel(nc)
-    if contiguous_reads(sch, block, 3):
-        sch.vectorize(sch.get_loops(block)[-1])  # strided rows: LLVM's own vectorizer does better
-    sch.decompose_reduction(block, ry)
-    for pad in sch.get_producers(block):
-        pl = sch.get_loops(pad)
-        if len(pl) == 4:
-            try:
-                if par:
-                    sch.parallel(sch.fuse(*pl[:2]))
-            except Exception:  # noqa: BLE001 - not a plain padding copy: leave it serial
-                pass
-            done.append(sch.get(pad).name_hint)
     return done
+
+
+def _partition_edges(sch, block):
+    """Cut the innermost loop of BLOCK at the range of columns its "inside" annotation names from
+    the edges: inside, the row buffer's reads are not clamped (contiguous, vectorizable) and an
+    average's divisor is one constant."""
+    inside = sch.get(block).annotations.get("inside")
+    if inside is None:
+        return
+    lo, hi = (int(v) for v in inside)
+    u = sch.get_loops(block)[-1]
+    width = int(sch.get(u).extent)
+    parts = [p for p in (lo, hi - lo, width - hi) if p > 0]
+    if len(parts) > 1:
+        sch.loop_partition(u, parts[:-1] + [None])
 
 
 def contiguous_reads(sch, block, axis):
