@@ -69,12 +69,14 @@ def schedule_model(path):
     m.output(m.conv(x, 16, 16, dil=2, pad=2, relu=False))
     m.output(m.conv(x, 16, 32, group=2))
     m.output(m.conv(x, 16, 12, k=1, pad=0))  # 1x1
-    m.output(m.conv(m.input((1, 48, 9, 7)), 48, 128, k=1, pad=0, stride=2))  # 1x1 stride 2: pixels copied
+    m.output(m.conv(m.input((1, 48, 9, 7)), 48, 128, k=1, pad=0, stride=2))  # 1x1 stride 2: 20 = 12 + a tail of 8
     deep = m.input((1, 3000, 5, 3))
     m.output(m.conv(deep, 3000, 130, k=1, pad=0))  # 1x1 with its reduction cut into chunks (weight panel > L2 share)
     m.output(m.conv(x, 16, 16, group=16))  # depthwise
     m.output(m.conv(x, 16, 16, group=16, stride=2))  # depthwise stride 2
     m.output(m.conv(x, 16, 16, group=16, stride=2, pad=0))  # depthwise stride 2, its copy reads the input
+    for h, stride in [(30, 1), (32, 2)]:  # depthwise planes over half of L1: built per band of rows
+        m.output(m.conv(m.input((1, 4, h, 131)), 4, 4, group=4, stride=stride))
     m.output(m.conv(m.input((1, 16, 6, 8)), 16, 36, k=1, pad=0, group=4))  # grouped 1x1: a GEMM per group
     img = m.input((1, 3, 15, 13))
     stem = m.conv(img, 3, 16, k=7, stride=2, pad=3)  # 3 input channels

@@ -90,6 +90,9 @@ CASES = [  # c, o, (h, w), (kh, kw), groups, stride, dilation, pads
     (12, 12, (15, 17), (3, 3), 12, 2, 1, (0, 0, 0, 0)),  # no padding: the copy reads the input
     (6, 12, (13, 21), (3, 3), 6, 2, 2, (2, 1, 2, 2)),  # multiplier 2, dilation 2
     (8, 8, (16, 19), (5, 5), 8, 3, 1, (2, 2, 2, 1)),  # stride 3
+    # planes over half of L1 are built per band of output rows (the bands share rows)
+    (4, 4, (60, 130), (3, 3), 4, 1, 1, (1, 1, 1, 1)),
+    (4, 4, (64, 131), (3, 3), 4, 2, 1, (1, 1, 1, 1)),  # strided: odd padded width, a column added
     # grouped pointwise convs as one GEMM per group (ShuffleNet's): groups' channels not a whole
     # number of register tiles; pixels in place, or copied (not whole tiles, a stride: only with
     # 128+ output channels per group, see pack.pointwise_gemm)
@@ -193,6 +196,36 @@ def test_pointwise_tile_fits_registers(preset):
     for o, pixels in [(256, 3136), (64, 3136), (512, 49), (2048, 49), (256, 196), (1000, 1), (7, 5)]:
         mr, nr = pointwise_tile(p, o, pixels)
         assert nr % lanes == 0 and mr * (nr // lanes) + nr // lanes + 1 <= p.regs, (o, pixels, mr, nr)
+
+
+@pytest.mark.parametrize("preset", ["x86-avx2", "x86-avx512", "rpi4"])
+def test_pointwise_tail_is_whole_vectors_after_whole_tiles(preset):
+    """Pixels after the whole tiles are a GEMM of their own in whole vectors, narrower than a tile
+    (ResNet-50's 7x7 = 49 pixels on AVX2: 48 + a tail of 8, not 64)."""
+    from edgec.targets.schedules.pack import lanes, pointwise_tail
+    p = targets.get(preset)
+    for o, pixels in [(2048, 49), (512, 49), (256, 196), (128, 20), (64, 3136), (1000, 1), (130, 15)]:
+        mr, nr = pointwise_tile(p, o, pixels)
+        main, tail = pixels // nr * nr, pointwise_tail(p, pixels, nr)
+        if tail:
+            assert main > 0 and tail % lanes(p) == 0 and pixels <= main + tail < main + nr, (o, pixels, nr, tail)
+    if preset != "x86-avx512":  # (64-pixel tiles there: 49 pixels are one tile)
+        assert pointwise_tail(p, 49, pointwise_tile(p, 2048, 49)[1]) > 0
+
+
+@pytest.mark.parametrize("preset", ["host", "x86-avx2"])
+@pytest.mark.parametrize("case", [(64, 128, (7, 7), 1, 1, ("add", "relu")), (48, 128, (7, 7), 1, 2, ("relu",)),
+                                  (32, 272, (7, 7), 2, 1, ("relu",))], ids=["p49add", "p49s2", "p49g2"])
+def test_pointwise_tail_gemm(tmp_path, rng, preset, case):
+    """GEMMs with a tail (7x7 pixels: plain with a residual add, stride 2, grouped) match numpy."""
+    if preset != "host" and "avx2" not in open("/proc/cpuinfo").read():
+        pytest.skip("this machine has no AVX2 to run x86-avx2 code")
+    from edgec.compiler.passes import run_passes
+    c, o, hw, groups, stride, post = case
+    g = _conv_graph(rng, c, o, (hw[0] * stride, hw[1] * stride), (1, 1), groups, stride, post=post)
+    conv = run_passes(g, preset=targets.get(preset)).nodes[0]
+    assert conv.attrs.get("tile") and conv.attrs.get("tail"), conv.attrs
+    _check(tmp_path, g, preset)
 
 
 @pytest.mark.parametrize("preset,c,o,hw,k", [("x86-avx2", 64, 64, 14, 3), ("x86-avx2", 64, 64, 30, 3),

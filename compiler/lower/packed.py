@@ -6,8 +6,8 @@ register tiles of the node's `width_tile` pixels (the padded input grows to matc
 `conv2d_unpack` writes the first OW columns back to NCHW with the bias added. The schedule (targets/schedules/conv2d.py) keys on
 these two block names. A pointwise conv (1x1, no padding; grouped: a GEMM per group) whose node carries a pixel
 `tile` is a GEMM instead: block `conv2d_pointwise` computes (N, blocks, block, P) over the output
-pixels P = OH*OW (padded to whole tiles) read as NCHW rows (in place, or copied by
-`conv2d_pixels_copy` where a stride or the padding needs it), so that pixels are the vector lanes and the write-back
+pixels P = OH*OW (padded to whole tiles) read from the input copied by `conv2d_pixels_copy` into one panel
+(C x tile, contiguous) per pixel tile, so that pixels are the vector lanes and the write-back
 `conv2d_unpack` reads contiguous rows. `dense_packed` is the same with (M, N) output: block `dense_packed` computes
 (M, blocks, block), block `dense_unpack` writes (M, N) with the bias.
 """
@@ -28,7 +28,7 @@ def conv2d_packed(a, x, wp, b=None):
     ow = (wd + p[1] + p[3] - (kw - 1) * d[1] - 1) // s[1] + 1
     nb, og = blocks // g, o // g
     if a.get("tile") and kh == kw == 1 and not any(p):
-        return _pointwise(x, wp, b, o, s, oh, ow, a["tile"], g)
+        return _pointwise(x, wp, b, o, s, oh, ow, a["tile"], g, a.get("tail", 0))
     if a.get("row_tile"):
         return _rows(x, wp, b, o, p, d, oh, ow, a["row_tile"])
     owp = -(-ow // int(a.get("width_tile", 1))) * int(a.get("width_tile", 1))  # rows in whole register tiles
@@ -79,26 +79,37 @@ def _rows(x, wp, b, o, p, d, oh, ow, tile):
     return te.compute((n, o, oh, ow), unpack, name="conv2d_unpack")
 
 
-def _pointwise(x, wp, b, o, s, oh, ow, tile, g=1):
+def _pointwise(x, wp, b, o, s, oh, ow, tile, g=1, tail=0):
     n, c = (int(v) for v in x.shape[:2])
     blocks, ci, block = int(wp.shape[0]), int(wp.shape[1]), int(wp.shape[4])
     nb, og = blocks // g, o // g
     pixels = oh * ow
     padded = -(-pixels // tile) * tile
-    if s == [1, 1] and padded == pixels:  # the NCHW rows themselves (q // ow * ow + q % ow == q)
-        def xs(nn, cc, q):
-            return x[nn, cc, q // ow, q % ow]
-    else:
-        xs = te.compute((n, c, padded), lambda nn, cc, q: te.if_then_else(
-            q < pixels, x[nn, cc, q // ow * s[0], q % ow * s[1]], tirx.const(0, x.dtype)),
-            name="conv2d_pixels_copy")
-    rc = te.reduce_axis((0, ci), "rc")  # a grouped conv: block bi reads its group's ci channels
-    acc = te.compute((n, blocks, block, padded), lambda nn, bi, oi, q: te.sum(
-        xs(nn, rc if g == 1 else (bi // nb) * ci + rc, q) * wp[bi, rc, 0, 0, oi], axis=rc), name="conv2d_pointwise")
+    main = pixels // tile * tile if tail else padded  # pixels of the GEMM in whole tiles
+    # the input as panels, one per pixel tile: (tiles, C, tile), so that a tile's reduction reads
+    # one contiguous block (from the NCHW rows: one cache line per channel, every channel on
+    # another page; measured on AVX2, thread time in ResNet-50: 64->256 @56 + add 2.3 -> 1.6 ms)
+    xp = te.compute((n, padded // tile, c, tile), lambda nn, t, cc, i: te.if_then_else(
+        t * tile + i < pixels, x[nn, cc, (t * tile + i) // ow * s[0], (t * tile + i) % ow * s[1]],
+        tirx.const(0, x.dtype)), name="conv2d_pixels_copy")
+
+    def xs(nn, cc, q):
+        return xp[nn, q // tile, cc, q % tile]
+
+    def gemm(width, start, name):
+        rc = te.reduce_axis((0, ci), "rc")  # a grouped conv: block bi reads its group's ci channels
+        return te.compute((n, blocks, block, width), lambda nn, bi, oi, q: te.sum(
+            xs(nn, rc if g == 1 else (bi // nb) * ci + rc, start + q) * wp[bi, rc, 0, 0, oi], axis=rc), name=name)
+
+    # TAIL: the pixels after the whole tiles as a GEMM of their own, `tail` pixels (whole vectors) wide
+    acc = gemm(main, 0, "conv2d_pointwise")
+    acc_tail = gemm(tail, main, "conv2d_pointwise_tail") if tail else None
 
     def unpack(nn, f, yy, xx):
         bi, j = (f // block, f % block) if g == 1 else ((f // og) * nb + f % og // block, f % og % block)
-        v = acc[nn, bi, j, yy * ow + xx]
+        q = yy * ow + xx
+        v = acc[nn, bi, j, q] if acc_tail is None else te.if_then_else(
+            q < main, acc[nn, bi, j, tirx.min(q, main - 1)], acc_tail[nn, bi, j, tirx.max(q - main, 0)])
         return v + b[f] if b is not None else v
 
     return te.compute((n, o, oh, ow), unpack, name="conv2d_unpack")

@@ -59,7 +59,7 @@ def pack_conv_weights(graph, preset):
     if preset is None or preset.device != "cpu":
         return graph
     from ...targets.schedules.pack import (conv_params, conv_row_padding, conv_rows_tile, dense_block, pointwise_gemm,
-                                           pointwise_tile)
+                                           pointwise_tail, pointwise_tile)
     block, _ = conv_params(preset)
     for node in graph.nodes:
         if not packable(graph, node, block):
@@ -75,6 +75,7 @@ def pack_conv_weights(graph, preset):
         # a grouped conv is one GEMM per group: its output channels per group pay for an input copy
         if pointwise(node, w) and pointwise_gemm(int(w.shape[0]) // g, pixels, nr, strided):
             attrs["block"], attrs["tile"] = mr, nr  # a GEMM: tile of `block` channels x `tile` pixels
+            attrs["tail"] = pointwise_tail(preset, pixels, nr)  # (pixels after the whole tiles)
         elif rows := conv_rows_tile(preset, int(w.shape[1]), int(w.shape[0]), int(out[2]), int(out[3]), wq, strided, g):
             attrs["block"], attrs["row_tile"] = rows  # the direct conv over padded rows, a GEMM's tile
         else:  # the direct conv computes its rows in whole register tiles of `width_tile` pixels

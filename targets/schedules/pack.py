@@ -91,8 +91,8 @@ def pointwise_tile(preset, out_channels, pixels):
     """(channels, pixels) of the pointwise register tile for OUT_CHANNELS x PIXELS outputs: `nv`
     pixel vectors x `mr` channels of accumulators, plus nv loaded pixel vectors and a broadcast
     weight, within the preset's vector registers. Among the shapes that fill the accumulator budget,
-    the one with the least padded work, weighted by its loads per FMA (and the copy padding
-    needs), wins."""
+    the one with the least padded work, weighted by its loads per FMA (and the write-back pass
+    padding needs), wins."""
     n, regs = lanes(preset), preset.regs
     budget = min(regs - 4, 24)
     best = None
@@ -102,17 +102,25 @@ def pointwise_tile(preset, out_channels, pixels):
             continue
         nr = nv * n
         padded = (-(-pixels // nr) * nr / pixels) * (-(-out_channels // mr) * mr / out_channels)
-        copy = 1.15 if pixels % nr else 1.0  # padded pixels need a copy of the input
+        copy = 1.15 if pixels % nr else 1.0  # padded pixels: the write-back is a pass of its own
         cost = padded * copy * (1 + (mr + nv) / (mr * nv))  # measured on AVX2: 2 x 4 vectors lost to 6 x 2
         if best is None or cost < best[0] - 1e-9:
             best = (cost, mr, nr)
     return best[1], best[2]
 
 
+def pointwise_tail(preset, pixels, tile):
+    """Pixels of the pointwise GEMM's tail: those after the whole tiles, computed in whole vectors
+    by a GEMM of their own instead of in a padded last tile (0: no tail)."""
+    n = lanes(preset)
+    tail = -(-(pixels % tile) // n) * n
+    return tail if pixels > tile and 0 < tail < tile else 0
+
+
 def pointwise_gemm(out_channels, pixels, tile, strided):
-    """Whether a pointwise conv runs as the GEMM (else as the direct conv): always when it reads the
-    NCHW rows in place; when its input must be copied (a stride, pixels not a whole number of
-    tiles) only with enough output channels to pay for the copy (measured on AVX2, vs
+    """Whether a pointwise conv runs as the GEMM (else as the direct conv): always when its pixels
+    are a whole number of tiles without a stride; else (its input copy gathers or pads, its
+    write-back is a pass of its own) only with enough output channels to pay for that (measured on AVX2, vs
     onnxruntime: 64->16 at 55x55 0.77 direct, 1.1 GEMM; 512->2048 at 7x7 GEMM ahead; 32->128 at
     27x27 GEMM 0.84 of the direct conv's time since its padded write-back is vector code)."""
     return out_channels >= 128 or (not strided and pixels % tile == 0)

@@ -20,7 +20,9 @@ def schedule(sch, kernel, preset):
     every channel block passes over them. With more than one reduction chunk, or pixels padded to
     whole tiles, partial sums accumulate in the output block buffer (its tile reloaded per chunk),
     and the write-back (bias, epilogue) is a pass of its own (see write_back_pass); otherwise it
-    runs on each accumulator tile before the next (see write_back_at)."""
+    runs on each accumulator tile before the next (see write_back_at). The tiles read the input
+    copied into one contiguous panel per pixel tile; where the node has a `tail`, the pixels after
+    the whole tiles are a GEMM of their own, in whole vectors (see tail_gemm)."""
     conv, unpack = sch.get_sblock("conv2d_pointwise"), sch.get_sblock("conv2d_unpack")
     n, o, oh, ow = (int(iv.dom.extent) for iv in sch.get(unpack).iter_vars)
     block, tile = pointwise_tile(preset, o, oh * ow)
@@ -56,11 +58,12 @@ def schedule(sch, kernel, preset):
     sch.unroll(qv)  # one vector register per (channel, vector) accumulator
     sch.vectorize(qi)
     sch.decompose_reduction(conv, init_at)
+    if has_block(sch, "conv2d_pointwise_tail"):
+        tail_gemm(sch, sch.get_sblock("conv2d_pointwise_tail"), lanes, par)
     if not fused:
         write_back_pass(sch, unpack, ow, lanes, par)
-    if has_block(sch, "conv2d_pixels_copy"):
-        generic._schedule_block(sch, sch.get_sblock("conv2d_pixels_copy"), lanes, par)
-        done.append("conv2d_pixels_copy")
+    generic._schedule_block(sch, sch.get_sblock("conv2d_pixels_copy"), lanes, par)  # the input panels
+    done.append("conv2d_pixels_copy")
     schedule_rest(sch, preset, done, par)
     return sch.mod["main"]
 
@@ -95,3 +98,20 @@ def write_back_at(sch, acc, unpack, qc, ow):
         return False
     sch.vectorize(sch.get_loops(unpack)[-1])
     return True
+
+
+def tail_gemm(sch, tail, lanes, par):
+    """The GEMM of the pixels after the whole tiles (see compiler/lower/packed.py): per channel
+    block one register tile of `block` channels x its few pixel vectors, the reduction innermost."""
+    nn, bi, oi, q, rc = sch.get_loops(tail)
+    qv, qi = sch.split(q, [None, lanes])
+    sch.reorder(nn, bi, rc, oi, qv, qi)
+    outer = sch.fuse(nn, bi)
+    parallel(sch, outer, par)
+    acc = sch.cache_write(tail, 0, "local")
+    sch.reverse_compute_at(acc, outer)
+    sch.vectorize(sch.get_loops(acc)[-1])
+    sch.unroll(oi)
+    sch.unroll(qv)
+    sch.vectorize(qi)
+    sch.decompose_reduction(tail, rc)
