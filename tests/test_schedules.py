@@ -258,6 +258,23 @@ def test_avx2_padded_pointwise_write_back_is_vector_code(tmp_path):
     assert ops.count("vmaxps") >= 169 // 8 and ops.count("vmaxss") <= 1, (ops.count("vmaxps"), ops.count("vmaxss"))
 
 
+@pytest.mark.parametrize("hw,stride,band", [((60, 130), 1, 30), ((64, 131), 2, 8), ((56, 56), 1, None), ((59, 200), 1, None)])
+def test_depthwise_band(rng, hw, stride, band):
+    """Output rows per band: the largest divisor of the output height whose rows of the plane take at
+    most half of L1 (32 KiB); none where the whole plane fits (58 x 58 floats), or where only bands
+    shorter than MIN_BAND would (59 output rows: bands of 1)."""
+    import tvm
+    from tvm.s_tir import Schedule
+    from edgec.compiler.build import lowered_kernels
+    from edgec.targets.schedules import depthwise
+    preset = targets.get("x86-avx2")
+    g = _conv_graph(rng, 4, 4, hw, (3, 3), 4, stride, pads=(1, 1, 1, 1))
+    (kernel, func), = lowered_kernels(g, preset)
+    sch = Schedule(tvm.IRModule({"main": func}))
+    oh = kernel["output_shapes"][0][2]
+    assert depthwise._band(sch, sch.get_sblock("PadInput"), oh, preset) == band
+
+
 def test_width_tile_wastes_little():
     assert width_tile(56, 14) == 14 and width_tile(7, 14) == 7 and width_tile(28, 14) == 14
     assert width_tile(55, 14) == 11  # 5 x 11 = 55: no partial tile

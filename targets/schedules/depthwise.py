@@ -9,8 +9,9 @@ from .pool import contiguous_reads
 
 def schedule(sch, kernel, preset):
     """A conv2d with one input channel per output channel (depthwise): per (batch, channel), the
-    channel's padded plane is built (in cache): zeros, then the input copied inside them, so the
-    copy is a plain vector copy with no bounds test per element. Each output row, in chunks of up
+    channel's padded plane is built (in cache; per band of output rows where the plane would take
+    over half of L1): zeros, then the input copied inside them, so the copy is a plain vector copy
+    with no bounds test per element. Each output row, in chunks of up
     to 4 vectors that divide it, accumulates over the taps in registers, then the epilogue writes
     the chunk. A strided conv (stride s) reads its plane de-interleaved, column q * s + phase at
     [phase][q], so each tap's row is contiguous and vectorizes like stride 1 (read in place, a
@@ -41,7 +42,9 @@ def schedule(sch, kernel, preset):
     lanes = max(preset.vector_bits // 32, 4)
     chunk = next((c * lanes for c in (4, 3, 2, 1) if ow % (c * lanes) == 0), None)
     xo, xi = sch.split(x, [None, chunk]) if chunk else (None, x)
-    sch.reorder(*[l for l in (n, f, y, xo, rc, ry, rx, xi) if l is not None])
+    band = _band(sch, plane, int(sch.get(y).extent), preset) if plane is not None else None
+    yo, y = sch.split(y, [None, band]) if band else (None, y)
+    sch.reorder(*[l for l in (n, f, yo, y, xo, rc, ry, rx, xi) if l is not None])
     at = xo if chunk else y
     strided = not contiguous_reads(sch, conv, 3)
     consumers = sch.get_consumers(conv)
@@ -65,7 +68,7 @@ def schedule(sch, kernel, preset):
         sch.compute_at(b, nf)
         vectorize(sch, sch.get_loops(b)[-1], lanes)
     if plane is not None:  # each channel's plane just before its conv, while it is in cache
-        _schedule_plane(sch, plane, nf, bool(padded), stride, lanes)
+        _schedule_plane(sch, plane, yo if band else nf, bool(padded), stride, lanes)
     schedule_rest(sch, preset, names, par)
     return sch.mod["main"]
 
@@ -89,6 +92,25 @@ def _schedule_plane(sch, plane, at, padded, stride, lanes):
     sch.reorder(phase, q)
     vectorize(sch, q, lanes)
     sch.unroll(sch.split(sch.get_loops(plane)[-1], [None, stride])[1])
+
+
+def _band(sch, plane, oh, preset):
+    """Output rows per band where a channel's whole plane would take over half of L1 (the conv then
+    read its taps from L2): the largest divisor of OH whose share of the plane fits there. None where
+    the plane fits, or where no band of MIN_BAND rows does (the rows a band shares with the next,
+    copied twice, would cost more than L2 reads)."""
+    buf = sch.get(plane).writes[0].source
+    rows, row = int(buf.shape[2]), 1
+    for v in buf.shape[3:]:
+        row *= int(v)
+    plane, budget = rows * row * buf.dtype.bits // 8, preset.l1_kib * 1024 // 2
+    if plane <= budget:
+        return None
+    band = max(b for b in range(1, oh + 1) if oh % b == 0 and (b == 1 or b * plane <= budget * oh))
+    return band if band >= MIN_BAND else None
+
+
+MIN_BAND = 4
 
 
 def _row_stride(sch, conv):
