@@ -35,6 +35,34 @@ def qconv_model(path, c=32, o=40, hw=11, k=3, stride=1, seed=0, wmax=63):
     return path
 
 
+def qconv_chain_model(path, c=32, hw=11, seed=0, wmax=63):
+    """y1 = QLinearConv 3x3 (C -> 24) read by two QLinearConvs (3x3 stride 2 -> y2, 1x1 -> y3), and
+    y4 = QLinearConv 1x1 (QLinearAdd(y1, y3)): int8 values read only by int8 convs and an add (a
+    residual). Weights within [-WMAX-1, WMAX], per channel."""
+    rng = np.random.default_rng(seed)
+
+    def t(name, a):
+        return numpy_helper.from_array(np.asarray(a), name)
+    inits = [t("xs", np.float32(0.02)), t("xz", np.uint8(120)), t("ys", np.float32(0.08)), t("yz", np.uint8(100))]
+    nodes = []
+    for i, (ci, co, k, stride, src, dst) in enumerate([(c, 24, 3, 1, "x", "y1"), (24, 20, 3, 2, "y1", "y2"),
+                                                       (24, 24, 1, 1, "y1", "y3"), (24, 16, 1, 1, "ya", "y4")]):
+        inits += [t(f"w{i}", rng.integers(-wmax - 1, wmax + 1, (co, ci, k, k)).astype(np.int8)),
+                  t(f"ws{i}", rng.uniform(0.0005, 0.001, co).astype(np.float32)), t(f"wz{i}", np.zeros(co, np.int8)),
+                  t(f"b{i}", rng.integers(-3000, 3000, co).astype(np.int32))]
+        xq = ["xs", "xz"] if i == 0 else ["ys", "yz"]
+        nodes.append(helper.make_node("QLinearConv", [src, *xq, f"w{i}", f"ws{i}", f"wz{i}", "ys", "yz", f"b{i}"],
+                                      [dst], pads=[k // 2] * 4, strides=[stride] * 2))
+    nodes.insert(3, helper.make_node("QLinearAdd", ["y1", "ys", "yz", "y3", "ys", "yz", "as", "yz"], ["ya"],
+                                     domain="com.microsoft"))
+    inits.append(t("as", np.float32(0.12)))
+    g = helper.make_graph(nodes, "qchain", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, c, hw, hw])],
+                          [helper.make_tensor_value_info(y, TensorProto.UINT8, None) for y in ("y2", "y4")], inits)
+    opsets = [helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)]
+    onnx.save(helper.make_model(g, opset_imports=opsets), path)
+    return path
+
+
 def innermost_loops(lib, pattern, objdump="objdump"):
     """Bodies [(mnemonic, operands)] of the innermost loops of LIB holding an instruction matching PATTERN."""
     asm = subprocess.run([objdump, "-d", "--no-show-raw-insn", str(lib)], capture_output=True, text=True,
@@ -65,28 +93,78 @@ def test_x86_int8_conv_inner_loop(tmp_path, preset, register, wmax, instruction)
         assert not stack_accesses(body), stack_accesses(body)
 
 
+@pytest.mark.parametrize("wmax", [127, 63], ids=["8-bit", "7-bit"])
+def test_int8_activations_stay_channels_last_between_int8_convs(tmp_path, wmax):
+    """An int8 conv's requantized result read only by int8 convs stays channels-last (NHWC) between
+    them on every CPU preset; compiled here, the outputs equal the IR reference of the unpacked graph
+    (and are within one step of onnxruntime where its AVX2 kernels cannot saturate: 7-bit weights)."""
+    from edgec.compiler.interp import interpret
+    from edgec.compiler.passes import run_passes
+    from edgec.frontends.onnx import from_onnx
+    from edgec.runtime import load
+    model = qconv_chain_model(str(tmp_path / "c.onnx"), wmax=wmax)
+    for preset in ("x86-avx2", "rpi4", "rpi5"):
+        graph = run_passes(from_onnx(onnx.load(model)), preset=targets.get(preset))
+        layouts = [(n.attrs.get("in_layout"), n.attrs.get("out_layout"))
+                   for n in graph.nodes if n.op == "qconv2d_packed"]
+        assert layouts == [(None, "NHWC"), ("NHWC", None), ("NHWC", "NHWC"), ("NHWC", None)], (preset, layouts)
+    x = np.random.default_rng(1).integers(0, 256, (1, 32, 11, 11)).astype(np.uint8)
+    ref = interpret(run_passes(from_onnx(onnx.load(model))), {"x": x})
+    got = load(api.compile(model, "host", str(tmp_path / "c.edgec"), progress=False)).run({"x": x})
+    want = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    for name, g, w in zip(("y2", "y4"), got, want):
+        assert g.shape == ref[name].shape and np.ptp(g) > 10 and np.array_equal(g, ref[name]), name
+        assert wmax == 127 or np.abs(g.astype(int) - w.astype(int)).max() <= 1, name
+
+
+def test_grouped_int8_conv_beyond_float_exact_fan_in_keeps_its_schedule(tmp_path, recwarn):
+    """A strided depthwise int8 conv whose fan-in (17x17) is past float32's exact range runs in int32
+    through the depthwise schedule (its de-interleaved copy padded with an int32 zero), no fallback."""
+    from edgec.compiler.interp import interpret
+    from edgec.compiler.passes import run_passes
+    from edgec.frontends.onnx import from_onnx
+    from edgec.runtime import load
+    rng = np.random.default_rng(0)
+    c, k = 4, 17
+    inits = [numpy_helper.from_array(np.asarray(a), n) for n, a in (
+        ("s", np.float32(0.02)), ("z", np.uint8(120)), ("w", rng.integers(-128, 128, (c, 1, k, k)).astype(np.int8)),
+        ("ws", np.float32(0.0001)), ("wz", np.int8(0)), ("ys", np.float32(0.08)), ("yz", np.uint8(100)))]
+    node = helper.make_node("QLinearConv", ["x", "s", "z", "w", "ws", "wz", "ys", "yz"], ["y"], group=c,
+                            pads=[k // 2] * 4, strides=[2, 2])
+    g = helper.make_graph([node], "dw17", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, c, 20, 20])],
+                          [helper.make_tensor_value_info("y", TensorProto.UINT8, None)], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.save(model, tmp_path / "dw.onnx")
+    art = api.compile(str(tmp_path / "dw.onnx"), "host", str(tmp_path / "dw.edgec"), progress=False)
+    assert not [w for w in recwarn if "falling back" in str(w.message)], [str(w.message) for w in recwarn]
+    x = rng.integers(0, 256, (1, c, 20, 20)).astype(np.uint8)
+    got = load(art).run({"x": x})[0]
+    assert np.ptp(got) > 5 and np.array_equal(got, interpret(run_passes(from_onnx(model)), {"x": x})["y"])
+
+
 @pytest.mark.arm
 @pytest.mark.parametrize("preset,instruction,cpu", [("rpi4", "smlal", "cortex-a72"), ("rpi5", "sdot", "cortex-a76")])
 def test_arm_int8_conv_inner_loop_and_parity_under_qemu(tmp_path, monkeypatch, preset, instruction, cpu):
     """rpi4 (Cortex-A72): int16 widening multiply-adds; rpi5 (Cortex-A76, dotprod): sdot on the
-    input shifted to int8. The packaged kernel runs under qemu with that CPU."""
+    input shifted to int8. The packaged kernels (a conv read by two convs, channels-last between
+    them) run under qemu with that CPU."""
     import arm_env
     arm_env.require_tools()
     monkeypatch.setattr(arm_env, "QEMU_CPU", cpu)
-    model = qconv_model(str(tmp_path / "q.onnx"), stride=2)
+    model = qconv_chain_model(str(tmp_path / "q.onnx"))
     art = api.compile(model, preset, str(tmp_path / "q.edgec"), progress=False)
     loops = innermost_loops(library(art, tmp_path), rf"^{instruction}2?$", "aarch64-linux-gnu-objdump")
     assert loops and all(len([1 for o, _ in body if o.startswith(instruction)]) >= 4 for body in loops), loops
     x = np.random.default_rng(1).integers(0, 256, (1, 32, 11, 11)).astype(np.uint8)
-    want = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    wants = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})
     bundle = tmp_path / "bundle.tar.gz"
     assert cli.main(["package", art, "-o", str(bundle)]) == 0
     with tarfile.open(bundle) as t:
         root = tmp_path / t.getnames()[0].split("/")[0]
         t.extractall(tmp_path, filter="data")
-    got = arm_env.run_bundle(root, [x], tmp_path, 1)[0]
-    assert got.shape == want.shape and np.ptp(want) > 10
-    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+    for got, want in zip(arm_env.run_bundle(root, [x], tmp_path, 2), wants):
+        assert got.shape == want.shape and np.ptp(want) > 10
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
 
 
 VNNI = targets.Preset("x86-avx512-vnni", "test preset: Cascade Lake (AVX-512 VNNI)",

@@ -91,11 +91,14 @@ def qconv2d_packed(a, x, wp, x_zp, b=None):
     reduction step reads `kgroup` neighbouring channels of one pixel (one broadcast) and a
     (lanes, kgroup) weight tile: the shape of pmaddwd (x86) and of a widening multiply-add (NEON);
     a pixel's channels are contiguous, so the steps over channel blocks read each pixel's
-    channels in sequence (channel planes made every step touch a new cache line)."""
+    channels in sequence (channel planes made every step touch a new cache line). A channels-last
+    input (in_layout NHWC) is read a pixel at a time; a channels-last result (out_layout NHWC) is
+    written from the accumulators' lanes in order, where NCHW scatters each lane to its plane."""
     s = [int(v) for v in a.get("strides", [1, 1])]
     d = [int(v) for v in a.get("dilations", [1, 1])]
     p = [int(v) for v in a.get("pads", [0, 0, 0, 0])]
-    n, c, h, w = (int(v) for v in x.shape)
+    nhwc_in = a.get("in_layout") == "NHWC"
+    n, c, h, w = (int(x.shape[i]) for i in ((0, 3, 1, 2) if nhwc_in else (0, 1, 2, 3)))
     ob, kh, kw, cb, lanes, kg = (int(v) for v in wp.shape)
     o = int(a["out_channels"])
     oh = (h + p[0] + p[2] - (kh - 1) * d[0] - 1) // s[0] + 1
@@ -108,14 +111,20 @@ def qconv2d_packed(a, x, wp, x_zp, b=None):
     def shifted(nn, yy, xx, cc, k):
         ch = cc * kg + k
         inside = tirx.all(ch < c, yy >= p[0], yy < p[0] + h, xx >= p[1], xx < p[1] + w)
-        v = x[nn, te.min(ch, c - 1), te.min(te.max(yy - p[0], 0), h - 1), te.min(te.max(xx - p[1], 0), w - 1)]
+        at = (te.min(te.max(yy - p[0], 0), h - 1), te.min(te.max(xx - p[1], 0), w - 1), te.min(ch, c - 1))
+        v = x[nn, at[0], at[1], at[2]] if nhwc_in else x[nn, at[2], at[0], at[1]]
         if a.get("raw"):  # 8-bit dot products: the input (shifted to int8), padded with its zero point
             pad = x_zp() if len(x_zp.shape) == 0 else x_zp[0]
             if a.get("shift"):
                 return (tirx.Select(inside, v, pad).astype("int16") - a["shift"]).astype("int8")
             return tirx.Select(inside, v, pad)
         return tirx.Select(inside, v.astype("int16") - zx, tirx.const(0, "int16"))
-    xc = te.compute((n, h + p[0] + p[2], wpad, cb, kg), shifted, name="qconv_input")
+    if kh == kw == 1 and s != [1, 1]:  # a strided 1x1 conv reads every s-th pixel: lay out only those
+        xc = te.compute((n, oh, owp, cb, kg), lambda nn, yy, xx, cc, k: shifted(nn, yy * s[0], xx * s[1], cc, k),
+                        name="qconv_input")
+        s = [1, 1]
+    else:
+        xc = te.compute((n, h + p[0] + p[2], wpad, cb, kg), shifted, name="qconv_input")
     rc, ry, rx, rk = (te.reduce_axis((0, e), nm) for e, nm in ((cb, "rc"), (kh, "ry"), (kw, "rx"), (kg, "rk")))
     acc = te.compute((n, ob, oh, owp, lanes), lambda nn, bb, yy, xx, oi: te.sum(
         xc[nn, yy * s[0] + ry * d[0], xx * s[1] + rx * d[1], rc, rk].astype("int32")
@@ -124,4 +133,6 @@ def qconv2d_packed(a, x, wp, x_zp, b=None):
     def unpack(nn, f, yy, xx):
         v = acc[nn, f // lanes, yy, xx, f % lanes]
         return v + b[f] if b is not None else v
+    if a.get("out_layout") == "NHWC":  # channels-last: the write-back reads the lanes in order
+        return te.compute((n, oh, ow, o), lambda nn, yy, xx, f: unpack(nn, f, yy, xx), name="qconv2d_unpack_nhwc")
     return te.compute((n, o, oh, ow), unpack, name="qconv2d_unpack")

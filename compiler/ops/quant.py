@@ -192,13 +192,21 @@ def _qconv_packed_infer(a, x, wp, x_zp, b=None):
     if x.dtype not in ("int8", "uint8") or wp.dtype not in ("int8", "int16") or len(wp.shape) != 6:
         raise ShapeError(f"qconv2d_packed wants an int8 input and a 6-D int8/int16 packed weight, got {x.dtype} "
                          f"and {wp.dtype} {list(wp.shape)}")
+    x = _Shaped(nchw(a, "in_layout", x.shape), x.dtype)
     o, c = a["out_channels"], x.shape[1]
     ob, kh, kw, cb, lanes, kgroup = wp.shape
     if ob * lanes < o or cb * kgroup < c:
         raise ShapeError(f"packed weight {list(wp.shape)} does not hold {o} x {c} channels")
     _zp_check(x_zp, x.dtype, [], "input")
     _bias_check(b, o)
-    return _conv_infer(a, x, _Shaped((o, c, kh, kw), "int16"))[0], "int32"
+    n, o, oh, ow = _conv_infer(a, x, _Shaped((o, c, kh, kw), "int16"))[0]
+    return ((n, oh, ow, o) if a.get("out_layout") == "NHWC" else (n, o, oh, ow)), "int32"
+
+
+def nchw(attrs, key, shape):
+    """SHAPE in NCHW order: attrs[KEY] "NHWC" (an int8 activation kept in the packed conv's
+    channels-last layout between int8 kernels, fold_qdq.channels_last) or NCHW."""
+    return tuple(shape[i] for i in (0, 3, 1, 2)) if attrs.get(key) == "NHWC" else tuple(shape)
 
 
 class _Shaped:
@@ -208,17 +216,20 @@ class _Shaped:
 
 def _qconv_packed_flops(a, ins, outs):
     ob, kh, kw, cb, lanes, kgroup = ins[1].shape
-    return 2 * int(np.prod(outs[0].shape)) * ins[0].shape[1] * kh * kw
+    return 2 * int(np.prod(outs[0].shape)) * nchw(a, "in_layout", ins[0].shape)[1] * kh * kw
 
 
 @defop("qconv2d_packed", "conv2d", _qconv_packed_infer, _qconv_packed_flops)
 def qconv2d_packed(attrs, x, wp, x_zp, b=None):
     """attrs["raw"]: WP holds raw int8 weights and B the bias minus (x_zp - shift) * sum(w): the
     kernel sums (x - shift) * w over the input padded with x_zp (u8 x s8 dot products: shift 0;
-    s8 x s8 ones on a uint8 input: shift 128) and adds B."""
+    s8 x s8 ones on a uint8 input: shift 128) and adds B. attrs["in_layout"] / ["out_layout"]:
+    "NHWC" where the input / result is channels-last."""
+    x = x.transpose(0, 3, 1, 2) if attrs.get("in_layout") == "NHWC" else x
     w = unpack_qweight(wp, attrs["out_channels"], x.shape[1]).astype(np.float64)
     zx = float(x_zp.reshape(-1)[0])
     y = conv2d(attrs, x.astype(np.float64) - zx, w)
     if attrs.get("raw"):
         y = y + (zx - attrs.get("shift", 0)) * w.sum(axis=(1, 2, 3)).reshape(1, -1, 1, 1)
-    return _exact(y if b is None else y + b.reshape(1, -1, 1, 1))
+    y = _exact(y if b is None else y + b.reshape(1, -1, 1, 1))
+    return y.transpose(0, 2, 3, 1) if attrs.get("out_layout") == "NHWC" else y

@@ -11,6 +11,10 @@ only at the edges and around float-only ops.
     q = quantize(concat(dequantize(r_i, s_i, z_i)...), s, z), r_i requantized  ->  concat(r_i) with
         each requantize writing s, z (fold_concat)
 
+With a CPU preset, convs with constant weights then take the packed int8 kernel
+(pack_weights), and activations that only flow between those kernels and element-wise ops stay
+channels-last (channels_last).
+
 B = rint(bias / (sx*sw)) as int32 (the quantizer's own int32 bias when it wrote one). ReLU and
 Clip become the requantize clamp (exact: quantize is monotonic). Results are within one
 quantization step of running the QDQ graph in float (the requantize multiplies once where the
@@ -344,4 +348,82 @@ def pack_weights(graph, preset):
         node.attrs = dict(node.attrs, out_channels=int(w.shape[0]), raw=bool(raw), shift=shift,
                           tile=width_tile(int(graph.values[node.outputs[0]].shape[3]), preset,
                                           channel_groups(wp.shape[0], preset, wp.shape[-1]), wp.shape[-1]))
+    channels_last(graph)
     return graph
+
+
+# element by element whatever the layout (per-tensor parameters: checked in _layout_free)
+LAYOUT_FREE = ("requantize", "dequantize_linear", "quantize_linear", "add", "sub", "mul", "relu", "clip")
+
+
+def channels_last(graph):
+    """Keep int8 activations channels-last (NHWC) between packed int8 convs: values joined by
+    element-wise ops (requantize, the residual add, ...) form groups; a group whose values are
+    made only by qconv2d_packed or those ops, and read only by them or as a qconv2d_packed input,
+    goes NHWC: its convs write their accumulator lanes (channels) in order and read a pixel's
+    channels as they lie, where NCHW made every write-back scatter each lane to its plane and
+    every reader gather the channels of a pixel. Per-channel constants turn to (1, 1, 1, C)."""
+    producers, users = graph.producers(), graph.consumers()
+    parent = {}
+
+    def find(v):
+        while parent.setdefault(v, v) != v:
+            v = parent[v]
+        return v
+    for node in graph.nodes:
+        if _layout_free(graph, node):
+            for v in _data(graph, node)[1:]:
+                parent[find(v)] = find(_data(graph, node)[0])
+    members = {}
+    for node in graph.nodes:
+        if node.op == "qconv2d_packed":
+            for v in (node.inputs[0], node.outputs[0]):
+                members.setdefault(find(v), set()).add(v)
+        elif _layout_free(graph, node):
+            for v in _data(graph, node):
+                members.setdefault(find(v), set()).add(v)
+    outputs = set(graph.outputs)
+    for group in members.values():
+        if not all(_nhwc_ok(graph, v, producers, users, outputs) for v in group) or \
+                not any(producers[v].op == "qconv2d_packed" for v in group):
+            continue
+        for v in group:
+            node = producers[v]
+            if node.op == "qconv2d_packed":
+                node.attrs = dict(node.attrs, out_layout="NHWC")
+            else:
+                node.inputs = [_nhwc_const(graph, i) if i in graph.constants else i for i in node.inputs]
+            for r in users.get(v, []):
+                if r.op == "qconv2d_packed":
+                    r.attrs = dict(r.attrs, in_layout="NHWC")
+            old = graph.values[v]
+            graph.values[v] = type(old)(v, tuple(old.shape[i] for i in (0, 2, 3, 1)), old.dtype)
+
+
+def _data(graph, node):
+    """NODE's 4-D activation operands and results."""
+    return [v for v in node.inputs + node.outputs if v not in graph.constants and len(graph.values[v].shape) == 4]
+
+
+def _layout_free(graph, node):
+    """An element-wise NODE on 4-D activations whose constants are per-tensor or 4-D (requantize's
+    per-channel multiplier): it computes the same in any layout."""
+    if node.op not in LAYOUT_FREE or node.op == "clip" and len(node.inputs) > 1 or not _data(graph, node):
+        return False
+    consts = [graph.constants[i] for i in node.inputs if i in graph.constants]
+    params_ok = all(c.size == 1 or (node.op in ("requantize", "add", "sub", "mul") and c.ndim == 4) for c in consts)
+    return params_ok and all(len(graph.values[v].shape) == 4 for v in node.inputs + node.outputs
+                             if v not in graph.constants)
+
+
+def _nhwc_ok(graph, v, producers, users, outputs):
+    node = producers.get(v)
+    return node is not None and v not in outputs and (node.op == "qconv2d_packed" or _layout_free(graph, node)) and \
+        all(_layout_free(graph, r) or (r.op == "qconv2d_packed" and r.inputs.index(v) == 0) for r in users.get(v, []))
+
+
+def _nhwc_const(graph, name):
+    c = graph.constants[name]
+    if c.ndim != 4 or c.size == 1:
+        return name
+    return graph.add_const(np.ascontiguousarray(c.transpose(0, 2, 3, 1)), graph.fresh(f"{name}_nhwc"))

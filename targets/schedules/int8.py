@@ -13,7 +13,9 @@ its accumulators in registers; the reduction runs kernel rows and columns outerm
 blocks inside them keep LLVM from interleaving unrolled taps into spills), and the packed weights
 are laid out in that order, so consecutive steps read consecutive weights. The int32 result is
 written back to NCHW with the requantize
-epilogue (scale, zero point, ReLU/Clip clamp) fused into the write-back.
+epilogue (scale, zero point, ReLU/Clip clamp) fused into the write-back; a channels-last result
+(between int8 kernels, fold_qdq.channels_last) is written from each tile's accumulators, a vector
+of channels at a time, with no int32 intermediate.
 """
 import functools
 
@@ -23,6 +25,7 @@ from tvm.s_tir import Schedule, TensorIntrin
 from tvm.script import tirx as T
 
 from . import generic, worth_parallel
+from .common import has_block
 
 KGROUP = 2
 
@@ -167,7 +170,8 @@ def handles(kernel):
 def schedule(func, kernel, preset):
     sch = Schedule(tvm.IRModule({"main": func}))
     conv = sch.get_sblock("qconv2d_packed")
-    unpack = sch.get_sblock("qconv2d_unpack")
+    nhwc = has_block(sch, "qconv2d_unpack_nhwc")  # a channels-last result (fold_qdq.channels_last)
+    unpack = sch.get_sblock("qconv2d_unpack_nhwc" if nhwc else "qconv2d_unpack")
     par = worth_parallel(kernel)
     while True:  # the epilogue (requantize, clamps) joins the write-back
         consumers = sch.get_consumers(unpack)
@@ -185,7 +189,12 @@ def schedule(func, kernel, preset):
     sch.reorder(n, bo, y, xo, ry, rx, rc, xi, bi, oi, rk)
     local = sch.cache_write(conv, 0, "local")
     sch.reverse_compute_at(local, xo)
-    sch.vectorize(sch.get_loops(local)[-1])
+    if nhwc:  # each tile's pixels written from its accumulators, a vector of channels at a time
+        sch.reverse_compute_at(unpack, xo)
+        sch.compute_inline(local)
+        sch.vectorize(sch.split(sch.get_loops(unpack)[-1], [None, lanes])[1])
+    else:
+        sch.vectorize(sch.get_loops(local)[-1])
     fused = sch.fuse(n, bo, y)
     if par:
         sch.parallel(fused)
@@ -216,7 +225,8 @@ def schedule(func, kernel, preset):
     elif int(sch.get(chans).extent) <= 64:
         sch.vectorize(chans)
     vec = max(preset.vector_bits // 32, 4)
-    generic._schedule_block(sch, unpack, vec, par)
+    if not nhwc:
+        generic._schedule_block(sch, unpack, vec, par)
     return sch.mod["main"]
 
 
