@@ -264,7 +264,8 @@ def test_kernel_exp_tanh_sigmoid_match_float64_numpy():
                                             ("rpi4", "aarch64-linux-gnu-objdump")])
 def test_recurrent_register_tiles_do_not_spill(target, objdump, tmp_path):
     """The GEMV loops of the projection and the steps (LSTM and GRU, batch 2, rows that do not divide
-    the groups: 14 projection rows) keep their accumulators in vector registers: no stack traffic."""
+    the groups: 14 projection rows) keep their accumulators in vector registers: no stack traffic.
+    The loops over a group's rows (their sigmoid/tanh divide) read the accumulators staged on the stack."""
     import shutil
     import sys
     sys.path.insert(0, HERE)
@@ -276,5 +277,6 @@ def test_recurrent_register_tiles_do_not_spill(target, objdump, tmp_path):
         compile_graph(from_onnx(mk.recurrent_model(op=op, seq=7, batch=2, inp=24, hidden=64)), targets.get(target),
                       out, progress=False)
         loops = innermost_fma_loops(library(out, tmp_path), objdump)
+        loops = [body for body in loops if not any(o in ("vdivps", "fdiv") for o, _ in body)]
         assert loops and all(vector_fmas(body) for body in loops), op
         assert [stack_accesses(body) for body in loops if stack_accesses(body)] == [], op
