@@ -36,8 +36,12 @@ def schedule_pool_block(sch, block, preset, par=True):
         except Exception:  # noqa: BLE001 - the divisor block reads more than one row: leave it
             pass
     sch.compute_at(rows, i)
-    _partition_edges(sch, rows)
-    _partition_edges(sch, block)
+    lanes = max(preset.vector_bits // 32, 4)
+    _vectorize_short(sch, _partition_edges(sch, rows), lanes)
+    unit_stride = contiguous_reads(sch, block, 3)
+    inside = _partition_edges(sch, block)
+    if unit_stride:
+        _vectorize_short(sch, inside, lanes)
     if par:
         sch.parallel(nc)
     return done
@@ -46,16 +50,25 @@ def schedule_pool_block(sch, block, preset, par=True):
 def _partition_edges(sch, block):
     """Cut the innermost loop of BLOCK at the range of columns its "inside" annotation names from
     the edges: inside, the row buffer's reads are not clamped (contiguous, vectorizable) and an
-    average's divisor is one constant."""
+    average's divisor is one constant. Returns the inside loop."""
     inside = sch.get(block).annotations.get("inside")
     if inside is None:
-        return
+        return sch.get_loops(block)[-1]
     lo, hi = (int(v) for v in inside)
     u = sch.get_loops(block)[-1]
     width = int(sch.get(u).extent)
     parts = [p for p in (lo, hi - lo, width - hi) if p > 0]
     if len(parts) > 1:
-        sch.loop_partition(u, parts[:-1] + [None])
+        return sch.loop_partition(u, parts[:-1] + [None])[1 if lo > 0 else 0]
+    return u
+
+
+def _vectorize_short(sch, loop, lanes):
+    """Vectorize a short row (up to 4 vectors) whole: LLVM unrolls such a loop before its loop
+    vectorizer sees it and leaves it scalar (longer rows: LLVM vectorizes them, tail included).
+    TVM keeps a loop with isnan (max pooling's NaN test) scalar: no change there."""
+    if int(sch.get(loop).extent) <= 4 * lanes:
+        sch.vectorize(loop)
 
 
 def contiguous_reads(sch, block, axis):
