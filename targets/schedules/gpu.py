@@ -6,9 +6,13 @@ thread's register file (255 registers, so it lives in local memory) is replaced 
 Fallback, a thread per output element with the reduction serial in registers. dlight's
 GeneralReduction does that to grouped convolutions: ShuffleNet's grouped 1x1 convs got 952 + 68
 floats per thread (4 KB of stack, and spills on sm_90); with Fallback they use under 40 registers
-and no stack. (Not for dense kernels: dlight's GEMV declares large local buffers that ptxas keeps
+and no stack. Where a dlight rule matches a kernel but fails on it (Matmul's consumer inlining on a
+conv whose fused pool is computed in two steps), the kernel gets Fallback too, with a warning.
+(Not for dense kernels: dlight's GEMV declares large local buffers that ptxas keeps
 in registers, so the size test would wrongly replace its shared-memory reductions.)
 """
+import warnings
+
 import numpy as np
 import tvm
 import tvm_ffi
@@ -44,11 +48,21 @@ def local_floats(func):
     return max(sizes)
 
 
+def _last_line(e):
+    text = str(e).strip()
+    return text.splitlines()[-1] if text else type(e).__name__
+
+
 def schedule(func, kernel, preset):
     if kernel["kind"] == "recurrent":  # GPU loop kernels come scheduled (compiler/lower/recurrent.py)
         return func.with_attr("tirx.is_scheduled", True)
     # runs inside `with target:` (compiler/build.py)
-    scheduled = _rules("default")(tvm.IRModule({"main": func}))["main"]
+    try:
+        scheduled = _rules("default")(tvm.IRModule({"main": func}))["main"]
+    except Exception as e:  # noqa: BLE001 - a dlight rule that matched but cannot finish (its asserts)
+        warnings.warn(f"kernel {kernel['name']}: dlight's rules failed ({_last_line(e)}); a thread per output "
+                      "element instead", RuntimeWarning, stacklevel=2)
+        return _rules("fallback")(tvm.IRModule({"main": func}))["main"]
     if kernel["kind"] == "conv2d" and local_floats(scheduled) > MAX_LOCAL_FLOATS:
         scheduled = _rules("fallback")(tvm.IRModule({"main": func}))["main"]
     return scheduled
