@@ -23,6 +23,9 @@ def _out(y, dtype):
     return te.compute(y.shape, lambda *i: y(*i).astype(dtype), name="cast") if str(y.dtype) != str(dtype) else y
 
 
+DEPTHWISE_ROW = 8  # a depthwise row's columns are computed in multiples of this: whole AVX2 / NEON vectors
+
+
 @lowering("conv2d")
 def conv2d(a, x, w, b=None):
     g = a.get("groups", 1)
@@ -31,8 +34,12 @@ def conv2d(a, x, w, b=None):
     o, ci, kh, kw = (int(v) for v in w.shape)
     oh = (h + p[0] + p[2] - (kh - 1) * d[0] - 1) // s[0] + 1
     ow = (wd + p[1] + p[3] - (kw - 1) * d[1] - 1) // s[1] + 1
-    # depthwise: a padded row a whole number of strides wide (schedules/depthwise.py de-interleaves it)
-    extra = -(wd + p[1] + p[3]) % s[1] if g > 1 and ci == 1 else 0
+    # depthwise (schedules/depthwise.py): rows computed in whole vectors (DEPTHWISE_ROW columns), the
+    # extra columns dropped after; the padded row a whole number of strides wide (it is de-interleaved)
+    depthwise = g > 1 and ci == 1
+    owp = -(-ow // DEPTHWISE_ROW) * DEPTHWISE_ROW if depthwise and ow > DEPTHWISE_ROW else ow
+    extra = max(0, (owp - 1) * s[1] + (kw - 1) * d[1] + 1 - (wd + p[1] + p[3]))
+    extra += -(wd + p[1] + p[3] + extra) % s[1] if depthwise else 0
     xp = _pad4(x, p, extra=(0, extra))
     og = o // g
     rc, ry, rx = te.reduce_axis((0, ci), "rc"), te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx")
@@ -40,9 +47,12 @@ def conv2d(a, x, w, b=None):
     def chan(f):
         return rc if g == 1 else (f // og) * ci + rc
 
-    y = _out(te.compute((n, o, oh, ow), lambda nn, f, yy, xx: te.sum(
+    y = te.compute((n, o, oh, owp), lambda nn, f, yy, xx: te.sum(
         _acc(xp[nn, chan(f), yy * s[0] + ry * d[0], xx * s[1] + rx * d[1]], x.dtype) * _acc(w[f, rc, ry, rx], x.dtype),
-        axis=[rc, ry, rx]), name="conv2d"), x.dtype)
+        axis=[rc, ry, rx]), name="conv2d")
+    if owp != ow:
+        y = te.compute((n, o, oh, ow), lambda *i: y(*i), name="conv2d_row")
+    y = _out(y, x.dtype)
     if b is not None:
         y = te.compute(y.shape, lambda nn, f, yy, xx: y[nn, f, yy, xx] + b[f], name="bias_add")
     return y

@@ -11,13 +11,14 @@ def schedule(sch, kernel, preset):
     """A conv2d with one input channel per output channel (depthwise): per (batch, channel), the
     channel's padded plane is built (in cache; per band of output rows where the plane would take
     over half of L1): zeros, then the input copied inside them, so the copy is a plain vector copy
-    with no bounds test per element. Each output row, in chunks of up
-    to 4 vectors that divide it, accumulates over the taps in registers, then the epilogue writes
-    the chunk. A strided conv (stride s) reads its plane de-interleaved, column q * s + phase at
-    [phase][q], so each tap's row is contiguous and vectorizes like stride 1 (read in place, a
-    stride-2 row was element-wise gathers or LLVM's shuffles per tap); the padded plane is written
-    in that layout directly (the lowering pads its width to a multiple of s), an unpadded input is
-    copied into it. Returns None for other convs."""
+    with no bounds test per element. Each output row (computed in whole vectors: the lowering
+    rounds a depthwise row up to a multiple of compiler/lower/nn.DEPTHWISE_ROW columns, the
+    write-back drops the extra ones), in chunks of up to 4 vectors that divide it, accumulates over
+    the taps in registers, then the epilogue writes the chunk. A strided conv (stride s) reads its
+    plane de-interleaved, column q * s + phase at [phase][q], so each tap's row is contiguous and
+    vectorizes like stride 1 (read in place, a stride-2 row was element-wise gathers or LLVM's
+    shuffles per tap); the padded plane is written in that layout directly (the lowering pads its
+    width to a multiple of s), an unpadded input is copied into it. Returns None for other convs."""
     try:
         conv = sch.get_sblock("conv2d")
     except Exception:  # noqa: BLE001
