@@ -215,9 +215,12 @@ def test_pointwise_tail_is_whole_vectors_after_whole_tiles(preset):
 
 @pytest.mark.parametrize("preset", ["host", "x86-avx2"])
 @pytest.mark.parametrize("case", [(64, 128, (7, 7), 1, 1, ("add", "relu")), (48, 128, (7, 7), 1, 2, ("relu",)),
-                                  (32, 272, (7, 7), 2, 1, ("relu",))], ids=["p49add", "p49s2", "p49g2"])
+                                  (32, 272, (7, 7), 2, 1, ("relu",)), (32, 128, (14, 14), 1, 1, ("relu",))],
+                         ids=["p49add", "p49s2", "p49g2", "p196"])
 def test_pointwise_tail_gemm(tmp_path, rng, preset, case):
-    """GEMMs with a tail (7x7 pixels: plain with a residual add, stride 2, grouped) match numpy."""
+    """GEMMs with a tail (7x7 pixels: plain with a residual add, stride 2, grouped; each channel
+    block's tail right after its whole tiles) match numpy, and with fewer channels than pixels
+    (14x14: the tail a loop of its own)."""
     if preset != "host" and "avx2" not in open("/proc/cpuinfo").read():
         pytest.skip("this machine has no AVX2 to run x86-avx2 code")
     from edgec.compiler.passes import run_passes
@@ -226,6 +229,23 @@ def test_pointwise_tail_gemm(tmp_path, rng, preset, case):
     conv = run_passes(g, preset=targets.get(preset)).nodes[0]
     assert conv.attrs.get("tile") and conv.attrs.get("tail"), conv.attrs
     _check(tmp_path, g, preset)
+
+
+@pytest.mark.parametrize("preset", ["host", "x86-avx2"])
+@pytest.mark.parametrize("case", [(256, 48, (28, 28), ("add", "relu")), (512, 36, (16, 16), ("relu",))],
+                         ids=["odd-chunks", "even-chunks"])
+def test_pointwise_copy_per_chunk(tmp_path, rng, monkeypatch, preset, case):
+    """Input panels copied per pixel chunk inside the parallel loop (an odd number of chunks: the
+    channel blocks in halves too, each copying its chunk) match numpy."""
+    if preset != "host" and "avx2" not in open("/proc/cpuinfo").read():
+        pytest.skip("this machine has no AVX2 to run x86-avx2 code")
+    from edgec.targets.schedules import pointwise
+    calls = []
+    orig = pointwise.copy_per_chunk
+    monkeypatch.setattr(pointwise, "copy_per_chunk", lambda *a: calls.append(a[4]) or orig(*a))
+    c, o, hw, post = case
+    _check(tmp_path, _conv_graph(rng, c, o, hw, (1, 1), post=post), preset)
+    assert calls and calls[0] > 1, calls  # (the number of chunks)
 
 
 @pytest.mark.parametrize("preset,c,o,hw,k", [("x86-avx2", 64, 64, 14, 3), ("x86-avx2", 64, 64, 30, 3),
