@@ -6,7 +6,8 @@ import pytest
 from edgec.compiler import lower
 from edgec.compiler.interp import interpret
 from edgec.compiler.ir import Graph
-from edgec.compiler.passes import PIPELINE, check_numerics, fold_batch_norm, fold_pad, fuse, remove_identity, run_passes
+from edgec.compiler.passes import (PIPELINE, check_numerics, conv_as_dense, fold_batch_norm, fold_pad, fuse, remove_identity,
+                                   run_passes)
 from edgec.errors import EdgecError
 
 RNG = np.random.default_rng(0)
@@ -193,6 +194,63 @@ def test_folded_pad_matches_onnxruntime(tmp_path):
     m = load(api.compile(path, output=tmp_path / "m.edgec", progress=False))
     assert not any("pad" in k["ops"] for k in m.kernels), [k["ops"] for k in m.kernels]
     x = RNG.standard_normal((1, c, 13, 17)).astype("float32")
+    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(m.run({"x": x})[0], want, rtol=1e-4, atol=1e-5)
+
+
+# ---- conv_as_dense ----------------------------------------------------------------------------
+def covering_conv_graph(n=2, c=6, o=5, k=3, hw=3, bias=True, attrs=None, const_w=True):
+    g = Graph("t")
+    x = g.add_input("x", (n, c, hw, hw))
+    wv = g.add_const(w(o, c, k, k)) if const_w else g.add_input("w", (o, c, k, k))
+    (y,) = g.add_node("conv2d", [x, wv] + ([g.add_const(w(o))] if bias else []), attrs or {}, name="conv",
+                      source=["Conv_0"])
+    (r,) = g.add_node("relu", [y], name="relu")
+    g.outputs = [r]
+    return g
+
+
+@pytest.mark.parametrize("k, bias", [(1, True), (3, True), (3, False)])
+def test_conv_covering_its_input_becomes_dense(k, bias):
+    after = apply(covering_conv_graph(k=k, hw=k, bias=bias), conv_as_dense)
+    assert ops(after) == ["reshape", "dense", "reshape", "relu"]
+    assert after.nodes[1].source == ["Conv_0"] and after.values[after.nodes[2].outputs[0]].shape == (2, 5, 1, 1)
+
+
+@pytest.mark.parametrize("kw", [dict(hw=4), dict(attrs={"pads": [1, 1, 1, 1]}, hw=1),
+                                dict(attrs={"groups": 2}, c=6), dict(const_w=False)])
+def test_conv_that_is_not_a_dense_layer_stays(kw):
+    args = dict(k=3, hw=3)
+    args.update(kw)
+    if args.get("attrs", {}).get("groups") == 2:  # grouped: the weight has C/2 input channels
+        g = Graph("t")
+        x = g.add_input("x", (1, 6, 3, 3))
+        (y,) = g.add_node("conv2d", [x, g.add_const(w(4, 3, 3, 3))], {"groups": 2})
+        g.outputs = [y]
+    else:
+        g = covering_conv_graph(**args)
+    assert "dense" not in ops(apply(g, conv_as_dense))
+
+
+def test_head_conv_as_dense_matches_onnxruntime(tmp_path):
+    """A classifier head as ONNX writes Keras MobileNet's: GlobalAveragePool, a 1x1 Conv with bias,
+    Relu; compiled, the conv is a dense kernel and the result is onnxruntime's."""
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgec import api
+    from edgec.runtime import load
+    nodes = [helper.make_node("GlobalAveragePool", ["x"], ["p"]), helper.make_node("Conv", ["p", "w", "b"], ["y"]),
+             helper.make_node("Relu", ["y"], ["z"])]
+    inits = [numpy_helper.from_array(w(37, 70, 1, 1), "w"), numpy_helper.from_array(w(37), "b")]
+    graph = helper.make_graph(nodes, "head", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 70, 5, 5])],
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)], inits)
+    path = tmp_path / "head.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    m = load(api.compile(path, output=tmp_path / "m.edgec", input_shapes={"x": (2, 70, 5, 5)}, progress=False))
+    assert any(k["kind"] == "dense" for k in m.kernels) and not any(k["kind"] == "conv2d" for k in m.kernels)
+    x = RNG.standard_normal((2, 70, 5, 5)).astype("float32")
     want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     np.testing.assert_allclose(m.run({"x": x})[0], want, rtol=1e-4, atol=1e-5)
 
