@@ -84,7 +84,11 @@ def _schedule_plane(sch, plane, at, padded, stride, lanes):
         sch.reorder(q, ph)
         sch.unroll(ph)
         return
-    fill = sch.decompose_padding(plane, sch.get_loops(plane)[-2])
+    # the fill goes above the row loop; a one-row plane has none under AT (decomposing at AT itself
+    # lost the conv from the function in TVM 0.27: a 1-D depthwise conv returned garbage)
+    loops = sch.get_loops(plane)
+    below = [i for i, l in enumerate(loops) if sch.get(l).same_as(sch.get(at))][0] + 1
+    fill = sch.decompose_padding(plane, loops[max(below, len(loops) - 2)])
     if stride == 1:
         for b in (fill, plane):
             vectorize(sch, sch.get_loops(b)[-1], lanes)
