@@ -8,6 +8,7 @@ import os
 import platform
 import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..errors import TargetError
 
@@ -64,8 +65,7 @@ def _cache_kib(level, default):
     base = "/sys/devices/system/cpu/cpu0/cache"
     try:
         for idx in sorted(os.listdir(base)):
-            info = {f: open(os.path.join(base, idx, f)).read().strip() for f in
-                    ("level", "type", "size", "shared_cpu_list")}
+            info = {f: Path(base, idx, f).read_text().strip() for f in ("level", "type", "size", "shared_cpu_list")}
             if int(info["level"]) == level and info["type"] in ("Data", "Unified"):
                 size = info["size"].upper()
                 kib = int(size[:-1]) * {"K": 1, "M": 1024}[size[-1]]
