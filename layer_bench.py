@@ -30,7 +30,8 @@ CONVS = ("Conv", "FusedConv")
 
 
 def ort_node_times(onnx_path, inputs, threads, runs=20, warmup=5):
-    """[(name, op, input shapes, output shape, median seconds)] of onnxruntime's nodes, in order."""
+    """[(name, op, input shapes, output shape, median seconds, fastest seconds)] of onnxruntime's
+    nodes, in order."""
     import onnxruntime as ort
     with tempfile.TemporaryDirectory(prefix="edgec-ortprof-") as tmp:
         so = ort.SessionOptions()
@@ -52,7 +53,8 @@ def ort_node_times(onnx_path, inputs, threads, runs=20, warmup=5):
         out = [next(iter(s.values())) for s in e["args"].get("output_type_shape", [])]
         info.setdefault(name, (e["args"].get("op_name", ""), shapes, out[0] if out else []))
         durations.setdefault(name, []).append(e["dur"] * 1e-6)
-    return [(n, *info[n], float(np.median(d[warmup:] or d))) for n, d in durations.items()]
+    return [(n, *info[n], float(np.median(d[warmup:] or d)), float(np.min(d[warmup:] or d)))
+            for n, d in durations.items()]
 
 
 def _logical(shape):
@@ -67,7 +69,7 @@ def _conv_flops(shapes, out):
 
 def _label(node):
     """`3x3 64->64 s1 @56x56` (`g32` for a grouped conv) of an onnxruntime Conv node."""
-    _, _, shapes, out, _ = node
+    shapes, out = node[2], node[3]
     w, x, o = shapes[1], _logical(shapes[0]), _logical(out)
     stride = max(1, round(x[2] / o[2])) if o[2] else 1
     groups = x[1] // w[1] if w[1] and x[1] % w[1] == 0 and x[1] > w[1] else 1
@@ -75,7 +77,8 @@ def _label(node):
 
 
 def match(kernels, rows, nodes):
-    """[{layers, kind, shape, edgec_s, ort_s, ort_nodes, label}] in edgec's order; then a row for
+    """[{layers, kind, shape, edgec_s, ort_s, edgec_min_s, ort_min_s, ort_nodes, label}] in edgec's
+    order (medians, and the fastest run of each); then a row for
     onnxruntime's unmatched nodes. KERNELS: manifest records; ROWS: {kernel name: profile row}."""
     free = list(range(len(nodes)))
 
@@ -111,12 +114,14 @@ def match(kernels, rows, nodes):
             got = [other] if other else []
         out.append({"kernel": k["name"], "layers": k.get("sources", []), "kind": k.get("kind", ""),
                     "shape": shape, "label": label, "edgec_s": row["median_s"],
-                    "ort_s": sum(n[4] for n in got) if got else None, "ort_nodes": [n[0] for n in got]})
+                    "ort_s": sum(n[4] for n in got) if got else None, "edgec_min_s": row["min_s"],
+                    "ort_min_s": sum(n[5] for n in got) if got else None, "ort_nodes": [n[0] for n in got]})
     rest = [nodes[i] for i in free]
     if rest:
         out.append({"kernel": "", "layers": [], "kind": "onnxruntime only", "shape": [], "label":
-                    ", ".join(sorted({n[1] for n in rest})), "edgec_s": None,
-                    "ort_s": sum(n[4] for n in rest), "ort_nodes": [n[0] for n in rest]})
+                    ", ".join(sorted({n[1] for n in rest})), "edgec_s": None, "edgec_min_s": None,
+                    "ort_s": sum(n[4] for n in rest), "ort_min_s": sum(n[5] for n in rest),
+                    "ort_nodes": [n[0] for n in rest]})
     return out
 
 
@@ -158,16 +163,20 @@ def layer_rows(model, onnx_path, threads, repeat=20):
 
 
 def format_rows(rows, top=None):
-    """A plain table, largest edgec - onnxruntime gap first (TOP rows), with totals."""
+    """A plain table, largest edgec - onnxruntime gap first (TOP rows), with totals: medians, and
+    the ratio of the fastest runs (steadier on a shared machine)."""
     def ms(s):
         return f"{s * 1e3:8.3f}" if s is not None else "       -"
-    e = sum(r["edgec_s"] or 0 for r in rows)
-    o = sum(r["ort_s"] or 0 for r in rows)
+
+    def ratio(a, b):
+        return f"{a / b:6.2f}" if a and b else "     -"
+    tot = {k: sum(r[k] or 0 for r in rows) for k in ("edgec_s", "ort_s", "edgec_min_s", "ort_min_s")}
     order = sorted(rows, key=lambda r: -((r["edgec_s"] or 0) - (r["ort_s"] or 0)))
-    lines = [f"{'edgec ms':>8s} {'ORT ms':>8s} {'ratio':>6s}  {'kind':10s} {'layer':24s} layers",
-             f"{ms(e)} {ms(o)} {e / o if o else 0:6.2f}  {'all':10s}"]
+    lines = [f"{'edgec ms':>8s} {'ORT ms':>8s} {'ratio':>6s} {'(min)':>6s}  {'kind':10s} {'layer':24s} layers",
+             f"{ms(tot['edgec_s'])} {ms(tot['ort_s'])} {ratio(tot['edgec_s'], tot['ort_s'])} "
+             f"{ratio(tot['edgec_min_s'], tot['ort_min_s'])}  {'all':10s}"]
     for r in order[:top] if top else order:
-        ratio = f"{r['edgec_s'] / r['ort_s']:6.2f}" if r["edgec_s"] and r["ort_s"] else "     -"
-        lines.append(f"{ms(r['edgec_s'])} {ms(r['ort_s'])} {ratio}  {r['kind'][:10]:10s} {r['label'][:24]:24s} "
+        lines.append(f"{ms(r['edgec_s'])} {ms(r['ort_s'])} {ratio(r['edgec_s'], r['ort_s'])} "
+                     f"{ratio(r['edgec_min_s'], r['ort_min_s'])}  {r['kind'][:10]:10s} {r['label'][:24]:24s} "
                      f"{','.join(r['layers'])[:60]}")
     return "\n".join(lines)

@@ -21,15 +21,15 @@ def test_convs_match_by_arithmetic_and_channels_in_order():
     kernels = [_conv("a", 64, 256, 1, 56), _conv("b", 256, 64, 1, 56), _conv("c", 3, 64, 3, 112, pool=True)]
     kernels[2]["output_shapes"] = [[1, 64, 56, 56]]
     kernels[2]["flops"] = 2 * 3 * 64 * 9 * 112 * 112 + 9 * 64 * 56 * 56
-    nodes = [("r1", "Conv", [[1, 256, 56, 56], [64, 256, 1, 1], [64]], [1, 8, 56, 56, 8], 0.002),
-             ("r2", "Conv", [[1, 64, 56, 56], [256, 64, 1, 1], [256]], [1, 32, 56, 56, 8], 0.001),
-             ("r3", "Conv", [[1, 3, 224, 224], [64, 3, 3, 3], [64]], [1, 64, 112, 112], 0.003),
-             ("r4", "MaxPool", [[1, 64, 112, 112]], [1, 64, 56, 56], 0.0005),
-             ("ReorderOutput", "ReorderOutput", [[1, 8, 56, 56, 8]], [1, 64, 56, 56], 0.0001)]
-    rows = match(kernels, {k: {"median_s": 0.01} for k in "abc"}, nodes)
+    nodes = [("r1", "Conv", [[1, 256, 56, 56], [64, 256, 1, 1], [64]], [1, 8, 56, 56, 8], 0.002, 0.0019),
+             ("r2", "Conv", [[1, 64, 56, 56], [256, 64, 1, 1], [256]], [1, 32, 56, 56, 8], 0.001, 0.0009),
+             ("r3", "Conv", [[1, 3, 224, 224], [64, 3, 3, 3], [64]], [1, 64, 112, 112], 0.003, 0.0029),
+             ("r4", "MaxPool", [[1, 64, 112, 112]], [1, 64, 56, 56], 0.0005, 0.0004),
+             ("ReorderOutput", "ReorderOutput", [[1, 8, 56, 56, 8]], [1, 64, 56, 56], 0.0001, 0.0001)]
+    rows = match(kernels, {k: {"median_s": 0.01, "min_s": 0.009} for k in "abc"}, nodes)
     assert [r["ort_nodes"] for r in rows[:3]] == [["r2"], ["r1"], ["r3", "r4"]]
     assert rows[0]["label"] == "1x1 64->256 s1 @56x56" and rows[2]["label"] == "3x3 3->64 s2 @112x112"
-    assert abs(rows[2]["ort_s"] - 0.0035) < 1e-12
+    assert abs(rows[2]["ort_s"] - 0.0035) < 1e-12 and abs(rows[2]["ort_min_s"] - 0.0033) < 1e-12
     assert rows[3]["kind"] == "onnxruntime only" and rows[3]["ort_nodes"] == ["ReorderOutput"]
 
 
