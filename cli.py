@@ -385,7 +385,8 @@ def run_bench(a):
             print(json.dumps(rs, indent=1))
         else:
             print("\n\n".join(f"{r['model']} on {r['target']} ({r['isa']}), {r['threads']} thread(s), in-model "
-                               f"medians of {r['runs']} runs (and the ratio of the fastest)\n" + format_rows(r["rows"]) for r in rs))
+                               f"medians of {r['runs']} runs (and the ratio of the fastest)\n"
+                               + format_rows(r["rows"]) for r in rs))
         return
     rs = bench_threads(a.model, a.target, [a.threads] if a.threads else None, a.repeat,
                        input_shapes=_shapes(a.input_shape), progress=sys.stderr.isatty(), nospin=a.no_spin)
