@@ -43,6 +43,20 @@ def qemu(cmd, **kw):
     return subprocess.run(["qemu-aarch64-static", *cmd], env=env, capture_output=True, text=True, **kw)
 
 
+def run_artifact(artifact, inputs, tmp_path, n_outputs):
+    """Package ARTIFACT with `edgec package`, unpack the bundle into TMP_PATH and run it under qemu
+    on INPUTS (arrays, in model order); return its outputs."""
+    import tarfile
+
+    from edgec import cli
+    bundle = Path(tmp_path) / "bundle.tar.gz"
+    assert cli.main(["package", str(artifact), "-o", str(bundle)]) == 0
+    with tarfile.open(bundle) as t:
+        root = Path(tmp_path) / t.getnames()[0].split("/")[0]
+        t.extractall(tmp_path, filter="data")
+    return run_bundle(root, inputs, tmp_path, n_outputs)
+
+
 def run_bundle(root, inputs, out_dir, n_outputs, runs=1):
     """Run an unpacked bundle's C++ runner under qemu on INPUTS (arrays, in model order); return
     its outputs. The runner must exit 0 and print its latency line."""

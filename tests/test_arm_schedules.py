@@ -5,7 +5,6 @@ depthwise incl. stride 2, dense, max/avg pool standalone and fused after a conv,
 pool after a conv, concat), compiled once with parallel regions forced on and run once through the
 packaged C++ runner under qemu-aarch64-static; every output is checked against onnxruntime on the
 host at rtol 1e-4 / atol 1e-5."""
-import tarfile
 
 import numpy as np
 import onnx
@@ -13,7 +12,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import arm_env
-from edgec import api, cli
+from edgec import api
 from edgec.runtime.artifact import read_manifest
 from edgec.targets import schedules
 from disasm import innermost_fma_loops, library, stack_accesses, vector_fmas
@@ -103,12 +102,7 @@ def test_schedules_on_rpi4_match_onnxruntime(tmp_path, monkeypatch):
     inputs = {i.name: rng.standard_normal([d.dim_value for d in i.type.tensor_type.shape.dim]).astype(np.float32)
               for i in onnx.load(model).graph.input}
     expected = onnxruntime_outputs(model, inputs)
-    bundle = tmp_path / "bundle.tar.gz"
-    assert cli.main(["package", art, "-o", str(bundle)]) == 0
-    with tarfile.open(bundle) as t:
-        root = tmp_path / t.getnames()[0].split("/")[0]
-        t.extractall(tmp_path, filter="data")
-    check(arm_env.run_bundle(root, inputs.values(), tmp_path, len(expected)), expected)
+    check(arm_env.run_artifact(art, inputs.values(), tmp_path, len(expected)), expected)
 
 
 def conv_library(tmp_path, preset, c, o, hw, k):

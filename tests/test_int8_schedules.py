@@ -4,7 +4,6 @@ NEON `smlal`, rpi5 `sdot`, and the ARM kernels run under qemu against onnxruntim
 quantization step)."""
 import re
 import subprocess
-import tarfile
 
 import numpy as np
 import onnx
@@ -12,7 +11,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgec import api, cli, targets
+from edgec import api, targets
 from disasm import _BRANCH, _LINE, _TARGET, library, stack_accesses
 
 
@@ -157,12 +156,7 @@ def test_arm_int8_conv_inner_loop_and_parity_under_qemu(tmp_path, monkeypatch, p
     assert loops and all(len([1 for o, _ in body if o.startswith(instruction)]) >= 4 for body in loops), loops
     x = np.random.default_rng(1).integers(0, 256, (1, 32, 11, 11)).astype(np.uint8)
     wants = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})
-    bundle = tmp_path / "bundle.tar.gz"
-    assert cli.main(["package", art, "-o", str(bundle)]) == 0
-    with tarfile.open(bundle) as t:
-        root = tmp_path / t.getnames()[0].split("/")[0]
-        t.extractall(tmp_path, filter="data")
-    for got, want in zip(arm_env.run_bundle(root, [x], tmp_path, 2), wants):
+    for got, want in zip(arm_env.run_artifact(art, [x], tmp_path, 2), wants):
         assert got.shape == want.shape and np.ptp(want) > 10
         assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
 

@@ -2,7 +2,6 @@
 the numpy reference, on rows that do not divide the vector width: padding on either side, ceil
 mode, dilation, strides 1-3, count_include_pad, NaN and infinities in max windows; standalone and
 fused after a conv; on host and x86-avx2, and on rpi4 under qemu against onnxruntime."""
-import tarfile
 import warnings
 
 import numpy as np
@@ -10,7 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgec import api, cli, targets
+from edgec import api, targets
 from edgec.compiler.build import compile_graph
 from edgec.compiler.interp import interpret
 from edgec.compiler.ir import Graph
@@ -123,9 +122,4 @@ def test_pools_on_rpi4_match_onnxruntime(tmp_path, monkeypatch):
     art = api.compile(model, "rpi4", str(tmp_path / "m.edgec"), progress=False)
     inputs = {"x": rng.standard_normal((1, 5, 23, 37)).astype(np.float32)}
     expected = onnxruntime_outputs(model, inputs)
-    bundle = tmp_path / "bundle.tar.gz"
-    assert cli.main(["package", art, "-o", str(bundle)]) == 0
-    with tarfile.open(bundle) as t:
-        root = tmp_path / t.getnames()[0].split("/")[0]
-        t.extractall(tmp_path, filter="data")
-    check(arm_env.run_bundle(root, inputs.values(), tmp_path, len(expected)), expected)
+    check(arm_env.run_artifact(art, inputs.values(), tmp_path, len(expected)), expected)
