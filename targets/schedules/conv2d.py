@@ -19,6 +19,7 @@ from tvm.s_tir import Schedule
 from . import depthwise, generic, pointwise, rule, worth_parallel
 from .common import has_block, inline_epilogue, parallel, schedule_rest
 from .pack import conv_cache_blocks, conv_params, conv_rows_blocks, conv_width_tile, pointwise_tile
+from .pack import lanes as pack_lanes
 
 
 def width_tile(ow, most):
@@ -63,7 +64,7 @@ def schedule(func, kernel, preset):
         sch.reverse_compute_at(unpack, y)
         sch.vectorize(sch.get_loops(unpack)[-1])
     except Exception:  # noqa: BLE001 - grouped index maps: write back as a separate pass
-        generic._schedule_block(sch, unpack, max(preset.vector_bits // 32, 4), par)
+        generic._schedule_block(sch, unpack, pack_lanes(preset), par)
     parallel(sch, sch.fuse(n, bi, y), par)
     sch.unroll(xi)
     sch.vectorize(oi)
@@ -89,7 +90,7 @@ def schedule_rows(sch, kernel, preset):
     block, tile = pointwise_tile(preset, o, oh * wq)
     inline_epilogue(sch, unpack)
     par = worth_parallel(kernel)
-    lanes = max(preset.vector_bits // 32, 4)
+    lanes = pack_lanes(preset)
     nn, bi, oi, q, rc, ry, rx = sch.get_loops(conv)
     if int(sch.get(oi).extent) != block or int(sch.get(q).extent) % tile:
         raise ValueError("row conv packed for another tile than this preset's")
@@ -131,6 +132,6 @@ def schedule_dense(func, kernel, preset):
     parallel(sch, jb, par)
     sch.vectorize(ji)
     sch.decompose_reduction(acc, k)
-    generic._schedule_block(sch, unpack, max(preset.vector_bits // 32, 4), par)
+    generic._schedule_block(sch, unpack, pack_lanes(preset), par)
     schedule_rest(sch, preset, ["dense_packed", "dense_unpack"], par)
     return sch.mod["main"]

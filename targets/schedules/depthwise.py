@@ -4,6 +4,7 @@ from tvm.sym import pattern
 
 from . import worth_parallel
 from .common import inline_epilogue, parallel, schedule_rest, vectorize
+from .pack import lanes as pack_lanes
 from .pool import contiguous_reads
 
 
@@ -40,7 +41,7 @@ def schedule(sch, kernel, preset):
     par = worth_parallel(kernel)
     n, f, y, x, rc, ry, rx = loops
     ow = int(sch.get(x).extent)
-    lanes = max(preset.vector_bits // 32, 4)
+    lanes = pack_lanes(preset)
     chunk = next((c * lanes for c in (4, 3, 2, 1) if ow % (c * lanes) == 0), None)
     xo, xi = sch.split(x, [None, chunk]) if chunk else (None, x)
     band = _band(sch, plane, int(sch.get(y).extent), preset) if plane is not None else None

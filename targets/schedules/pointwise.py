@@ -2,7 +2,7 @@
 panel layout come from compiler/lower/packed.py and pack.py."""
 from . import generic, worth_parallel
 from .common import divisor, has_block, inline_epilogue, parallel, schedule_rest
-from .pack import pointwise_tile
+from .pack import lanes as pack_lanes, pointwise_tile
 
 PANEL_SHARE = 0.25  # of the L2 for a pointwise conv's weight panel (reduction chunk x channel block)
 L2_SHARE = 0.5  # of the L2 for the input rows of a pointwise conv's pixel chunk
@@ -33,7 +33,7 @@ def schedule(sch, kernel, preset):
     if int(sch.get(oi).extent) != block or int(sch.get(q).extent) % tile:
         raise ValueError("pointwise conv packed for another tile than this preset's")
     padded, channels, blocks = int(sch.get(q).extent), int(sch.get(rc).extent), int(sch.get(bi).extent)
-    lanes = max(preset.vector_bits // 32, 4)
+    lanes = pack_lanes(preset)
     kc = divisor(channels, preset.l2_kib * 1024 * PANEL_SHARE // (4 * block))
     chunk = tile * divisor(padded // tile, preset.l2_kib * 1024 * L2_SHARE // (4 * kc * tile))
     tail = has_block(sch, "conv2d_pointwise_tail")
