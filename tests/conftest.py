@@ -1,3 +1,4 @@
+import re
 import sys
 from pathlib import Path
 
@@ -5,12 +6,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 # Heavy sets run only when `-m` names them (e.g. `pytest -m fuzz`); `make test` runs their samples.
-HEAVY = ("corpus", "cuda_zoo", "fuzz", "scale", "soak")
+HEAVY = ("corpus", "cuda_zoo", "fuzz", "scale", "soak", "zoo")
 
 
 def pytest_collection_modifyitems(config, items):
     expr = config.getoption("markexpr", "") or ""
-    wanted = {m for m in HEAVY if m in expr}
+    wanted = {m for m in HEAVY if m in re.findall(r"\w+", expr)}
     keep, skipped = [], {}
     for item in items:
         heavy = [m for m in HEAVY if item.get_closest_marker(m) and m not in wanted]

@@ -1,6 +1,9 @@
-"""The 9 light ONNX zoo models compiled for the host and verified against onnxruntime, as shipped
-and with seeded random weights (tests/zoo.py; compared before the final Softmax, which would
-saturate and hide errors). Tolerance: rtol 1e-4, atol 1e-5 (numpy allclose rule)."""
+"""The 9 light ONNX zoo models compiled for the host and verified against onnxruntime, with seeded
+random weights (tests/zoo.py; compared before the final Softmax, which would saturate and hide
+errors) and as shipped. The shipped weights are one constant per tensor, which hides layout and
+indexing bugs, so the random-weight run is the check and runs for all nine; as shipped runs for a
+sample by default and for all nine under `-m zoo` (the heavy set, ~2.5 min more).
+Tolerance: rtol 1e-4, atol 1e-5 (numpy allclose rule)."""
 import onnx
 import pytest
 
@@ -21,13 +24,18 @@ def compile_and_verify(model_proto, tmp_path, name):
     return read_manifest(art)
 
 
-@pytest.mark.parametrize("name", light_models())
+SHIPPED_SAMPLE = ("shufflenet", "squeezenet")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in SHIPPED_SAMPLE else pytest.mark.zoo)
+                                  for n in light_models()])
 def test_zoo_model_as_shipped(name, tmp_path):
-    m = compile_and_verify(load_light(name), tmp_path, name)
-    layer_names = {n.name for n in load_light(name).graph.node}
-    assert all(set(k["sources"]) & layer_names for k in m["kernels"]), "every kernel maps to ONNX nodes"
+    compile_and_verify(load_light(name), tmp_path, name)
 
 
 @pytest.mark.parametrize("name", light_models())
 def test_zoo_model_random_weights(name, tmp_path):
-    compile_and_verify(drop_final_softmax(randomize_weights(load_light(name), seed=0)), tmp_path, name + "_rand")
+    model = drop_final_softmax(randomize_weights(load_light(name), seed=0))
+    m = compile_and_verify(model, tmp_path, name + "_rand")
+    layer_names = {n.name for n in model.graph.node}
+    assert all(set(k["sources"]) & layer_names for k in m["kernels"]), "every kernel maps to ONNX nodes"
