@@ -5,11 +5,19 @@ qconv2d / qdense / qmatmul subtract the zero points into int32 operands and reus
 lowerings' loops with int32 accumulation (exact); the int8 schedules (targets/schedules/int8.py)
 replace these with u8 x s8 dot-product kernels where the preset has them.
 """
+import tvm
 from tvm import te, tirx
 
 from ..ops.quant import clamp_bounds, qrange
 from . import lowering
 from . import nn as float_nn
+
+# TVM 0.27 registers round-half-to-even (`nearbyint`) without the attribute that lets its loop
+# vectorizer widen a call, so every vectorized requantize / quantize loop was silently scalarized
+# (LLVM then packed a few pixels per register and stored each byte alone). LLVM's nearbyint takes
+# vectors (x86 `vroundps`, NEON `frintx`).
+if tvm.ir.Op.get("tirx.nearbyint").get_attr("TVectorizable") is None:
+    tvm.ir.register_op_attr("tirx.nearbyint", "TVectorizable", True)
 
 
 def bcast(t, idx):
@@ -93,7 +101,10 @@ def qconv2d_packed(a, x, wp, x_zp, b=None):
     a pixel's channels are contiguous, so the steps over channel blocks read each pixel's
     channels in sequence (channel planes made every step touch a new cache line). A channels-last
     input (in_layout NHWC) is read a pixel at a time; a channels-last result (out_layout NHWC) is
-    written from the accumulators' lanes in order, where NCHW scatters each lane to its plane."""
+    written from the accumulators' lanes in order, where NCHW scatters each lane to its plane.
+    A depthwise conv (groups) lays its input out (N, H+pads, W+pads, C/lanes, lanes), the channels of
+    a pixel in the accumulators' order, and each output channel sums its own input channel's taps:
+    vectors of channels multiplied lane by lane, widened to int32."""
     s = [int(v) for v in a.get("strides", [1, 1])]
     d = [int(v) for v in a.get("dilations", [1, 1])]
     p = [int(v) for v in a.get("pads", [0, 0, 0, 0])]
@@ -101,6 +112,8 @@ def qconv2d_packed(a, x, wp, x_zp, b=None):
     n, c, h, w = (int(x.shape[i]) for i in ((0, 3, 1, 2) if nhwc_in else (0, 1, 2, 3)))
     ob, kh, kw, cb, lanes, kg = (int(v) for v in wp.shape)
     o = int(a["out_channels"])
+    depthwise = int(a.get("groups", 1)) > 1
+    blocks, width = (ob, lanes) if depthwise else (cb, kg)  # the input's channel blocks
     oh = (h + p[0] + p[2] - (kh - 1) * d[0] - 1) // s[0] + 1
     ow = (w + p[1] + p[3] - (kw - 1) * d[1] - 1) // s[1] + 1
     tile = int(a.get("tile", 1))  # the schedule's row tile: rows are computed in whole tiles
@@ -109,7 +122,7 @@ def qconv2d_packed(a, x, wp, x_zp, b=None):
     zx = (x_zp() if len(x_zp.shape) == 0 else x_zp[0]).astype("int16")
 
     def shifted(nn, yy, xx, cc, k):
-        ch = cc * kg + k
+        ch = cc * width + k
         inside = tirx.all(ch < c, yy >= p[0], yy < p[0] + h, xx >= p[1], xx < p[1] + w)
         at = (te.min(te.max(yy - p[0], 0), h - 1), te.min(te.max(xx - p[1], 0), w - 1), te.min(ch, c - 1))
         v = x[nn, at[0], at[1], at[2]] if nhwc_in else x[nn, at[2], at[0], at[1]]
@@ -120,15 +133,21 @@ def qconv2d_packed(a, x, wp, x_zp, b=None):
             return tirx.Select(inside, v, pad)
         return tirx.Select(inside, v.astype("int16") - zx, tirx.const(0, "int16"))
     if kh == kw == 1 and s != [1, 1]:  # a strided 1x1 conv reads every s-th pixel: lay out only those
-        xc = te.compute((n, oh, owp, cb, kg), lambda nn, yy, xx, cc, k: shifted(nn, yy * s[0], xx * s[1], cc, k),
-                        name="qconv_input")
+        xc = te.compute((n, oh, owp, blocks, width),
+                        lambda nn, yy, xx, cc, k: shifted(nn, yy * s[0], xx * s[1], cc, k), name="qconv_input")
         s = [1, 1]
     else:
-        xc = te.compute((n, h + p[0] + p[2], wpad, cb, kg), shifted, name="qconv_input")
-    rc, ry, rx, rk = (te.reduce_axis((0, e), nm) for e, nm in ((cb, "rc"), (kh, "ry"), (kw, "rx"), (kg, "rk")))
-    acc = te.compute((n, ob, oh, owp, lanes), lambda nn, bb, yy, xx, oi: te.sum(
-        xc[nn, yy * s[0] + ry * d[0], xx * s[1] + rx * d[1], rc, rk].astype("int32")
-        * wp[bb, ry, rx, rc, oi, rk].astype("int32"), axis=[rc, ry, rx, rk]), name="qconv2d_packed")
+        xc = te.compute((n, h + p[0] + p[2], wpad, blocks, width), shifted, name="qconv_input")
+    if depthwise:
+        ry, rx = te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx")
+        acc = te.compute((n, ob, oh, owp, lanes), lambda nn, bb, yy, xx, oi: te.sum(
+            xc[nn, yy * s[0] + ry * d[0], xx * s[1] + rx * d[1], bb, oi].astype("int32")
+            * wp[bb, ry, rx, 0, oi, 0].astype("int32"), axis=[ry, rx]), name="qconv2d_packed")
+    else:
+        rc, ry, rx, rk = (te.reduce_axis((0, e), nm) for e, nm in ((cb, "rc"), (kh, "ry"), (kw, "rx"), (kg, "rk")))
+        acc = te.compute((n, ob, oh, owp, lanes), lambda nn, bb, yy, xx, oi: te.sum(
+            xc[nn, yy * s[0] + ry * d[0], xx * s[1] + rx * d[1], rc, rk].astype("int32")
+            * wp[bb, ry, rx, rc, oi, rk].astype("int32"), axis=[rc, ry, rx, rk]), name="qconv2d_packed")
 
     def unpack(nn, f, yy, xx):
         v = acc[nn, f // lanes, yy, xx, f % lanes]

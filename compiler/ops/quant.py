@@ -193,7 +193,7 @@ def _qconv_packed_infer(a, x, wp, x_zp, b=None):
         raise ShapeError(f"qconv2d_packed wants an int8 input and a 6-D int8/int16 packed weight, got {x.dtype} "
                          f"and {wp.dtype} {list(wp.shape)}")
     x = _Shaped(nchw(a, "in_layout", x.shape), x.dtype)
-    o, c = a["out_channels"], x.shape[1]
+    o, c = a["out_channels"], x.shape[1] // a.get("groups", 1)
     ob, kh, kw, cb, lanes, kgroup = wp.shape
     if ob * lanes < o or cb * kgroup < c:
         raise ShapeError(f"packed weight {list(wp.shape)} does not hold {o} x {c} channels")
@@ -216,7 +216,7 @@ class _Shaped:
 
 def _qconv_packed_flops(a, ins, outs):
     ob, kh, kw, cb, lanes, kgroup = ins[1].shape
-    return 2 * int(np.prod(outs[0].shape)) * nchw(a, "in_layout", ins[0].shape)[1] * kh * kw
+    return 2 * int(np.prod(outs[0].shape)) * nchw(a, "in_layout", ins[0].shape)[1] // a.get("groups", 1) * kh * kw
 
 
 @defop("qconv2d_packed", "conv2d", _qconv_packed_infer, _qconv_packed_flops)
@@ -224,9 +224,10 @@ def qconv2d_packed(attrs, x, wp, x_zp, b=None):
     """attrs["raw"]: WP holds raw int8 weights and B the bias minus (x_zp - shift) * sum(w): the
     kernel sums (x - shift) * w over the input padded with x_zp (u8 x s8 dot products: shift 0;
     s8 x s8 ones on a uint8 input: shift 128) and adds B. attrs["in_layout"] / ["out_layout"]:
-    "NHWC" where the input / result is channels-last."""
+    "NHWC" where the input / result is channels-last. attrs["groups"]: a depthwise conv (one input
+    channel per group), its weights packed (O/lanes, KH, KW, 1, lanes, 1)."""
     x = x.transpose(0, 3, 1, 2) if attrs.get("in_layout") == "NHWC" else x
-    w = unpack_qweight(wp, attrs["out_channels"], x.shape[1]).astype(np.float64)
+    w = unpack_qweight(wp, attrs["out_channels"], x.shape[1] // attrs.get("groups", 1)).astype(np.float64)
     zx = float(x_zp.reshape(-1)[0])
     y = conv2d(attrs, x.astype(np.float64) - zx, w)
     if attrs.get("raw"):

@@ -24,7 +24,7 @@ which would turn the int8 weights into float ones.
 """
 import numpy as np
 
-from ..ops.quant import clamp_bounds, pack_qweight, quantize_linear
+from ..ops.quant import clamp_bounds, pack_qweight, quantize_linear, zp_vector
 from .rewrite import make_node, merge_source, sole_consumer
 
 NAME = "fold_qdq"
@@ -315,27 +315,34 @@ def dense_as_conv(graph):
 
 
 def pack_weights(graph, preset):
-    """With a CPU preset, qconv2d nodes with constant weights (no groups) become qconv2d_packed
-    with the weights packed for the int8 schedule (targets/schedules/int8.py)."""
+    """With a CPU preset, qconv2d nodes with constant weights (no groups, or depthwise: one input
+    and one output channel per group) become qconv2d_packed with the weights packed for the int8
+    schedule (targets/schedules/int8.py)."""
     if preset is None or preset.device != "cpu":
         return graph
     from ...targets.schedules.int8 import channel_groups, params, raw_dot, ubsw_exact, width_tile
     dot = raw_dot(preset)
     dense_as_conv(graph)
     for node in graph.nodes:
-        if node.op != "qconv2d" or node.attrs.get("groups", 1) != 1 or \
-                not all(i in graph.constants for i in node.inputs[1:]):
+        if node.op != "qconv2d" or not all(i in graph.constants for i in node.inputs[1:]):
             continue
         w, zw = graph.constants[node.inputs[1]], graph.constants[node.inputs[3]]
-        # 8-bit dot products need symmetric int8 weights (the input zero point moves into the bias);
-        # VNNI multiplies uint8 inputs, sdot int8 ones (a uint8 input is shifted by 128)
-        xdtype = graph.values[node.inputs[0]].dtype
-        raw = w.dtype == np.int8 and not zw.any() and (dot == "sdot" or xdtype == "uint8")
-        shift = 128 if dot == "sdot" and xdtype == "uint8" else 0
-        wp = pack_qweight(w, zw, *params(preset, raw), raw=True) if raw else None
-        # without VNNI/sdot, x86 takes u8 x s8 vpmaddubsw where it cannot saturate (7-bit weights)
-        raw = raw and (dot is not None or (preset.arch == "x86_64" and ubsw_exact(wp)))
-        wp = wp if raw else pack_qweight(w, zw, *params(preset))
+        depthwise = node.attrs.get("groups", 1) == w.shape[0] > 1 and w.shape[1] == 1
+        if node.attrs.get("groups", 1) != 1 and not depthwise:
+            continue
+        if depthwise:  # w - w_zp lane by lane, times the raw input padded with its zero point
+            raw, shift, wp = True, 0, pack_qweight(w, zw, params(preset)[0], 1)
+            w = w.astype(np.int64) - zp_vector(zw, w.shape[0]).reshape(-1, 1, 1, 1)
+        else:
+            # 8-bit dot products need symmetric int8 weights (the input zero point moves into the bias);
+            # VNNI multiplies uint8 inputs, sdot int8 ones (a uint8 input is shifted by 128)
+            xdtype = graph.values[node.inputs[0]].dtype
+            raw = w.dtype == np.int8 and not zw.any() and (dot == "sdot" or xdtype == "uint8")
+            shift = 128 if dot == "sdot" and xdtype == "uint8" else 0
+            wp = pack_qweight(w, zw, *params(preset, raw), raw=True) if raw else None
+            # without VNNI/sdot, x86 takes u8 x s8 vpmaddubsw where it cannot saturate (7-bit weights)
+            raw = raw and (dot is not None or (preset.arch == "x86_64" and ubsw_exact(wp)))
+            wp = wp if raw else pack_qweight(w, zw, *params(preset))
         packed = graph.add_const(wp, graph.fresh(node.inputs[1] + "_packed"))
         bias = node.inputs[4:]
         if raw:

@@ -16,6 +16,11 @@ written back to NCHW with the requantize
 epilogue (scale, zero point, ReLU/Clip clamp) fused into the write-back; a channels-last result
 (between int8 kernels, fold_qdq.channels_last) is written from each tile's accumulators, a vector
 of channels at a time, with no int32 intermediate.
+
+A depthwise conv (one input channel per output channel) takes the same kernel shape with no
+channel reduction: each tile's accumulators sum their own channels' taps, a vector of channels
+(the input's, laid out channels-last) times a vector of packed weights, lane by lane; output rows
+outside the channel blocks, so the input rows of one output row stay in L1 across its channels.
 """
 import functools
 
@@ -181,12 +186,19 @@ def schedule(func, kernel, preset):
             sch.reverse_compute_inline(consumers[0])
         except Exception:  # noqa: BLE001 - not injective: scheduled on its own below
             break
-    n, b, y, x, oi, rc, ry, rx, rk = sch.get_loops(conv)
-    lanes, kgroup = int(sch.get(oi).extent), int(sch.get(rk).extent)
+    n, b, y, x, oi, *reduce = sch.get_loops(conv)
+    depthwise = len(reduce) == 2  # (ry, rx), no channel reduction: each lane sums its own channel's taps
+    rc, ry, rx, rk = [None, *reduce, None] if depthwise else reduce
+    lanes, kgroup = int(sch.get(oi).extent), 1 if depthwise else int(sch.get(rk).extent)
     groups = channel_groups(int(sch.get(b).extent), preset, kgroup)
     bo, bi = sch.split(b, [None, groups])
     xo, xi = sch.split(x, [None, kernel_tile(int(sch.get(x).extent), preset, groups, kgroup)])
-    sch.reorder(n, bo, y, xo, ry, rx, rc, xi, bi, oi, rk)
+    if depthwise:  # rows outside the channel blocks: the input rows a row reads (all channels) stay in L1
+        outer = [n, y, bo]
+        sch.reorder(*outer, xo, ry, rx, xi, bi, oi)
+    else:
+        outer = [n, bo, y]
+        sch.reorder(*outer, xo, ry, rx, rc, xi, bi, oi, rk)
     local = sch.cache_write(conv, 0, "local")
     sch.reverse_compute_at(local, xo)
     if nhwc:  # each tile's pixels written from its accumulators, a vector of channels at a time
@@ -195,7 +207,7 @@ def schedule(func, kernel, preset):
         sch.vectorize(sch.split(sch.get_loops(unpack)[-1], [None, lanes])[1])
     else:
         sch.vectorize(sch.get_loops(local)[-1])
-    fused = sch.fuse(n, bo, y)
+    fused = sch.fuse(*outer)
     if par:
         sch.parallel(fused)
     index = str(sch.get(oi).extent.ty)
@@ -205,7 +217,11 @@ def schedule(func, kernel, preset):
               ("x86_64", 8, 4): lambda: _ubsw_intrin(8, index),
               ("x86_64", 16, 4): lambda: _dot4_intrin("vnni", index) if has_vnni(preset) else _ubsw_intrin(16, index),
               ("aarch64", 4, 4): lambda: _dot4_intrin("sdot", index)}
-    if (preset.arch, lanes, kgroup) in intrin:
+    if depthwise:  # lane by lane: u8/s8 operands widened to int32 lanes, multiplied and added (the
+        # operands fit 16 bits, so LLVM emits x86 vpmaddwd; NEON widening multiply-adds)
+        sch.vectorize(oi)
+        sch.vectorize(sch.get_loops(sch.decompose_reduction(conv, ry))[-1])
+    elif (preset.arch, lanes, kgroup) in intrin:
         init = sch.decompose_reduction(conv, ry)
         sch.vectorize(sch.get_loops(init)[-1])
         sch.tensorize(sch.get_loops(conv)[-2], intrin[(preset.arch, lanes, kgroup)]())
