@@ -38,7 +38,7 @@ def schedule(sch, kernel, preset):
         name = sch.get(plane).name_hint
         sch.transform_layout(plane, ("write", 0), lambda n, c, h, w: (n, c, h, w % stride, w // stride))
         plane = sch.get_sblock(name)
-    par = worth_parallel(kernel)
+    par = worth_parallel(kernel, _bytes(sch.get(conv).reads[0].source) + _bytes(sch.get(conv).writes[0].source))
     n, f, y, x, rc, ry, rx = loops
     ow = int(sch.get(x).extent)
     lanes = pack_lanes(preset)
@@ -117,6 +117,13 @@ def _band(sch, plane, oh, preset):
 
 
 MIN_BAND = 4
+
+
+def _bytes(buf):
+    n = buf.dtype.bits // 8
+    for v in buf.shape:
+        n *= int(v)
+    return n
 
 
 def _row_stride(sch, conv):
