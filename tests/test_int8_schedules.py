@@ -15,7 +15,7 @@ from edgec import api, targets
 from disasm import _BRANCH, _LINE, _TARGET, library, stack_accesses
 
 
-def qconv_model(path, c=32, o=40, hw=11, k=3, stride=1, seed=0, wmax=63):
+def qconv_model(path, c=32, o=40, hw=11, k=3, stride=1, seed=0, wmax=63, group=1):
     """One QLinearConv, u8 input, per-channel s8 weights within [-WMAX-1, WMAX] (7-bit by default:
     onnxruntime's AVX2 U8S8 kernels saturate 16-bit pair sums beyond that)."""
     rng = np.random.default_rng(seed)
@@ -23,40 +23,44 @@ def qconv_model(path, c=32, o=40, hw=11, k=3, stride=1, seed=0, wmax=63):
     def t(name, a):
         return numpy_helper.from_array(np.asarray(a), name)
     inits = [t("xs", np.float32(0.02)), t("xz", np.uint8(120)),
-             t("w", rng.integers(-wmax - 1, wmax + 1, (o, c, k, k)).astype(np.int8)),
+             t("w", rng.integers(-wmax - 1, wmax + 1, (o, c // group, k, k)).astype(np.int8)),
              t("ws", rng.uniform(0.002, 0.004, o).astype(np.float32)), t("wz", np.zeros(o, np.int8)),
              t("ys", np.float32(0.08)), t("yz", np.uint8(100)), t("b", rng.integers(-3000, 3000, o).astype(np.int32))]
     node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"], ["y"],
-                            pads=[k // 2] * 4, strides=[stride] * 2)
+                            pads=[k // 2] * 4, strides=[stride] * 2, group=group)
     g = helper.make_graph([node], "qconv", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, c, hw, hw])],
                           [helper.make_tensor_value_info("y", TensorProto.UINT8, None)], inits)
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), path)
     return path
 
 
-def qconv_chain_model(path, c=32, hw=11, seed=0, wmax=63):
-    """y1 = QLinearConv 3x3 (C -> 24) read by two QLinearConvs (3x3 stride 2 -> y2, 1x1 -> y3), and
-    y4 = QLinearConv 1x1 (QLinearAdd(y1, y3)): int8 values read only by int8 convs and an add (a
-    residual). Weights within [-WMAX-1, WMAX], per channel."""
+def qconv_chain_model(path, c=32, hw=11, seed=0, wmax=63, m=20):
+    """y1 = QLinearConv 3x3 (C -> M) read by a QLinearConv 3x3 stride 2 (-> y2) and a depthwise 3x3
+    whose result a 1x1 conv reads (-> y3); y4 = QLinearConv 1x1 (QLinearAdd(y1, y3)) and y5 = depthwise
+    3x3 stride 2 (the add): int8 values read only by int8 convs and an add (a residual). M = 20
+    channels: not a whole number of vectors. Weights within [-WMAX-1, WMAX], per channel."""
     rng = np.random.default_rng(seed)
 
     def t(name, a):
         return numpy_helper.from_array(np.asarray(a), name)
     inits = [t("xs", np.float32(0.02)), t("xz", np.uint8(120)), t("ys", np.float32(0.08)), t("yz", np.uint8(100))]
     nodes = []
-    for i, (ci, co, k, stride, src, dst) in enumerate([(c, 24, 3, 1, "x", "y1"), (24, 20, 3, 2, "y1", "y2"),
-                                                       (24, 24, 1, 1, "y1", "y3"), (24, 16, 1, 1, "ya", "y4")]):
-        inits += [t(f"w{i}", rng.integers(-wmax - 1, wmax + 1, (co, ci, k, k)).astype(np.int8)),
-                  t(f"ws{i}", rng.uniform(0.0005, 0.001, co).astype(np.float32)), t(f"wz{i}", np.zeros(co, np.int8)),
+    for i, (ci, co, k, stride, group, src, dst) in enumerate([
+            (c, m, 3, 1, 1, "x", "y1"), (m, 20, 3, 2, 1, "y1", "y2"), (m, m, 3, 1, m, "y1", "yd"),
+            (m, m, 1, 1, 1, "yd", "y3"), (m, 16, 1, 1, 1, "ya", "y4"), (m, m, 3, 2, m, "ya", "y5")]):
+        scale = 0.01 if group > 1 else 0.003 if k == 1 else 0.0005  # weight scales for a fan-in of 9, M, 9 C / 9 M
+        inits += [t(f"w{i}", rng.integers(-wmax - 1, wmax + 1, (co, ci // group, k, k)).astype(np.int8)),
+                  t(f"ws{i}", rng.uniform(scale, 2 * scale, co).astype(np.float32)), t(f"wz{i}", np.zeros(co, np.int8)),
                   t(f"b{i}", rng.integers(-3000, 3000, co).astype(np.int32))]
         xq = ["xs", "xz"] if i == 0 else ["ys", "yz"]
         nodes.append(helper.make_node("QLinearConv", [src, *xq, f"w{i}", f"ws{i}", f"wz{i}", "ys", "yz", f"b{i}"],
-                                      [dst], pads=[k // 2] * 4, strides=[stride] * 2))
-    nodes.insert(3, helper.make_node("QLinearAdd", ["y1", "ys", "yz", "y3", "ys", "yz", "as", "yz"], ["ya"],
+                                      [dst], pads=[k // 2] * 4, strides=[stride] * 2, group=group))
+    nodes.insert(4, helper.make_node("QLinearAdd", ["y1", "ys", "yz", "y3", "ys", "yz", "as", "yz"], ["ya"],
                                      domain="com.microsoft"))
     inits.append(t("as", np.float32(0.12)))
     g = helper.make_graph(nodes, "qchain", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, c, hw, hw])],
-                          [helper.make_tensor_value_info(y, TensorProto.UINT8, None) for y in ("y2", "y4")], inits)
+                          [helper.make_tensor_value_info(y, TensorProto.UINT8, None) for y in ("y2", "y4", "y5")],
+                          inits)
     opsets = [helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)]
     onnx.save(helper.make_model(g, opset_imports=opsets), path)
     return path
@@ -92,10 +96,23 @@ def test_x86_int8_conv_inner_loop(tmp_path, preset, register, wmax, instruction)
         assert not stack_accesses(body), stack_accesses(body)
 
 
+@pytest.mark.parametrize("preset,register", [("x86-avx2", "%ymm"), ("x86-avx512", "%zmm")])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_x86_int8_depthwise_inner_loop(tmp_path, preset, register, stride):
+    """A depthwise int8 conv multiplies a vector of channels of one pixel (u8 input, s8 weights, both
+    widened to int32 lanes: LLVM's vpmaddwd, the high halves zero) and adds, tap by tap."""
+    model = qconv_model(str(tmp_path / "q.onnx"), c=64, o=64, hw=14, stride=stride, wmax=127, group=64)
+    loops = innermost_loops(library(api.compile(model, preset, str(tmp_path / "q.edgec"), progress=False), tmp_path),
+                            r"^vpmaddwd$")
+    assert loops, "no vpmaddwd loop"
+    for body in loops:
+        assert len([1 for o, a in body if o == "vpmaddwd" and register in a]) >= 9, body
+
+
 @pytest.mark.parametrize("wmax", [127, 63], ids=["8-bit", "7-bit"])
 def test_int8_activations_stay_channels_last_between_int8_convs(tmp_path, wmax):
-    """An int8 conv's requantized result read only by int8 convs stays channels-last (NHWC) between
-    them on every CPU preset; compiled here, the outputs equal the IR reference of the unpacked graph
+    """An int8 conv's requantized result read only by int8 convs (depthwise ones too) stays
+    channels-last (NHWC) between them on every CPU preset; compiled here, the outputs equal the IR reference of the unpacked graph
     (and are within one step of onnxruntime where its AVX2 kernels cannot saturate: 7-bit weights)."""
     from edgec.compiler.interp import interpret
     from edgec.compiler.passes import run_passes
@@ -104,14 +121,15 @@ def test_int8_activations_stay_channels_last_between_int8_convs(tmp_path, wmax):
     model = qconv_chain_model(str(tmp_path / "c.onnx"), wmax=wmax)
     for preset in ("x86-avx2", "rpi4", "rpi5"):
         graph = run_passes(from_onnx(onnx.load(model)), preset=targets.get(preset))
-        layouts = [(n.attrs.get("in_layout"), n.attrs.get("out_layout"))
+        layouts = [(n.attrs.get("groups", 1), n.attrs.get("in_layout"), n.attrs.get("out_layout"))
                    for n in graph.nodes if n.op == "qconv2d_packed"]
-        assert layouts == [(None, "NHWC"), ("NHWC", None), ("NHWC", "NHWC"), ("NHWC", None)], (preset, layouts)
+        assert layouts == [(1, None, "NHWC"), (1, "NHWC", None), (20, "NHWC", "NHWC"), (1, "NHWC", "NHWC"),
+                           (1, "NHWC", None), (20, "NHWC", None)], (preset, layouts)
     x = np.random.default_rng(1).integers(0, 256, (1, 32, 11, 11)).astype(np.uint8)
     ref = interpret(run_passes(from_onnx(onnx.load(model))), {"x": x})
     got = load(api.compile(model, "host", str(tmp_path / "c.edgec"), progress=False)).run({"x": x})
     want = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})
-    for name, g, w in zip(("y2", "y4"), got, want):
+    for name, g, w in zip(("y2", "y4", "y5"), got, want):
         assert g.shape == ref[name].shape and np.ptp(g) > 10 and np.array_equal(g, ref[name]), name
         assert wmax == 127 or np.abs(g.astype(int) - w.astype(int)).max() <= 1, name
 
@@ -145,18 +163,23 @@ def test_grouped_int8_conv_beyond_float_exact_fan_in_keeps_its_schedule(tmp_path
 @pytest.mark.parametrize("preset,instruction,cpu", [("rpi4", "smlal", "cortex-a72"), ("rpi5", "sdot", "cortex-a76")])
 def test_arm_int8_conv_inner_loop_and_parity_under_qemu(tmp_path, monkeypatch, preset, instruction, cpu):
     """rpi4 (Cortex-A72): int16 widening multiply-adds; rpi5 (Cortex-A76, dotprod): sdot on the
-    input shifted to int8. The packaged kernels (a conv read by two convs, channels-last between
-    them) run under qemu with that CPU."""
+    input shifted to int8; depthwise convs on both: int32 multiply-accumulates of widened channel
+    vectors. The packaged kernels (the chain of convs, depthwise ones and a residual add,
+    channels-last between them) run under qemu with that CPU."""
     import arm_env
     arm_env.require_tools()
     monkeypatch.setattr(arm_env, "QEMU_CPU", cpu)
     model = qconv_chain_model(str(tmp_path / "q.onnx"))
     art = api.compile(model, preset, str(tmp_path / "q.edgec"), progress=False)
-    loops = innermost_loops(library(art, tmp_path), rf"^{instruction}2?$", "aarch64-linux-gnu-objdump")
+    lib = library(art, tmp_path)
+    loops = innermost_loops(lib, rf"^{instruction}2?$", "aarch64-linux-gnu-objdump")
     assert loops and all(len([1 for o, _ in body if o.startswith(instruction)]) >= 4 for body in loops), loops
+    # the depthwise convs: channel vectors widened to int32 lanes, multiply-accumulated (mla .4s)
+    loops = innermost_loops(lib, r"^mla$", "aarch64-linux-gnu-objdump")
+    assert loops and all(len([1 for o, a in body if o == "mla" and ".4s" in a]) >= 9 for body in loops), loops
     x = np.random.default_rng(1).integers(0, 256, (1, 32, 11, 11)).astype(np.uint8)
     wants = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})
-    for got, want in zip(arm_env.run_artifact(art, [x], tmp_path, 2), wants):
+    for got, want in zip(arm_env.run_artifact(art, [x], tmp_path, 3), wants):
         assert got.shape == want.shape and np.ptp(want) > 10
         assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
 
