@@ -161,16 +161,18 @@ def test_sequence_lens_masks_steps_like_onnxruntime(op, direction, tmp_path):
 
 @pytest.mark.parametrize("op,direction", [("LSTM", "bidirectional"), ("GRU", "reverse"), ("RNN", "forward")])
 def test_gate_math_after_all_tiles_matches_onnxruntime(op, direction, tmp_path, monkeypatch):
-    """Serial steps of a multi-row group with the gate math right after each tile's GEMV and with
-    it in a loop of its own after all tiles (forced on for a small hidden size), with masked steps,
-    peepholes, initial states and GRU's two passes (linear_before_reset=0)."""
+    """Steps of a multi-row group with the gate math right after each tile's GEMV and with it in a
+    loop of its own after the tiles (forced on for a small hidden size): serial steps, and parallel
+    steps in chunks (the LSTM, hidden 48: 6 tiles of 8 lanes, gate math on 16 lanes, 2 tiles a chunk), with
+    masked steps, peepholes, initial states and GRU's two passes (linear_before_reset=0)."""
     from edgec.compiler.lower import recurrent
-    model = _masked_model(op, direction, seq=6, batch=3, hidden=24, peephole=True)
+    model = _masked_model(op, direction, seq=6, batch=3, hidden=48, peephole=True)
     feed = {"X": _x(dict(seq=6, batch=3, inp=5)), "lens": np.array([6, 2, 4], np.int32)}
     expected = _ort(model, feed)
-    for min_tiles in (1, 1 << 30):
+    for min_tiles, step_macs in ((1, 1 << 62), (1 << 30, 1 << 62), (1, 0)):
         monkeypatch.setattr(recurrent, "SPLIT_MIN_TILES", min_tiles)
-        out = str(tmp_path / f"m{min_tiles}.edgec")
+        monkeypatch.setattr(recurrent, "PARALLEL_STEP_MACS", step_macs)
+        out = str(tmp_path / f"m{min_tiles}_{step_macs}.edgec")
         compile_graph(from_onnx(model), targets.get("x86-avx2"), out, progress=False)
         _check(runtime.load(out).run(feed), expected)
 

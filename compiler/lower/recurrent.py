@@ -11,8 +11,9 @@ unroll_recurrent). Per tile:
     acc[gate, :] = sum_k h[b, k] * RP[d, tile, k, gate, :]   GEMV: one broadcast, one FMA per gate
     gate math + state update on the tile's LANES units        vectorized, from registers
 
-(serial steps with groups of several batch rows and >= SPLIT_MIN_TILES tiles store the
-pre-activations instead and run the gate math over all units after the last tile; serial steps walk
+(steps with groups of several batch rows and >= SPLIT_MIN_TILES tiles store the pre-activations
+instead and run the gate math after the last tile, or in parallel steps after each chunk's last
+tile, on the chunk's units; serial steps walk
 the tiles forwards and backwards on alternate passes so each pass starts on weights still in cache;
 see _Direction.gate_pass and tiles).
 
@@ -22,17 +23,20 @@ its L2 (hidden 128) or L3 (hidden 512), not by FMAs. With batch > 1, the batch r
 share each weight vector load (`step_rows` per group, and RP packed at the tile width that lets
 them share, see unroll_recurrent.register_tile; the projection likewise takes `project_rows` rows of
 X per WP tile). Threads: a step with at least
-`PARALLEL_STEP_MACS` multiply-adds splits its tiles over the cores (one parallel region per
-step; each core streams its part of RP); a bidirectional node whose directions each have at least
+`PARALLEL_STEP_MACS` multiply-adds splits its tiles over the cores (one parallel region for the
+projection and all steps, a barrier after each pass over the tiles; each core streams its part of
+RP); a bidirectional node whose directions each have at least
 `PARALLEL_DIRECTION_MACS` runs them on two threads; everything else runs on one thread. Parallel
 regions pay on an idle machine (2-core AVX-512, ms serial vs parallel: lstm seq 100 / hidden 512
 5.5 vs 3.2, bidirectional seq 32 / hidden 128 0.26 vs 0.16) but lose badly when other processes
 keep the cores busy (7.6 vs 5.4; 3.1 vs 0.27), as any thread pool does when its workers are not
 scheduled: the thresholds keep regions to work that outlasts a lost time slice. The runtime's
-contention policy (runtime/contention.py) now shrinks the pool to the free cores, which let the step
-threshold come down to 2^20 (lstm seq 100 / hidden 512 on the shared 2-core AVX2 machine, 2 threads,
-ms at 2^22 vs 2^20: 65 vs 44; with 2 busy processes 121 vs 105); directions on two threads still
-gained nothing there (bidirectional seq 32 / hidden 128: 0.41 vs 0.44 ms).
+contention policy (runtime/contention.py) shrinks the pool to the free cores, which let the step
+threshold come down to 2^18 (2-core AVX2, 2 threads, min ms serial vs parallel: batch 3 LSTM
+hidden 256 0.74 vs 0.45, batch 3 GRU hidden 192 0.38 vs 0.24; below it steps lost: LSTM seq 32 /
+hidden 128, 65k multiply-adds a step, 0.143 vs 0.144, batch 3 LSTM hidden 64 0.106 vs 0.134);
+directions on two threads still gained nothing there (bidirectional seq 32 / hidden 128: 0.41 vs
+0.44 ms).
 New state is computed as expressions and stored, never read back in the same vectorized loop
 (doing so once gave wrong LSTM results). GRU with linear_before_reset=0 needs (r*h).R_h^T, so
 its steps run two tile passes (z and r*h first, then the h gate).
@@ -42,7 +46,7 @@ call scalar expf for every lane).
 The kernels come scheduled: the `recurrent` schedule rule leaves them as they are.
 """
 import math
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from tvm import te, tirx
 from tvm.script.ir_builder import IRBuilder
@@ -110,9 +114,9 @@ class TirMath:
 # waits for its slowest worker, and a worker descheduled by other busy processes costs a whole slice
 # (measured, 2 cores at load 8: a bidirectional LSTM 2x64/32, seq 40, 0.33 ms on one thread, 11 ms
 # with its directions on two threads).
-PARALLEL_STEP_MACS = 1 << 20  # multiply-adds per step from which a step's tiles run on all threads
+PARALLEL_STEP_MACS = 1 << 18  # multiply-adds per step from which a step's tiles run on all threads
 PARALLEL_DIRECTION_MACS = 1 << 25  # multiply-adds per direction from which directions run on two threads
-SPLIT_MIN_TILES = 8  # tiles per step from which a serial step's gate math runs after all tiles (_Direction.gate_pass)
+SPLIT_MIN_TILES = 8  # tiles per step from which a step's gate math runs after the tiles (_Direction.gate_pass)
 
 
 def _loop_kernel(kind, a, tensors):
@@ -169,17 +173,43 @@ class _Direction:
         self.nj, self.lanes = int(self.rp.shape[1]), int(self.rp.shape[4])
 
     def emit(self):
-        self.project()
-        self.recur()
+        """Serial: the projection, then the steps. Parallel steps (par_tiles): one parallel region
+        for the projection and all steps, every thread walking the time loop; each parallel loop
+        in it (the projection's tiles, each pass's chunks) gives each thread its share and ends in
+        a barrier (TVM's parallel_launch_point / parallel_barrier_when_finish pragmas). A region
+        per step instead cost each step a hand-over to the pool (2 cores, AVX2, 2 threads, min ms:
+        batch 3 LSTM hidden 256 0.465 -> 0.445, batch 3 GRU hidden 192 0.252 -> 0.237)."""
+        if not self.par_tiles:
+            self.project()
+            self.recur()
+            return
+        self.copy_in()
+        with T.attr(0, "pragma_parallel_launch_point", 1):
+            with self.barrier_after():
+                self.project()
+            with T.serial(0, self.seq) as s:
+                self.step(s)
+        self.copy_out()
 
-    def recur(self):
-        """The steps, between copying the initial state in and the final state out."""
-        d, seq = self.d, self.seq
+    def barrier_after(self):
+        """In the parallel steps' region: every thread waits at the end of the enclosed parallel loop."""
+        return T.attr(0, "pragma_parallel_barrier_when_finish", 1) if self.par_tiles else nullcontext()
+
+    def copy_in(self):
+        d = self.d
         self.copy(lambda b, j: self.h0[d, b, j], lambda b, j: (self.hs, [d, 0, b, j]))
         if self.c0 is not None:
             self.copy(lambda b, j: self.c0[d, b, j], lambda b, j: (self.cs, [d, 0, b, j]))
-        with T.serial(0, seq) as s:
+
+    def recur(self):
+        """The steps, between copying the initial state in and the final state out."""
+        self.copy_in()
+        with T.serial(0, self.seq) as s:
             self.step(s)
+        self.copy_out()
+
+    def copy_out(self):
+        d, seq = self.d, self.seq
         self.copy(lambda b, j: self.hs[d, seq % 2, b, j], lambda b, j: (self.h_out, [d, b, j]))
         if self.c0 is not None:
             self.copy(lambda b, j: self.cs[d, seq % 2, b, j], lambda b, j: (self.c_out, [d, b, j]))
@@ -248,18 +278,14 @@ class _Direction:
         return (tirx.Select(valid, lens[b] - 1 - s, s) if self.reverse else s), valid
 
     @contextmanager
-    def tiles(self, turn):
-        """The loop over the hidden tiles (RP's). Serial steps walk them forwards on even TURNs and
-        backwards on odd ones: a pass starts on the weights the one before read last, still in L1/L2
-        (RP of a batch 3, hidden 256 LSTM is 1 MB, twice a 512 KB L2: forwards every step, each
-        weight line was evicted before its next use). Parallel steps keep each thread's tiles (its
-        share of RP in its own L2)."""
-        if self.par_tiles:
-            with T.parallel(0, self.nj) as t:
-                yield t
-        else:
-            with T.serial(0, self.nj) as t:
-                yield t + (turn % 2) * (self.nj - 1 - 2 * t)
+    def tiles(self, turn, first, count):
+        """The loop over COUNT hidden tiles (RP's) from FIRST. Serial steps walk them forwards on even
+        TURNs and backwards on odd ones: a pass starts on the weights the one before read last, still
+        in L1/L2 (RP of a batch 3, hidden 256 LSTM is 1 MB, twice a 512 KB L2: forwards every step,
+        each weight line was evicted before its next use). Parallel steps walk each chunk forwards
+        (a thread keeps its chunks, its share of RP in its own L2)."""
+        with T.serial(0, count) as t:
+            yield first + (t if self.par_tiles else t + (turn % 2) * (count - 1 - 2 * t))
 
     def step(self, s):
         kind, a, d, hid, acts = self.kind, self.a, self.d, self.hid, self.acts
@@ -314,38 +340,42 @@ class _Direction:
 
     def gate_pass(self, turn, gates, rows, vec, pre, cell):
         """One pass over the hidden tiles: each tile's GEMV of the rows' VEC(b, k) with RP's GATES,
-        PRE(b, g, j, acc) its pre-activations, CELL(b, j, pre) the elementwise rest. CELL runs on the
-        tile's lanes right after its GEMV, except in serial steps whose row groups have several rows
-        and that have at least SPLIT_MIN_TILES tiles: these store the pre-activations and run CELL
-        in a loop of its own over every unit after the last tile, `cell_lanes` at a time (several
-        independent exp/division chains; the rows' gate math unrolled after each GEMV spilled its
-        values: batch 3 LSTM, hidden 64, AVX2, 0.132 -> 0.113 ms). With fewer tiles LLVM unrolls the
+        PRE(b, g, j, acc) its pre-activations, CELL(b, j, pre) the elementwise rest. Steps whose row
+        groups have several rows and that have at least SPLIT_MIN_TILES tiles store the
+        pre-activations and run CELL in a loop of its own over the units after the tiles,
+        `cell_lanes` at a time (several independent exp/division chains; the rows' gate math unrolled
+        after each GEMV spilled its values: batch 3 LSTM, hidden 64, AVX2, 0.132 -> 0.113 ms); other
+        steps run CELL on each tile's lanes right after its GEMV (with fewer tiles LLVM unrolls the
         tile loop fully, and with the cell loop after it, its register allocator spilled the
-        accumulators of some copies."""
+        accumulators of some copies). Serial steps run all tiles, then CELL over every unit;
+        parallel steps split the tiles into chunks of one CELL loop's width, a parallel loop per
+        pass (see emit): each chunk runs its tiles for every row group, then CELL on its own units."""
         d, lanes = self.d, self.lanes
-        split = not self.par_tiles and min(rows, self.n) > 1 and self.nj >= SPLIT_MIN_TILES
-        for group in self.row_groups(self.n, rows):
-            with self.tiles(turn) as t:
-                acc = self.gemv(gates, self.hid, [lambda k, b=b: vec(b, k) for b in group],
-                                lambda k, g, ji: self.rp[d, t, k, g, ji])
-                for r, b in enumerate(group):
-                    with T.vectorized(0, lanes) as ji:
-                        j = t * lanes + ji
-                        vals = {g: pre(b, g, j, acc[r, gi, ji]) for gi, g in enumerate(gates)}
-                        if split:
-                            for g, v in vals.items():
-                                T.buffer_store(self.pre, v, [d, b, g, j])
-                        else:
-                            cell(b, j, vals.__getitem__)
-        if split:
-            width = self.lanes  # tile lanes times a power of two dividing H, up to cell_lanes
-            while width < self.a.get("cell_lanes", 32) and self.hid % (2 * width) == 0:
-                width *= 2
-            with T.serial(0, self.n) as b:
-                with T.serial(0, self.hid // width) as jo:
-                    with T.vectorized(0, width) as ji:
-                        j = jo * width + ji
-                        cell(b, j, lambda g: self.pre[d, b, g, j])
+        split = min(rows, self.n) > 1 and self.nj >= SPLIT_MIN_TILES
+        width = lanes  # tile lanes times a power of two dividing H, up to cell_lanes
+        while split and width < self.a.get("cell_lanes", 32) and self.hid % (2 * width) == 0:
+            width *= 2
+        per = width // lanes if self.par_tiles else self.nj  # tiles per chunk
+        with self.barrier_after(), (T.parallel(0, self.nj // per) if self.par_tiles else nullcontext(0)) as chunk:
+            for group in self.row_groups(self.n, rows):
+                with self.tiles(turn, chunk * per, per) as t:
+                    acc = self.gemv(gates, self.hid, [lambda k, b=b: vec(b, k) for b in group],
+                                    lambda k, g, ji: self.rp[d, t, k, g, ji])
+                    for r, b in enumerate(group):
+                        with T.vectorized(0, lanes) as ji:
+                            j = t * lanes + ji
+                            vals = {g: pre(b, g, j, acc[r, gi, ji]) for gi, g in enumerate(gates)}
+                            if split:
+                                for g, v in vals.items():
+                                    T.buffer_store(self.pre, v, [d, b, g, j])
+                            else:
+                                cell(b, j, vals.__getitem__)
+            if split:
+                with T.serial(0, self.n) as b:
+                    with T.serial(0, per * lanes // width) as jo:
+                        with T.vectorized(0, width) as ji:
+                            j = chunk * per * lanes + jo * width + ji
+                            cell(b, j, lambda g: self.pre[d, b, g, j])
 
 
 class GpuMath(TirMath):
@@ -389,7 +419,7 @@ class _GpuDirection(_Direction):
         yield [self.b]  # the block's own batch row, a unit per thread
 
     @contextmanager
-    def tiles(self, turn):
+    def tiles(self, turn, first=0, count=None):  # every tile: a step has one chunk here
         T.evaluate(tirx.op.tvm_storage_sync("shared"))
         with T.serial(0, self.nj // self.threads) as k:
             yield k * self.threads + self.t
