@@ -112,7 +112,7 @@ def test_x86_int8_depthwise_inner_loop(tmp_path, preset, register, stride):
 @pytest.mark.parametrize("wmax", [127, 63], ids=["8-bit", "7-bit"])
 def test_int8_activations_stay_channels_last_between_int8_convs(tmp_path, wmax):
     """An int8 conv's requantized result read only by int8 convs (depthwise ones too) stays
-    channels-last (NHWC) between them on every CPU preset; compiled here, the outputs equal the IR reference of the unpacked graph
+    channels-last (NHWC) between them on every CPU preset, the residual add fused into the conv; compiled here, the outputs equal the IR reference of the unpacked graph
     (and are within one step of onnxruntime where its AVX2 kernels cannot saturate: 7-bit weights)."""
     from edgec.compiler.interp import interpret
     from edgec.compiler.passes import run_passes
@@ -125,6 +125,8 @@ def test_int8_activations_stay_channels_last_between_int8_convs(tmp_path, wmax):
                    for n in graph.nodes if n.op == "qconv2d_packed"]
         assert layouts == [(1, None, "NHWC"), (1, "NHWC", None), (20, "NHWC", "NHWC"), (1, "NHWC", "NHWC"),
                            (1, "NHWC", None), (20, "NHWC", None)], (preset, layouts)
+        # the residual add runs on the int8 operands inside the kernel of the conv before it
+        assert [n.kernel for n in graph.nodes if n.op in ("add", "qadd")] == ["qconv2d_packed_requantize_qadd_3"]
     x = np.random.default_rng(1).integers(0, 256, (1, 32, 11, 11)).astype(np.uint8)
     ref = interpret(run_passes(from_onnx(onnx.load(model))), {"x": x})
     got = load(api.compile(model, "host", str(tmp_path / "c.edgec"), progress=False)).run({"x": x})

@@ -58,6 +58,19 @@ def requantize(a, acc, m, zp):
     return te.compute(acc.shape, f, name="requantize")
 
 
+@lowering("qadd")
+def qadd(a, x, y, sx, zx, sy, zy, so, zo):
+    lo, hi = clamp_bounds(a)
+
+    def dq(t, s, z, i):
+        return (t(*i).astype("int32") - z().astype("int32")).astype("float32") * s().astype("float32")
+
+    def f(*i):
+        q = tirx.nearbyint((dq(x, sx, zx, i) + dq(y, sy, zy, i)) / so().astype("float32"))
+        return _saturate(q + zo().astype("float32"), lo, hi, a["dtype"])
+    return te.compute(x.shape, f, name="qadd")
+
+
 def centered(t, zp, axis, dtype="int32"):
     """T - ZP (computed in int32, given as DTYPE), ZP a scalar or one value per index of AXIS."""
     def f(*i):

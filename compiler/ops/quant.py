@@ -6,6 +6,8 @@
     qdense(x, w, x_zp, w_zp[, b])            the same for x (M, K) and w (N, K)
     qmatmul(a, b, a_zp, b_zp)                int32 (a - a_zp) @ (b - b_zp), batch dims broadcast
     requantize(acc, m, zp; dtype, min, max)  y = clamp(rint(float32(acc) * m) + zp, min, max)
+    qadd(a, b, sa, za, sb, zb, sy, zy; dtype, min, max)
+                      y = clamp(rint((float32(a - za) * sa + float32(b - zb) * sb) / sy) + zy, min, max)
 
 Scales and zero points of quantize/dequantize/requantize broadcast to the data (the frontend
 reshapes per-axis and blocked ones), so per-tensor and per-channel are the same op. In qconv2d
@@ -164,6 +166,25 @@ def clamp_bounds(attrs):
 def requantize(attrs, acc, m, zp):
     lo, hi = clamp_bounds(attrs)
     q = np.rint(acc.astype(np.float32) * m.astype(np.float32)) + zp.astype(np.float32)
+    return np.clip(q, lo, hi).astype(attrs["dtype"])
+
+
+def _qadd_infer(a, x, y, sx, zx, sy, zy, so, zo):
+    if x.dtype not in ("int8", "uint8") or y.dtype not in ("int8", "uint8") or zo.dtype != a["dtype"]:
+        raise ShapeError(f"qadd wants int8 operands and a {a['dtype']} zero point, got {x.dtype}, {y.dtype}, {zo.dtype}")
+    if tuple(x.shape) != tuple(y.shape) or any(int(np.prod(p.shape)) != 1 for p in (sx, zx, sy, zy, so, zo)):
+        raise ShapeError(f"qadd wants operands of one shape and per-tensor parameters, got {list(x.shape)} "
+                         f"and {list(y.shape)}")
+    return x.shape, a["dtype"]
+
+
+@defop("qadd", "elementwise", _qadd_infer, _ew)
+def qadd(attrs, x, y, sx, zx, sy, zy, so, zo):
+    """The QDQ graph quantize(dequantize(x) + dequantize(y)) in one op (fold_qdq), its float32
+    arithmetic as written: a residual add between int8 kernels, fused into the conv before it."""
+    lo, hi = clamp_bounds(attrs)
+    s = dequantize_linear({}, x, sx, zx) + dequantize_linear({}, y, sy, zy)
+    q = np.rint(s / so.astype(np.float32)) + zo.astype(np.float32)
     return np.clip(q, lo, hi).astype(attrs["dtype"])
 
 

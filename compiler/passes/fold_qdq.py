@@ -8,6 +8,8 @@ only at the edges and around float-only ops.
     y = matmul(xf, wf) [+ bf] (or dense, or matmul(xf, transpose(wf)))   ->  qdense + requantize
     the same without a quantize after it  ->  acc = qconv2d/qdense(...); y = dequantize(acc, sx*sw, 0)
     q = quantize(max_pool2d|reshape|transpose|slice(dequantize(xq, s, z)), s, z)  ->  the op on xq
+    q = quantize([relu|clip] add(dequantize(a, sa, za), dequantize(b, sb, zb)), s, z)  ->  qadd(a, b, ...),
+        the same float32 arithmetic on int8 operands (a residual add: fused into the conv before it)
     q = quantize(concat(dequantize(r_i, s_i, z_i)...), s, z), r_i requantized  ->  concat(r_i) with
         each requantize writing s, z (fold_concat)
 
@@ -211,6 +213,26 @@ class _Fold:
                self.const(zw[:1].reshape(()) if w.zp.size == 1 else zw.copy(), "zero_point")]
         return self.emit(node, "qdense", ins, {}, x, w, sw, bias, bias_nodes, 1)
 
+    def add(self, node):
+        """quantize([relu|clip] add(dequantize(a), dequantize(b))), per-tensor, one shape -> qadd(a, b)."""
+        g = self.g
+        a, b = self.dq(node.inputs[0]), self.dq(node.inputs[1])
+        if a is None or b is None or not (a.scalar and b.scalar) or g.values[a.data].shape != g.values[b.data].shape:
+            return False
+        epi = self.epilogue(node.outputs[0])
+        if epi is None:
+            return False
+        q, acts, bounds = epi
+        params = [self.const(p.reshape(()).copy(), hint) for d in (a, b, q)
+                  for p, hint in ((d.scale, "scale"), (d.zp, "zero_point"))]
+        new = make_node(g, "qadd", [a.data, b.data] + params, g.fresh(f"{node.name}_int8"), node.source,
+                        outputs=q.node.outputs, attrs=dict({"dtype": q.dtype}, **bounds))
+        for d in [node] + acts + [q.node]:  # (the dequantizes stay for other readers; dead code sweeps them)
+            merge_source(new, d)
+            self.removed.add(id(d))
+        self.replace[id(node)] = [new]
+        return True
+
     def passthrough(self, node):
         """quantize(op(dequantize(xq))) with equal parameters -> op on the int8 XQ."""
         x = self.dq(node.inputs[0])
@@ -245,6 +267,8 @@ def run(graph, preset=None):
             f.conv(node)
         elif node.op in ("dense", "matmul"):
             f.dense(node)
+        elif node.op == "add":
+            f.add(node)
         elif node.op in PASSTHROUGH:
             f.passthrough(node)
     nodes = []
@@ -360,7 +384,7 @@ def pack_weights(graph, preset):
 
 
 # element by element whatever the layout (per-tensor parameters: checked in _layout_free)
-LAYOUT_FREE = ("requantize", "dequantize_linear", "quantize_linear", "add", "sub", "mul", "relu", "clip")
+LAYOUT_FREE = ("requantize", "dequantize_linear", "quantize_linear", "qadd", "add", "sub", "mul", "relu", "clip")
 
 
 def channels_last(graph):
