@@ -159,7 +159,9 @@ def test_quantized_model_folds_to_int8_kernels_and_matches_onnxruntime(tmp_path,
 
 def test_concat_of_int8_kernels_runs_on_int8(tmp_path):
     """A fire module (squeeze conv, two expand convs with ReLU, Concat, conv): the expands' requantizes
-    write the Concat's scale, the Concat takes uint8, within one output step of onnxruntime."""
+    write the Concat's scale, the Concat takes uint8, within one output step of onnxruntime; with a
+    CPU preset the concat joins the int8 convs' channels-last values (concatenating the last axis)."""
+    from edgec import targets
     from edgec.quantize import output_steps, quantize
     rng = np.random.default_rng(4)
     inits = [tensor("w0", rng.standard_normal((4, 3, 1, 1)).astype(np.float32)),
@@ -179,6 +181,11 @@ def test_concat_of_int8_kernels_runs_on_int8(tmp_path):
     folded = run_passes(from_onnx(qmodel))
     cat = next(n for n in folded.nodes if n.op == "concat")
     assert [folded.values[i].dtype for i in cat.inputs + cat.outputs] == ["uint8"] * 3
+    for preset in ("x86-avx2", "rpi4"):
+        packed = run_passes(from_onnx(qmodel), preset=targets.get(preset))
+        assert [n.attrs.get("axis") for n in packed.nodes if n.op == "concat"] == [3], preset
+        assert [(n.attrs.get("in_layout"), n.attrs.get("out_layout")) for n in packed.nodes
+                if n.op == "qconv2d_packed"] == [(None, "NHWC"), ("NHWC", "NHWC"), ("NHWC", "NHWC"), ("NHWC", None)]
     x = rng.standard_normal((1, 3, 7, 7)).astype(np.float32)
     want = ort_run(qmodel, {"input": x})[0]
     scale = output_steps(tmp_path / "m.int8.onnx")["out"]

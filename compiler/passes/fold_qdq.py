@@ -389,11 +389,12 @@ LAYOUT_FREE = ("requantize", "dequantize_linear", "quantize_linear", "qadd", "ad
 
 def channels_last(graph):
     """Keep int8 activations channels-last (NHWC) between packed int8 convs: values joined by
-    element-wise ops (requantize, the residual add, ...) form groups; a group whose values are
-    made only by qconv2d_packed or those ops, and read only by them or as a qconv2d_packed input,
-    goes NHWC: its convs write their accumulator lanes (channels) in order and read a pixel's
-    channels as they lie, where NCHW made every write-back scatter each lane to its plane and
-    every reader gather the channels of a pixel. Per-channel constants turn to (1, 1, 1, C)."""
+    element-wise ops (requantize, the residual add, ...) or by a concat of channels form groups; a
+    group whose values are made only by qconv2d_packed or those ops, and read only by them or as a
+    qconv2d_packed input, goes NHWC: its convs write their accumulator lanes (channels) in order
+    and read a pixel's channels as they lie, where NCHW made every write-back scatter each lane to
+    its plane and every reader gather the channels of a pixel. Per-channel constants turn to
+    (1, 1, 1, C); a concat of channels concatenates the last axis."""
     producers, users = graph.producers(), graph.consumers()
     parent = {}
 
@@ -422,6 +423,8 @@ def channels_last(graph):
             node = producers[v]
             if node.op == "qconv2d_packed":
                 node.attrs = dict(node.attrs, out_layout="NHWC")
+            elif node.op == "concat":
+                node.attrs = dict(node.attrs, axis=3)
             else:
                 node.inputs = [_nhwc_const(graph, i) if i in graph.constants else i for i in node.inputs]
             for r in users.get(v, []):
@@ -438,7 +441,11 @@ def _data(graph, node):
 
 def _layout_free(graph, node):
     """An element-wise NODE on 4-D activations whose constants are per-tensor or 4-D (requantize's
-    per-channel multiplier): it computes the same in any layout."""
+    per-channel multiplier): it computes the same in any layout; or a concat of 4-D activations'
+    channels, the same along the last axis in NHWC."""
+    if node.op == "concat":
+        return node.attrs.get("axis") in (1, -3) and all(
+            v not in graph.constants and len(graph.values[v].shape) == 4 for v in node.inputs + node.outputs)
     if node.op not in LAYOUT_FREE or node.op == "clip" and len(node.inputs) > 1 or not _data(graph, node):
         return False
     consts = [graph.constants[i] for i in node.inputs if i in graph.constants]
