@@ -1,9 +1,11 @@
-"""TE compute for conv2d_packed: NCHW in and out, output channels computed in blocks.
+"""TE compute for conv2d_packed: output channels computed in blocks, NCHW in and out unless the node's
+`in_layout` / `out_layout` say NHWC (the direct conv only; compiler/passes/layout.py).
 
 Block `conv2d_packed` computes (N, blocks, OH, OW', block) with the packed weight's lanes
 innermost (a vector of output channels per input pixel: broadcast FMAs), OW' = OW padded to whole
 register tiles of the node's `width_tile` pixels (the padded input grows to match); block
-`conv2d_unpack` writes the first OW columns back to NCHW with the bias added. The schedule (targets/schedules/conv2d.py) keys on
+`conv2d_unpack` writes the first OW columns back to NCHW with the bias added (`conv2d_unpack_nhwc`:
+to NHWC, a block's lanes to consecutive channels; an NHWC input is padded by `conv2d_pad_nhwc`). The schedule (targets/schedules/conv2d.py) keys on
 these two block names. A pointwise conv (1x1, no padding; grouped: a GEMM per group) whose node carries a pixel
 `tile` is a GEMM instead: block `conv2d_pointwise` computes (N, blocks, block, P) over the output
 pixels P = OH*OW (padded to whole tiles) read from the input copied by `conv2d_pixels_copy` into one panel
@@ -14,6 +16,7 @@ pixels P = OH*OW (padded to whole tiles) read from the input copied by `conv2d_p
 from tvm import te, tirx
 
 from ..ops.nn import _pair
+from ..ops.packed import flat_pixels
 from . import lowering
 from .nn import _pad4
 
@@ -22,32 +25,57 @@ from .nn import _pad4
 def conv2d_packed(a, x, wp, b=None):
     g, o = a.get("groups", 1), a["out_channels"]
     s, d, p = _pair(a.get("strides"), [1, 1]), _pair(a.get("dilations"), [1, 1]), _pair(a.get("pads"), [0] * 4)
-    n, c, h, wd = (int(v) for v in x.shape)
+    nhwc_in, nhwc_out = a.get("in_layout") == "NHWC", a.get("out_layout") == "NHWC"
+    n, c, h, wd = (int(x.shape[i]) for i in ((0, 3, 1, 2) if nhwc_in else (0, 1, 2, 3)))
     blocks, ci, kh, kw, block = (int(v) for v in wp.shape)
     oh = (h + p[0] + p[2] - (kh - 1) * d[0] - 1) // s[0] + 1
     ow = (wd + p[1] + p[3] - (kw - 1) * d[1] - 1) // s[1] + 1
     nb, og = blocks // g, o // g
+    if (a.get("tile") or a.get("row_tile")) and (nhwc_in or nhwc_out):
+        raise ValueError("channels-last convs run the direct conv: the layout pass gives them no GEMM tile")
     if a.get("tile") and kh == kw == 1 and not any(p):
         return _pointwise(x, wp, b, o, s, oh, ow, a["tile"], g, a.get("tail", 0))
     if a.get("row_tile"):
         return _rows(x, wp, b, o, p, d, oh, ow, a["row_tile"])
-    owp = -(-ow // int(a.get("width_tile", 1))) * int(a.get("width_tile", 1))  # rows in whole register tiles
-    xp = _pad4(x, p, extra=(0, max(0, (owp - 1) * s[1] + (kw - 1) * d[1] + 1 - (wd + p[1] + p[3]))))
+    flat = flat_pixels(a, kh, kw)  # one row of oh * ow pixels
+    rows, cols = (1, oh * ow) if flat else (oh, ow)
+    owp = -(-cols // int(a.get("width_tile", 1))) * int(a.get("width_tile", 1))  # rows in whole register tiles
+    extra = max(0, (owp - 1) * s[1] + (kw - 1) * d[1] + 1 - (wd + p[1] + p[3]))
     rc, ry, rx = te.reduce_axis((0, ci), "rc"), te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx")
 
     def chan(bi):
         return rc if g == 1 else (bi // nb) * ci + rc
 
-    acc = te.compute((n, blocks, oh, owp, block), lambda nn, bi, yy, xx, oi: te.sum(
-        xp[nn, chan(bi), yy * s[0] + ry * d[0], xx * s[1] + rx * d[1]] * wp[bi, rc, ry, rx, oi],
-        axis=[rc, ry, rx]), name="conv2d_packed")
+    if flat:  # (the padded last tile reads the last pixel again)
+        def pixel(nn, bi, yy, xx):
+            q = tirx.min(xx, oh * ow - 1)
+            return x[nn, q // ow, q % ow, chan(bi)]
+    elif nhwc_in:  # a pixel's channels contiguous: the broadcast steps over channels read in order
+        xp = x if not any(p) and not extra else te.compute(
+            (n, h + p[0] + p[2], wd + p[1] + p[3] + extra, c), lambda nn, yy, xx, cc: te.if_then_else(
+                tirx.all(yy >= p[0], yy < h + p[0], xx >= p[1], xx < wd + p[1]), x[nn, yy - p[0], xx - p[1], cc],
+                tirx.const(0, x.dtype)), name="conv2d_pad_nhwc")
+
+        def pixel(nn, bi, yy, xx):
+            return xp[nn, yy * s[0] + ry * d[0], xx * s[1] + rx * d[1], chan(bi)]
+    else:
+        xp = _pad4(x, p, extra=(0, extra))
+
+        def pixel(nn, bi, yy, xx):
+            return xp[nn, chan(bi), yy * s[0] + ry * d[0], xx * s[1] + rx * d[1]]
+
+    acc = te.compute((n, blocks, rows, owp, block), lambda nn, bi, yy, xx, oi: te.sum(
+        pixel(nn, bi, yy, xx) * wp[bi, rc, ry, rx, oi], axis=[rc, ry, rx]), name="conv2d_packed",
+        attrs={"nhwc_in": 1} if nhwc_in else None)
 
     def unpack(nn, f, yy, xx):
         j = f if g == 1 else f % og
         bi = j // block if g == 1 else (f // og) * nb + j // block
-        v = acc[nn, bi, yy, xx, j % block]
+        v = acc[nn, bi, 0, yy * ow + xx, j % block] if flat else acc[nn, bi, yy, xx, j % block]
         return v + b[f] if b is not None else v
 
+    if nhwc_out:  # channels-last: each pixel's accumulator vectors are stored as they are
+        return te.compute((n, oh, ow, o), lambda nn, yy, xx, f: unpack(nn, f, yy, xx), name="conv2d_unpack_nhwc")
     return te.compute((n, o, oh, ow), unpack, name="conv2d_unpack")
 
 

@@ -3,7 +3,9 @@
 `conv2d_packed(x, wp[, b])` equals `conv2d(x, unpack(wp)[, b])`. The packed weight has shape
 (groups * nb, C/groups, KH, KW, block): output channel o of group g lives in block
 g * nb + (o % og) // block, lane (o % og) % block, where og = O/groups and nb = ceil(og/block);
-lanes past og are zero. Attrs are conv2d's plus `out_channels` and `block`.
+lanes past og are zero. Attrs are conv2d's plus `out_channels` and `block`; `in_layout` /
+`out_layout` "NHWC" where the input / result is channels-last (float32 activations kept NHWC
+between packed convs, compiler/passes/layout.py), else NCHW.
 `dense_packed(x, wp[, b])` equals `dense(x, w[, b])` with the (N, K) weight packed into
 (ceil(N/block), K, block); attrs `out_features` and `block`.
 """
@@ -45,17 +47,32 @@ def _unpacked(a, w):
     return _V((o, ci, kh, kw), w.dtype)
 
 
+def nchw(attrs, key, shape):
+    """SHAPE in NCHW order, where attrs[KEY] says it is NHWC."""
+    return tuple(shape[i] for i in (0, 3, 1, 2)) if attrs.get(key) == "NHWC" else tuple(shape)
+
+
+def flat_pixels(attrs, kh, kw):
+    """Whether a direct conv2d_packed computes its pixels as one flat row (register tiles spanning
+    image rows): a 1x1 conv without stride or padding on a channels-last input."""
+    return attrs.get("in_layout") == "NHWC" and kh == kw == 1 and list(attrs.get("strides", [1, 1])) == [1, 1] \
+        and not any(attrs.get("pads", [0] * 4))
+
+
 def _infer(a, x, w, b=None):
-    return _conv_infer(a, x, _unpacked(a, w), b)
+    shape, dtype = _conv_infer(a, _V(nchw(a, "in_layout", x.shape), x.dtype), _unpacked(a, w), b)
+    return (tuple(shape[i] for i in (0, 2, 3, 1)) if a.get("out_layout") == "NHWC" else shape), dtype
 
 
 def _flops(a, ins, outs):
-    return _conv_flops(a, [ins[0], _unpacked(a, ins[1])], outs)
+    return _conv_flops(a, [ins[0], _unpacked(a, ins[1])], outs)  # (the product of the output dims: any layout)
 
 
 @defop("conv2d_packed", "conv2d", _infer, _flops)
 def conv2d_packed(attrs, x, wp, b=None):
-    return conv2d(attrs, x, unpack_weight(wp, attrs["out_channels"], attrs.get("groups", 1)), b)
+    x = x.transpose(0, 3, 1, 2) if attrs.get("in_layout") == "NHWC" else x
+    y = conv2d(attrs, x, unpack_weight(wp, attrs["out_channels"], attrs.get("groups", 1)), b)
+    return np.ascontiguousarray(y.transpose(0, 2, 3, 1)) if attrs.get("out_layout") == "NHWC" else y
 
 
 # ---- dense ----------------------------------------------------------------------------------

@@ -1,46 +1,156 @@
-"""layout: the point where a target chooses the data layout of each conv2d kernel. Activations
-stay NCHW today (the layout of the IR and of every lowering); with a CPU preset, constant conv2d
-and dense weights are pre-packed for the target's schedules (conv2d -> conv2d_packed,
-dense -> dense_packed, block sizes from targets/schedules/pack.py), which changes no activation layout.
+"""layout: with a CPU preset, constant conv2d and dense weights are pre-packed for the target's
+schedules (conv2d -> conv2d_packed, dense -> dense_packed, block sizes from
+targets/schedules/pack.py), and float32 activations stay channels-last (NHWC) between packed convs.
 
-The seam: `choose_layout(nodes, preset)` gets a conv2d kernel's nodes (its fused group) and the
-target preset and returns a layout name. A target that wants NCHW[x]c (x86) or NHWC (ARM) makes
-it return that; the rewrite that must then be written here is: convert the group's weights to the
-new layout as constants, give the group's nodes the layout in their attrs (which their lowerings
-must honour), and insert `layout_transform` nodes only where a value crosses from a kernel in one
-layout to a kernel in another (group boundaries, graph inputs/outputs). Until that rewrite and
-those lowerings exist, a layout other than NCHW is refused with a clear error rather than ignored.
+The IR is NCHW. Channels-last is built but off (CHANNELS_LAST: measured slower). Values joined by layout-free element-wise ops (relu, the residual add, ...) must
+share a layout: they form groups (activation_groups). A group goes NHWC (channels_last) when a
+direct packed conv writes one of its values and every value is made by such a conv or a
+layout-free op: its convs then write each pixel's accumulator vectors as they are and read a
+pixel's channels contiguously (NCHW made every write-back a transpose of channel vectors and every
+input step a read from another channel plane), per-channel constants turn to (1, 1, 1, C). Values
+of the group that a graph output or an op without NHWC (pool, concat, dense, a GEMM-tiled conv)
+reads are transposed back to NCHW for them by a `transpose` node of their own, where those values
+are few (BRIDGE_SHARE) and the reader is another kernel than the value's maker. The graph input
+stays NCHW: a conv may read NCHW and write NHWC. Convs that touch an NHWC value run the direct
+conv (a 1x1 conv is the direct conv with one tap, reading a pixel's channels in place: no panel
+copy); the others keep the pointwise GEMM or the row conv (pack.pointwise_gemm, pack.conv_rows_tile).
+The int8 convs use the same grouping (compiler/passes/fold_qdq.py channels_last).
 """
-from ...errors import UnsupportedError
-from ..ops.packed import pack_dense_weight, pack_weight
+import numpy as np
+
+from ..ops.packed import flat_pixels, nchw, pack_dense_weight, pack_weight
+from .rewrite import make_node
 
 NAME = "layout"
-DEFAULT = "NCHW"
 
-
-def choose_layout(nodes, preset):
-    """The layout for a conv2d kernel made of NODES on PRESET (None = no target known)."""
-    return DEFAULT
-
-
-def _conv_kernels(graph):
-    groups = {}
-    for i, n in enumerate(graph.nodes):
-        groups.setdefault(n.kernel or f"#{i}", []).append(n)
-    return [g for g in groups.values() if any(n.op == "conv2d" for n in g)]
+# element by element in any layout, when every operand is 4-D or one value (checked in layout_free)
+LAYOUT_FREE = frozenset({"relu", "leaky_relu", "clip", "sigmoid", "hard_sigmoid", "tanh", "elu", "selu", "softplus",
+                         "softsign", "hard_swish", "thresholded_relu", "add", "sub", "mul", "div", "maximum",
+                         "minimum", "prelu"})
+BRIDGE_SHARE = 4  # an NHWC group's transposes back to NCHW may move at most 1/4 of the elements its convs touch
+# Off: measured slower in place. ResNet-50, AVX2 (znver3), 1 thread, per-kernel thread-time minima
+# alternated, NCHW -> NHWC: 3x3 64->64 @56 3.11 -> 2.80 ms, 3x3 512->512 @7 1.92 -> 4.9, 1x1 64->256
+# @56 + add 1.69 -> 3.0, whole model 129 -> 167 ms (the direct 1x1 loses to the pointwise GEMM and the
+# 7x7 3x3s lose their NCHW cache blocking). Tests turn it on (tests/test_channels_last.py).
+CHANNELS_LAST = False
 
 
 def run(graph, preset=None):
-    for nodes in _conv_kernels(graph):
-        layout = choose_layout(nodes, preset)
-        if layout != DEFAULT:
-            raise UnsupportedError(f"model '{graph.name}': kernel of {nodes[0].op} node '{nodes[0].name}': "
-                                   f"layout {layout} was chosen but only {DEFAULT} is implemented")
     if preset is not None:  # weights (constants) pre-packed for the target's conv2d schedule
         graph = pack_conv_weights(graph, preset)
     return graph
 
 
+# ---- channels-last groups (float32 here, int8 in fold_qdq) -------------------------------------
+def activations(graph, node):
+    """NODE's 4-D activation operands and results."""
+    return [v for v in node.inputs + node.outputs if v not in graph.constants and len(graph.values[v].shape) == 4]
+
+
+def activation_groups(graph, convs, layout_free):
+    """The 4-D values that must share one layout: values joined by nodes with layout_free(node) form
+    a group; returns (as sets) the groups holding the input or the result of a node with convs(node)."""
+    parent = {}
+
+    def find(v):
+        while parent.setdefault(v, v) != v:
+            v = parent[v]
+        return v
+    for node in graph.nodes:
+        if layout_free(node):
+            data = activations(graph, node)
+            for v in data[1:]:
+                parent[find(v)] = find(data[0])
+    members = {}
+    for node in graph.nodes:
+        values = [node.inputs[0], node.outputs[0]] if convs(node) else \
+            activations(graph, node) if layout_free(node) else []
+        for v in values:
+            members.setdefault(find(v), set()).add(v)
+    return list(members.values())
+
+
+def to_nhwc(graph, group, convs, producers, users):
+    """Make GROUP's values NHWC: their conv makers write NHWC (out_layout), their conv readers read it
+    (in_layout), the constants of their layout-free makers turn with them."""
+    for v in group:
+        node = producers[v]
+        if convs(node):
+            node.attrs = dict(node.attrs, out_layout="NHWC")
+        else:
+            node.inputs = [nhwc_const(graph, i) if i in graph.constants else i for i in node.inputs]
+        for r in users.get(v, []):
+            if convs(r) and r.inputs[0] == v:
+                r.attrs = dict(r.attrs, in_layout="NHWC")
+        old = graph.values[v]
+        graph.values[v] = type(old)(v, tuple(old.shape[i] for i in (0, 2, 3, 1)), old.dtype)
+
+
+def nhwc_const(graph, name):
+    c = graph.constants[name]
+    if c.ndim != 4 or c.size == 1:
+        return name
+    return graph.add_const(np.ascontiguousarray(c.transpose(0, 2, 3, 1)), graph.fresh(f"{name}_nhwc"))
+
+
+def layout_free(graph, node):
+    """A float NODE of LAYOUT_FREE on 4-D activations whose constants are one value or 4-D."""
+    if node.op not in LAYOUT_FREE or node.op == "clip" and len(node.inputs) > 1 or not activations(graph, node):
+        return False
+    return all(graph.constants[i].size == 1 or graph.constants[i].ndim == 4 if i in graph.constants
+               else len(graph.values[i].shape) == 4 for i in node.inputs + node.outputs)
+
+
+def channels_last(graph, convs):
+    """Turn the groups worth it NHWC (see the module docstring); CONVS(node): a direct packed conv."""
+    producers, users, outputs = graph.producers(), graph.consumers(), set(graph.outputs)
+    kernel = {id(n): n.kernel or f"#{i}" for i, n in enumerate(graph.nodes)}
+
+    def free(node):
+        return layout_free(graph, node)
+
+    def foreign(v):  # readers that do not read V in NHWC
+        return [r for r in users.get(v, []) if not free(r) and not (convs(r) and r.inputs.index(v) == 0)]
+
+    def size(v):
+        return int(np.prod(graph.values[v].shape))
+    for group in activation_groups(graph, convs, free):
+        if any(v not in producers or not (convs(producers[v]) or free(producers[v])) for v in group) or \
+                not any(convs(producers[v]) for v in group):
+            continue
+        bridged = [v for v in group if foreign(v) or v in outputs]
+        if any(kernel[id(r)] == kernel[id(producers[v])] for v in bridged for r in foreign(v)):
+            continue  # (a fused pool reads its conv's result inside the kernel)
+        touched = sum(size(v) for v in group if convs(producers[v]) or any(convs(r) for r in users.get(v, [])))
+        if sum(size(v) for v in bridged) * BRIDGE_SHARE > touched:
+            continue
+        to_nhwc(graph, group, convs, producers, users)
+        for v in bridged:
+            _bridge(graph, v, foreign(v), producers[v], users.get(v, []), v in outputs)
+
+
+def _bridge(graph, v, readers, maker, users, output):
+    """Give READERS (and the graph output) of the NHWC value V an NCHW transpose of it, computed right
+    after MAKER's kernel."""
+    shape = tuple(graph.values[v].shape[i] for i in (0, 3, 1, 2))
+    src, dst = v, graph.fresh(f"{v}_nchw")
+    if output:  # the output keeps its name (NCHW); the NHWC value is renamed
+        src, dst = graph.fresh(f"{v}_nhwc"), v
+        graph.values[src] = type(graph.values[v])(src, graph.values[v].shape, graph.values[v].dtype)
+        maker.outputs = [src if o == v else o for o in maker.outputs]
+        for r in users:
+            if r not in readers:
+                r.inputs = [src if i == v else i for i in r.inputs]
+    graph.values[dst] = type(graph.values[v])(dst, shape, graph.values[v].dtype)
+    for r in readers:
+        r.inputs = [dst if i == v else i for i in r.inputs]
+    node = make_node(graph, "transpose", [src], graph.fresh(f"{v}_to_nchw"), maker.source, outputs=[dst],
+                     attrs={"perm": [0, 3, 1, 2]})
+    at = max(i for i, n in enumerate(graph.nodes) if n is maker or (maker.kernel and n.kernel == maker.kernel))
+    graph.nodes.insert(at + 1, node)
+
+
+# ---- weights -----------------------------------------------------------------------------------
 def packable(graph, node, block):
     if node.op != "conv2d" or node.inputs[1] not in graph.constants:
         return False
@@ -54,35 +164,55 @@ def pointwise(node, w):
     return w.shape[2] == w.shape[3] == 1 and not any(node.attrs.get("pads", [0] * 4))
 
 
+def _conv_attrs(graph, node, w, preset, block, direct=False):
+    """conv2d_packed's attrs for NODE with OIHW weight W: the pointwise GEMM's tile, the row conv's,
+    or the direct conv's row padding (always the latter where DIRECT)."""
+    from ...targets.schedules.pack import (conv_row_padding, conv_rows_tile, pointwise_gemm, pointwise_tail,
+                                           pointwise_tile)
+    g = node.attrs.get("groups", 1)
+    attrs = {k: v for k, v in node.attrs.items() if k not in ("tile", "tail", "row_tile", "width_tile")}
+    attrs.update(out_channels=int(w.shape[0]), block=block)
+    out = nchw(node.attrs, "out_layout", graph.values[node.outputs[0]].shape)
+    pixels = int(out[2] * out[3])
+    mr, nr = pointwise_tile(preset, int(w.shape[0]), pixels)
+    strided = any(s != 1 for s in node.attrs.get("strides", [1, 1]))
+    wq = int(nchw(node.attrs, "in_layout", graph.values[node.inputs[0]].shape)[3]) + \
+        sum(node.attrs.get("pads", [0] * 4)[1::2])  # padded row
+    # a grouped conv is one GEMM per group: its output channels per group pay for an input copy
+    if not direct and pointwise(node, w) and pointwise_gemm(int(w.shape[0]) // g, pixels, nr, strided):
+        attrs["block"], attrs["tile"] = mr, nr  # a GEMM: tile of `block` channels x `tile` pixels
+        attrs["tail"] = pointwise_tail(preset, pixels, nr)  # (pixels after the whole tiles)
+    elif not direct and (rows := conv_rows_tile(preset, int(w.shape[1]), int(w.shape[0]), int(out[2]),
+                                                int(out[3]), wq, strided, g)):
+        attrs["block"], attrs["row_tile"] = rows  # the direct conv over padded rows, a GEMM's tile
+    else:  # the direct conv computes its rows in whole register tiles of `width_tile` pixels
+        attrs["width_tile"] = conv_row_padding(preset, pixels if flat_pixels(attrs, *w.shape[2:]) else int(out[3]))
+    return attrs
+
+
 def pack_conv_weights(graph, preset):
-    """Rewrite conv2d and dense nodes with constant weights (in place) to their packed ops; return GRAPH."""
+    """Rewrite conv2d and dense nodes with constant weights (in place) to their packed ops, with
+    float32 activations channels-last between direct convs (channels_last); return GRAPH."""
     if preset is None or preset.device != "cpu":
         return graph
-    from ...targets.schedules.pack import (conv_params, conv_row_padding, conv_rows_tile, dense_block, pointwise_gemm,
-                                           pointwise_tail, pointwise_tile)
+    from ...targets.schedules.pack import conv_params, dense_block
     block, _ = conv_params(preset)
+    weights = {}
     for node in graph.nodes:
-        if not packable(graph, node, block):
+        if packable(graph, node, block):
+            weights[id(node)] = w = graph.constants[node.inputs[1]]
+            node.attrs = _conv_attrs(graph, node, w, preset, block)
+            node.op = "conv2d_packed"
+    if CHANNELS_LAST:  # (a conv with few input channels keeps its row form: NCHW rows)
+        channels_last(graph, lambda n: id(n) in weights and "row_tile" not in n.attrs)
+    for node in graph.nodes:
+        if id(node) not in weights:
             continue
-        w = graph.constants[node.inputs[1]]
+        w = weights[id(node)]
+        if "NHWC" in (node.attrs.get("in_layout"), node.attrs.get("out_layout")):
+            node.attrs = _conv_attrs(graph, node, w, preset, block, direct=True)
         g = node.attrs.get("groups", 1)
-        attrs = dict(node.attrs, out_channels=int(w.shape[0]), block=block)
-        out = graph.values[node.outputs[0]].shape
-        pixels = int(out[2] * out[3])
-        mr, nr = pointwise_tile(preset, int(w.shape[0]), pixels)
-        strided = any(s != 1 for s in node.attrs.get("strides", [1, 1]))
-        wq = int(graph.values[node.inputs[0]].shape[3]) + sum(node.attrs.get("pads", [0] * 4)[1::2])  # padded row
-        # a grouped conv is one GEMM per group: its output channels per group pay for an input copy
-        if pointwise(node, w) and pointwise_gemm(int(w.shape[0]) // g, pixels, nr, strided):
-            attrs["block"], attrs["tile"] = mr, nr  # a GEMM: tile of `block` channels x `tile` pixels
-            attrs["tail"] = pointwise_tail(preset, pixels, nr)  # (pixels after the whole tiles)
-        elif rows := conv_rows_tile(preset, int(w.shape[1]), int(w.shape[0]), int(out[2]), int(out[3]), wq, strided, g):
-            attrs["block"], attrs["row_tile"] = rows  # the direct conv over padded rows, a GEMM's tile
-        else:  # the direct conv computes its rows in whole register tiles of `width_tile` pixels
-            attrs["width_tile"] = conv_row_padding(preset, int(out[3]))
-        node.inputs[1] = graph.add_const(pack_weight(w, g, attrs["block"]), graph.fresh(node.inputs[1] + "_packed"))
-        node.op = "conv2d_packed"
-        node.attrs = attrs
+        node.inputs[1] = graph.add_const(pack_weight(w, g, node.attrs["block"]), graph.fresh(node.inputs[1] + "_packed"))
     dblock = dense_block(preset)
     for node in graph.nodes:
         if node.op != "dense" or node.inputs[1] not in graph.constants:
@@ -94,4 +224,3 @@ def pack_conv_weights(graph, preset):
         node.op = "dense_packed"
         node.attrs = dict(node.attrs, out_features=int(w.shape[0]), block=dblock)
     return graph
-

@@ -17,7 +17,7 @@ import tvm
 from tvm.s_tir import Schedule
 
 from . import depthwise, generic, pointwise, rule, worth_parallel
-from .common import has_block, inline_epilogue, parallel, schedule_rest
+from .common import divisor, has_block, inline_epilogue, parallel, schedule_rest, vectorize
 from .pack import conv_cache_blocks, conv_params, conv_rows_blocks, conv_width_tile, pointwise_tile
 from .pack import lanes as pack_lanes
 
@@ -40,7 +40,8 @@ def schedule(func, kernel, preset):
         conv = sch.get_sblock("conv2d_packed")
     except Exception:  # noqa: BLE001 - no packed conv in this kernel
         return depthwise.schedule(sch, kernel, preset) or generic.schedule(func, kernel, preset)
-    unpack = sch.get_sblock("conv2d_unpack")
+    nhwc = has_block(sch, "conv2d_unpack_nhwc")  # a channels-last result (compiler/passes/layout.py)
+    unpack = sch.get_sblock("conv2d_unpack_nhwc" if nhwc else "conv2d_unpack")
     _, most = conv_params(preset)
     pads = [b for b in sch.get_producers(conv)]
     inline_epilogue(sch, unpack)
@@ -50,28 +51,71 @@ def schedule(func, kernel, preset):
     oh, ow = int(sch.get(y).extent), int(sch.get(x).extent)
     taps = int(sch.get(ry).extent) * int(sch.get(rx).extent)
     chunk, band = conv_cache_blocks(preset, int(sch.get(rc).extent), taps, oh, ow, int(sch.get(oi).extent))
-    tile = conv_width_tile(preset, int(sch.get(unpack).writes[0].source.shape[3]))
+    out = [int(v) for v in sch.get(unpack).writes[0].source.shape]
+    flat = oh == 1 and out[1 if nhwc else 2] > 1  # (compiler/ops/packed.py flat_pixels: one row of all pixels)
+    tile = conv_width_tile(preset, out[1] * out[2] if flat else out[2] if nhwc else out[3])
     if ow % tile:  # rows not padded to whole tiles (a node without `width_tile`): a partial tile
         tile = width_tile(ow, most)
     xo, xi = sch.split(x, [None, tile])
-    rc, rci = sch.split(rc, [None, chunk])
-    y, yi = sch.split(y, [None, band])
-    # the accumulators live in the band's packed buffer, promoted to registers by LLVM in the
-    # (rci, ry) loop, whose addresses do not move. rx outside it: with rx innermost LLVM shared
-    # each broadcast pixel between neighbouring taps and spilled a 6-pixel AVX2 tile
-    sch.reorder(n, bi, y, rc, yi, xo, rx, rci, ry, xi, oi)
-    try:
-        sch.reverse_compute_at(unpack, y)
-        sch.vectorize(sch.get_loops(unpack)[-1])
-    except Exception:  # noqa: BLE001 - grouped index maps: write back as a separate pass
-        generic._schedule_block(sch, unpack, pack_lanes(preset), par)
-    parallel(sch, sch.fuse(n, bi, y), par)
-    sch.unroll(xi)
-    sch.vectorize(oi)
-    sch.vectorize(sch.get_loops(sch.decompose_reduction(conv, rc))[-1])
+    channels = int(sch.get(rc).extent)
+    if nhwc or "nhwc_in" in sch.get(conv).annotations:
+        # channels-last (compiler/passes/layout.py): per band of output rows (of flat pixels) whose
+        # input (all channels) fits in half of L2, every channel block passes over the band; where a
+        # block's weights fit in a quarter of L2 the reduction runs over all channels at once and an
+        # NHWC result is written from each tile's accumulators (vectors of channels as they are)
+        fit = preset.l2_kib * 1024 // 2 // (channels * 4)
+        if flat:
+            y, yi = sch.split(y, [None, 1])
+            xb, xo = sch.split(xo, [None, divisor(ow // tile, max(1, fit // tile))])
+        else:
+            xb, (y, yi) = None, sch.split(y, [None, divisor(oh, max(1, fit // ow))])
+        block = int(sch.get(oi).extent)
+        if channels * taps * block * 4 <= preset.l2_kib * 1024 // 4:  # the weights of a block in L2
+            chunk = channels
+        rc, rci = sch.split(rc, [None, chunk])
+        outer = [l for l in (n, y, xb, bi) if l is not None]
+        single = chunk == channels
+        sch.reorder(*outer, rc, yi, xo, rx, rci, ry, xi, oi)
+        if single and nhwc:  # each tile's accumulators written back from registers
+            local = sch.cache_write(conv, 0, "local")
+            sch.reverse_compute_at(local, xo)
+        if flat:  # the write-back's pixels as the one flat row (TVM maps a row's range to (yy, xx) wrongly)
+            sch.transform_block_layout(unpack, (lambda nn, yy, xx, f: (nn, yy * out[2] + xx, f)) if nhwc
+                                       else (lambda nn, f, yy, xx: (nn, f, yy * out[3] + xx)))
+        sch.reverse_compute_at(unpack, xo if single and nhwc else outer[-1])
+        if single and nhwc:
+            sch.compute_inline(local)
+            sch.unroll(sch.get_loops(unpack)[-2])
+            sch.vectorize(sch.get_loops(unpack)[-1])
+        else:
+            vectorize(sch, sch.get_loops(unpack)[-1], pack_lanes(preset))
+        outer = sch.fuse(*outer)
+        parallel(sch, outer, par)
+        sch.unroll(xi)
+        sch.vectorize(oi)
+        sch.vectorize(sch.get_loops(sch.decompose_reduction(conv, rc))[-1])
+    else:
+        rc, rci = sch.split(rc, [None, chunk])
+        y, yi = sch.split(y, [None, band])
+        # the accumulators live in the band's packed buffer, promoted to registers by LLVM in the
+        # (rci, ry) loop, whose addresses do not move. rx outside it: with rx innermost LLVM shared
+        # each broadcast pixel between neighbouring taps and spilled a 6-pixel AVX2 tile
+        sch.reorder(n, bi, y, rc, yi, xo, rx, rci, ry, xi, oi)
+        try:
+            sch.reverse_compute_at(unpack, y)
+            sch.vectorize(sch.get_loops(unpack)[-1])
+        except Exception:  # noqa: BLE001 - grouped index maps: write back as a separate pass
+            generic._schedule_block(sch, unpack, pack_lanes(preset), par)
+        parallel(sch, sch.fuse(n, bi, y), par)
+        sch.unroll(xi)
+        sch.vectorize(oi)
+        sch.vectorize(sch.get_loops(sch.decompose_reduction(conv, rc))[-1])
     for pad in pads:
-        parallel(sch, sch.fuse(*sch.get_loops(pad)[:2]), par)
-    schedule_rest(sch, preset, ["conv2d_packed", "conv2d_unpack", *[sch.get(p).name_hint for p in pads]], par)
+        loops = sch.get_loops(pad)
+        parallel(sch, sch.fuse(*loops[:2]), par)
+        if sch.get(pad).name_hint == "conv2d_pad_nhwc":  # a pixel's channels: whole vectors
+            vectorize(sch, loops[-1], pack_lanes(preset))
+    schedule_rest(sch, preset, ["conv2d_packed", sch.get(unpack).name_hint, *[sch.get(p).name_hint for p in pads]], par)
     return sch.mod["main"]
 
 
