@@ -2,6 +2,7 @@
 kernel per direction, and a Keras LSTM via tf2onnx (interpreter and compiled)."""
 import importlib.util
 import os
+import tarfile
 import warnings
 
 import numpy as np
@@ -40,6 +41,23 @@ def _compiled(graph, tmp_path, feed):
     out = str(tmp_path / "m.edgec")
     compile_graph(graph, targets.get("host"), out, progress=False)
     return runtime.load(out).run(feed)
+
+
+def _run_at(out, feed, threads, monkeypatch):
+    """Outputs of artifact OUT on each of THREADS pool sizes, the contention policy off (on a busy
+    machine it would shrink the pool, and kernels with parallel steps run their serial form on one
+    thread)."""
+    from edgec.runtime.contention import configure
+    monkeypatch.setenv("EDGEC_ADAPT_THREADS", "0")
+    model = runtime.load(out)
+    try:
+        results = []
+        for n in threads:
+            configure(n)
+            results.append(model.run(feed))
+        return results
+    finally:
+        configure(os.cpu_count() or 1)
 
 
 def _check(got, expected):
@@ -99,7 +117,14 @@ def test_parallel_regions_and_batch_groups_match_onnxruntime(kw, tmp_path, monke
     kw = dict(seq=5, inp=7, scale=1.0, **kw)
     model = mk.recurrent_model(**kw)
     feed = {"X": _x(kw)}
-    _check(_compiled(from_onnx(model), tmp_path, feed), _ort(model, feed))
+    expected = _ort(model, feed)
+    out = str(tmp_path / "m.edgec")
+    compile_graph(from_onnx(model), targets.get("host"), out, progress=False)
+    for got in _run_at(out, feed, (2, 1), monkeypatch):  # parallel steps, then their serial form
+        _check(got, expected)
+    with tarfile.open(out) as t:  # the kernel picks its form from the pool's thread count when called
+        lib = t.extractfile("model.so").read()
+    assert b"runtime.NumThreads" in lib and b"TVMBackendParallelBarrier" in lib
     monkeypatch.setattr(recurrent, "PARALLEL_STEP_MACS", 1 << 62)
     monkeypatch.setattr(recurrent, "PARALLEL_DIRECTION_MACS", 0)
     _check(_compiled(from_onnx(model), tmp_path, feed), _ort(model, feed))
@@ -174,7 +199,8 @@ def test_gate_math_after_all_tiles_matches_onnxruntime(op, direction, tmp_path, 
         monkeypatch.setattr(recurrent, "PARALLEL_STEP_MACS", step_macs)
         out = str(tmp_path / f"m{min_tiles}_{step_macs}.edgec")
         compile_graph(from_onnx(model), targets.get("x86-avx2"), out, progress=False)
-        _check(runtime.load(out).run(feed), expected)
+        for got in _run_at(out, feed, (2, 1), monkeypatch):
+            _check(got, expected)
 
 
 @pytest.mark.parametrize("seq", [1, 100])
