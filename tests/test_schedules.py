@@ -163,23 +163,47 @@ def test_grouped_pointwise_is_a_gemm_per_group(tmp_path, rng, preset):
         _check(tmp_path, g, preset)
 
 
-ROWS = [(16, 24, (13, 19), (3, 3), 1, (1, 1, 1, 1)),  # tiles and channel blocks not whole
-        (12, 10, (17, 29), (3, 3), 1, (1, 0, 1, 2)),  # asymmetric pads
-        (8, 40, (9, 30), (3, 3), 2, (2, 2, 2, 2))]  # dilation 2
+ROWS = [(16, 24, (13, 19), (3, 3), 1, 1, (1, 1, 1, 1)),  # tiles and channel blocks not whole
+        (12, 10, (17, 29), (3, 3), 1, 1, (1, 0, 1, 2)),  # asymmetric pads
+        (8, 40, (9, 30), (3, 3), 1, 2, (2, 2, 2, 2)),  # dilation 2
+        (3, 20, (23, 31), (3, 3), 2, 1, (1, 1, 1, 1)),  # stride 2 (phase planes), odd sizes
+        (5, 12, (20, 17), (3, 3), 2, 1, (0, 1, 2, 0)),  # stride 2, asymmetric pads
+        (3, 8, (20, 22), (3, 3), 3, 1, (1, 0, 1, 2)),  # stride 3: every tap column its own plane
+        (2, 9, (11, 61), (3, 5), 2, 2, (2, 1, 0, 3)),  # stride 2 and dilation 2, a 3x5 kernel
+        (8, 16, (15, 21), (1, 1), 2, 1, (0, 0, 0, 0))]  # strided 1x1 with few outputs
 
 
 @pytest.mark.parametrize("preset", ["host", "x86-avx2"])
 def test_conv_over_padded_rows(tmp_path, rng, preset):
-    """Few-channel stride-1 convs on x86 run over padded rows (pack.conv_rows_tile): the layout
-    pass gives them a row tile, and they match the numpy reference with bias + relu fused."""
+    """Few-channel convs on x86 run over padded rows (pack.conv_rows_tile; strided ones over phase
+    planes): the layout pass gives them a row tile, and they match the numpy reference with bias +
+    relu fused."""
     if "avx2" not in open("/proc/cpuinfo").read():
         pytest.skip("this machine has no AVX2 to run x86 code")
     from edgec.compiler.passes import run_passes
-    for c, o, hw, k, dil, pads in ROWS:
-        conv = run_passes(_conv_graph(rng, c, o, hw, k, dil=dil, pads=pads), preset=targets.get(preset)).nodes[0]
+    for c, o, hw, k, stride, dil, pads in ROWS:
+        conv = run_passes(_conv_graph(rng, c, o, hw, k, stride=stride, dil=dil, pads=pads),
+                          preset=targets.get(preset)).nodes[0]
         assert conv.attrs.get("row_tile"), conv.attrs
-        _check(tmp_path, _conv_graph(rng, c, o, hw, k, dil=dil, pads=pads, post=("relu",)), preset,
+        _check(tmp_path, _conv_graph(rng, c, o, hw, k, stride=stride, dil=dil, pads=pads, post=("relu",)), preset,
                want_ops=["conv2d_packed", "relu"])
+
+
+def test_conv_rows_choice():
+    """The row form where few input channels make the direct conv's transposing write-back a large
+    share: stride 1 up to ROWS_MAX_CHANNELS input channels, strided convs only with a short
+    reduction (3x3 stems; not ResNet's 7x7 stem, nor 16 channels); x86 only; rows that waste
+    over 1/8 of their padded pixels stay direct."""
+    from edgec.targets.schedules.pack import conv_rows_tile
+    avx2, rpi4 = targets.get("x86-avx2"), targets.get("rpi4")
+    assert conv_rows_tile(avx2, (64, 3, 3, 3), 111, 111, 224, (2, 2), 1)  # SqueezeNet's stem
+    assert conv_rows_tile(avx2, (32, 3, 3, 3), 112, 112, 226, (2, 2), 1)  # MobileNet's stem
+    assert conv_rows_tile(avx2, (64, 16, 3, 3), 55, 55, 57, (1, 1), 1)
+    assert not conv_rows_tile(avx2, (64, 3, 7, 7), 112, 112, 230, (2, 2), 1)  # ResNet's stem
+    assert not conv_rows_tile(avx2, (64, 16, 3, 3), 56, 56, 114, (2, 2), 1)
+    assert not conv_rows_tile(avx2, (64, 64, 3, 3), 56, 56, 58, (1, 1), 1)
+    assert not conv_rows_tile(avx2, (192, 48, 3, 3), 13, 13, 15, (1, 1), 1)
+    assert not conv_rows_tile(rpi4, (64, 3, 3, 3), 111, 111, 224, (2, 2), 1)
 
 
 @pytest.mark.parametrize("case", [CASES[i] for i in (2, 14, 16, 18, 19)], ids=["w31", "p49", "s2", "k700", "k5600"])

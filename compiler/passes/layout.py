@@ -182,8 +182,8 @@ def _conv_attrs(graph, node, w, preset, block, direct=False):
     if not direct and pointwise(node, w) and pointwise_gemm(int(w.shape[0]) // g, pixels, nr, strided):
         attrs["block"], attrs["tile"] = mr, nr  # a GEMM: tile of `block` channels x `tile` pixels
         attrs["tail"] = pointwise_tail(preset, pixels, nr)  # (pixels after the whole tiles)
-    elif not direct and (rows := conv_rows_tile(preset, int(w.shape[1]), int(w.shape[0]), int(out[2]),
-                                                int(out[3]), wq, strided, g)):
+    elif not direct and (rows := conv_rows_tile(preset, w.shape, int(out[2]), int(out[3]), wq,
+                                                node.attrs.get("strides", [1, 1]), g)):
         attrs["block"], attrs["row_tile"] = rows  # the direct conv over padded rows, a GEMM's tile
     else:  # the direct conv computes its rows in whole register tiles of `width_tile` pixels
         attrs["width_tile"] = conv_row_padding(preset, pixels if flat_pixels(attrs, *w.shape[2:]) else int(out[3]))

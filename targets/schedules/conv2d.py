@@ -128,19 +128,19 @@ def schedule_rows(sch, kernel, preset):
     one after another over the whole band (pack.conv_rows_blocks)."""
     conv, unpack, copy = (sch.get_sblock(b) for b in ("conv2d_rows", "conv2d_unpack", "conv2d_rows_copy"))
     o, oh = (int(iv.dom.extent) for iv in sch.get(unpack).iter_vars[1:3])
-    wq = int(sch.get(copy).writes[0].source.shape[3])
-    # the copy's rows read as one flat index: q + tap offset, a contiguous vector per tap
-    sch.transform_layout(copy, ("write", 0), lambda nn, cc, r, col: (nn, cc, r * wq + col))
-    block, tile = pointwise_tile(preset, o, oh * wq)
+    _, _, _, stride, _, wq = (int(v) for v in sch.get(copy).writes[0].source.shape)
+    # each plane's rows read as one flat index: q + tap offset, a contiguous vector per tap
+    sch.transform_layout(copy, ("write", 0), lambda nn, cc, i, j, r, col: (nn, cc, i, j, r * wq + col))
+    block, tile = pointwise_tile(preset, o, oh * wq, write_back_pass=True)
     inline_epilogue(sch, unpack)
     par = worth_parallel(kernel)
     lanes = pack_lanes(preset)
     nn, bi, oi, q, rc, ry, rx = sch.get_loops(conv)
     if int(sch.get(oi).extent) != block or int(sch.get(q).extent) % tile:
         raise ValueError("row conv packed for another tile than this preset's")
-    kh, padded = int(sch.get(ry).extent), int(sch.get(q).extent)
-    chunk, band = conv_rows_blocks(preset, int(sch.get(rc).extent), kh, int(sch.get(rx).extent), padded // tile,
-                                   tile, block)
+    kh, kw, padded = int(sch.get(ry).extent), int(sch.get(rx).extent), int(sch.get(q).extent)
+    chunk, band = conv_rows_blocks(preset, int(sch.get(rc).extent), kh, kw, padded // tile, tile, block,
+                                   kh * min(kw, stride))
     qb, qo, qv, qi = sch.split(q, [None, band, tile // lanes, lanes])
     rco, rci = sch.split(rc, [None, chunk])
     sch.reorder(nn, bi, qb, rco, qo, rci, ry, rx, oi, qv, qi)

@@ -61,33 +61,42 @@ def conv_cache_blocks(preset, channels, taps, oh, ow, block):
 
 
 ROWS_MAX_CHANNELS = 32  # input channels up to which a stride-1 KxK conv runs over padded rows
+ROWS_MAX_STRIDED = 64  # input channels x taps up to which a strided conv does
 
 
-def conv_rows_tile(preset, channels, out_channels, oh, ow, wq, strided, groups):
-    """(block, tile) of the direct conv over padded rows (compiler/lower/packed.py `_rows`), or None.
-    That form computes each output row over the padded row's WQ pixels (the extra columns are
-    dropped) with the pointwise GEMM's register tile (pointwise_tile), so its accumulators are
-    NCHW rows: the write-back is a vector copy instead of a transpose of channel vectors, which
-    pays where few input channels make the write-back a large share (measured on AVX2, thread
-    time: 16->64 @55 1.06 -> 0.84 ms, 32->128 @27 1.02 -> 0.90 ms; 64->64 @56 3.36 -> 3.66 ms, and
-    48->192 @13, whose 15-pixel padded rows waste 2/15, 0.42 -> 0.48 ms). x86 only: NEON's tile
-    was not measured."""
-    if (preset.arch != "x86_64" or strided or groups != 1 or channels > ROWS_MAX_CHANNELS
-            or (wq - ow) * 8 > wq):
+def conv_rows_tile(preset, weight_shape, oh, ow, wq, strides, groups):
+    """(block, tile) of the direct conv over padded rows (compiler/lower/packed.py `_rows`) for an
+    (O, I, KH, KW) weight, or None. That form computes each output row over the WQ / S1 pixels of
+    a padded row's phase plane (the extra columns are dropped) with the pointwise GEMM's register
+    tile (pointwise_tile), so its accumulators are NCHW rows: the write-back is a vector copy
+    instead of a transpose of channel vectors, which pays where few input channels make the
+    write-back a large share (measured on AVX2, thread time: 16->64 @55 1.06 -> 0.84 ms, 32->128
+    @27 1.02 -> 0.90 ms; 64->64 @56 3.36 -> 3.66 ms, and 48->192 @13, whose 15-pixel padded rows
+    waste 2/15, 0.42 -> 0.48 ms). A strided conv reads its phase planes less efficiently (and
+    copies them with a gather): only a short reduction pays (stems, 1 thread, thread time min:
+    3x3 s2 3->64 @224 2.3 -> 1.5 ms, 3->32 @224 1.09 -> 0.77, 6->32 @160 0.52 -> 0.45; but 5x5
+    3->32 @224 1.26 -> 1.54, 7x7 3->64 @224 4.2 -> 4.7, 3x3 16->64 @112 1.22 -> 1.26). x86 only:
+    NEON's tile was not measured."""
+    out_channels, channels, kh, kw = (int(v) for v in weight_shape)
+    wq = -(-wq // strides[1])  # (a stride-S conv reads phase planes of WQ / S columns)
+    strided = any(s != 1 for s in strides)
+    if (preset.arch != "x86_64" or groups != 1 or (wq - ow) * 8 > wq or channels > ROWS_MAX_CHANNELS
+            or strided and channels * kh * kw > ROWS_MAX_STRIDED):
         return None
-    return pointwise_tile(preset, out_channels, oh * wq)
+    return pointwise_tile(preset, out_channels, oh * wq, write_back_pass=True)
 
 
-def conv_rows_blocks(preset, channels, kh, kw, tiles, tile, block):
+def conv_rows_blocks(preset, channels, kh, kw, tiles, tile, block, streams):
     """(input channels per chunk, tiles per band) of the row conv: a chunk's weights in a quarter of
-    L1 and at most 24 input rows streamed at once (kh per channel; 32 channels x 3 rows ran 0.92x
-    as fast as 8 x 3 at 16->64 @55), the band's partial sums in a sixteenth of L2."""
-    chunk = divisor(channels, max(1, min(preset.l1_kib * 1024 // 4 // (kh * kw * block * 4), 24 // kh)))
+    L1 and at most 24 input rows streamed at once (STREAMS per channel: kh, times the column phases
+    a strided conv reads; 32 channels x 3 rows ran 0.92x as fast as 8 x 3 at 16->64 @55), the
+    band's partial sums in a sixteenth of L2."""
+    chunk = divisor(channels, max(1, min(preset.l1_kib * 1024 // 4 // (kh * kw * block * 4), 24 // streams)))
     band = divisor(tiles, max(1, preset.l2_kib * 1024 // 16 // (tile * block * 4)))
     return chunk, band
 
 
-def pointwise_tile(preset, out_channels, pixels):
+def pointwise_tile(preset, out_channels, pixels, write_back_pass=False):
     """(channels, pixels) of the pointwise register tile for OUT_CHANNELS x PIXELS outputs: `nv`
     pixel vectors x `mr` channels of accumulators, plus nv loaded pixel vectors and a broadcast
     weight, within the preset's vector registers. Among the shapes that fill the accumulator budget,
@@ -102,7 +111,8 @@ def pointwise_tile(preset, out_channels, pixels):
             continue
         nr = nv * n
         padded = (-(-pixels // nr) * nr / pixels) * (-(-out_channels // mr) * mr / out_channels)
-        copy = 1.15 if pixels % nr else 1.0  # padded pixels: the write-back is a pass of its own
+        # padded pixels: the write-back is a pass of its own (the row conv's always is)
+        copy = 1.15 if pixels % nr and not write_back_pass else 1.0
         cost = padded * copy * (1 + (mr + nv) / (mr * nv))  # measured on AVX2: 2 x 4 vectors lost to 6 x 2
         if best is None or cost < best[0] - 1e-9:
             best = (cost, mr, nr)
