@@ -193,6 +193,28 @@ def test_concat_of_int8_kernels_runs_on_int8(tmp_path):
         assert np.abs(got[0] - want).max() <= scale * 1.0001
 
 
+def test_qdq_global_average_pool_runs_on_int8():
+    """quantize(GlobalAveragePool(dequantize(x))) folds to one int8 op (its conv, if any, then writes
+    int8, not a float32 copy): within one step of onnxruntime, as written and with its QLinear
+    fusion, interpreted and compiled."""
+    rng = np.random.default_rng(5)
+    nodes = [helper.make_node("DequantizeLinear", ["x", "xs", "xz"], ["d"]),
+             helper.make_node("GlobalAveragePool", ["d"], ["p"]),
+             helper.make_node("QuantizeLinear", ["p", "ys", "yz"], ["y"])]
+    graph = helper.make_graph(nodes, "qgap", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 6, 5, 7])],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, None)],
+                              [tensor("xs", np.float32(0.05)), tensor("xz", np.uint8(30)),
+                               tensor("ys", np.float32(0.03)), tensor("yz", np.uint8(10))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    assert [n.op for n in run_passes(from_onnx(model)).nodes] == ["qglobal_avg_pool"]
+    x = rng.integers(0, 256, (1, 6, 5, 7)).astype(np.uint8)
+    for fused in (False, True):
+        want = ort_run(model, {"x": x}, fused=fused)[0].astype(int)
+        for got in both(model, {"x": x}):
+            assert got[0].shape == want.shape and np.abs(got[0].astype(int) - want).max() <= 1
+    assert np.ptp(want) > 10 and want.max() < 255
+
+
 def test_unfoldable_qdq_stays_float_and_exact():
     """A DequantizeLinear feeding a float-only op (Sigmoid) stays: the result is the QDQ graph's."""
     inits = [tensor("s", np.float32(0.05)), tensor("z", np.uint8(128))]

@@ -8,6 +8,7 @@
     requantize(acc, m, zp; dtype, min, max)  y = clamp(rint(float32(acc) * m) + zp, min, max)
     qadd(a, b, sa, za, sb, zb, sy, zy; dtype, min, max)
                       y = clamp(rint((float32(a - za) * sa + float32(b - zb) * sb) / sy) + zy, min, max)
+    qglobal_avg_pool(x, sx, zx, sy, zy; dtype)   quantize(global_avg_pool(dequantize(x)))
 
 Scales and zero points of quantize/dequantize/requantize broadcast to the data (the frontend
 reshapes per-axis and blocked ones), so per-tensor and per-channel are the same op. In qconv2d
@@ -20,7 +21,7 @@ import numpy as np
 
 from . import ShapeError, defop
 from .elementwise import broadcast_shape
-from .nn import _conv_flops, _conv_infer, _dense_infer, _matmul_infer, conv2d
+from .nn import _conv_flops, _conv_infer, _dense_infer, _matmul_infer, conv2d, global_avg_pool
 
 INT_TYPES = ("int8", "uint8", "int16", "uint16", "int32")
 
@@ -186,6 +187,22 @@ def qadd(attrs, x, y, sx, zx, sy, zy, so, zo):
     s = dequantize_linear({}, x, sx, zx) + dequantize_linear({}, y, sy, zy)
     q = np.rint(s / so.astype(np.float32)) + zo.astype(np.float32)
     return np.clip(q, lo, hi).astype(attrs["dtype"])
+
+
+def _qgap_infer(a, x, sx, zx, sy, zy):
+    if x.dtype not in ("int8", "uint8") or len(x.shape) != 4 or zy.dtype != a["dtype"] or \
+            any(int(np.prod(p.shape)) != 1 for p in (sx, zx, sy, zy)):
+        raise ShapeError(f"qglobal_avg_pool wants a 4-D int8 input, per-tensor parameters and a {a['dtype']} "
+                         f"zero point, got {x.dtype} {list(x.shape)}")
+    return (x.shape[0], x.shape[1], 1, 1), a["dtype"]
+
+
+@defop("qglobal_avg_pool", "pool", _qgap_infer, lambda a, i, o: int(np.prod(i[0].shape)))
+def qglobal_avg_pool(attrs, x, sx, zx, sy, zy):
+    """The QDQ graph quantize(global_avg_pool(dequantize(x))) in one op (fold_qdq) on the int8 input,
+    which its conv then writes as int8 instead of a float32 copy. (The kernel sums the int8 values
+    exactly and takes the mean in float32: the float sum's rounding aside, the same.)"""
+    return quantize_linear(attrs, global_avg_pool({}, dequantize_linear({}, x, sx, zx)), sy, zy)
 
 
 # ---- qconv2d with weights packed at compile time (targets/schedules/int8.py) --------------------

@@ -10,6 +10,7 @@ only at the edges and around float-only ops.
     q = quantize(max_pool2d|reshape|transpose|slice(dequantize(xq, s, z)), s, z)  ->  the op on xq
     q = quantize([relu|clip] add(dequantize(a, sa, za), dequantize(b, sb, zb)), s, z)  ->  qadd(a, b, ...),
         the same float32 arithmetic on int8 operands (a residual add: fused into the conv before it)
+    q = quantize(global_avg_pool(dequantize(x)))  ->  qglobal_avg_pool(x), the same on the int8 x
     q = quantize(concat(dequantize(r_i, s_i, z_i)...), s, z), r_i requantized  ->  concat(r_i) with
         each requantize writing s, z (fold_concat)
 
@@ -233,6 +234,23 @@ class _Fold:
         self.replace[id(node)] = [new]
         return True
 
+    def global_avg_pool(self, node):
+        """quantize(global_avg_pool(dequantize(x))), per-tensor -> qglobal_avg_pool(x)."""
+        x = self.dq(node.inputs[0])
+        epi = self.epilogue(node.outputs[0]) if x is not None and x.scalar else None
+        if epi is None or epi[1]:
+            return False
+        q = epi[0]
+        params = [self.const(p.reshape(()).copy(), hint) for d in (x, q)
+                  for p, hint in ((d.scale, "scale"), (d.zp, "zero_point"))]
+        new = make_node(self.g, "qglobal_avg_pool", [x.data] + params, self.g.fresh(f"{node.name}_int8"),
+                        node.source, outputs=q.node.outputs, attrs={"dtype": q.dtype})
+        for d in (node, q.node):
+            merge_source(new, d)
+            self.removed.add(id(d))
+        self.replace[id(node)] = [new]
+        return True
+
     def passthrough(self, node):
         """quantize(op(dequantize(xq))) with equal parameters -> op on the int8 XQ."""
         x = self.dq(node.inputs[0])
@@ -269,6 +287,8 @@ def run(graph, preset=None):
             f.dense(node)
         elif node.op == "add":
             f.add(node)
+        elif node.op == "global_avg_pool":
+            f.global_avg_pool(node)
         elif node.op in PASSTHROUGH:
             f.passthrough(node)
     nodes = []
