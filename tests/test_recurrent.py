@@ -199,7 +199,7 @@ def test_gate_math_after_all_tiles_matches_onnxruntime(op, direction, tmp_path, 
         monkeypatch.setattr(recurrent, "PARALLEL_STEP_MACS", step_macs)
         out = str(tmp_path / f"m{min_tiles}_{step_macs}.edgec")
         compile_graph(from_onnx(model), targets.get("x86-avx2"), out, progress=False)
-        for got in _run_at(out, feed, (2, 1), monkeypatch):
+        for got in _run_at(out, feed, (3, 2, 1), monkeypatch):  # 3 chunks: 1 or 2 a thread, serial
             _check(got, expected)
 
 
