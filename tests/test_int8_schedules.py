@@ -37,7 +37,8 @@ def qconv_model(path, c=32, o=40, hw=11, k=3, stride=1, seed=0, wmax=63, group=1
 def qconv_chain_model(path, c=32, hw=11, seed=0, wmax=63, m=20):
     """y1 = QLinearConv 3x3 (C -> M) read by a QLinearConv 3x3 stride 2 (-> y2) and a depthwise 3x3
     whose result a 1x1 conv reads (-> y3); y4 = QLinearConv 1x1 (QLinearAdd(y1, y3)) and y5 = depthwise
-    3x3 stride 2 (the add): int8 values read only by int8 convs and an add (a residual). M = 20
+    3x3 stride 2 (the add), y6 its global average pool (QDQ): int8 values read only by int8 convs, an
+    add (a residual) and the pool. M = 20
     channels: not a whole number of vectors. Weights within [-WMAX-1, WMAX], per channel."""
     rng = np.random.default_rng(seed)
 
@@ -57,9 +58,12 @@ def qconv_chain_model(path, c=32, hw=11, seed=0, wmax=63, m=20):
                                       [dst], pads=[k // 2] * 4, strides=[stride] * 2, group=group))
     nodes.insert(4, helper.make_node("QLinearAdd", ["y1", "ys", "yz", "y3", "ys", "yz", "as", "yz"], ["ya"],
                                      domain="com.microsoft"))
-    inits.append(t("as", np.float32(0.12)))
+    nodes += [helper.make_node("DequantizeLinear", ["ya", "as", "yz"], ["yad"]),
+              helper.make_node("GlobalAveragePool", ["yad"], ["yp"]),
+              helper.make_node("QuantizeLinear", ["yp", "ps", "yz"], ["y6"])]
+    inits += [t("as", np.float32(0.12)), t("ps", np.float32(0.06))]
     g = helper.make_graph(nodes, "qchain", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, c, hw, hw])],
-                          [helper.make_tensor_value_info(y, TensorProto.UINT8, None) for y in ("y2", "y4", "y5")],
+                          [helper.make_tensor_value_info(y, TensorProto.UINT8, None) for y in ("y2", "y4", "y5", "y6")],
                           inits)
     opsets = [helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)]
     onnx.save(helper.make_model(g, opset_imports=opsets), path)
@@ -127,11 +131,12 @@ def test_int8_activations_stay_channels_last_between_int8_convs(tmp_path, wmax):
                            (1, "NHWC", None), (20, "NHWC", None)], (preset, layouts)
         # the residual add runs on the int8 operands inside the kernel of the conv before it
         assert [n.kernel for n in graph.nodes if n.op in ("add", "qadd")] == ["qconv2d_packed_requantize_qadd_3"]
+        assert [n.attrs.get("in_layout") for n in graph.nodes if n.op == "qglobal_avg_pool"] == ["NHWC"]
     x = np.random.default_rng(1).integers(0, 256, (1, 32, 11, 11)).astype(np.uint8)
     ref = interpret(run_passes(from_onnx(onnx.load(model))), {"x": x})
     got = load(api.compile(model, "host", str(tmp_path / "c.edgec"), progress=False)).run({"x": x})
     want = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})
-    for name, g, w in zip(("y2", "y4", "y5"), got, want):
+    for name, g, w in zip(("y2", "y4", "y5", "y6"), got, want):
         assert g.shape == ref[name].shape and np.ptp(g) > 10 and np.array_equal(g, ref[name]), name
         assert wmax == 127 or np.abs(g.astype(int) - w.astype(int)).max() <= 1, name
 
@@ -181,7 +186,7 @@ def test_arm_int8_conv_inner_loop_and_parity_under_qemu(tmp_path, monkeypatch, p
     assert loops and all(len([1 for o, a in body if o == "mla" and ".4s" in a]) >= 9 for body in loops), loops
     x = np.random.default_rng(1).integers(0, 256, (1, 32, 11, 11)).astype(np.uint8)
     wants = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})
-    for got, want in zip(arm_env.run_artifact(art, [x], tmp_path, 3), wants):
+    for got, want in zip(arm_env.run_artifact(art, [x], tmp_path, 4), wants):
         assert got.shape == want.shape and np.ptp(want) > 10
         assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
 

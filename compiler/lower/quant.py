@@ -74,10 +74,11 @@ def qadd(a, x, y, sx, zx, sy, zy, so, zo):
 @lowering("qglobal_avg_pool")
 def qglobal_avg_pool(a, x, sx, zx, sy, zy):
     # the sum of the int8 values in int32 (exact, in any order: vectorized), then the mean in float32
-    n, c, h, w = (int(v) for v in x.shape)
+    nhwc = a.get("in_layout") == "NHWC"
+    n, c, h, w = (int(x.shape[i]) for i in ((0, 3, 1, 2) if nhwc else (0, 1, 2, 3)))
     ry, rx = te.reduce_axis((0, h), "ry"), te.reduce_axis((0, w), "rx")
-    total = te.compute((n, c, 1, 1), lambda b, f, i, j: te.sum(x[b, f, ry, rx].astype("int32"), axis=[ry, rx]),
-                       name="qgap_sum")
+    total = te.compute((n, c, 1, 1), lambda b, f, i, j: te.sum(
+        (x[b, ry, rx, f] if nhwc else x[b, f, ry, rx]).astype("int32"), axis=[ry, rx]), name="qgap_sum")
     mean = te.compute(total.shape, lambda *i: (total(*i) - zx().astype("int32") * (h * w)).astype("float32")
                       * sx().astype("float32") * tirx.const(1.0 / (h * w), "float32"), name="qgap_mean")
     return quantize_linear(a, mean, sy, zy)

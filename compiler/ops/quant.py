@@ -194,14 +194,17 @@ def _qgap_infer(a, x, sx, zx, sy, zy):
             any(int(np.prod(p.shape)) != 1 for p in (sx, zx, sy, zy)):
         raise ShapeError(f"qglobal_avg_pool wants a 4-D int8 input, per-tensor parameters and a {a['dtype']} "
                          f"zero point, got {x.dtype} {list(x.shape)}")
-    return (x.shape[0], x.shape[1], 1, 1), a["dtype"]
+    n, c = nchw(a, "in_layout", x.shape)[:2]
+    return (n, c, 1, 1), a["dtype"]
 
 
 @defop("qglobal_avg_pool", "pool", _qgap_infer, lambda a, i, o: int(np.prod(i[0].shape)))
 def qglobal_avg_pool(attrs, x, sx, zx, sy, zy):
     """The QDQ graph quantize(global_avg_pool(dequantize(x))) in one op (fold_qdq) on the int8 input,
     which its conv then writes as int8 instead of a float32 copy. (The kernel sums the int8 values
-    exactly and takes the mean in float32: the float sum's rounding aside, the same.)"""
+    exactly and takes the mean in float32: the float sum's rounding aside, the same.) attrs["in_layout"]
+    "NHWC": a channels-last input (fold_qdq.channels_last)."""
+    x = x.transpose(0, 3, 1, 2) if attrs.get("in_layout") == "NHWC" else x
     return quantize_linear(attrs, global_avg_pool({}, dequantize_linear({}, x, sx, zx)), sy, zy)
 
 

@@ -405,13 +405,14 @@ def pack_weights(graph, preset):
 
 # element by element whatever the layout (per-tensor parameters: checked in _layout_free)
 LAYOUT_FREE = ("requantize", "dequantize_linear", "quantize_linear", "qadd", "add", "sub", "mul", "relu", "clip")
+NHWC_READERS = ("qconv2d_packed", "qglobal_avg_pool")  # read their first input channels-last (in_layout)
 
 
 def channels_last(graph):
     """Keep int8 activations channels-last (NHWC) between packed int8 convs: values joined by
     element-wise ops (requantize, the residual add, ...) or by a concat of channels form groups; a
-    group whose values are made only by qconv2d_packed or those ops, and read only by them or as a
-    qconv2d_packed input, goes NHWC: its convs write their accumulator lanes (channels) in order
+    group whose values are made only by qconv2d_packed or those ops, and read only by them or as the
+    input of a qconv2d_packed or a qglobal_avg_pool, goes NHWC: its convs write their accumulator lanes (channels) in order
     and read a pixel's channels as they lie, where NCHW made every write-back scatter each lane to
     its plane and every reader gather the channels of a pixel. Per-channel constants turn to
     (1, 1, 1, C); a concat of channels concatenates the last axis."""
@@ -448,7 +449,7 @@ def channels_last(graph):
             else:
                 node.inputs = [_nhwc_const(graph, i) if i in graph.constants else i for i in node.inputs]
             for r in users.get(v, []):
-                if r.op == "qconv2d_packed":
+                if r.op in NHWC_READERS:
                     r.attrs = dict(r.attrs, in_layout="NHWC")
             old = graph.values[v]
             graph.values[v] = type(old)(v, tuple(old.shape[i] for i in (0, 2, 3, 1)), old.dtype)
@@ -477,7 +478,7 @@ def _layout_free(graph, node):
 def _nhwc_ok(graph, v, producers, users, outputs):
     node = producers.get(v)
     return node is not None and v not in outputs and (node.op == "qconv2d_packed" or _layout_free(graph, node)) and \
-        all(_layout_free(graph, r) or (r.op == "qconv2d_packed" and r.inputs.index(v) == 0) for r in users.get(v, []))
+        all(_layout_free(graph, r) or (r.op in NHWC_READERS and r.inputs.index(v) == 0) for r in users.get(v, []))
 
 
 def _nhwc_const(graph, name):

@@ -169,10 +169,12 @@ def _ubsw_intrin(lanes, index):
 
 
 def handles(kernel):
-    return kernel.get("anchor") == "qconv2d_packed"
+    return kernel.get("anchor") in ("qconv2d_packed", "qglobal_avg_pool")
 
 
 def schedule(func, kernel, preset):
+    if kernel.get("anchor") == "qglobal_avg_pool":
+        return _global_avg_pool(func, kernel, preset)
     sch = Schedule(tvm.IRModule({"main": func}))
     conv = sch.get_sblock("qconv2d_packed")
     nhwc = has_block(sch, "qconv2d_unpack_nhwc")  # a channels-last result (fold_qdq.channels_last)
@@ -243,6 +245,18 @@ def schedule(func, kernel, preset):
     vec = max(preset.vector_bits // 32, 4)
     if not nhwc:
         generic._schedule_block(sch, unpack, vec, par)
+    return sch.mod["main"]
+
+
+def _global_avg_pool(func, kernel, preset):
+    """The int8 global average pool: the window's pixels outermost and the channels innermost, so a
+    channels-last input is summed a contiguous row of channels at a time (LLVM vectorizes that loop;
+    channel outermost read one byte per cache line of an NHWC input)."""
+    sch = Schedule(tvm.IRModule({"main": func}))
+    total = sch.get_sblock("qgap_sum")
+    n, f, i, j, ry, rx = sch.get_loops(total)
+    sch.reorder(n, i, j, ry, rx, f)
+    generic.schedule_remaining(sch, preset, {sch.get(total).name_hint}, worth_parallel(kernel))
     return sch.mod["main"]
 
 
