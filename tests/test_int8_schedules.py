@@ -116,8 +116,9 @@ def test_x86_int8_depthwise_inner_loop(tmp_path, preset, register, stride):
 @pytest.mark.parametrize("wmax", [127, 63], ids=["8-bit", "7-bit"])
 def test_int8_activations_stay_channels_last_between_int8_convs(tmp_path, wmax):
     """An int8 conv's requantized result read only by int8 convs (depthwise ones too) stays
-    channels-last (NHWC) between them on every CPU preset, the residual add fused into the conv; compiled here, the outputs equal the IR reference of the unpacked graph
-    (and are within one step of onnxruntime where its AVX2 kernels cannot saturate: 7-bit weights)."""
+    channels-last (NHWC) between them on every CPU preset, the residual add fused into the conv;
+    compiled here, the outputs equal the IR reference of the unpacked graph (and are within one
+    step of onnxruntime where its AVX2 kernels cannot saturate: 7-bit weights)."""
     from edgec.compiler.interp import interpret
     from edgec.compiler.passes import run_passes
     from edgec.frontends.onnx import from_onnx

@@ -172,7 +172,8 @@ def requantize(attrs, acc, m, zp):
 
 def _qadd_infer(a, x, y, sx, zx, sy, zy, so, zo):
     if x.dtype not in ("int8", "uint8") or y.dtype not in ("int8", "uint8") or zo.dtype != a["dtype"]:
-        raise ShapeError(f"qadd wants int8 operands and a {a['dtype']} zero point, got {x.dtype}, {y.dtype}, {zo.dtype}")
+        raise ShapeError(f"qadd wants int8 operands and a {a['dtype']} zero point, "
+                         f"got {x.dtype}, {y.dtype}, {zo.dtype}")
     if tuple(x.shape) != tuple(y.shape) or any(int(np.prod(p.shape)) != 1 for p in (sx, zx, sy, zy, so, zo)):
         raise ShapeError(f"qadd wants operands of one shape and per-tensor parameters, got {list(x.shape)} "
                          f"and {list(y.shape)}")

@@ -412,10 +412,10 @@ def channels_last(graph):
     """Keep int8 activations channels-last (NHWC) between packed int8 convs: values joined by
     element-wise ops (requantize, the residual add, ...) or by a concat of channels form groups; a
     group whose values are made only by qconv2d_packed or those ops, and read only by them or as the
-    input of a qconv2d_packed or a qglobal_avg_pool, goes NHWC: its convs write their accumulator lanes (channels) in order
-    and read a pixel's channels as they lie, where NCHW made every write-back scatter each lane to
-    its plane and every reader gather the channels of a pixel. Per-channel constants turn to
-    (1, 1, 1, C); a concat of channels concatenates the last axis."""
+    input of a qconv2d_packed or a qglobal_avg_pool, goes NHWC: its convs write their accumulator
+    lanes (channels) in order and read a pixel's channels as they lie, where NCHW made every
+    write-back scatter each lane to its plane and every reader gather the channels of a pixel.
+    Per-channel constants turn to (1, 1, 1, C); a concat of channels concatenates the last axis."""
     producers, users = graph.producers(), graph.consumers()
     parent = {}
 
