@@ -1,7 +1,8 @@
 """float32 activations channels-last (NHWC) between packed convs (compiler/passes/layout.py, off by
 default: CHANNELS_LAST), against the numpy reference of the NCHW graph: odd channels and widths,
-stride 2, padding, a residual add + relu epilogue, flat 1x1 tiles, a chunked reduction, the bridges
-back to NCHW for a graph output and a fused pool."""
+stride 2, padding, a residual add + relu epilogue, flat 1x1 tiles, a chunked reduction, the
+transposes into NHWC for a 1x1 GEMM's NCHW input and back to NCHW for a graph output, NCHW kept
+for a fused pool."""
 import warnings
 
 import numpy as np
@@ -33,7 +34,8 @@ def chain(c=19, hw=(13, 11), deep=300):
         w = g.add_const((rng.standard_normal((o, ci, k, k)) / np.sqrt(ci * k * k)).astype("float32"))
         b = g.add_const(rng.standard_normal(o).astype("float32"))
         return g.add_node("conv2d", [x, w, b], {"strides": [s, s], "pads": [p] * 4})[0]
-    a, = g.add_node("relu", [conv(x, 40, 3, 1, 1)])  # NCHW input, NHWC result
+    a0, = g.add_node("relu", [conv(x, 128, 1)])  # a GEMM on NCHW: reads an NHWC transpose of the input
+    a, = g.add_node("relu", [conv(a0, 40, 3, 1, 1)])
     b, = g.add_node("relu", [conv(a, 37, 3, 1, 1)])  # odd channels: a partial block
     s, = g.add_node("add", [conv(b, 40, 1), a])  # flat 1x1 (143 pixels: a padded last tile) + residual
     r, = g.add_node("relu", [s])
@@ -49,10 +51,11 @@ def test_pass_keeps_resnet_style_chain_channels_last():
     g = run_passes(chain(), preset=targets.get("x86-avx2"))
     convs = [n for n in g.nodes if n.op == "conv2d_packed"]
     layouts = [(n.attrs.get("in_layout", "NCHW"), n.attrs.get("out_layout", "NCHW")) for n in convs]
-    assert layouts == [("NCHW", "NHWC")] + [("NHWC", "NHWC")] * 5 + [("NHWC", "NCHW")], layouts
+    assert layouts == [("NHWC", "NHWC")] * 7 + [("NHWC", "NCHW")], layouts
     assert not any("tile" in n.attrs for n in convs)  # the 1x1s run the direct conv
-    bridges = [n for n in g.nodes if n.op == "transpose"]
-    assert [n.outputs for n in bridges] == [[g.outputs[1]]]  # the graph output, read back as NCHW
+    bridges = [(n.inputs, n.outputs, n.attrs["perm"]) for n in g.nodes if n.op == "transpose"]
+    assert bridges == [(["x"], convs[0].inputs[:1], [0, 2, 3, 1]),  # into the first conv
+                       (bridges[1][0], [g.outputs[1]], [0, 3, 1, 2])]  # the graph output, back to NCHW
     assert g.values[g.outputs[1]].shape == (1, 40, 13, 11)
 
 

@@ -5,8 +5,9 @@ Block `conv2d_packed` computes (N, blocks, OH, OW', block) with the packed weigh
 innermost (a vector of output channels per input pixel: broadcast FMAs), OW' = OW padded to whole
 register tiles of the node's `width_tile` pixels (the padded input grows to match); block
 `conv2d_unpack` writes the first OW columns back to NCHW with the bias added (`conv2d_unpack_nhwc`:
-to NHWC, a block's lanes to consecutive channels; an NHWC input is padded by `conv2d_pad_nhwc`). The schedule (targets/schedules/conv2d.py) keys on
-these two block names. A pointwise conv (1x1, no padding; grouped: a GEMM per group) whose node carries a pixel
+to NHWC, a block's lanes to consecutive channels; an NHWC input is padded by `conv2d_pad_nhwc`, a
+1x1 without stride or padding computes its pixels as one flat row, ops/packed.py flat_pixels). The
+schedule (targets/schedules/conv2d.py) keys on these block names. A pointwise conv (1x1, no padding; grouped: a GEMM per group) whose node carries a pixel
 `tile` is a GEMM instead: block `conv2d_pointwise` computes (N, blocks, block, P) over the output
 pixels P = OH*OW (padded to whole tiles) read from the input copied by `conv2d_pixels_copy` into one panel
 (C x tile, contiguous) per pixel tile, so that pixels are the vector lanes and the write-back

@@ -2,19 +2,20 @@
 schedules (conv2d -> conv2d_packed, dense -> dense_packed, block sizes from
 targets/schedules/pack.py), and float32 activations stay channels-last (NHWC) between packed convs.
 
-The IR is NCHW. Channels-last is built but off (CHANNELS_LAST: measured slower). Values joined by layout-free element-wise ops (relu, the residual add, ...) must
-share a layout: they form groups (activation_groups). A group goes NHWC (channels_last) when a
-direct packed conv writes one of its values and every value is made by such a conv or a
-layout-free op: its convs then write each pixel's accumulator vectors as they are and read a
+The IR is NCHW; channels-last is built but off (CHANNELS_LAST: measured slower in place). Values
+joined by layout-free element-wise ops (relu, the residual add, ...) must share a layout: they
+form groups (activation_groups). A group goes NHWC (channels_last) when a direct packed conv writes
+one of its values and every value is made by such a conv or a layout-free op: its convs then write each pixel's accumulator vectors as they are and read a
 pixel's channels contiguously (NCHW made every write-back a transpose of channel vectors and every
 input step a read from another channel plane), per-channel constants turn to (1, 1, 1, C). Values
 of the group that a graph output or an op without NHWC (pool, concat, dense, a GEMM-tiled conv)
 reads are transposed back to NCHW for them by a `transpose` node of their own, where those values
 are few (BRIDGE_SHARE) and the reader is another kernel than the value's maker. The graph input
-stays NCHW: a conv may read NCHW and write NHWC. Convs that touch an NHWC value run the direct
+stays NCHW: a conv may read NCHW and write NHWC (a 1x1 conv that would be a GEMM reads an NHWC
+transpose instead: the direct conv reads NCHW planes slowly). Convs that touch NHWC run the direct
 conv (a 1x1 conv is the direct conv with one tap, reading a pixel's channels in place: no panel
 copy); the others keep the pointwise GEMM or the row conv (pack.pointwise_gemm, pack.conv_rows_tile).
-The int8 convs use the same grouping (compiler/passes/fold_qdq.py channels_last).
+compiler/passes/fold_qdq.py channels_last groups int8 values the same way (its own copy: to share).
 """
 import numpy as np
 
@@ -29,9 +30,9 @@ LAYOUT_FREE = frozenset({"relu", "leaky_relu", "clip", "sigmoid", "hard_sigmoid"
                          "minimum", "prelu"})
 BRIDGE_SHARE = 4  # an NHWC group's transposes back to NCHW may move at most 1/4 of the elements its convs touch
 # Off: measured slower in place. ResNet-50, AVX2 (znver3), 1 thread, per-kernel thread-time minima
-# alternated, NCHW -> NHWC: 3x3 64->64 @56 3.11 -> 2.80 ms, 3x3 512->512 @7 1.92 -> 4.9, 1x1 64->256
-# @56 + add 1.69 -> 3.0, whole model 129 -> 167 ms (the direct 1x1 loses to the pointwise GEMM and the
-# 7x7 3x3s lose their NCHW cache blocking). Tests turn it on (tests/test_channels_last.py).
+# alternated, NCHW -> NHWC: 3x3 64->64 @56 3.16 -> 2.91 ms, 1x1 256->64 @56 1.72 -> 1.59, but 3x3
+# 256->256 @14 2.97 -> 3.3, 3x3 512->512 @7 3.9-4.1 -> 4.9-5.0, 3x3 s2 256->512 4.4 -> 7.0, 1x1
+# 64->256 @56 + add 1.53-1.78 -> 1.86-2.03; whole model 129 -> 138 ms. Tests turn it on.
 CHANNELS_LAST = False
 
 
@@ -127,6 +128,32 @@ def channels_last(graph, convs):
         to_nhwc(graph, group, convs, producers, users)
         for v in bridged:
             _bridge(graph, v, foreign(v), producers[v], users.get(v, []), v in outputs)
+    # a 1x1 conv that would be a GEMM on its NCHW input but writes NHWC reads an NHWC transpose of it,
+    # shared by such readers (the direct conv on NCHW planes: 2048->512 @7 1.9 -> 5.0 ms)
+    def nchw_gemm(n):
+        return convs(n) and "tile" in n.attrs and n.attrs.get("out_layout") == "NHWC" and \
+            n.attrs.get("in_layout") != "NHWC"
+    for conv in [n for n in graph.nodes if nchw_gemm(n)]:
+        if nchw_gemm(conv):  # (not served yet by the transpose of an earlier reader)
+            _bridge_in(graph, [n for n in graph.nodes if nchw_gemm(n) and n.inputs[0] == conv.inputs[0]])
+
+
+def _bridge_in(graph, readers):
+    """READERS (convs) read an NHWC transpose of their NCHW input, computed before the first one's kernel."""
+    v, conv = readers[0].inputs[0], readers[0]
+    shape = tuple(graph.values[v].shape[i] for i in (0, 2, 3, 1))
+    dst = graph.fresh(f"{v}_nhwc")
+    graph.values[dst] = type(graph.values[v])(dst, shape, graph.values[v].dtype)
+    node = make_node(graph, "transpose", [v], graph.fresh(f"{v}_to_nhwc"), conv.source, outputs=[dst],
+                     attrs={"perm": [0, 2, 3, 1]})
+    first = min(graph.nodes.index(r) for r in readers)
+    kernel = graph.nodes[first].kernel
+    while kernel and first > 0 and graph.nodes[first - 1].kernel == kernel:
+        first -= 1
+    graph.nodes.insert(first, node)
+    for r in readers:
+        r.inputs[0] = dst
+        r.attrs = dict(r.attrs, in_layout="NHWC")
 
 
 def _bridge(graph, v, readers, maker, users, output):
@@ -179,7 +206,8 @@ def _conv_attrs(graph, node, w, preset, block, direct=False):
     wq = int(nchw(node.attrs, "in_layout", graph.values[node.inputs[0]].shape)[3]) + \
         sum(node.attrs.get("pads", [0] * 4)[1::2])  # padded row
     # a grouped conv is one GEMM per group: its output channels per group pay for an input copy
-    if not direct and pointwise(node, w) and pointwise_gemm(int(w.shape[0]) // g, pixels, nr, strided):
+    if not direct and pointwise(node, w) and pointwise_gemm(int(w.shape[1]) * g, int(w.shape[0]) // g, pixels,
+                                                            nr, strided):
         attrs["block"], attrs["tile"] = mr, nr  # a GEMM: tile of `block` channels x `tile` pixels
         attrs["tail"] = pointwise_tail(preset, pixels, nr)  # (pixels after the whole tiles)
     elif not direct and (rows := conv_rows_tile(preset, w.shape, int(out[2]), int(out[3]), wq,
@@ -212,7 +240,8 @@ def pack_conv_weights(graph, preset):
         if "NHWC" in (node.attrs.get("in_layout"), node.attrs.get("out_layout")):
             node.attrs = _conv_attrs(graph, node, w, preset, block, direct=True)
         g = node.attrs.get("groups", 1)
-        node.inputs[1] = graph.add_const(pack_weight(w, g, node.attrs["block"]), graph.fresh(node.inputs[1] + "_packed"))
+        node.inputs[1] = graph.add_const(pack_weight(w, g, node.attrs["block"]),
+                                         graph.fresh(node.inputs[1] + "_packed"))
     dblock = dense_block(preset)
     for node in graph.nodes:
         if node.op != "dense" or node.inputs[1] not in graph.constants:

@@ -12,6 +12,12 @@ row; each step broadcasts one input pixel and FMAs it with one packed weight vec
 partial sums wait in the packed buffer between chunks; the band is then written back to NCHW with
 the bias and the fused epilogue (activations, residual add) applied on the way. Other kernels
 without a packed conv (non-constant weights) use the generic schedule.
+
+A channels-last kernel (NHWC input or result, compiler/passes/layout.py) loops over bands of input
+(all channels) in half of L2 outside the channel blocks, so every block reuses the band; where a
+block's weights fit in half of L2 its reduction runs over all channels per tile and an NHWC result
+is written back per tile, a vector of channels per pixel; else chunks of at least 16 channels
+(whole cache lines of each pixel) as above.
 """
 import tvm
 from tvm.s_tir import Schedule
@@ -66,25 +72,24 @@ def schedule(func, kernel, preset):
         fit = preset.l2_kib * 1024 // 2 // (channels * 4)
         if flat:
             y, yi = sch.split(y, [None, 1])
-            xb, xo = sch.split(xo, [None, divisor(ow // tile, max(1, fit // tile))])
+            xb, xo = sch.split(xo, [None, min(ow // tile, max(1, fit // tile))])  # (a partial last band)
         else:
             xb, (y, yi) = None, sch.split(y, [None, divisor(oh, max(1, fit // ow))])
         block = int(sch.get(oi).extent)
-        if channels * taps * block * 4 <= preset.l2_kib * 1024 // 4:  # the weights of a block in L2
+        if channels * taps * block * 4 <= preset.l2_kib * 1024 // 2:  # the weights of a block in L2
             chunk = channels
+        else:  # chunks of whole cache lines of each pixel's channels, their weights in half of L1
+            chunk = divisor(channels, max(16, preset.l1_kib * 1024 // 2 // (taps * block * 4)))
         rc, rci = sch.split(rc, [None, chunk])
         outer = [l for l in (n, y, xb, bi) if l is not None]
         single = chunk == channels
-        sch.reorder(*outer, rc, yi, xo, rx, rci, ry, xi, oi)
-        if single and nhwc:  # each tile's accumulators written back from registers
-            local = sch.cache_write(conv, 0, "local")
-            sch.reverse_compute_at(local, xo)
+        # (a single chunk's loop inside the tile: the tile's accumulators are all the local buffer holds)
+        sch.reorder(*outer, *((yi, xo, rc) if single else (rc, yi, xo)), rx, rci, ry, xi, oi)
         if flat:  # the write-back's pixels as the one flat row (TVM maps a row's range to (yy, xx) wrongly)
             sch.transform_block_layout(unpack, (lambda nn, yy, xx, f: (nn, yy * out[2] + xx, f)) if nhwc
                                        else (lambda nn, f, yy, xx: (nn, f, yy * out[3] + xx)))
         sch.reverse_compute_at(unpack, xo if single and nhwc else outer[-1])
-        if single and nhwc:
-            sch.compute_inline(local)
+        if single and nhwc:  # each tile written back right after its reduction (its accumulators in L1)
             sch.unroll(sch.get_loops(unpack)[-2])
             sch.vectorize(sch.get_loops(unpack)[-1])
         else:
