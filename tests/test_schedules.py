@@ -206,6 +206,18 @@ def test_conv_rows_choice():
     assert not conv_rows_tile(rpi4, (64, 3, 3, 3), 111, 111, 224, (2, 2), 1)
 
 
+def test_pointwise_with_few_input_channels_is_a_gemm(tmp_path, rng):
+    """A 1x1 conv with few input channels and no stride runs as the pointwise GEMM (with a tail)
+    even where its pixels are not whole tiles and it has few output channels."""
+    from edgec.compiler.passes import run_passes
+    from edgec.targets.schedules.pack import pointwise_gemm
+    assert pointwise_gemm(16, 64, 3025, 24, False) and not pointwise_gemm(16, 64, 3025, 24, True)
+    assert not pointwise_gemm(64, 16, 3025, 24, False)
+    g = _conv_graph(rng, 16, 40, (13, 17), (1, 1), post=("relu",))
+    assert run_passes(g, preset=targets.get("host")).nodes[0].attrs.get("tile")
+    _check(tmp_path, _conv_graph(rng, 16, 40, (13, 17), (1, 1), post=("relu",)), want_ops=["conv2d_packed", "relu"])
+
+
 @pytest.mark.parametrize("case", [CASES[i] for i in (2, 14, 16, 18, 19)], ids=["w31", "p49", "s2", "k700", "k5600"])
 def test_pointwise_avx2_preset(tmp_path, rng, case):
     if "avx2" not in open("/proc/cpuinfo").read():
