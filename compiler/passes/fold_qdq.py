@@ -28,6 +28,7 @@ which would turn the int8 weights into float ones.
 import numpy as np
 
 from ..ops.quant import clamp_bounds, pack_qweight, quantize_linear, zp_vector
+from .layout import activation_groups, activations, nhwc_const
 from .rewrite import make_node, merge_source, sole_consumer
 
 NAME = "fold_qdq"
@@ -417,26 +418,9 @@ def channels_last(graph):
     write-back scatter each lane to its plane and every reader gather the channels of a pixel.
     Per-channel constants turn to (1, 1, 1, C); a concat of channels concatenates the last axis."""
     producers, users = graph.producers(), graph.consumers()
-    parent = {}
-
-    def find(v):
-        while parent.setdefault(v, v) != v:
-            v = parent[v]
-        return v
-    for node in graph.nodes:
-        if _layout_free(graph, node):
-            for v in _data(graph, node)[1:]:
-                parent[find(v)] = find(_data(graph, node)[0])
-    members = {}
-    for node in graph.nodes:
-        if node.op == "qconv2d_packed":
-            for v in (node.inputs[0], node.outputs[0]):
-                members.setdefault(find(v), set()).add(v)
-        elif _layout_free(graph, node):
-            for v in _data(graph, node):
-                members.setdefault(find(v), set()).add(v)
+    groups = activation_groups(graph, lambda n: n.op == "qconv2d_packed", lambda n: _layout_free(graph, n))
     outputs = set(graph.outputs)
-    for group in members.values():
+    for group in groups:
         if not all(_nhwc_ok(graph, v, producers, users, outputs) for v in group) or \
                 not any(producers[v].op == "qconv2d_packed" for v in group):
             continue
@@ -447,17 +431,12 @@ def channels_last(graph):
             elif node.op == "concat":
                 node.attrs = dict(node.attrs, axis=3)
             else:
-                node.inputs = [_nhwc_const(graph, i) if i in graph.constants else i for i in node.inputs]
+                node.inputs = [nhwc_const(graph, i) if i in graph.constants else i for i in node.inputs]
             for r in users.get(v, []):
                 if r.op in NHWC_READERS:
                     r.attrs = dict(r.attrs, in_layout="NHWC")
             old = graph.values[v]
             graph.values[v] = type(old)(v, tuple(old.shape[i] for i in (0, 2, 3, 1)), old.dtype)
-
-
-def _data(graph, node):
-    """NODE's 4-D activation operands and results."""
-    return [v for v in node.inputs + node.outputs if v not in graph.constants and len(graph.values[v].shape) == 4]
 
 
 def _layout_free(graph, node):
@@ -467,7 +446,7 @@ def _layout_free(graph, node):
     if node.op == "concat":
         return node.attrs.get("axis") in (1, -3) and all(
             v not in graph.constants and len(graph.values[v].shape) == 4 for v in node.inputs + node.outputs)
-    if node.op not in LAYOUT_FREE or node.op == "clip" and len(node.inputs) > 1 or not _data(graph, node):
+    if node.op not in LAYOUT_FREE or node.op == "clip" and len(node.inputs) > 1 or not activations(graph, node):
         return False
     consts = [graph.constants[i] for i in node.inputs if i in graph.constants]
     params_ok = all(c.size == 1 or (node.op in ("requantize", "add", "sub", "mul") and c.ndim == 4) for c in consts)
@@ -479,10 +458,3 @@ def _nhwc_ok(graph, v, producers, users, outputs):
     node = producers.get(v)
     return node is not None and v not in outputs and (node.op == "qconv2d_packed" or _layout_free(graph, node)) and \
         all(_layout_free(graph, r) or (r.op in NHWC_READERS and r.inputs.index(v) == 0) for r in users.get(v, []))
-
-
-def _nhwc_const(graph, name):
-    c = graph.constants[name]
-    if c.ndim != 4 or c.size == 1:
-        return name
-    return graph.add_const(np.ascontiguousarray(c.transpose(0, 2, 3, 1)), graph.fresh(f"{name}_nhwc"))

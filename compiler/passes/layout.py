@@ -15,7 +15,7 @@ stays NCHW: a conv may read NCHW and write NHWC (a 1x1 conv that would be a GEMM
 transpose instead: the direct conv reads NCHW planes slowly). Convs that touch NHWC run the direct
 conv (a 1x1 conv is the direct conv with one tap, reading a pixel's channels in place: no panel
 copy); the others keep the pointwise GEMM or the row conv (pack.pointwise_gemm, pack.conv_rows_tile).
-compiler/passes/fold_qdq.py channels_last groups int8 values the same way (its own copy: to share).
+compiler/passes/fold_qdq.py channels_last groups int8 values with the same activation_groups.
 """
 import numpy as np
 
