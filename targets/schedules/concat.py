@@ -21,10 +21,12 @@ def schedule(func, kernel, preset):
     outer, inner = loops[:axis + 1], loops[axis + 1:]
     if len(inner) > 1:
         sch.fuse(*inner)
-    if axis == len(loops) - 1:  # along the last axis (channels-last): a loop per input, a plain copy
+    sizes = [int(p.shape[axis]) for p in func.params[:-1]]
+    if axis == len(loops) - 1 and len(sizes) > 1 and min(sizes) > 0 and \
+            sum(sizes) == int(sch.get(loops[axis]).extent):  # along the last axis: a loop per input, a plain copy
         outer = outer[:-1]
         lanes = preset.vector_bits // tvm.DataType(str(sch.get(block).writes[0].source.dtype)).bits
-        _copy_per_input(sch, loops[axis], [int(p.shape[axis]) for p in func.params[:-1]], lanes)
+        _copy_per_input(sch, loops[axis], sizes, lanes)
     if worth_parallel(kernel) and outer:
         sch.parallel(sch.fuse(*outer) if len(outer) > 1 else outer[0])
     return sch.mod["main"]
