@@ -94,11 +94,7 @@ def schedule(func, kernel, preset):
             sch.vectorize(sch.get_loops(unpack)[-1])
         else:
             vectorize(sch, sch.get_loops(unpack)[-1], pack_lanes(preset))
-        outer = sch.fuse(*outer)
-        parallel(sch, outer, par)
-        sch.unroll(xi)
-        sch.vectorize(oi)
-        sch.vectorize(sch.get_loops(sch.decompose_reduction(conv, rc))[-1])
+        parallel(sch, sch.fuse(*outer), par)
     else:
         rc, rci = sch.split(rc, [None, chunk])
         y, yi = sch.split(y, [None, band])
@@ -112,9 +108,9 @@ def schedule(func, kernel, preset):
         except Exception:  # noqa: BLE001 - grouped index maps: write back as a separate pass
             generic._schedule_block(sch, unpack, pack_lanes(preset), par)
         parallel(sch, sch.fuse(n, bi, y), par)
-        sch.unroll(xi)
-        sch.vectorize(oi)
-        sch.vectorize(sch.get_loops(sch.decompose_reduction(conv, rc))[-1])
+    sch.unroll(xi)
+    sch.vectorize(oi)
+    sch.vectorize(sch.get_loops(sch.decompose_reduction(conv, rc))[-1])
     for pad in pads:
         loops = sch.get_loops(pad)
         parallel(sch, sch.fuse(*loops[:2]), par)
