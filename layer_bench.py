@@ -8,8 +8,10 @@ ResNet-50). So both engines are profiled running the whole model on the same inp
 count: edgec with its profiler (`Model.profile`, median per kernel), onnxruntime with its default
 session options plus `enable_profiling` (median per node over the runs after warm-up).
 
-onnxruntime renames the nodes it rewrites (`r12_nchwc`), so kernels are matched to nodes by what
-they compute, in execution order: a conv kernel takes the first unmatched Conv node with the same
+Nodes onnxruntime keeps the ONNX name of (a QDQ model's fused `QLinearConv` is `n7_token_8`, its
+concat `n9`) go to the kernel whose layers name them. Nodes it renames after their output tensor
+(float32 `r12_nchwc`) are matched by what they compute, in execution order: a conv kernel takes the
+first unmatched Conv node with the same
 arithmetic (2 x weight elements x output pixels, at most MATCH_TOL below the kernel's FLOPs, which
 add its epilogue) and output channels (onnxruntime pads them to its block); a fused pool then takes
 the pool node with the kernel's output shape; any other kernel takes the first unmatched node, not
@@ -18,6 +20,7 @@ a conv, with its output shape. What matches nothing stays in the table with an e
 import glob
 import json
 import os
+import re
 import tempfile
 
 import numpy as np
@@ -27,6 +30,7 @@ from .errors import EdgecError
 MATCH_TOL = 0.1  # a conv kernel's FLOPs (with its epilogue and pool) over onnxruntime's Conv node's, at most
 POOLS = ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
 CONVS = ("Conv", "FusedConv")
+QCONVS = ("Conv", "ConvInteger", "QLinearConv")  # ONNX ops whose weight shape labels a conv row
 
 
 def ort_node_times(onnx_path, inputs, threads, runs=20, warmup=5):
@@ -67,20 +71,53 @@ def _conv_flops(shapes, out):
     return 2 * int(np.prod(shapes[1])) * int(np.prod(o[2:])) * o[0] if len(shapes) > 1 and len(o) == 4 else 0
 
 
-def _label(node):
-    """`3x3 64->64 s1 @56x56` (`g32` for a grouped conv) of an onnxruntime Conv node."""
+def _base(name):
+    """The ONNX node name an onnxruntime node name was derived from (`n7_token_8` -> `n7`)."""
+    return re.sub(r"(_token_\d+|_nchwc)+$", "", name)
+
+
+def conv_weights(onnx_path):
+    """{node name: weight shape} of the ONNX model's convs (float, ConvInteger, QLinearConv; a QDQ
+    conv's weight read through its DequantizeLinear); onnxruntime's profile lacks the shape of
+    weights it packed."""
+    import onnx
+    graph = onnx.load(onnx_path, load_external_data=False).graph
+    shapes = {t.name: list(t.dims) for t in graph.initializer}
+    for n in graph.node:
+        if n.op_type == "DequantizeLinear" and n.input[0] in shapes:
+            shapes[n.output[0]] = shapes[n.input[0]]
+    index = {"QLinearConv": 3}
+    return {n.name: shapes[n.input[index.get(n.op_type, 1)]] for n in graph.node
+            if n.op_type in QCONVS and n.name and len(n.input) > index.get(n.op_type, 1)
+            and n.input[index.get(n.op_type, 1)] in shapes}
+
+
+def _label(node, w=None):
+    """`3x3 64->64 s1 @56x56` (`g32` for a grouped conv) of an onnxruntime conv node; W: its
+    weight shape where the profile lacks it (a channels-last int8 node is read as such)."""
     shapes, out = node[2], node[3]
-    w, x, o = shapes[1], _logical(shapes[0]), _logical(out)
+    w = w or shapes[1]
+    x, o = _logical(shapes[0]), _logical(out)
+    if len(out) == 4 and o[1] != w[0] and o[3] == w[0]:  # NHWC
+        x, o = [x[0], x[3], x[1], x[2]], [o[0], o[3], o[1], o[2]]
     stride = max(1, round(x[2] / o[2])) if o[2] else 1
     groups = x[1] // w[1] if w[1] and x[1] % w[1] == 0 and x[1] > w[1] else 1
     return f"{w[2]}x{w[3]} {x[1]}->{w[0]}{f' g{groups}' if groups > 1 else ''} s{stride} @{o[2]}x{o[3]}"
 
 
-def match(kernels, rows, nodes):
+def match(kernels, rows, nodes, weights=None):
     """[{layers, kind, shape, edgec_s, ort_s, edgec_min_s, ort_min_s, ort_nodes, label}] in edgec's
     order (medians, and the fastest run of each); then a row for
-    onnxruntime's unmatched nodes. KERNELS: manifest records; ROWS: {kernel name: profile row}."""
+    onnxruntime's unmatched nodes. KERNELS: manifest records; ROWS: {kernel name: profile row};
+    WEIGHTS: `conv_weights` of the model, for the labels of nodes matched by name."""
     free = list(range(len(nodes)))
+    weights = weights or {}
+    named = {}
+    for k in kernels:  # first the nodes that still carry a kernel's layer name
+        if k["name"] in rows:
+            layers = set(k.get("sources", []))
+            named[k["name"]] = [i for i in free if _base(nodes[i][0]) in layers]
+            free = [i for i in free if i not in named[k["name"]]]
 
     def take(pred):
         for i in free:
@@ -95,8 +132,11 @@ def match(kernels, rows, nodes):
         if row is None:
             continue
         shape = (k.get("output_shapes") or [[]])[0]
-        got, label = [], ""
-        if k.get("kind") == "conv2d":
+        got, label = [nodes[i] for i in named.get(k["name"], [])], ""
+        if got:
+            convs = [(n, weights.get(_base(n[0]))) for n in got if n[1] in CONVS or _base(n[0]) in weights]
+            label = _label(*convs[0]) if convs else ""
+        elif k.get("kind") == "conv2d":
             flops = k.get("flops", 0)
             conv = take(lambda n: n[1] in CONVS and _conv_flops(n[2], n[3]) and
                         0 <= flops - _conv_flops(n[2], n[3]) <= MATCH_TOL * flops and
@@ -159,7 +199,7 @@ def layer_rows(model, onnx_path, threads, repeat=20):
     inputs = model.random_inputs(0)
     profile = model.profile(inputs, repeat=repeat, warmup=5)
     nodes = ort_node_times(onnx_path, inputs, threads, runs=repeat)
-    return match(model.kernels, {r["kernel"]: r for r in profile.rows}, nodes)
+    return match(model.kernels, {r["kernel"]: r for r in profile.rows}, nodes, conv_weights(onnx_path))
 
 
 def format_rows(rows, top=None):

@@ -45,3 +45,33 @@ def test_cli_layers_table():
                           "--repeat", "1"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "in-model" in out.stdout and "3x3" in out.stdout
+
+
+def test_int8_nodes_match_by_layer_name_and_label_from_onnx_weights(tmp_path):
+    # onnxruntime keeps the ONNX name of a fused QDQ conv (`n7_token_8`) but drops its packed
+    # weight from the profile: the row is matched by name, labelled from the ONNX weight (NHWC);
+    # a renamed float node (`r2_nchwc`) is still matched by its arithmetic
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgec.layer_bench import conv_weights
+    w = helper.make_tensor("w", TensorProto.INT8, [64, 16, 3, 3], [0] * (64 * 16 * 9))
+    s, z = helper.make_tensor("s", TensorProto.FLOAT, [], [0.1]), helper.make_tensor("z", TensorProto.INT8, [], [0])
+    graph = helper.make_graph(
+        [helper.make_node("DequantizeLinear", ["w", "s", "z"], ["wf"], name="n6"),
+         helper.make_node("Conv", ["x", "wf"], ["y"], name="n7", pads=[1, 1, 1, 1])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 55, 55])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64, 55, 55])], [w, s, z])
+    path = tmp_path / "q.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    weights = conv_weights(str(path))
+    assert weights == {"n7": [64, 16, 3, 3]}
+    kernels = [{"name": "q", "kind": "conv2d", "sources": ["n7", "r8_QuantizeLinear"],
+                "output_shapes": [[1, 55, 55, 64]], "ops": ["qconv2d_packed", "requantize"], "flops": 1},
+               _conv("f", 64, 256, 1, 56)]
+    nodes = [("r2_nchwc", "Conv", [[1, 64, 56, 56], [256, 64, 1, 1], [256]], [1, 32, 56, 56, 8], 0.001, 0.0009),
+             ("n7_token_8", "QLinearConv", [[1, 55, 55, 16], [], [], [64], [64], [], [], [64]], [1, 55, 55, 64],
+              0.002, 0.0018)]
+    rows = match(kernels, {k: {"median_s": 0.01, "min_s": 0.009} for k in "qf"}, nodes, weights)
+    assert [r["ort_nodes"] for r in rows] == [["n7_token_8"], ["r2_nchwc"]]
+    assert rows[0]["label"] == "3x3 16->64 s1 @55x55" and rows[1]["label"] == "1x1 64->256 s1 @56x56"
