@@ -41,9 +41,8 @@ EXPECTED_UNSUPPORTED = {
     # training behaviour: edgec compiles inference graphs only
     "test_batchnorm_*_training_mode": "BatchNormalization training_mode=1",
     "test_training_dropout*": "Dropout training_mode=true",
-    # MaxPool's Indices output, and integer pooling (the IR pools floats)
+    # MaxPool's Indices output
     "test_maxpool_with_argmax_*": "MaxPool Indices output",
-    "test_maxpool_2d_uint8": "integer MaxPool",
     # ReduceMax/Min over an empty axis (identity -inf/+inf or error) is refused
     "test_reduce_max_empty_set*": "ReduceMax over an empty axis",
     "test_reduce_min_empty_set": "ReduceMin over an empty axis",

@@ -1,4 +1,5 @@
-"""MaxPool, AveragePool (1-D and 2-D, 1-D via H = 1), GlobalAveragePool, GlobalMaxPool."""
+"""MaxPool (also of int8 / uint8), AveragePool (1-D and 2-D, 1-D via H = 1), GlobalAveragePool,
+GlobalMaxPool."""
 from .conv import to_2d, window_attrs
 from .registry import converter
 
@@ -9,8 +10,9 @@ def _pool(ctx, op):
     rank = len(xs) - 2
     if rank not in (1, 2):
         raise ctx.unsupported(f"{rank}-D pooling is not supported (1-D and 2-D only)")
-    if not ctx.dtype(x).startswith("float"):
-        raise ctx.unsupported(f"input dtype {ctx.dtype(x)} is not supported (floats only)")
+    ints = ("int8", "uint8") if op == "max_pool2d" else ()  # MaxPool takes 8-bit integers (opset 12)
+    if not ctx.dtype(x).startswith("float") and ctx.dtype(x) not in ints:
+        raise ctx.unsupported(f"input dtype {ctx.dtype(x)} is not supported (floats{' and 8-bit ints' if ints else ''} only)")
     kernel = list(ctx.attr("kernel_shape"))
     strides, dilations, pads = window_attrs(ctx, xs[2:], kernel)
     attrs = {"ceil_mode": bool(ctx.attr("ceil_mode", 0))}

@@ -1,6 +1,9 @@
 """Quantized ONNX: QDQ (QuantizeLinear / DequantizeLinear), the QOperator ops (QLinearConv,
-QLinearMatMul, ConvInteger, MatMulInteger, DynamicQuantizeLinear) and onnxruntime's
-com.microsoft QLinearAdd / QLinearMul, as IR int8 ops (compiler/ops/quant.py).
+QLinearMatMul, ConvInteger, MatMulInteger, DynamicQuantizeLinear) and the com.microsoft ones
+onnxruntime's quantizer writes in its QOperator format (QLinearAdd / Mul / Concat / AveragePool /
+GlobalAveragePool / LeakyRelu / Sigmoid / Softmax, QGemm), as IR int8 ops (compiler/ops/quant.py).
+The com.microsoft ops are imported as dequantize -> the float op (through its own converter) ->
+quantize, the QDQ form: the fold_qdq pass turns them into int8 kernels where it has them.
 
 Per-axis and blocked scales / zero points are reshaped (blocked: gathered) so they broadcast to
 the data. A DequantizeLinear of a constant stays a node (it is not folded at import), so the
@@ -8,8 +11,10 @@ fold_qdq pass still sees the int8 weight and its scale; constant folding removes
 does not use.
 """
 import numpy as np
+import onnx
 
 from .conv import add_conv, conv_attrs
+from .importer import Context
 from .registry import converter
 
 QTYPES = ("int8", "uint8", "int16", "uint16")
@@ -209,21 +214,131 @@ def qlinear_matmul(ctx):
     return [_requantize(ctx, acc, _multiplier(ctx, (1, 4, 6), ctx.shape(acc), -1), 7)]
 
 
+def _dequant(ctx, i):
+    """Input I dequantized with the per-tensor scale and zero point at inputs I + 1, I + 2."""
+    x = ctx.input(i)
+    _int8(ctx, x)
+    scale, zp = ctx.cast(ctx.input(i + 1), "float32"), ctx.input(i + 2) if ctx.has_input(i + 2) else \
+        _zero(ctx, ctx.dtype(x))
+    if int(np.prod(ctx.shape(scale))) != 1 or int(np.prod(ctx.shape(zp))) != 1:
+        raise ctx.unsupported("per-channel scales are not supported")
+    if ctx.dtype(zp) != ctx.dtype(x):
+        raise ctx.error(f"zero point is {ctx.dtype(zp)}, its operand {ctx.dtype(x)}")
+    return ctx.add1("dequantize_linear", [x, ctx.reshape(scale, ()), ctx.reshape(zp, ())])
+
+
+def _quant(ctx, y, scale_i, zp_i, dtype):
+    """Float Y quantized to the per-tensor scale and zero point at inputs SCALE_I, ZP_I (DTYPE
+    where the zero point is absent)."""
+    zp = ctx.input(zp_i) if ctx.has_input(zp_i) else _zero(ctx, dtype)
+    _int8(ctx, zp)
+    if int(np.prod(ctx.shape(ctx.input(scale_i)))) != 1 or int(np.prod(ctx.shape(zp))) != 1:
+        raise ctx.unsupported("a per-channel output scale is not supported")
+    return ctx.add1("quantize_linear", [y, ctx.reshape(ctx.cast(ctx.input(scale_i), "float32"), ()),
+                                        ctx.reshape(zp, ())], {"dtype": ctx.dtype(zp)})
+
+
+def _float_op(ctx, op_type, inputs, drop=(), opset=None):
+    """The float ONNX op OP_TYPE on the IR values INPUTS, with this node's attributes less DROP,
+    converted by OP_TYPE's own converter (its checks, its attribute rules, this node's name in
+    errors; OPSET: the opset whose semantics apply); returns its IR output."""
+    imp = ctx.imp
+    for name in inputs:
+        imp.env.setdefault(name, name)  # IR values stand for themselves as ONNX names
+    out = imp.fresh(imp.hint(ctx.name) + "_float")
+    imp.reserved.add(out)
+    node = onnx.NodeProto(op_type=op_type, name=ctx.name, input=list(inputs), output=[out])
+    node.attribute.extend(a for a in ctx.node.attribute if a.name not in drop)
+    ctx.ignore(*(a.name for a in ctx.node.attribute if a.name not in drop))
+    inner = Context(imp, node, 0)
+    inner.name, inner.op_type, inner.opset = ctx.name, ctx.op_type, opset or ctx.opset
+    imp._convert(inner)
+    return imp.env[out]
+
+
+def _channels_first(ctx, x):
+    """X as NCHW where the node says channels_last (onnxruntime's NHWC int8 ops)."""
+    if not int(ctx.attr("channels_last", 0)):
+        return x, lambda y: y
+    r = len(ctx.shape(x))
+    to_first, to_last = [0, r - 1, *range(1, r - 1)], [0, *range(2, r), 1]
+    return ctx.add1("transpose", [x], {"perm": to_first}), lambda y: ctx.add1("transpose", [y], {"perm": to_last})
+
+
+def _qlinear_unary(ctx, op_type, opset=None):
+    """onnxruntime's QLinear{AveragePool, GlobalAveragePool, LeakyRelu, Sigmoid, Softmax} (X, x_scale,
+    x_zp, y_scale, y_zp): dequantize, the float op, quantize (fold_qdq then keeps what it can in int8)."""
+    x, back = _channels_first(ctx, _dequant(ctx, 0))
+    y = _float_op(ctx, op_type, [x], drop=("channels_last", "opset"), opset=opset)
+    return [_quant(ctx, back(y), 3, 4, ctx.dtype(ctx.input(0)))]
+
+
 def _qlinear_binary(ctx, op):
     """onnxruntime's QLinearAdd / QLinearMul: dequantize both, OP in float32, quantize."""
-    def deq(i):
-        x = ctx.input(i)
-        _int8(ctx, x)
-        scale, zp = ctx.cast(ctx.input(i + 1), "float32"), ctx.input(i + 2) if ctx.has_input(i + 2) else \
-            _zero(ctx, ctx.dtype(x))
-        if int(np.prod(ctx.shape(scale))) != 1 or int(np.prod(ctx.shape(zp))) != 1:
-            raise ctx.unsupported("per-channel scales are not supported")
-        return ctx.add1("dequantize_linear", [x, ctx.reshape(scale, ()), ctx.reshape(zp, ())])
-    y = ctx.add1(op, [deq(0), deq(3)])
-    zp = ctx.input(7) if ctx.has_input(7) else _zero(ctx, ctx.dtype(ctx.input(0)))
-    return [ctx.add1("quantize_linear", [y, ctx.reshape(ctx.cast(ctx.input(6), "float32"), ()),
-                                         ctx.reshape(zp, ())], {"dtype": ctx.dtype(zp)})]
+    y = ctx.add1(op, [_dequant(ctx, 0), _dequant(ctx, 3)])
+    return [_quant(ctx, y, 6, 7, ctx.dtype(ctx.input(0)))]
 
 
 converter("com.microsoft:QLinearAdd")(lambda ctx: _qlinear_binary(ctx, "add"))
 converter("com.microsoft:QLinearMul")(lambda ctx: _qlinear_binary(ctx, "mul"))
+converter("com.microsoft:QLinearAveragePool")(lambda ctx: _qlinear_unary(ctx, "AveragePool"))
+converter("com.microsoft:QLinearGlobalAveragePool")(lambda ctx: _qlinear_unary(ctx, "GlobalAveragePool"))
+converter("com.microsoft:QLinearLeakyRelu")(lambda ctx: _qlinear_unary(ctx, "LeakyRelu"))
+converter("com.microsoft:QLinearSigmoid")(lambda ctx: _qlinear_unary(ctx, "Sigmoid"))
+
+
+@converter("com.microsoft:QLinearSoftmax")
+def qlinear_softmax(ctx):
+    """Softmax with the semantics of the `opset` attribute's Softmax (2-D coercion before 13)."""
+    return _qlinear_unary(ctx, "Softmax", opset=int(ctx.attr("opset", ctx.opset)))
+
+
+@converter("com.microsoft:QLinearConcat")
+def qlinear_concat(ctx):
+    """(y_scale, y_zp, then x, x_scale, x_zp per input): concat of the dequantized inputs, quantized."""
+    if len(ctx.inputs) < 5 or (len(ctx.inputs) - 2) % 3:
+        raise ctx.error(f"{len(ctx.inputs)} inputs: want y_scale, y_zero_point and (x, x_scale, x_zero_point) per input")
+    xs = [_dequant(ctx, i) for i in range(2, len(ctx.inputs), 3)]
+    return [_quant(ctx, _float_op(ctx, "Concat", xs), 0, 1, ctx.dtype(ctx.input(2)))]
+
+
+@converter("com.microsoft:QGemm")
+def qgemm(ctx):
+    """(A, a_scale, a_zp, B, b_scale, b_zp, C, y_scale, y_zp): Gemm of the dequantized A and B (B per
+    tensor or per output column), plus C (int32, scale a_scale * b_scale), quantized to y_scale /
+    y_zp where given, else float32."""
+    a, b = ctx.input(0), ctx.input(3)
+    _int8(ctx, a, b)
+    trans_b = int(ctx.attr("transB", 0))
+    n = ctx.shape(b)[0 if trans_b else 1]
+    sa, sb = ctx.cast(ctx.input(1), "float32"), ctx.cast(ctx.input(4), "float32")
+    if int(np.prod(ctx.shape(sa))) != 1:
+        raise ctx.unsupported("a per-row scale of A is not supported")
+    sa, axis = ctx.reshape(sa, ()), 0 if trans_b else 1
+    per_col = int(np.prod(ctx.shape(sb))) != 1
+    if per_col and int(np.prod(ctx.shape(sb))) != n:
+        raise ctx.error(f"B's scale of shape {list(ctx.shape(sb))} does not match its {n} output columns")
+    sb = ctx.reshape(sb, (n,)) if per_col else ctx.reshape(sb, ())
+    za = _zp(ctx, 2, a, [], "A")
+    zb = _zp(ctx, 5, b, [n], "B")
+
+    def along(v, rank_axis):  # a per-column vector shaped to broadcast over B / the output
+        return ctx.reshape(v, tuple(n if i == rank_axis else 1 for i in range(2))) if ctx.shape(v) else v
+    af = ctx.add1("dequantize_linear", [a, sa, za])
+    deq = _unfolded if ctx.is_const(b) else (lambda c, op, ins, at: c.add1(op, ins, at))
+    bf = deq(ctx, "dequantize_linear", [b, along(sb, axis), along(zb, axis)], {"dtype": "float32"})
+    ins = [af, bf]
+    if ctx.has_input(6):
+        c = ctx.input(6)
+        if ctx.dtype(c) != "int32":
+            raise ctx.error(f"C is {ctx.dtype(c)}, want int32")
+        sc = ctx.add1("mul", [sa, sb])
+        zc = ctx.add_const(np.zeros(ctx.shape(sc), "int32"), "zero_point")
+        cdq = _unfolded if ctx.is_const(c) else (lambda cx, op, i, at: cx.add1(op, i, at))
+        ins.append(cdq(ctx, "dequantize_linear", [c, along(sc, 1) if len(ctx.shape(c)) == 2 else sc,
+                                                  along(zc, 1) if len(ctx.shape(c)) == 2 else zc],
+                       {"dtype": "float32"}))
+    y = _float_op(ctx, "Gemm", ins)
+    if not ctx.has_input(7):
+        return [y]
+    return [_quant(ctx, y, 7, 8, ctx.dtype(a))]

@@ -1,0 +1,137 @@
+"""onnxruntime's QOperator format (quantize_static(quant_format=QOperator)): its com.microsoft ops
+(QLinearConcat, QLinearAveragePool, QLinearGlobalAveragePool, QLinearLeakyRelu, QLinearSigmoid,
+QLinearSoftmax, QGemm, QLinearAdd) and int8 MaxPool, against onnxruntime running the same model.
+
+Weights are quantized to 7 bits (reduce_range): onnxruntime's AVX2 U8S8 conv kernels saturate
+16-bit pair sums with 8-bit weights. Every output within one quantization step.
+"""
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from edgec.compiler.passes import run_passes
+from edgec.errors import EdgecError
+from edgec.frontends.onnx import from_onnx
+from edgec.quantize import output_steps
+from test_int8 import both, ort_run, tensor
+
+CONTRIB = {"QLinearConcat", "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearLeakyRelu",
+           "QLinearSigmoid", "QLinearSoftmax", "QGemm", "QLinearAdd"}
+
+
+def branchy_cnn(seed=0):
+    """conv-relu-maxpool, two conv branches (LeakyRelu, Sigmoid) concatenated, a residual add,
+    average pool (padded, pads not counted), global average pool, gemm, softmax; outputs the
+    logits, the softmax and the pooled features."""
+    rng = np.random.default_rng(seed)
+
+    def w(*shape, s=0.3):
+        return rng.standard_normal(shape).astype(np.float32) * s
+    inits = [tensor("w1", w(8, 3, 3, 3)), tensor("b1", w(8, s=0.1)), tensor("wa", w(6, 8, 1, 1)),
+             tensor("wb", w(6, 8, 3, 3)), tensor("wr", w(12, 8, 1, 1)), tensor("wg", w(10, 12, s=0.2)),
+             tensor("bg", w(10, s=0.1))]
+    nodes = [helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Conv", ["p1", "wa"], ["ca"]),
+             helper.make_node("LeakyRelu", ["ca"], ["la"], alpha=0.2),
+             helper.make_node("Conv", ["p1", "wb"], ["cb"], pads=[1, 1, 1, 1]),
+             helper.make_node("Sigmoid", ["cb"], ["sb"]),
+             helper.make_node("Concat", ["la", "sb"], ["cat"], axis=1),
+             helper.make_node("Conv", ["p1", "wr"], ["cr"]),
+             helper.make_node("Add", ["cat", "cr"], ["res"]),
+             helper.make_node("AveragePool", ["res"], ["ap"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("GlobalAveragePool", ["ap"], ["gap"]),
+             helper.make_node("Flatten", ["gap"], ["f"]),
+             helper.make_node("Gemm", ["f", "wg", "bg"], ["logits"], transB=1),
+             helper.make_node("Softmax", ["logits"], ["prob"])]
+    out = [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("logits", "prob", "ap")]
+    graph = helper.make_graph(nodes, "branchy", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                                               [1, 3, 16, 16])], out, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def qoperator(model, path, rng):
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    onnx.save(model, path / "f.onnx")
+    feeds = iter([{"input": rng.standard_normal((1, 3, 16, 16)).astype(np.float32)} for _ in range(8)])
+
+    class Reader(CalibrationDataReader):
+        def get_next(self):
+            return next(feeds, None)
+    quantize_static(str(path / "f.onnx"), str(path / "q.onnx"), Reader(), quant_format=QuantFormat.QOperator,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True)
+    return onnx.load(path / "q.onnx")
+
+
+def test_qoperator_model_matches_onnxruntime(tmp_path):
+    rng = np.random.default_rng(0)
+    qmodel = qoperator(branchy_cnn(), tmp_path, rng)
+    ops = {n.op_type for n in qmodel.graph.node}
+    assert CONTRIB <= ops, ops  # the quantizer wrote every contrib op this test is about
+    assert "MaxPool" in ops and "QLinearConv" in ops
+    folded = [n.op for n in run_passes(from_onnx(qmodel)).nodes]
+    assert folded.count("qconv2d") == 4 and "conv2d" not in folded, folded  # convs run as int8 kernels
+    steps = output_steps(tmp_path / "q.onnx")
+    x = rng.standard_normal((1, 3, 16, 16)).astype(np.float32)
+    want = ort_run(qmodel, {"input": x}, fused=True)
+    for got in both(qmodel, {"input": x}):
+        for name, g, r in zip(("logits", "prob", "ap"), got, want):
+            assert g.shape == r.shape
+            assert np.abs(g - r).max() <= steps[name] * 1.0001, name
+            assert np.ptp(r) > 8 * steps[name], name  # not a constant output
+
+
+def _gap_channels_last(dtype, tp):
+    x_zp = np.asarray(30 if dtype == np.uint8 else -5, dtype)
+    node = helper.make_node("QLinearGlobalAveragePool", ["x", "xs", "xz", "ys", "yz"], ["y"],
+                            domain="com.microsoft", channels_last=1)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", tp, [1, 5, 7, 6])],
+                              [helper.make_tensor_value_info("y", tp, None)],
+                              [tensor("xs", np.float32(0.05)), tensor("xz", x_zp), tensor("ys", np.float32(0.03)),
+                               tensor("yz", np.asarray(10, dtype))])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
+
+
+@pytest.mark.parametrize("dtype,tp", [(np.uint8, TensorProto.UINT8), (np.int8, TensorProto.INT8)])
+def test_channels_last_global_average_pool(dtype, tp):
+    model = _gap_channels_last(dtype, tp)
+    info = np.iinfo(dtype)
+    x = np.random.default_rng(1).integers(info.min, info.max + 1, (1, 5, 7, 6)).astype(dtype)
+    want = ort_run(model, {"x": x}, fused=True)[0].astype(int)
+    for got in both(model, {"x": x}):
+        assert got[0].shape == want.shape == (1, 1, 1, 6)
+        assert np.abs(got[0].astype(int) - want).max() <= 1
+
+
+def test_qgemm_float_output_and_per_column_scales():
+    """QGemm without y_scale returns float32; B per output column, C int32 at scale a_s * b_s."""
+    rng = np.random.default_rng(2)
+    b = rng.integers(-64, 64, (5, 12)).astype(np.int8)
+    inits = [tensor("as", np.float32(0.02)), tensor("az", np.uint8(100)), tensor("b", b),
+             tensor("bs", rng.uniform(0.01, 0.03, 5).astype(np.float32)), tensor("bz", np.zeros(5, np.int8)),
+             tensor("c", rng.integers(-2000, 2000, 5).astype(np.int32))]
+    node = helper.make_node("QGemm", ["a", "as", "az", "b", "bs", "bz", "c"], ["y"], domain="com.microsoft",
+                            transB=1, alpha=1.0)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("a", TensorProto.UINT8, [3, 12])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
+    a = rng.integers(0, 256, (3, 12)).astype(np.uint8)
+    want = ort_run(model, {"a": a}, fused=True)[0]
+    bs, c = numpy_helper.to_array(inits[3]), numpy_helper.to_array(inits[5])
+    ref = 0.02 * bs * ((a.astype(np.int64) - 100) @ b.astype(np.int64).T + c)
+    np.testing.assert_allclose(want, ref, rtol=1e-5, atol=1e-5)  # the semantics read from the contrib spec
+    for got in both(model, {"a": a}):
+        assert got[0].dtype == np.float32
+        np.testing.assert_allclose(got[0], want, rtol=1e-4, atol=1e-5)
+
+
+def test_unsupported_contrib_op_is_a_clear_error():
+    node = helper.make_node("QLinearWhere", ["x"], ["y"], domain="com.microsoft")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.UINT8, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
+    with pytest.raises(EdgecError, match="QLinearWhere node .*com.microsoft"):
+        from_onnx(model)
