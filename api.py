@@ -94,11 +94,13 @@ def reference_outputs(model, inputs, reference=None):
         try:
             opts = ort.SessionOptions()
             opts.log_severity_level = 3
-            from .quantize import is_qdq
+            from .quantize import is_qdq, qdq_form
             qdq = is_qdq(model)
+            rewritten = qdq_form(model) if qdq else None
             if qdq:  # the QDQ graph as written: onnxruntime's fused U8S8 kernels saturate on AVX2
                 opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-            sess = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+            sess = ort.InferenceSession(rewritten.SerializeToString() if rewritten else str(model), opts,
+                                        providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001
             raise ModelError(f"onnxruntime cannot load '{model}': {str(e).splitlines()[0]}") from None
         feed = {i.name: inputs[i.name] for i in sess.get_inputs() if i.name in inputs}
@@ -110,7 +112,8 @@ def reference_outputs(model, inputs, reference=None):
                              f"{sorted(inputs)}): is it the model this artifact was compiled from?")
         where = f" on {os.path.basename(str(reference))}" if reference is not None else ""
         try:
-            return f"onnxruntime {ort.__version__}{where}{' (QDQ as written)' if qdq else ''}", sess.run(None, feed)
+            how = " (QLinear ops as QDQ, as written)" if rewritten else " (QDQ as written)" if qdq else ""
+            return f"onnxruntime {ort.__version__}{where}{how}", sess.run(None, feed)
         except Exception as e:  # noqa: BLE001 - onnxruntime refuses the inputs or the model
             raise ModelError(f"onnxruntime cannot run '{model}' on these inputs: "
                              f"{' '.join(str(e).split())[:300]}") from None

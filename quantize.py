@@ -206,6 +206,61 @@ def is_qdq(model):
     return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in m.graph.node)
 
 
+SATURATING = ("QLinearConv", "QLinearMatMul", "QGemm")  # onnxruntime runs these on its U8S8 GEMM
+
+
+def qdq_form(model):
+    """MODEL (path or ModelProto) with its QLinearConv, QLinearMatMul and com.microsoft QGemm nodes
+    written as DequantizeLinear -> the float op -> QuantizeLinear, or None where it has none (or an
+    opset below 13, whose DequantizeLinear has no axis). onnxruntime runs these ops on U8S8 kernels
+    that saturate 16-bit pair sums on AVX2 without VNNI (8-bit weights: off by several steps);
+    the QDQ form, run as written (optimizations off), is the exact reference."""
+    import onnx
+    from onnx import helper
+    m = onnx.ModelProto()
+    m.CopyFrom(model if isinstance(model, onnx.ModelProto) else onnx.load(str(model)))
+    opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 13 or not any(n.op_type in SATURATING for n in m.graph.node):
+        return None
+    nodes = []
+    for n in m.graph.node:
+        if n.op_type not in SATURATING or (n.op_type == "QGemm") != (n.domain == "com.microsoft"):
+            nodes.append(n)
+            continue
+        ins, attrs = list(n.input) + [""] * (9 - len(n.input)), {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        tag = (n.name or n.output[0]) + "/qdq"
+
+        def dq(x, scale, zp, axis, name):
+            inputs = [x, scale] + ([zp] if zp else [])
+            nodes.append(helper.make_node("DequantizeLinear", inputs, [f"{tag}/{name}"], axis=axis))
+            return f"{tag}/{name}"
+        if n.op_type == "QLinearConv":
+            x, w = dq(ins[0], ins[1], ins[2], 1, "x"), dq(ins[3], ins[4], ins[5], 0, "w")
+            float_ins, out_scale = [x, w], (ins[6], ins[7])
+            if ins[8]:
+                nodes.append(helper.make_node("Mul", [ins[1], ins[4]], [f"{tag}/bs"]))
+                float_ins.append(dq(ins[8], f"{tag}/bs", "", 0, "b"))
+            nodes.append(helper.make_node("Conv", float_ins, [f"{tag}/y"], **attrs))
+        elif n.op_type == "QLinearMatMul":
+            a, b = dq(ins[0], ins[1], ins[2], 0, "a"), dq(ins[3], ins[4], ins[5], -1, "b")
+            out_scale = (ins[6], ins[7])
+            nodes.append(helper.make_node("MatMul", [a, b], [f"{tag}/y"]))
+        else:  # QGemm (A, a_s, a_zp, B, b_s, b_zp, C, y_s, y_zp)
+            a, b = dq(ins[0], ins[1], ins[2], 0, "a"), dq(ins[3], ins[4], ins[5], 0 if attrs.get("transB") else 1, "b")
+            float_ins, out_scale = [a, b], (ins[7], ins[8])
+            if ins[6]:
+                nodes.append(helper.make_node("Mul", [ins[1], ins[4]], [f"{tag}/cs"]))
+                float_ins.append(dq(ins[6], f"{tag}/cs", "", -1, "c"))
+            nodes.append(helper.make_node("Gemm", float_ins, [f"{tag}/y"], **attrs))
+        if out_scale[0]:
+            nodes.append(helper.make_node("QuantizeLinear", [f"{tag}/y", *[v for v in out_scale if v]], list(n.output)))
+        else:
+            nodes.append(helper.make_node("Identity", [f"{tag}/y"], list(n.output)))
+    del m.graph.node[:]
+    m.graph.node.extend(nodes)
+    return m
+
+
 def output_steps(model):
     """{output name: quantization step} of an ONNX model's outputs that a DequantizeLinear with a
     per-tensor constant scale produces (1 for integer outputs); other outputs are left out."""
