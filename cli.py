@@ -486,8 +486,9 @@ def run_profile(a):
     wide = console.width >= 120  # narrower: drop the IR nodes, kind and IQR columns, keep every number
     t = Table(title=f"{model.name}: time per kernel, median of {prof.repeat} runs "
                     f"({model.manifest['target'].get('name')}, {model.device_type})")
+    int8 = [r for r in rows if r["gflops"] is not None and any(o.startswith("q") for o in r["ops"])]
     cols = [("kernel", False), ("IR nodes", False), ("source layers", False), ("kind", False), ("shape", False),
-            ("ms", True), ("IQR ms", True), ("share", True), ("GFLOP/s", True), ("calls", True)]
+            ("ms", True), ("IQR ms", True), ("share", True), ("GOP/s" if int8 else "GFLOP/s", True), ("calls", True)]
     keep = [wide or c not in ("IR nodes", "kind", "IQR ms") for c, _ in cols]
     for (col, numeric), k in zip(cols, keep):
         if k:
@@ -501,6 +502,8 @@ def run_profile(a):
                  f"{r['share']:.1%}", "-" if r["gflops"] is None else f"{r['gflops']:.1f}", str(r["calls"])]
         t.add_row(*[c for c, k in zip(cells, keep) if k])
     notes = [f"source layers without their common prefix '{prefix}'"] if prefix else []
+    if int8:
+        notes.append(f"GOP/s: integer multiply-adds (x2) of the {len(int8)} int8 kernels, floating-point of the others")
     if len(rows) < len(prof.rows):
         notes.append(f"{len(prof.rows) - len(rows)} faster kernels not shown")
     t.caption = "; ".join(notes) or None

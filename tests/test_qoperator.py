@@ -153,3 +153,12 @@ def test_unsupported_contrib_op_is_a_clear_error():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
     with pytest.raises(EdgecError, match="QLinearWhere node .*com.microsoft"):
         from_onnx(model)
+
+
+def test_profile_labels_int8_kernels_in_gop_per_s(tmp_path, capsys):
+    from edgec import api, cli
+    qoperator(branchy_cnn(), tmp_path, np.random.default_rng(0))
+    art = api.compile(str(tmp_path / "q.onnx"), "host", str(tmp_path / "q.edgec"), progress=False)
+    assert cli.main(["profile", art, "--repeat", "2"]) in (0, None)
+    out = capsys.readouterr().out
+    assert "GOP/s" in out and "int8 kernels" in out, out
