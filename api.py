@@ -96,8 +96,8 @@ def reference_outputs(model, inputs, reference=None):
             opts.log_severity_level = 3
             from .quantize import is_qdq, qdq_form
             qdq = is_qdq(model)
-            rewritten = qdq_form(model) if qdq else None
-            if qdq:  # the QDQ graph as written: onnxruntime's fused U8S8 kernels saturate on AVX2
+            rewritten = qdq_form(model)
+            if qdq or rewritten:  # the QDQ graph as written: onnxruntime's fused U8S8 kernels saturate on AVX2
                 opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
             sess = ort.InferenceSession(rewritten.SerializeToString() if rewritten else str(model), opts,
                                         providers=["CPUExecutionProvider"])
@@ -112,7 +112,7 @@ def reference_outputs(model, inputs, reference=None):
                              f"{sorted(inputs)}): is it the model this artifact was compiled from?")
         where = f" on {os.path.basename(str(reference))}" if reference is not None else ""
         try:
-            how = " (QLinear ops as QDQ, as written)" if rewritten else " (QDQ as written)" if qdq else ""
+            how = " (QLinear ops as QDQ / dynamic LSTMs as float, as written)" if rewritten else " (QDQ as written)" if qdq else ""
             return f"onnxruntime {ort.__version__}{where}{how}", sess.run(None, feed)
         except Exception as e:  # noqa: BLE001 - onnxruntime refuses the inputs or the model
             raise ModelError(f"onnxruntime cannot run '{model}' on these inputs: "

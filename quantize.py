@@ -207,6 +207,7 @@ def is_qdq(model):
 
 
 SATURATING = ("QLinearConv", "QLinearMatMul", "QGemm")  # onnxruntime runs these on its U8S8 GEMM
+DYNAMIC = ("DynamicQuantizeLSTM",)  # onnxruntime quantizes their activations per step; edgec does not
 
 
 def qdq_form(model):
@@ -214,16 +215,21 @@ def qdq_form(model):
     written as DequantizeLinear -> the float op -> QuantizeLinear, or None where it has none (or an
     opset below 13, whose DequantizeLinear has no axis). onnxruntime runs these ops on U8S8 kernels
     that saturate 16-bit pair sums on AVX2 without VNNI (8-bit weights: off by several steps);
-    the QDQ form, run as written (optimizations off), is the exact reference."""
+    the QDQ form, run as written (optimizations off), is the exact reference. A DynamicQuantizeLSTM
+    becomes the float LSTM of its dequantized weights (what edgec runs; onnxruntime's also rounds
+    X and H to 8 bits per step)."""
     import onnx
     from onnx import helper
     m = onnx.ModelProto()
     m.CopyFrom(model if isinstance(model, onnx.ModelProto) else onnx.load(str(model)))
     opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 0)
-    if opset < 13 or not any(n.op_type in SATURATING for n in m.graph.node):
+    if opset < 13 or not any(n.op_type in SATURATING + DYNAMIC for n in m.graph.node):
         return None
     nodes = []
     for n in m.graph.node:
+        if n.op_type in DYNAMIC and n.domain == "com.microsoft":
+            nodes.append(_float_lstm(m, n))
+            continue
         if n.op_type not in SATURATING or (n.op_type == "QGemm") != (n.domain == "com.microsoft"):
             nodes.append(n)
             continue
@@ -259,6 +265,29 @@ def qdq_form(model):
     del m.graph.node[:]
     m.graph.node.extend(nodes)
     return m
+
+
+def _float_lstm(m, n):
+    """The LSTM a DynamicQuantizeLSTM node N of model M computes with its dequantized weights (new
+    initializers in M; N as it is where its weights are not constants)."""
+    from onnx import helper, numpy_helper
+    inits = {t.name: t for t in m.graph.initializer}
+    ins = list(n.input) + [""] * (12 - len(n.input))
+    if any(ins[i] not in inits for i in (1, 2, 8, 9, 10, 11)):
+        return n
+    weights = []
+    for w_i, s_i, z_i in ((1, 8, 9), (2, 10, 11)):
+        w, s, z = (numpy_helper.to_array(inits[ins[i]]) for i in (w_i, s_i, z_i))
+        shape = (len(w), 1, -1)
+        f = (w.astype(np.float32) - z.reshape(shape).astype(np.float32)) * s.reshape(shape).astype(np.float32)
+        name = f"{n.name or n.output[0]}/float_{w_i}"
+        m.graph.initializer.append(numpy_helper.from_array(f.transpose(0, 2, 1).copy(), name))
+        weights.append(name)
+    inputs = [ins[0], *weights, *ins[3:8]]
+    while inputs[-1] == "":
+        inputs.pop()
+    return helper.make_node("LSTM", inputs, list(n.output), name=n.name, **{a.name: helper.get_attribute_value(a)
+                                                                           for a in n.attribute})
 
 
 def output_steps(model):

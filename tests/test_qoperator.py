@@ -162,3 +162,54 @@ def test_profile_labels_int8_kernels_in_gop_per_s(tmp_path, capsys):
     assert cli.main(["profile", art, "--repeat", "2"]) in (0, None)
     out = capsys.readouterr().out
     assert "GOP/s" in out and "int8 kernels" in out, out
+
+
+def _lstm_model(rng, hidden=24, inputs=10, steps=7, batch=2):
+    """A bidirectional LSTM with peepholes, biases and initial states (float32)."""
+    def w(*shape):
+        return (rng.standard_normal(shape) * 0.4).astype(np.float32)
+    inits = [tensor("W", w(2, 4 * hidden, inputs)), tensor("R", w(2, 4 * hidden, hidden)),
+             tensor("B", w(2, 8 * hidden)), tensor("h0", w(2, batch, hidden)), tensor("c0", w(2, batch, hidden)),
+             tensor("P", w(2, 3 * hidden))]
+    node = helper.make_node("LSTM", ["x", "W", "R", "B", "", "h0", "c0", "P"], ["y", "yh", "yc"],
+                            hidden_size=hidden, direction="bidirectional")
+    graph = helper.make_graph([node], "lstm", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                             [steps, batch, inputs])],
+                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("y", "yh", "yc")],
+                              inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_dynamic_quantize_lstm_runs_in_float_on_its_dequantized_weights(tmp_path, per_channel):
+    """onnxruntime's quantize_dynamic writes a com.microsoft DynamicQuantizeLSTM (int8 W and R, laid out
+    [dirs, input, 4 x hidden]). edgec runs the float LSTM of the dequantized weights, saying so; the
+    reference `edgec verify` uses is that float LSTM run by onnxruntime (exact). The weights' layout
+    and scales are checked independently of edgec's reading of them: the outputs stay within the
+    weights' rounding of the original float model's (onnxruntime). onnxruntime's own kernel also
+    rounds X and H to 8 bits every step (measured on this model: 0.02-0.05 off the float model per
+    tensor, 0.42 per channel), so it is no reference."""
+    import warnings
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from edgec import api
+    from edgec.errors import EdgecWarning
+    rng = np.random.default_rng(6)
+    onnx.save(_lstm_model(rng), tmp_path / "f.onnx")
+    quantize_dynamic(str(tmp_path / "f.onnx"), str(tmp_path / "q.onnx"), weight_type=QuantType.QInt8,
+                     per_channel=per_channel)
+    qmodel = onnx.load(tmp_path / "q.onnx")
+    assert [n.op_type for n in qmodel.graph.node] == ["DynamicQuantizeLSTM"]
+    x = rng.standard_normal((7, 2, 10)).astype(np.float32)
+    name, want = api.reference_outputs(str(tmp_path / "q.onnx"), {"x": x})
+    assert "dynamic LSTMs as float" in name
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = both(qmodel, {"x": x})
+    assert any(issubclass(c.category, EdgecWarning) and "float32 LSTM" in str(c.message) for c in caught)
+    original = ort_run(onnx.load(tmp_path / "f.onnx"), {"x": x})
+    for got in results:
+        for g, r, f in zip(got, want, original):
+            np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-5)
+            assert np.abs(g - f).max() < 0.04, np.abs(g - f).max()  # measured 0.024 / 0.008

@@ -1,7 +1,8 @@
 """Quantized ONNX: QDQ (QuantizeLinear / DequantizeLinear), the QOperator ops (QLinearConv,
 QLinearMatMul, ConvInteger, MatMulInteger, DynamicQuantizeLinear) and the com.microsoft ones
 onnxruntime's quantizer writes in its QOperator format (QLinearAdd / Mul / Concat / AveragePool /
-GlobalAveragePool / LeakyRelu / Sigmoid / Softmax, QGemm), as IR int8 ops (compiler/ops/quant.py).
+GlobalAveragePool / LeakyRelu / Sigmoid / Softmax, QGemm; DynamicQuantizeLSTM as a float32 LSTM),
+as IR int8 ops (compiler/ops/quant.py).
 The com.microsoft ops are imported as dequantize -> the float op (through its own converter) ->
 quantize, the QDQ form: the fold_qdq pass turns them into int8 kernels where it has them.
 
@@ -10,10 +11,13 @@ the data. A DequantizeLinear of a constant stays a node (it is not folded at imp
 fold_qdq pass still sees the int8 weight and its scale; constant folding removes the ones it
 does not use.
 """
+import warnings
+
 import numpy as np
 import onnx
 
 from .conv import add_conv, conv_attrs
+from ...errors import EdgecWarning
 from .importer import Context
 from .registry import converter
 
@@ -238,22 +242,27 @@ def _quant(ctx, y, scale_i, zp_i, dtype):
                                         ctx.reshape(zp, ())], {"dtype": ctx.dtype(zp)})
 
 
-def _float_op(ctx, op_type, inputs, drop=(), opset=None):
-    """The float ONNX op OP_TYPE on the IR values INPUTS, with this node's attributes less DROP,
-    converted by OP_TYPE's own converter (its checks, its attribute rules, this node's name in
-    errors; OPSET: the opset whose semantics apply); returns its IR output."""
+def _float_ops(ctx, op_type, inputs, drop=(), opset=None, n_outputs=1):
+    """The float ONNX op OP_TYPE on the IR values INPUTS ("" for an absent one), with this node's
+    attributes less DROP, converted by OP_TYPE's own converter (its checks, its attribute rules,
+    this node's name in errors; OPSET: the opset whose semantics apply); returns its IR outputs."""
     imp = ctx.imp
     for name in inputs:
-        imp.env.setdefault(name, name)  # IR values stand for themselves as ONNX names
-    out = imp.fresh(imp.hint(ctx.name) + "_float")
-    imp.reserved.add(out)
-    node = onnx.NodeProto(op_type=op_type, name=ctx.name, input=list(inputs), output=[out])
+        if name:
+            imp.env.setdefault(name, name)  # IR values stand for themselves as ONNX names
+    outs = [imp.fresh(imp.hint(ctx.name) + "_float") for _ in range(n_outputs)]
+    imp.reserved.update(outs)
+    node = onnx.NodeProto(op_type=op_type, name=ctx.name, input=list(inputs), output=outs)
     node.attribute.extend(a for a in ctx.node.attribute if a.name not in drop)
     ctx.ignore(*(a.name for a in ctx.node.attribute if a.name not in drop))
     inner = Context(imp, node, 0)
-    inner.name, inner.op_type, inner.opset = ctx.name, ctx.op_type, opset or ctx.opset
+    inner.name, inner.opset, inner.where = ctx.name, opset or ctx.opset, ctx.where  # errors name this node
     imp._convert(inner)
-    return imp.env[out]
+    return [imp.env[o] for o in outs]
+
+
+def _float_op(ctx, op_type, inputs, drop=(), opset=None):
+    return _float_ops(ctx, op_type, inputs, drop, opset)[0]
 
 
 def _channels_first(ctx, x):
@@ -342,3 +351,30 @@ def qgemm(ctx):
     if not ctx.has_input(7):
         return [y]
     return [_quant(ctx, y, 7, 8, ctx.dtype(a))]
+
+
+@converter("com.microsoft:DynamicQuantizeLSTM")
+def dynamic_quantize_lstm(ctx):
+    """onnxruntime's dynamically quantized LSTM (quantize_dynamic): X, W (int8, [dirs, input, 4 x
+    hidden]), R ([dirs, hidden, 4 x hidden]), B, sequence_lens, initial_h, initial_c, P, then W's
+    and R's scales and zero points (per direction, or per direction and gate column). edgec has no
+    int8 recurrent kernel: the LSTM runs in float32 on the dequantized weights (said at compile
+    time); onnxruntime also quantizes X and H per step, so its outputs differ by that rounding."""
+    def weights(i, scale_i, zp_i, what):
+        w = ctx.input(i)
+        _int8(ctx, w)
+        d, _, gates = ctx.shape(w)
+        scale, zp = ctx.cast(ctx.input(scale_i), "float32"), ctx.input(zp_i)
+        if ctx.shape(scale) not in ((d,), (d, gates)) or ctx.shape(zp) != ctx.shape(scale):
+            raise ctx.error(f"{what} scale {list(ctx.shape(scale))} / zero point {list(ctx.shape(zp))} do not fit "
+                            f"{what} of shape {[d, _, gates]} (per direction, or per direction and column)")
+        shape = (d, 1, gates) if len(ctx.shape(scale)) == 2 else (d, 1, 1)
+        centered = ctx.add1("sub", [ctx.cast(w, "float32"), ctx.reshape(ctx.cast(zp, "float32"), shape)])
+        return ctx.add1("transpose", [ctx.add1("mul", [centered, ctx.reshape(scale, shape)])], {"perm": [0, 2, 1]})
+    warnings.warn(f"{ctx.where()}: runs as a float32 LSTM on its dequantized int8 weights (edgec has no int8 "
+                  "recurrent kernel)", EdgecWarning, stacklevel=2)
+    ins = [ctx.input(0), weights(1, 8, 9, "W"), weights(2, 10, 11, "R")]
+    ins += [ctx.input(i) if ctx.has_input(i) else "" for i in range(3, 8)]
+    while ins[-1] == "":
+        ins.pop()
+    return _float_ops(ctx, "LSTM", ins, n_outputs=len(ctx.outputs))
