@@ -62,3 +62,37 @@ def test_strided_depthwise_plane_without_fill(tmp_path, monkeypatch, preset):
     got, want = load(str(tmp_path / "m.edgec")).run(feed), interpret(g, feed)
     for o, a in zip(g.outputs, got):
         np.testing.assert_allclose(a, want[o], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("preset", ["host", "x86-avx2"])
+def test_parallel_depthwise_groups_of_planes(tmp_path, monkeypatch, preset):
+    """In parallel, a depthwise conv runs groups of planes per parallel iteration (PARALLEL_GROUPS
+    that divide the planes: 96 -> 32 groups of 3, 80 x 2 -> 32 of 5, 40 -> 20 of 2), or one plane
+    per iteration where no such divisor exists (37, prime) or where there are few planes; against
+    the interpreter, stride 1 and 2, a multiplier of 2, a band of rows."""
+    import warnings
+    from edgec.compiler.build import compile_graph
+    from edgec.compiler.interp import interpret
+    from edgec.runtime import load
+    monkeypatch.setattr(schedules, "PARALLEL_MIN_WORK", 0)
+    rng = np.random.default_rng(0)
+    cases = [(96, 1, (13, 17), 1, 32), (96, 1, (15, 22), 2, 32), (80, 2, (9, 9), 1, 32), (40, 1, (70, 60), 1, 20),
+             (37, 1, (11, 12), 2, 37), (16, 1, (7, 9), 1, 16)]  # c, multiplier, (h, w), stride, parallel iterations
+    g = Graph("groups")
+    for i, (c, m, hw, s, _) in enumerate(cases):
+        x = g.add_input(f"x{i}", (1, c) + hw)
+        w = g.add_const(rng.standard_normal((c * m, 1, 3, 3)).astype("float32"))
+        y, = g.add_node("conv2d", [x, w], {"groups": c, "strides": [s] * 2, "dilations": [1, 1], "pads": [1] * 4})
+        g.outputs.append(y)
+    p = targets.get(preset)
+    for (kernel, func), (c, m, _, _, iters) in zip(lowered_kernels(g, p), cases):
+        script = schedules.schedule(func, kernel, p).script()
+        assert f"in T.parallel(T.int64({iters}))" in script, (c, m)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compile_graph(g, p, str(tmp_path / "m.edgec"), progress=False)
+    assert not [str(w.message) for w in caught if "falling back" in str(w.message)]
+    feed = {v.name: rng.standard_normal(v.shape).astype("float32") for v in g.inputs}
+    got, want = load(str(tmp_path / "m.edgec")).run(feed), interpret(g, feed)
+    for o, a in zip(g.outputs, got):
+        np.testing.assert_allclose(a, want[o], rtol=1e-4, atol=1e-5)

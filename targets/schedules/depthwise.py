@@ -3,7 +3,7 @@ from tvm import tirx
 from tvm.sym import pattern
 
 from . import worth_parallel
-from .common import inline_epilogue, parallel, schedule_rest, vectorize
+from .common import divisor, inline_epilogue, schedule_rest, vectorize
 from .pack import lanes as pack_lanes
 from .pool import contiguous_reads
 
@@ -60,8 +60,7 @@ def schedule(sch, kernel, preset):
         inline_epilogue(sch, consumers[0])
         sch.reverse_compute_at(consumers[0], at)
         sch.vectorize(sch.get_loops(consumers[0])[-1])
-    nf = sch.fuse(n, f)
-    parallel(sch, nf, par)
+    nf = _parallel_groups(sch, sch.fuse(n, f), par)
     if not strided:  # a strided row not split above (stride not a constant) is left to LLVM
         sch.vectorize(xi)
     for l in sch.get_loops(conv)[-3:-1]:
@@ -74,6 +73,26 @@ def schedule(sch, kernel, preset):
         _schedule_plane(sch, plane, yo if band else nf, bool(padded), stride, lanes)
     schedule_rest(sch, preset, names, par)
     return sch.mod["main"]
+
+
+def _parallel_groups(sch, nf, par):
+    """Loop NF over the (batch, channel) planes, parallel (PAR) over up to PARALLEL_GROUPS groups of
+    planes that divide it, one after another in a group; returns the loop over a group's planes.
+    TVM allocates a parallel iteration's buffers (the padded plane, the accumulators) in each
+    iteration, through the workspace pool: per plane they cost more than the small planes' work
+    (1 thread, thread time: 384 channels @14 0.070 -> 0.055 ms per group of 6, 512 @14 0.091 ->
+    0.070, 192 @28 stride 2 0.060 -> 0.054). A count with no such divisor (a prime over
+    PARALLEL_GROUPS) stays one plane per iteration."""
+    if not par:
+        return nf
+    total = int(sch.get(nf).extent)
+    groups = divisor(total, PARALLEL_GROUPS)
+    if groups == total or groups < PARALLEL_GROUPS // 2:
+        sch.parallel(nf)
+        return nf
+    outer, nf = sch.split(nf, [groups, None])
+    sch.parallel(outer)
+    return nf
 
 
 def _schedule_plane(sch, plane, at, padded, stride, lanes):
@@ -136,6 +155,7 @@ def _band(sch, plane, oh, preset):
 
 
 MIN_BAND = 4
+PARALLEL_GROUPS = 32
 
 
 def _bytes(buf):
