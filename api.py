@@ -32,7 +32,7 @@ def import_model(model, input_shapes=None, name=None):
 
 
 def compile(model, target="host", output=None, input_shapes=None, disable_passes=(), progress=True, tune_db=None,
-            sign=None, quantize=None, calibration=None, method="minmax", per_channel=False, reduce_range=False):
+            sign=None, quantize=None, calibration=None, method="minmax", per_channel=False, reduce_range="auto"):
     """Compile MODEL for TARGET into an `.edgec` artifact; return its path. SIGN: an ed25519 private
     key file (`edgec keygen`) to sign the artifact with. QUANTIZE="int8": quantize MODEL first with
     CALIBRATION data (.npz) into `<output stem>.int8.onnx` (kept: verify against it)."""
@@ -41,7 +41,7 @@ def compile(model, target="host", output=None, input_shapes=None, disable_passes
             raise EdgecError(f"--quantize {quantize}: only int8 is supported, and it needs --calibration DATA.npz")
         stem = Path(output).with_suffix("") if output else Path(str(model)).with_suffix("")
         from .quantize import quantize as quantize_model
-        report = quantize_model(model, calibration, f"{stem}.int8.onnx", method, per_channel, reduce_range)
+        report = quantize_model(model, calibration, f"{stem}.int8.onnx", method, per_channel, reduce_range, target)
         for line in report.lines():
             print(f"edgec: quantize: {line}", file=sys.stderr)
         output = output or f"{Path(str(model)).stem}.edgec"
@@ -220,10 +220,11 @@ def _quantization_steps(model):
     return output_steps(model)
 
 
-def quantize(model, calibration, output=None, method="minmax", per_channel=False, reduce_range=False):
-    """Quantize MODEL to int8 QDQ ONNX with calibration data (.npz); return a quantize.Report."""
+def quantize(model, calibration, output=None, method="minmax", per_channel=False, reduce_range="auto", target="host"):
+    """Quantize MODEL to int8 QDQ ONNX with calibration data (.npz) for TARGET (see
+    quantize.auto_reduce_range); return a quantize.Report."""
     from .quantize import quantize as quantize_model
-    return quantize_model(model, calibration, output, method, per_channel, reduce_range)
+    return quantize_model(model, calibration, output, method, per_channel, reduce_range, target)
 
 
 class VerifyResult:

@@ -73,8 +73,9 @@ def _calibration_args(p, required=False):
     p.add_argument("--method", choices=["minmax", "percentile", "entropy"], default="minmax",
                    help="calibration method (default minmax)")
     p.add_argument("--per-channel", action="store_true", help="one weight scale per output channel")
-    p.add_argument("--reduce-range", action="store_true",
-                   help="7-bit weights: x86 without VNNI then uses vpmaddubsw (faster, a little less precise)")
+    p.add_argument("--reduce-range", nargs="?", choices=["auto", "yes", "no"], const="yes", default="auto",
+                   help="7-bit weights (yes), 8-bit (no), or auto (default): 7-bit for an x86 target without VNNI, "
+                        "where they take the exact vpmaddubsw kernels (faster, a little less precise)")
 
 
 def run_compile(a):
@@ -84,7 +85,7 @@ def run_compile(a):
     out = api.compile(a.model, a.target, a.output, _shapes(a.input_shape), a.disable_pass,
                       progress=sys.stderr.isatty(), tune_db=a.tune_db, sign=a.sign, quantize=a.quantize,
                       calibration=a.calibration, method=a.method, per_channel=a.per_channel,
-                      reduce_range=a.reduce_range)
+                      reduce_range=_reduce_range(a))
     m = read_manifest(out)
     seconds = time.perf_counter() - t0
     if a.json:
@@ -97,15 +98,22 @@ def run_compile(a):
 
 
 # ---- quantize ---------------------------------------------------------------------------------
+def _reduce_range(a):
+    return {"auto": "auto", "yes": True, "no": False}[a.reduce_range]
+
+
 def setup_quantize(p):
     p.add_argument("model", help=".onnx, .keras or .h5 file")
     _calibration_args(p, required=True)
     p.add_argument("-o", "--output", help="QDQ ONNX path (default: MODEL stem + .int8.onnx)")
+    p.add_argument("--target", default="host", help="the target the model will be compiled for: picks the weights' "
+                                                    "bits under --reduce-range auto (default host)")
 
 
 def run_quantize(a):
     from . import api
-    for line in api.quantize(a.model, a.calibration, a.output, a.method, a.per_channel, a.reduce_range).lines():
+    for line in api.quantize(a.model, a.calibration, a.output, a.method, a.per_channel, _reduce_range(a),
+                             a.target).lines():
         print(line)
 
 

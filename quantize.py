@@ -33,13 +33,14 @@ class Report:
     method: str
     per_channel: bool
     reduce_range: bool = False
+    why: str = ""  # why 7-bit weights were chosen (auto)
     quantized: dict = field(default_factory=dict)  # op type -> count of int8 nodes
     float_kept: dict = field(default_factory=dict)  # op type -> count of float32 nodes (no int8 rule)
 
     def lines(self):
         out = [f"wrote {self.output} ({self.method} calibration on {self.samples} samples, "
                f"{'per-channel' if self.per_channel else 'per-tensor'} {'7-bit' if self.reduce_range else 'int8'} "
-               "weights, uint8 activations)"]
+               f"weights{f' ({self.why})' if self.why else ''}, uint8 activations)"]
         if self.quantized:
             out.append("int8 kernels: " + ", ".join(f"{k} x{v}" for k, v in sorted(self.quantized.items())))
         recurrent = {k: v for k, v in self.float_kept.items() if k in FLOAT_KEPT}
@@ -118,16 +119,34 @@ def keras_to_onnx(path, out_dir):
     return onnx_path
 
 
-def quantize(model, calibration, output=None, method="minmax", per_channel=False, reduce_range=False):
+def auto_reduce_range(target):
+    """(7-bit weights?, why) for TARGET (a preset name): on x86 without VNNI, yes: edgec's exact
+    kernels for 8-bit weights multiply in 16 bits (`vpmaddwd`, twice the instructions), 7-bit weights
+    take `vpmaddubsw` exactly (onnxruntime's documentation also advises 7-bit weights there: its
+    own U8S8 kernels saturate); VNNI and ARM dot products are exact for 8-bit weights."""
+    from . import targets
+    from .targets.schedules.int8 import has_vnni
+    preset = targets.get(target)
+    if preset.device == "cpu" and preset.arch == "x86_64" and not has_vnni(preset):
+        return True, f"auto for {preset.name}: x86 without VNNI, where 7-bit weights take the exact vpmaddubsw kernels"
+    return False, ""
+
+
+def quantize(model, calibration, output=None, method="minmax", per_channel=False, reduce_range="auto",
+             target="host"):
     """Quantize MODEL (.onnx, .keras, .h5) to a QDQ int8 ONNX file OUTPUT; return a Report.
-    REDUCE_RANGE: 7-bit weights (x86 without VNNI then takes u8 x s8 `vpmaddubsw`, which 8-bit
-    weights could saturate; a little less precision)."""
+    REDUCE_RANGE: True for 7-bit weights (x86 without VNNI then takes u8 x s8 `vpmaddubsw`, which
+    8-bit weights could saturate; a little less precision), False for 8-bit, "auto" for what suits
+    TARGET (auto_reduce_range)."""
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
     if method not in METHODS:
         raise EdgecError(f"unknown calibration method '{method}' (choose {', '.join(METHODS)})")
+    why = ""
+    if reduce_range == "auto":
+        reduce_range, why = auto_reduce_range(target)
     path = Path(model)
     if not path.is_file():
         raise ModelError(f"model file '{model}' does not exist")
@@ -159,7 +178,7 @@ def quantize(model, calibration, output=None, method="minmax", per_channel=False
                         calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                                           "percentile": CalibrationMethod.Percentile}[method],
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
-    report = Report(output, sum(len(next(iter(f.values()))) for f in feeds), method, per_channel, reduce_range)
+    report = Report(output, sum(len(next(iter(f.values()))) for f in feeds), method, per_channel, reduce_range, why)
     _census(onnx.load(output), report)
     return report
 
