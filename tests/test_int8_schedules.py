@@ -167,6 +167,57 @@ def test_grouped_int8_conv_beyond_float_exact_fan_in_keeps_its_schedule(tmp_path
     assert np.ptp(got) > 5 and np.array_equal(got, interpret(run_passes(from_onnx(model)), {"x": x})["y"])
 
 
+def qconv_stack_model(path, layers, c=24, hw=(11, 13), seed=0, wmax=63):
+    """QLinearConvs in a chain from x (1, C, *HW): LAYERS are (out channels, kernel) per conv."""
+    rng = np.random.default_rng(seed)
+
+    def t(name, a):
+        return numpy_helper.from_array(np.asarray(a), name)
+    inits = [t("xs", np.float32(0.02)), t("xz", np.uint8(120)), t("ys", np.float32(0.08)), t("yz", np.uint8(100))]
+    nodes, ci, src = [], c, "x"
+    for i, (co, k) in enumerate(layers):
+        inits += [t(f"w{i}", rng.integers(-wmax - 1, wmax + 1, (co, ci, k, k)).astype(np.int8)),
+                  t(f"ws{i}", rng.uniform(0.1, 0.2, co).astype(np.float32) / (ci * k * k)),
+                  t(f"wz{i}", np.zeros(co, np.int8)), t(f"b{i}", rng.integers(-3000, 3000, co).astype(np.int32))]
+        xq = ["xs", "xz"] if i == 0 else ["ys", "yz"]
+        dst = "y" if i == len(layers) - 1 else f"a{i}"
+        nodes.append(helper.make_node("QLinearConv", [src, *xq, f"w{i}", f"ws{i}", f"wz{i}", "ys", "yz", f"b{i}"],
+                                      [dst], pads=[k // 2] * 4))
+        ci, src = co, dst
+    g = helper.make_graph(nodes, "qstack", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, c, *hw])],
+                          [helper.make_tensor_value_info("y", TensorProto.UINT8, None)], inits)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return path
+
+
+@pytest.mark.parametrize("wmax", [127, 63], ids=["8-bit", "7-bit"])
+def test_int8_flat_pointwise_paired_blocks_and_fused_taps(tmp_path, recwarn, wmax):
+    """A 3x3 conv with few input channels (its column taps and channel steps one loop on AVX2) into
+    40 channels (5 blocks of 8: a zero block pairs them up), then 1x1 convs on its channels-last
+    result, computed over one flat row of 11 x 13 pixels (tiles spanning image rows, the last one
+    partial): exact vs the IR reference, within one step of onnxruntime (7-bit), no fallback."""
+    from edgec.compiler.interp import interpret
+    from edgec.compiler.passes import run_passes
+    from edgec.frontends.onnx import from_onnx
+    from edgec.runtime import load
+    from edgec.targets.schedules.int8 import kernel_tile
+    model = qconv_stack_model(str(tmp_path / "s.onnx"), [(40, 3), (40, 1), (16, 1)], wmax=wmax)
+    preset = targets.get("x86-avx2")
+    graph = run_passes(from_onnx(onnx.load(model)), preset=preset)
+    convs = [n for n in graph.nodes if n.op == "qconv2d_packed"]
+    assert [graph.constants[n.inputs[1]].shape[0] for n in convs] == [6, 6, 2]  # 40 channels: 6 blocks
+    flat = convs[1].attrs
+    assert flat["in_layout"] == flat["out_layout"] == "NHWC" and 143 % flat["tile"] and \
+        kernel_tile(-(-143 // flat["tile"]) * flat["tile"], preset, 2, graph.constants[convs[1].inputs[1]].shape[-1]) \
+        == flat["tile"] > 2
+    x = np.random.default_rng(1).integers(0, 256, (1, 24, 11, 13)).astype(np.uint8)
+    got = load(api.compile(model, "x86-avx2", str(tmp_path / "s.edgec"), progress=False)).run({"x": x})[0]
+    assert not [w for w in recwarn if "falling back" in str(w.message)], [str(w.message) for w in recwarn]
+    assert np.ptp(got) > 10 and np.array_equal(got, interpret(run_passes(from_onnx(onnx.load(model))), {"x": x})["y"])
+    want = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert wmax == 127 or np.abs(got.astype(int) - want.astype(int)).max() <= 1
+
+
 @pytest.mark.arm
 @pytest.mark.parametrize("preset,instruction,cpu", [("rpi4", "smlal", "cortex-a72"), ("rpi5", "sdot", "cortex-a76")])
 def test_arm_int8_conv_inner_loop_and_parity_under_qemu(tmp_path, monkeypatch, preset, instruction, cpu):

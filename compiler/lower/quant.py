@@ -8,6 +8,7 @@ replace these with u8 x s8 dot-product kernels where the preset has them.
 import tvm
 from tvm import te, tirx
 
+from ..ops.packed import flat_pixels
 from ..ops.quant import clamp_bounds, qrange
 from . import lowering
 from . import nn as float_nn
@@ -128,6 +129,9 @@ def qconv2d_packed(a, x, wp, x_zp, b=None):
     channels in sequence (channel planes made every step touch a new cache line). A channels-last
     input (in_layout NHWC) is read a pixel at a time; a channels-last result (out_layout NHWC) is
     written from the accumulators' lanes in order, where NCHW scatters each lane to its plane.
+    A 1x1 conv without stride or padding on a channels-last input (ops/packed.py flat_pixels)
+    computes its pixels as one flat row, so register tiles span image rows (7x7 pixels: 10 tiles of
+    5, where rows of 7 took 2 tiles of 4 each, one pixel wasted per row).
     A depthwise conv (groups) lays its input out (N, H+pads, W+pads, C/lanes, lanes), the channels of
     a pixel in the accumulators' order, and each output channel sums its own input channel's taps:
     vectors of channels multiplied lane by lane, widened to int32."""
@@ -158,7 +162,12 @@ def qconv2d_packed(a, x, wp, x_zp, b=None):
                 return (tirx.Select(inside, v, pad).astype("int16") - a["shift"]).astype("int8")
             return tirx.Select(inside, v, pad)
         return tirx.Select(inside, v.astype("int16") - zx, tirx.const(0, "int16"))
-    if kh == kw == 1 and s != [1, 1]:  # a strided 1x1 conv reads every s-th pixel: lay out only those
+    flat = not depthwise and flat_pixels(a, kh, kw)  # one row of oh * ow pixels (the tile spans image rows)
+    if flat:  # (the padded last tile reads the last pixel again)
+        owp = -(-(oh * ow) // tile) * tile
+        xc = te.compute((n, 1, owp, blocks, width), lambda nn, yy, xx, cc, k: shifted(
+            nn, te.min(xx, oh * ow - 1) // ow, te.min(xx, oh * ow - 1) % ow, cc, k), name="qconv_input")
+    elif kh == kw == 1 and s != [1, 1]:  # a strided 1x1 conv reads every s-th pixel: lay out only those
         xc = te.compute((n, oh, owp, blocks, width),
                         lambda nn, yy, xx, cc, k: shifted(nn, yy * s[0], xx * s[1], cc, k), name="qconv_input")
         s = [1, 1]
@@ -171,12 +180,13 @@ def qconv2d_packed(a, x, wp, x_zp, b=None):
             * wp[bb, ry, rx, 0, oi, 0].astype("int32"), axis=[ry, rx]), name="qconv2d_packed")
     else:
         rc, ry, rx, rk = (te.reduce_axis((0, e), nm) for e, nm in ((cb, "rc"), (kh, "ry"), (kw, "rx"), (kg, "rk")))
-        acc = te.compute((n, ob, oh, owp, lanes), lambda nn, bb, yy, xx, oi: te.sum(
+        acc = te.compute((n, ob, 1 if flat else oh, owp, lanes), lambda nn, bb, yy, xx, oi: te.sum(
             xc[nn, yy * s[0] + ry * d[0], xx * s[1] + rx * d[1], rc, rk].astype("int32")
-            * wp[bb, ry, rx, rc, oi, rk].astype("int32"), axis=[rc, ry, rx, rk]), name="qconv2d_packed")
+            * wp[bb, ry, rx, rc, oi, rk].astype("int32"), axis=[rc, ry, rx, rk]), name="qconv2d_packed",
+            attrs={"flat": 1} if flat else None)
 
     def unpack(nn, f, yy, xx):
-        v = acc[nn, f // lanes, yy, xx, f % lanes]
+        v = acc[nn, f // lanes, 0, yy * ow + xx, f % lanes] if flat else acc[nn, f // lanes, yy, xx, f % lanes]
         return v + b[f] if b is not None else v
     if a.get("out_layout") == "NHWC":  # channels-last: the write-back reads the lanes in order
         return te.compute((n, oh, ow, o), lambda nn, yy, xx, f: unpack(nn, f, yy, xx), name="qconv2d_unpack_nhwc")

@@ -210,14 +210,14 @@ def qglobal_avg_pool(attrs, x, sx, zx, sy, zy):
 
 
 # ---- qconv2d with weights packed at compile time (targets/schedules/int8.py) --------------------
-def pack_qweight(w, w_zp, lanes, kgroup, raw=False):
-    """OIHW int8 weight -> (ceil(O/lanes), KH, KW, ceil(C/kgroup), lanes, kgroup) holding w - w_zp:
-    `lanes` output channels x `kgroup` input channels per dot-product step, zero-padded; the steps
+def pack_qweight(w, w_zp, lanes, kgroup, raw=False, blocks=None):
+    """OIHW int8 weight -> (BLOCKS or ceil(O/lanes), KH, KW, ceil(C/kgroup), lanes, kgroup) holding
+    w - w_zp: `lanes` output channels x `kgroup` input channels per dot-product step, zero-padded; the steps
     of one output channel block in the kernel's reduction order (taps, then channel blocks). Stored as
     int8 where w - w_zp fits (symmetric weights: a quarter of float32), else int16. RAW: the int8
     weights as they are (for u8 x s8 dot products that correct for the input zero point)."""
     o, c, kh, kw = w.shape
-    ob, cb = -(-o // lanes), -(-c // kgroup)
+    ob, cb = max(-(-o // lanes), blocks or 0), -(-c // kgroup)
     full = np.zeros((ob * lanes, cb * kgroup, kh, kw), np.int16)
     full[:o, :c] = w.astype(np.int16) - (0 if raw else zp_vector(w_zp, o).astype(np.int16).reshape(-1, 1, 1, 1))
     packed = np.ascontiguousarray(full.reshape(ob, lanes, cb, kgroup, kh, kw).transpose(0, 4, 5, 2, 1, 3))

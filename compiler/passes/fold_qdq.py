@@ -27,7 +27,8 @@ which would turn the int8 weights into float ones.
 """
 import numpy as np
 
-from ..ops.quant import clamp_bounds, pack_qweight, quantize_linear, zp_vector
+from ..ops.packed import flat_pixels
+from ..ops.quant import clamp_bounds, nchw, pack_qweight, quantize_linear, zp_vector
 from .layout import activation_groups, activations, nhwc_const
 from .rewrite import make_node, merge_source, sole_consumer
 
@@ -365,7 +366,7 @@ def pack_weights(graph, preset):
     schedule (targets/schedules/int8.py)."""
     if preset is None or preset.device != "cpu":
         return graph
-    from ...targets.schedules.int8 import channel_groups, params, raw_dot, ubsw_exact, width_tile
+    from ...targets.schedules.int8 import channel_groups, out_blocks, params, raw_dot, ubsw_exact, width_tile
     dot = raw_dot(preset)
     dense_as_conv(graph)
     for node in graph.nodes:
@@ -384,10 +385,12 @@ def pack_weights(graph, preset):
             xdtype = graph.values[node.inputs[0]].dtype
             raw = w.dtype == np.int8 and not zw.any() and (dot == "sdot" or xdtype == "uint8")
             shift = 128 if dot == "sdot" and xdtype == "uint8" else 0
-            wp = pack_qweight(w, zw, *params(preset, raw), raw=True) if raw else None
+            lanes, kgroup = params(preset, raw)
+            wp = pack_qweight(w, zw, lanes, kgroup, True, out_blocks(w.shape[0], lanes, preset)) if raw else None
             # without VNNI/sdot, x86 takes u8 x s8 vpmaddubsw where it cannot saturate (7-bit weights)
             raw = raw and (dot is not None or (preset.arch == "x86_64" and ubsw_exact(wp)))
-            wp = wp if raw else pack_qweight(w, zw, *params(preset))
+            lanes, kgroup = params(preset)
+            wp = wp if raw else pack_qweight(w, zw, lanes, kgroup, blocks=out_blocks(w.shape[0], lanes, preset))
         packed = graph.add_const(wp, graph.fresh(node.inputs[1] + "_packed"))
         bias = node.inputs[4:]
         if raw:
@@ -401,6 +404,13 @@ def pack_weights(graph, preset):
                           tile=width_tile(int(graph.values[node.outputs[0]].shape[3]), preset,
                                           channel_groups(wp.shape[0], preset, wp.shape[-1]), wp.shape[-1]))
     channels_last(graph)
+    for node in graph.nodes:  # a flat row of pixels (a 1x1 reading channels-last) tiles all its pixels
+        if node.op == "qconv2d_packed" and not node.attrs.get("groups", 1) > 1 and \
+                flat_pixels(node.attrs, *graph.constants[node.inputs[1]].shape[1:3]):
+            wp = graph.constants[node.inputs[1]]
+            _, _, oh, ow = nchw(node.attrs, "out_layout", graph.values[node.outputs[0]].shape)
+            node.attrs = dict(node.attrs, tile=width_tile(oh * ow, preset, channel_groups(wp.shape[0], preset, wp.shape[-1]),
+                                                          wp.shape[-1]))
     return graph
 
 

@@ -15,7 +15,10 @@ are laid out in that order, so consecutive steps read consecutive weights. The i
 written back to NCHW with the requantize
 epilogue (scale, zero point, ReLU/Clip clamp) fused into the write-back; a channels-last result
 (between int8 kernels, fold_qdq.channels_last) is written from each tile's accumulators, a vector
-of channels at a time, with no int32 intermediate.
+of channels at a time, with no int32 intermediate. A 1x1 conv on a channels-last input tiles one
+flat row of all its pixels (tiles span image rows) in a few bands; on x86 an odd count of output
+channel blocks gets a zero block (out_blocks) so tiles take two; with 16 registers a conv with few
+input channels runs a row's column taps and channel steps as one loop (FUSE_TAPS).
 
 A depthwise conv (one input channel per output channel) takes the same kernel shape with no
 channel reduction: each tile's accumulators sum their own channels' taps, a vector of channels
@@ -107,12 +110,13 @@ def _pmaddwd_intrin(lanes, index, b_dtype="int16"):
     z = i(0)
 
     @T.macro
-    def compute(A, B, C):
-        pair = T.reinterpret(A.vload([z], "int16x2"), dtype="int32")
-        w = B.vload([z, z], f"{b_dtype}x{2 * lanes}")
+    def compute(A, B, C):  # one expression: a name assigned in a macro is a local buffer, which inside a
+        # parallel loop costs a workspace allocation per iteration (TVMBackendAllocWorkspace)
         C[T.ramp(z, i(1), lanes)] = C.vload([z], acc) + T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id(llvm), T.reinterpret(T.broadcast(pair, lanes), dtype=half),
-            w if b_dtype == "int16" else T.cast(w, half), dtype=acc)
+            T.llvm_lookup_intrinsic_id(llvm),
+            T.reinterpret(T.broadcast(T.reinterpret(A.vload([z], "int16x2"), dtype="int32"), lanes), dtype=half),
+            B.vload([z, z], f"{b_dtype}x{2 * lanes}") if b_dtype == "int16"
+            else T.cast(B.vload([z, z], f"{b_dtype}x{2 * lanes}"), half), dtype=acc)
 
     return _register(f"edgec_pmaddwd_{lanes}x2_{b_dtype}_{index}", "int16", b_dtype, lanes, 2, index, compute)
 
@@ -129,10 +133,10 @@ def _dot4_intrin(kind, index):
     z = i(0)
 
     @T.macro
-    def compute(A, B, C):
-        a = T.reinterpret(A.vload([z], quad), dtype="int32")
+    def compute(A, B, C):  # one expression (see _pmaddwd_intrin)
         C[T.ramp(z, i(1), lanes)] = T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id(llvm), C.vload([z], acc), T.reinterpret(T.broadcast(a, lanes), dtype=bytes_),
+            T.llvm_lookup_intrinsic_id(llvm), C.vload([z], acc),
+            T.reinterpret(T.broadcast(T.reinterpret(A.vload([z], quad), dtype="int32"), lanes), dtype=bytes_),
             B.vload([z, z], bytes_), dtype=acc)
 
     return _register(f"edgec_{name}_{index}", a_dtype, "int8", lanes, 4, index, compute)
@@ -157,13 +161,12 @@ def _ubsw_intrin(lanes, index):
     z = i(0)
 
     @T.macro
-    def compute(A, B, C):
-        quad = T.reinterpret(A.vload([z], "uint8x4"), dtype="int32")
-        pairs = T.call_llvm_pure_intrin(T.llvm_lookup_intrinsic_id(ub),
-                                        T.reinterpret(T.broadcast(quad, lanes), dtype=bytes_),
-                                        B.vload([z, z], bytes_), dtype=halves)
+    def compute(A, B, C):  # one expression (see _pmaddwd_intrin)
         C[T.ramp(z, i(1), lanes)] = C.vload([z], acc) + T.call_llvm_pure_intrin(
-            T.llvm_lookup_intrinsic_id(wd), pairs, T.broadcast(T.int16(1), 2 * lanes), dtype=acc)
+            T.llvm_lookup_intrinsic_id(wd), T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id(ub),
+                T.reinterpret(T.broadcast(T.reinterpret(A.vload([z], "uint8x4"), dtype="int32"), lanes), dtype=bytes_),
+                B.vload([z, z], bytes_), dtype=halves), T.broadcast(T.int16(1), 2 * lanes), dtype=acc)
 
     return _register(f"edgec_pmaddubsw_{lanes}x4_{index}", "uint8", "int8", lanes, 4, index, compute)
 
@@ -194,15 +197,28 @@ def schedule(func, kernel, preset):
     lanes, kgroup = int(sch.get(oi).extent), 1 if depthwise else int(sch.get(rk).extent)
     groups = channel_groups(int(sch.get(b).extent), preset, kgroup)
     bo, bi = sch.split(b, [None, groups])
-    xo, xi = sch.split(x, [None, kernel_tile(int(sch.get(x).extent), preset, groups, kgroup)])
+    tile = kernel_tile(int(sch.get(x).extent), preset, groups, kgroup)
+    xo, xi = sch.split(x, [None, tile])
+    flat = "flat" in sch.get(conv).annotations  # one row of all pixels (compiler/lower/quant.py)
+    if flat:  # as few bands of pixels as give the parallel loop PARALLEL_SHARES iterations (whole tiles: a
+        # partial band's predicate would keep the reduction from tensorizing). Each iteration costs: 96->576
+        # @14, 1 thread, a band per tile of 4 pixels 0.19 ms, all pixels in one band 0.14 ms
+        tiles, shares = int(sch.get(xo).extent), int(sch.get(bo).extent)
+        band, xo = sch.split(xo, [None, max([d for d in range(1, tiles + 1)
+                                             if tiles % d == 0 and tiles // d * shares >= PARALLEL_SHARES] or [1])])
     if depthwise:  # rows outside the channel blocks: the input rows a row reads (all channels) stay in L1
         outer = [n, y, bo]
         sch.reorder(*outer, xo, ry, rx, xi, bi, oi)
     else:
-        outer = [n, bo, y]
+        outer = [n, bo, y] + ([band] if flat else [])
         sch.reorder(*outer, xo, ry, rx, rc, xi, bi, oi, rk)
+        if int(sch.get(rx).extent) > 1 and 1 < int(sch.get(rc).extent) * kgroup <= FUSE_TAPS and preset.regs <= 16:
+            rx = sch.fuse(rx, rc)  # (a tap's channels follow the previous tap's in the input: one stride)
     local = sch.cache_write(conv, 0, "local")
     sch.reverse_compute_at(local, xo)
+    if flat and nhwc:  # the write-back's pixels as the one flat row
+        ow = int(sch.get(unpack).writes[0].source.shape[2])
+        sch.transform_block_layout(unpack, lambda nn, yy, xx, f: (nn, yy * ow + xx, f))
     if nhwc:  # each tile's pixels written from its accumulators, a vector of channels at a time
         sch.reverse_compute_at(unpack, xo)
         sch.compute_inline(local)
@@ -260,6 +276,24 @@ def _global_avg_pool(func, kernel, preset):
     return sch.mod["main"]
 
 
+# With 16 vector registers, a conv with column taps and at most this many input channels runs a
+# row's column taps and channel steps as one loop: LLVM unrolled the short channel loop and then the
+# taps around it, shared the broadcast pixels of neighbouring taps and spilled them (a 3x3 32->40
+# @11 7-bit AVX2 loop: 823 instructions, 64 of them stack traffic). SqueezeNet, 7-bit, AVX2, 1
+# thread, in-model minima: 3x3 16->64 @55 0.376 -> 0.350 and 0.497 -> 0.480 ms, 64->256 @13 0.337 ->
+# 0.328, others unchanged
+FUSE_TAPS = 64
+PARALLEL_SHARES = 8  # a flat conv's parallel iterations (channel groups x bands of pixels), at least
+PAIR_BLOCKS = 5  # an odd count of output channel blocks from this many on gets a zero block to pair up
+
+
+def out_blocks(channels, lanes, preset):
+    """Output channel blocks of LANES for CHANNELS: on x86 an odd count (from PAIR_BLOCKS) gets a
+    block of zero weights, so the blocks pair up (channel_groups)."""
+    blocks = -(-channels // lanes)
+    return blocks + 1 if preset.arch == "x86_64" and blocks % 2 and blocks >= PAIR_BLOCKS else blocks
+
+
 def channel_groups(blocks, preset, kgroup):
     """Output channel blocks per register tile: 2 on x86 when the BLOCKS pair up (each broadcast
     input group then feeds two multiply-adds: half the broadcasts per multiply-add), else 1."""
@@ -269,9 +303,10 @@ def channel_groups(blocks, preset, kgroup):
 def _most(preset, groups, kgroup):
     """Most output pixels per register tile, at most 8: accumulators (pixels x GROUPS) and the
     operands fit the preset's registers (a broadcast, a product, GROUPS weight vectors, and for
-    `vpmaddubsw` without VNNI the vector of ones it is summed with)."""
-    ubsw = preset.arch == "x86_64" and kgroup == 4 and not has_vnni(preset)
-    return max(2, min(8, (preset.regs - 2 - groups - ubsw) // groups))
+    `vpmaddubsw` without VNNI the vector of ones it is summed with; x86 `vpmaddwd` on int8-stored
+    weights one more: LLVM spilled a 6 x 2 AVX2 tile, all 16 registers taken)."""
+    spare = preset.arch == "x86_64" and not has_vnni(preset)
+    return max(2, min(8, (preset.regs - 2 - groups - spare) // groups))
 
 
 def width_tile(ow, preset, groups=1, kgroup=KGROUP):
