@@ -206,6 +206,37 @@ def test_conv_rows_choice():
     assert not conv_rows_tile(rpi4, (64, 3, 3, 3), 111, 111, 224, (2, 2), 1)
 
 
+FLAT_ROWS = [  # c, o, (h, w), (kh, kw), groups, stride, dilation, pads: output rows of 7 and 9 pixels
+    (40, 40, (7, 7), (3, 3), 1, 1, 1, (1, 1, 1, 1)),  # 40 outputs: a partial channel block
+    (36, 24, (13, 13), (3, 3), 1, 2, 1, (1, 1, 1, 1)),  # stride 2
+    (34, 20, (9, 10), (5, 3), 1, 1, 2, (2, 1, 3, 0)),  # dilation 2, a 5x3 kernel, asymmetric pads
+    (48, 64, (5, 9), (3, 3), 2, 1, 1, (1, 1, 1, 1))]  # grouped
+
+
+@pytest.mark.parametrize("preset", ["host", "x86-avx2"])
+def test_conv_flat_rows(tmp_path, rng, preset):
+    """Direct convs with output rows shorter than two register tiles compute all pixels as one flat
+    row (pack.conv_flat_rows: the layout pass marks them `flat_rows`, rows not padded), tiles
+    spanning image rows, and match the numpy reference with bias + relu fused; longer rows, 1x1
+    convs and channels-last convs keep their rows."""
+    if "avx2" not in open("/proc/cpuinfo").read():
+        pytest.skip("this machine has no AVX2 to run x86 code")
+    from edgec.compiler.passes import run_passes
+    from edgec.targets.schedules.pack import conv_flat_rows
+    avx2 = targets.get("x86-avx2")
+    assert conv_flat_rows(avx2, 3, 3, 7) and conv_flat_rows(avx2, 3, 3, 4) and conv_flat_rows(targets.get("rpi4"), 3, 3, 7)
+    assert not conv_flat_rows(avx2, 3, 3, 14) and not conv_flat_rows(avx2, 1, 1, 7)
+    assert not conv_flat_rows(avx2, 3, 3, 7, nchw=False)
+    for c, o, hw, k, groups, stride, dil, pads in FLAT_ROWS:
+        g = _conv_graph(rng, c, o, hw, k, groups, stride, dil, pads, post=("relu",))
+        conv = run_passes(g, preset=targets.get(preset)).nodes[0]
+        assert conv.attrs.get("flat_rows") and conv.attrs["width_tile"] == 1, conv.attrs
+        _check(tmp_path, _conv_graph(rng, c, o, hw, k, groups, stride, dil, pads, post=("relu",)), preset,
+               want_ops=["conv2d_packed", "relu"])
+    conv = run_passes(_conv_graph(rng, 40, 40, (14, 14), (3, 3), pads=(1, 1, 1, 1)), preset=targets.get(preset)).nodes[0]
+    assert not conv.attrs.get("flat_rows"), conv.attrs
+
+
 def test_pointwise_with_few_input_channels_is_a_gemm(tmp_path, rng):
     """A 1x1 conv with few input channels and no stride runs as the pointwise GEMM (with a tail)
     even where its pixels are not whole tiles and it has few output channels."""

@@ -6,7 +6,8 @@ innermost (a vector of output channels per input pixel: broadcast FMAs), OW' = O
 register tiles of the node's `width_tile` pixels (the padded input grows to match); block
 `conv2d_unpack` writes the first OW columns back to NCHW with the bias added (`conv2d_unpack_nhwc`:
 to NHWC, a block's lanes to consecutive channels; an NHWC input is padded by `conv2d_pad_nhwc`, a
-1x1 without stride or padding computes its pixels as one flat row, ops/packed.py flat_pixels). The
+1x1 without stride or padding computes its pixels as one flat row, ops/packed.py flat_pixels, and
+so does an NCHW conv with short rows, its `flat_rows`: register tiles spanning image rows). The
 schedule (targets/schedules/conv2d.py) keys on these block names. A pointwise conv (1x1, no padding; grouped: a GEMM per group) whose node carries a pixel
 `tile` is a GEMM instead: block `conv2d_pointwise` computes (N, blocks, block, P) over the output
 pixels P = OH*OW (padded to whole tiles) read from the input copied by `conv2d_pixels_copy` into one panel
@@ -41,13 +42,19 @@ def conv2d_packed(a, x, wp, b=None):
     flat = flat_pixels(a, kh, kw)  # one row of oh * ow pixels
     rows, cols = (1, oh * ow) if flat else (oh, ow)
     owp = -(-cols // int(a.get("width_tile", 1))) * int(a.get("width_tile", 1))  # rows in whole register tiles
-    extra = max(0, (owp - 1) * s[1] + (kw - 1) * d[1] + 1 - (wd + p[1] + p[3]))
+    extra = 0 if flat else max(0, (owp - 1) * s[1] + (kw - 1) * d[1] + 1 - (wd + p[1] + p[3]))
     rc, ry, rx = te.reduce_axis((0, ci), "rc"), te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx")
 
     def chan(bi):
         return rc if g == 1 else (bi // nb) * ci + rc
 
-    if flat:  # (the padded last tile reads the last pixel again)
+    if flat and not nhwc_in:  # NCHW short rows (`flat_rows`): flat pixel q at its row and column
+        xp = _pad4(x, p)
+
+        def pixel(nn, bi, yy, xx):
+            q = tirx.min(xx, oh * ow - 1)
+            return xp[nn, chan(bi), q // ow * s[0] + ry * d[0], q % ow * s[1] + rx * d[1]]
+    elif flat:  # (the padded last tile reads the last pixel again)
         def pixel(nn, bi, yy, xx):
             q = tirx.min(xx, oh * ow - 1)
             return x[nn, q // ow, q % ow, chan(bi)]

@@ -54,9 +54,10 @@ def nchw(attrs, key, shape):
 
 def flat_pixels(attrs, kh, kw):
     """Whether a direct conv2d_packed computes its pixels as one flat row (register tiles spanning
-    image rows): a 1x1 conv without stride or padding on a channels-last input."""
-    return attrs.get("in_layout") == "NHWC" and kh == kw == 1 and list(attrs.get("strides", [1, 1])) == [1, 1] \
-        and not any(attrs.get("pads", [0] * 4))
+    image rows): a 1x1 conv without stride or padding on a channels-last input, or an NCHW conv
+    whose short rows the layout pass marked `flat_rows` (targets/schedules/pack.py conv_flat_rows)."""
+    return bool(attrs.get("flat_rows")) or attrs.get("in_layout") == "NHWC" and kh == kw == 1 \
+        and list(attrs.get("strides", [1, 1])) == [1, 1] and not any(attrs.get("pads", [0] * 4))
 
 
 def _infer(a, x, w, b=None):

@@ -103,6 +103,8 @@ def schedule(func, kernel, preset):
         # each broadcast pixel between neighbouring taps and spilled a 6-pixel AVX2 tile
         sch.reorder(n, bi, y, rc, yi, xo, rx, rci, ry, xi, oi)
         try:
+            if flat:  # (the write-back's pixels as the one flat row, as above)
+                sch.transform_block_layout(unpack, lambda nn, f, yy, xx: (nn, f, yy * out[3] + xx))
             sch.reverse_compute_at(unpack, y)
             sch.vectorize(sch.get_loops(unpack)[-1])
         except Exception:  # noqa: BLE001 - grouped index maps: write back as a separate pass

@@ -60,6 +60,21 @@ def conv_cache_blocks(preset, channels, taps, oh, ow, block):
     return chunk, band
 
 
+def conv_flat_rows(preset, kh, kw, ow, nchw=True):
+    """Whether a KHxKW direct conv (NCHW, not 1x1) with output rows of OW pixels computes all its
+    output pixels as one flat row (compiler/lower/packed.py: register tiles spanning image rows)
+    instead of row by row: where a row is shorter than two of the widest register tiles it splits
+    into narrow tiles (7 pixels: 4 + 3), whose loads per FMA and accumulator reloads cost more
+    than a flat tile's per-pixel addresses. The flat row is not padded (a partial last tile): the
+    padded one's clamped last pixel kept LLVM from hoisting the pixel addresses out of the
+    reduction (vector address arithmetic in the inner loop: 512->512 @7 4.2 ms) (measured on AVX2, 1 thread, thread-time minima
+    alternated, standalone conv+relu, rows -> flat: 3x3 512->512 @7 3.94 -> 3.45 ms, 256->256 @7
+    0.83 -> 0.69, 3x3 s2 256->512 @14 2.13 -> 1.99, 512->512 @4 1.28 -> 1.21; 256->256 @10 1.35 ->
+    1.37, 128->128 @12 0.47 either way; 256->256 @14, whose rows are 5 + 5 + 4, 2.84 -> 3.22)."""
+    _, most = conv_params(preset)
+    return nchw and kh * kw > 1 and ow < 2 * most
+
+
 ROWS_MAX_CHANNELS = 32  # input channels up to which a stride-1 KxK conv runs over padded rows
 ROWS_MAX_STRIDED = 64  # input channels x taps up to which a strided conv does
 
