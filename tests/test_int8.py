@@ -148,7 +148,7 @@ def test_quantized_model_folds_to_int8_kernels_and_matches_onnxruntime(tmp_path,
     folded = run_passes(from_onnx(qmodel))
     ops = [n.op for n in folded.nodes]
     assert ops.count("qconv2d") == 2 and ops.count("qdense") == 1 and "conv2d" not in ops and "dense" not in ops
-    pool = next(n for n in folded.nodes if n.op == "max_pool2d")
+    pool = next(n for n in folded.nodes if n.op == "qmax_pool2d")
     assert folded.values[pool.inputs[0]].dtype == "uint8"  # int8 between the int8 kernels
     x = rng.standard_normal((1, 3, 8, 8)).astype(np.float32)
     want = ort_run(qmodel, {"input": x})[0]

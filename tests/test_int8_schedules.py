@@ -168,7 +168,8 @@ def test_grouped_int8_conv_beyond_float_exact_fan_in_keeps_its_schedule(tmp_path
 
 
 def qconv_stack_model(path, layers, c=24, hw=(11, 13), seed=0, wmax=63):
-    """QLinearConvs in a chain from x (1, C, *HW): LAYERS are (out channels, kernel) per conv."""
+    """QLinearConvs in a chain from x (1, C, *HW): LAYERS are (out channels, kernel) per conv, or
+    ("maxpool", pads) for a QDQ 3x3 stride-2 max pool."""
     rng = np.random.default_rng(seed)
 
     def t(name, a):
@@ -176,11 +177,17 @@ def qconv_stack_model(path, layers, c=24, hw=(11, 13), seed=0, wmax=63):
     inits = [t("xs", np.float32(0.02)), t("xz", np.uint8(120)), t("ys", np.float32(0.08)), t("yz", np.uint8(100))]
     nodes, ci, src = [], c, "x"
     for i, (co, k) in enumerate(layers):
+        dst = "y" if i == len(layers) - 1 else f"a{i}"
+        if co == "maxpool":  # QDQ max pool, kernel 3, stride 2, pads K
+            nodes += [helper.make_node("DequantizeLinear", [src, "ys", "yz"], [f"d{i}"]),
+                      helper.make_node("MaxPool", [f"d{i}"], [f"m{i}"], kernel_shape=[3, 3], strides=[2, 2], pads=[k] * 4),
+                      helper.make_node("QuantizeLinear", [f"m{i}", "ys", "yz"], [dst])]
+            src = dst
+            continue
         inits += [t(f"w{i}", rng.integers(-wmax - 1, wmax + 1, (co, ci, k, k)).astype(np.int8)),
                   t(f"ws{i}", rng.uniform(0.1, 0.2, co).astype(np.float32) / (ci * k * k)),
                   t(f"wz{i}", np.zeros(co, np.int8)), t(f"b{i}", rng.integers(-3000, 3000, co).astype(np.int32))]
         xq = ["xs", "xz"] if i == 0 else ["ys", "yz"]
-        dst = "y" if i == len(layers) - 1 else f"a{i}"
         nodes.append(helper.make_node("QLinearConv", [src, *xq, f"w{i}", f"ws{i}", f"wz{i}", "ys", "yz", f"b{i}"],
                                       [dst], pads=[k // 2] * 4))
         ci, src = co, dst
@@ -218,6 +225,30 @@ def test_int8_flat_pointwise_paired_blocks_and_fused_taps(tmp_path, recwarn, wma
     assert wmax == 127 or np.abs(got.astype(int) - want.astype(int)).max() <= 1
 
 
+def test_int8_max_pools_keep_int8_convs_channels_last(tmp_path, recwarn):
+    """QDQ max pools (3x3 stride 2, with pads 1 and without) between int8 convs run on int8 and
+    channels-last, so the convs around them read and write NHWC: exact vs the IR reference of the
+    graph as folded for no target (NCHW), within one step of onnxruntime, no fallback."""
+    from edgec.compiler.interp import interpret
+    from edgec.compiler.passes import run_passes
+    from edgec.frontends.onnx import from_onnx
+    from edgec.runtime import load
+    model = qconv_stack_model(str(tmp_path / "p.onnx"), [(40, 3), ("maxpool", 1), (24, 1), ("maxpool", 0), (16, 3)],
+                              hw=(23, 26))
+    graph = run_passes(from_onnx(onnx.load(model)), preset=targets.get("x86-avx2"))
+    assert [(n.op, n.attrs.get("layout") or (n.attrs.get("in_layout"), n.attrs.get("out_layout")))
+            for n in graph.nodes if n.op in ("qconv2d_packed", "qmax_pool2d", "max_pool2d", "pad")] == [
+        ("qconv2d_packed", (None, "NHWC")), ("qmax_pool2d", "NHWC"), ("qconv2d_packed", ("NHWC", "NHWC")),
+        ("qmax_pool2d", "NHWC"), ("qconv2d_packed", ("NHWC", None))]
+    x = np.random.default_rng(1).integers(0, 256, (1, 24, 23, 26)).astype(np.uint8)
+    got = load(api.compile(model, "x86-avx2", str(tmp_path / "p.edgec"), progress=False)).run({"x": x})[0]
+    assert not [w for w in recwarn if "falling back" in str(w.message)], [str(w.message) for w in recwarn]
+    ref = interpret(run_passes(from_onnx(onnx.load(model))), {"x": x})["y"]
+    assert got.shape == (1, 16, 5, 6) and np.ptp(got) > 10 and np.array_equal(got, ref)
+    want = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+
+
 @pytest.mark.arm
 @pytest.mark.parametrize("preset,instruction,cpu", [("rpi4", "smlal", "cortex-a72"), ("rpi5", "sdot", "cortex-a76")])
 def test_arm_int8_conv_inner_loop_and_parity_under_qemu(tmp_path, monkeypatch, preset, instruction, cpu):
@@ -241,6 +272,23 @@ def test_arm_int8_conv_inner_loop_and_parity_under_qemu(tmp_path, monkeypatch, p
     for got, want in zip(arm_env.run_artifact(art, [x], tmp_path, 4), wants):
         assert got.shape == want.shape and np.ptp(want) > 10
         assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+
+
+@pytest.mark.arm
+@pytest.mark.parametrize("preset,cpu", [("rpi4", "cortex-a72"), ("rpi5", "cortex-a76")])
+def test_arm_int8_flat_pointwise_and_max_pools_under_qemu(tmp_path, monkeypatch, preset, cpu):
+    """The flat 1x1 convs and the channels-last int8 max pools (as in the two tests above) under
+    qemu: within one step of onnxruntime."""
+    import arm_env
+    arm_env.require_tools()
+    monkeypatch.setattr(arm_env, "QEMU_CPU", cpu)
+    model = qconv_stack_model(str(tmp_path / "p.onnx"), [(40, 3), ("maxpool", 1), (24, 1), (40, 1), ("maxpool", 0),
+                                                         (16, 3)], hw=(23, 26))
+    art = api.compile(model, preset, str(tmp_path / "p.edgec"), progress=False)
+    x = np.random.default_rng(1).integers(0, 256, (1, 24, 23, 26)).astype(np.uint8)
+    want = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    got = arm_env.run_artifact(art, [x], tmp_path, 1)[0]
+    assert got.shape == want.shape and np.ptp(want) > 10 and np.abs(got.astype(int) - want.astype(int)).max() <= 1
 
 
 VNNI = targets.Preset("x86-avx512-vnni", "test preset: Cascade Lake (AVX-512 VNNI)",

@@ -5,11 +5,14 @@ qconv2d / qdense / qmatmul subtract the zero points into int32 operands and reus
 lowerings' loops with int32 accumulation (exact); the int8 schedules (targets/schedules/int8.py)
 replace these with u8 x s8 dot-product kernels where the preset has them.
 """
+import functools
+
 import tvm
 from tvm import te, tirx
 
+from ..ops.nn import _pool_geometry
 from ..ops.packed import flat_pixels
-from ..ops.quant import clamp_bounds, qrange
+from ..ops.quant import _Shaped, clamp_bounds, qrange
 from . import lowering
 from . import nn as float_nn
 
@@ -83,6 +86,26 @@ def qglobal_avg_pool(a, x, sx, zx, sy, zy):
     mean = te.compute(total.shape, lambda *i: (total(*i) - zx().astype("int32") * (h * w)).astype("float32")
                       * sx().astype("float32") * tirx.const(1.0 / (h * w), "float32"), name="qgap_mean")
     return quantize_linear(a, mean, sy, zy)
+
+
+@lowering("qmax_pool2d")
+def qmax_pool2d(a, x):
+    # each output element the max of its window's taps, those outside the input left out
+    nhwc = a.get("layout") == "NHWC"
+    n, c, h, w = (int(x.shape[i]) for i in ((0, 3, 1, 2) if nhwc else (0, 1, 2, 3)))
+    (kh, kw), s, d, p, oh, ow = _pool_geometry(a, _Shaped((n, c, h, w), x.dtype))
+
+    def tap(nn, cc, yy, xx):
+        v = x[nn, te.min(te.max(yy, 0), h - 1), te.min(te.max(xx, 0), w - 1), cc] if nhwc else \
+            x[nn, cc, te.min(te.max(yy, 0), h - 1), te.min(te.max(xx, 0), w - 1)]
+        return tirx.Select(tirx.all(yy >= 0, yy < h, xx >= 0, xx < w), v, tirx.min_value(x.dtype)) if any(p) else v
+
+    def f(nn, cc, i, j):
+        taps = [tap(nn, cc, i * s[0] - p[0] + ty * d[0], j * s[1] - p[1] + tx * d[1]) for ty in range(kh) for tx in range(kw)]
+        return functools.reduce(te.max, taps)
+    if nhwc:
+        return te.compute((n, oh, ow, c), lambda nn, i, j, cc: f(nn, cc, i, j), name="qmax_pool", attrs={"nhwc": 1})
+    return te.compute((n, c, oh, ow), f, name="qmax_pool")
 
 
 def centered(t, zp, axis, dtype="int32"):

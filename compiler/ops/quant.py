@@ -9,6 +9,7 @@
     qadd(a, b, sa, za, sb, zb, sy, zy; dtype, min, max)
                       y = clamp(rint((float32(a - za) * sa + float32(b - zb) * sb) / sy) + zy, min, max)
     qglobal_avg_pool(x, sx, zx, sy, zy; dtype)   quantize(global_avg_pool(dequantize(x)))
+    qmax_pool2d(x; max_pool2d attrs, layout)     max_pool2d on int8 (pads hold the dtype's minimum)
 
 Scales and zero points of quantize/dequantize/requantize broadcast to the data (the frontend
 reshapes per-axis and blocked ones), so per-tensor and per-channel are the same op. In qconv2d
@@ -21,7 +22,7 @@ import numpy as np
 
 from . import ShapeError, defop
 from .elementwise import broadcast_shape
-from .nn import _conv_flops, _conv_infer, _dense_infer, _matmul_infer, conv2d, global_avg_pool
+from .nn import _conv_flops, _conv_infer, _dense_infer, _matmul_infer, _pool_geometry, conv2d, global_avg_pool, max_pool2d
 
 INT_TYPES = ("int8", "uint8", "int16", "uint16", "int32")
 
@@ -207,6 +208,24 @@ def qglobal_avg_pool(attrs, x, sx, zx, sy, zy):
     "NHWC": a channels-last input (fold_qdq.channels_last)."""
     x = x.transpose(0, 3, 1, 2) if attrs.get("in_layout") == "NHWC" else x
     return quantize_linear(attrs, global_avg_pool({}, dequantize_linear({}, x, sx, zx)), sy, zy)
+
+
+def _qmax_pool_infer(a, x):
+    if x.dtype not in ("int8", "uint8") or len(x.shape) != 4 or a.get("ceil_mode"):
+        raise ShapeError(f"qmax_pool2d wants a 4-D int8 input and no ceil_mode, got {x.dtype} {list(x.shape)}")
+    n, c, h, w = nchw(a, "layout", x.shape)
+    *_, oh, ow = _pool_geometry(a, _Shaped((n, c, h, w), x.dtype))
+    return ((n, oh, ow, c) if a.get("layout") == "NHWC" else (n, c, oh, ow)), x.dtype
+
+
+@defop("qmax_pool2d", "pool", _qmax_pool_infer, lambda a, i, o: int(np.prod(o[0].shape)) * int(np.prod(a["kernel"])))
+def qmax_pool2d(attrs, x):
+    """max_pool2d on an int8 tensor (fold_qdq: quantize(max_pool2d(dequantize(x))) with the same
+    parameters), its pads the dtype's minimum; attrs["layout"] "NHWC": a channels-last input and
+    result (fold_qdq.channels_last), so the int8 convs around it stay channels-last."""
+    nhwc = attrs.get("layout") == "NHWC"
+    y = max_pool2d(attrs, x.transpose(0, 3, 1, 2) if nhwc else x)
+    return y.transpose(0, 2, 3, 1) if nhwc else y
 
 
 # ---- qconv2d with weights packed at compile time (targets/schedules/int8.py) --------------------

@@ -8,6 +8,7 @@ only at the edges and around float-only ops.
     y = matmul(xf, wf) [+ bf] (or dense, or matmul(xf, transpose(wf)))   ->  qdense + requantize
     the same without a quantize after it  ->  acc = qconv2d/qdense(...); y = dequantize(acc, sx*sw, 0)
     q = quantize(max_pool2d|reshape|transpose|slice(dequantize(xq, s, z)), s, z)  ->  the op on xq
+        (max_pool2d: qmax_pool2d, which keeps a channels-last layout)
     q = quantize([relu|clip] add(dequantize(a, sa, za), dequantize(b, sb, zb)), s, z)  ->  qadd(a, b, ...),
         the same float32 arithmetic on int8 operands (a residual add: fused into the conv before it)
     q = quantize(global_avg_pool(dequantize(x)))  ->  qglobal_avg_pool(x), the same on the int8 x
@@ -263,15 +264,10 @@ class _Fold:
             return False
         if node.op == "max_pool2d" and node.attrs.get("ceil_mode"):
             return False
-        g, data, attrs, new = self.g, x.data, dict(node.attrs), []
-        if node.op == "max_pool2d" and any(attrs.get("pads", [0] * 4)):
-            p = list(attrs["pads"])
-            lo = int(np.iinfo(x.dtype).min)
-            new.append(make_node(g, "pad", [data], g.fresh(f"{node.name}_pad"), node.source,
-                                 attrs={"pads": [0, 0, p[0], p[1], 0, 0, p[2], p[3]], "mode": "constant", "value": lo}))
-            data, attrs["pads"] = new[-1].outputs[0], [0, 0, 0, 0]
-        new.append(make_node(g, node.op, [data] + node.inputs[1:], g.fresh(f"{node.name}_int8"), node.source,
-                             outputs=q.node.outputs, attrs=attrs))
+        g = self.g
+        op = "qmax_pool2d" if node.op == "max_pool2d" else node.op  # (its pads hold the dtype's minimum)
+        new = [make_node(g, op, [x.data] + node.inputs[1:], g.fresh(f"{node.name}_int8"), node.source,
+                         outputs=q.node.outputs, attrs=dict(node.attrs))]
         merge_source(new[-1], q.node)
         self.replace[id(node)] = new
         self.removed.update({id(node), id(q.node)})
@@ -421,7 +417,8 @@ NHWC_READERS = ("qconv2d_packed", "qglobal_avg_pool")  # read their first input 
 
 def channels_last(graph):
     """Keep int8 activations channels-last (NHWC) between packed int8 convs: values joined by
-    element-wise ops (requantize, the residual add, ...) or by a concat of channels form groups; a
+    element-wise ops (requantize, the residual add, ...), by a concat of channels or by an int8 max
+    pool (its input and result) form groups; a
     group whose values are made only by qconv2d_packed or those ops, and read only by them or as the
     input of a qconv2d_packed or a qglobal_avg_pool, goes NHWC: its convs write their accumulator
     lanes (channels) in order and read a pixel's channels as they lie, where NCHW made every
@@ -438,6 +435,8 @@ def channels_last(graph):
             node = producers[v]
             if node.op == "qconv2d_packed":
                 node.attrs = dict(node.attrs, out_layout="NHWC")
+            elif node.op == "qmax_pool2d":
+                node.attrs = dict(node.attrs, layout="NHWC")
             elif node.op == "concat":
                 node.attrs = dict(node.attrs, axis=3)
             else:
@@ -453,6 +452,8 @@ def _layout_free(graph, node):
     """An element-wise NODE on 4-D activations whose constants are per-tensor or 4-D (requantize's
     per-channel multiplier): it computes the same in any layout; or a concat of 4-D activations'
     channels, the same along the last axis in NHWC."""
+    if node.op == "qmax_pool2d":  # its input's layout and its result's go together (attrs["layout"])
+        return True
     if node.op == "concat":
         return node.attrs.get("axis") in (1, -3) and all(
             v not in graph.constants and len(graph.values[v].shape) == 4 for v in node.inputs + node.outputs)

@@ -172,12 +172,14 @@ def _ubsw_intrin(lanes, index):
 
 
 def handles(kernel):
-    return kernel.get("anchor") in ("qconv2d_packed", "qglobal_avg_pool")
+    return kernel.get("anchor") in ("qconv2d_packed", "qglobal_avg_pool", "qmax_pool2d")
 
 
 def schedule(func, kernel, preset):
     if kernel.get("anchor") == "qglobal_avg_pool":
         return _global_avg_pool(func, kernel, preset)
+    if kernel.get("anchor") == "qmax_pool2d":
+        return _max_pool(func, kernel, preset)
     sch = Schedule(tvm.IRModule({"main": func}))
     conv = sch.get_sblock("qconv2d_packed")
     nhwc = has_block(sch, "qconv2d_unpack_nhwc")  # a channels-last result (fold_qdq.channels_last)
@@ -261,6 +263,28 @@ def schedule(func, kernel, preset):
     vec = max(preset.vector_bits // 32, 4)
     if not nhwc:
         generic._schedule_block(sch, unpack, vec, par)
+    return sch.mod["main"]
+
+
+def _max_pool(func, kernel, preset):
+    """The int8 max pool, taps unrolled: channels-last, output rows in parallel and a pixel's
+    channels whole vectors of bytes (each tap one contiguous load, `vpmaxub`); NCHW the generic way."""
+    sch = Schedule(tvm.IRModule({"main": func}))
+    pool = sch.get_sblock("qmax_pool")
+    par = worth_parallel(kernel)
+    if "nhwc" not in sch.get(pool).annotations:
+        generic.schedule_remaining(sch, preset, set(), par)
+        return sch.mod["main"]
+    n, i, j, c = sch.get_loops(pool)
+    rows = sch.fuse(n, i)
+    if par:
+        sch.parallel(rows)
+    vec, channels = preset.vector_bits // 8, int(sch.get(c).extent)
+    if channels % vec == 0:
+        sch.vectorize(sch.split(c, [None, vec])[1])
+    elif channels <= 4 * vec:
+        sch.vectorize(c)
+    generic.schedule_remaining(sch, preset, {"qmax_pool"}, par)
     return sch.mod["main"]
 
 
