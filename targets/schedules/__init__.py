@@ -13,7 +13,12 @@ from . import generic
 RULES = {}
 
 
-PARALLEL_MIN_WORK = 10e6  # below this (FLOPs, or 16 per output element) a kernel runs on one thread
+PARALLEL_MIN_WORK = 10e6  # below this (FLOP_WORK per FLOP, 16 per output element, ...) a kernel runs on one thread
+# A FLOP counts as FLOP_WORK: from 3.3 MFLOP (~45 us on one AVX2 core) a kernel forks. MobileNetV2's
+# 1x1 convs of 5-10 MFLOP (0.06-0.15 ms on one AVX2 core: 64->384 @14, 192->32 @28 + add) ran on
+# one thread while the second idled (2 threads, busy 2-core AVX2 machine, fastest runs: 0.147 ->
+# 0.109-0.121 ms).
+FLOP_WORK = 3
 # A memory-bound kernel (a depthwise conv) spends its time streaming bytes: 384 channels @14
 # depthwise (1.4 MFLOP, far below PARALLEL_MIN_WORK; 0.6 MB read and written) takes ~55 us on one
 # AVX2 core, long enough to gain from a second thread. Each byte such a schedule streams counts as
@@ -21,14 +26,34 @@ PARALLEL_MIN_WORK = 10e6  # below this (FLOPs, or 16 per output element) a kerne
 # fastest runs): 960 channels @7 0.081 -> 0.044 ms, 96 @112 stride 2 1.27 -> 0.66 ms; a fork/join of
 # the pool costs ~5 us (a 3 us depthwise kernel took 7 us in parallel).
 STREAM_WORK = 40
+# Every kernel reads its arguments and writes its outputs at least once; a byte of them counts as
+# ARGUMENT_WORK (a plain copy's speed, ~25 GB/s on one AVX2 core): from 1 MB a kernel forks. A
+# GEMV's weights: MobileNetV2's 1280->1000 dense (2.6 MFLOP, 5 MB) takes 0.45 ms on one AVX2 core.
+ARGUMENT_WORK = 10
 
 
 def worth_parallel(kernel, streamed=0):
     """Whether KERNEL has enough work to pay for a parallel region (a fork/join of the thread pool
     costs microseconds, far more when the cores are shared). STREAMED: the bytes a memory-bound
-    schedule reads and writes (0: judge by FLOPs and output size alone)."""
+    schedule reads and writes (0: judge by FLOPs, output size and the arguments' bytes, which
+    `schedule` records as kernel["bytes"])."""
     elems = sum(int(np.prod(s)) for s in kernel.get("output_shapes", []))
-    return max(kernel.get("flops", 0), 16 * elems, STREAM_WORK * streamed) >= PARALLEL_MIN_WORK
+    return max(FLOP_WORK * kernel.get("flops", 0), 16 * elems, STREAM_WORK * streamed,
+               ARGUMENT_WORK * kernel.get("bytes", 0)) >= PARALLEL_MIN_WORK
+
+
+def argument_bytes(func):
+    """The bytes of a PrimFunc's buffer arguments (inputs, weights, outputs); a symbolic extent
+    counts as 1."""
+    total = 0
+    for buf in func.params:
+        if not hasattr(buf, "shape"):  # a scalar argument
+            continue
+        n = buf.dtype.bits // 8
+        for v in buf.shape:
+            n *= int(getattr(v, "value", 1))
+        total += n
+    return total
 
 
 def rule(kind, arch="*"):
@@ -43,6 +68,7 @@ def schedule(func, kernel, preset):
     if preset.device == "cuda":
         from . import gpu
         return gpu.schedule(func, kernel, preset)
+    kernel = dict(kernel, bytes=argument_bytes(func))
     fn = RULES.get((kernel["kind"], preset.arch)) or RULES.get((kernel["kind"], "*")) or generic.schedule
     if int8.handles(kernel):
         fn = int8.schedule
