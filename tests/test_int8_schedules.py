@@ -249,6 +249,43 @@ def test_int8_max_pools_keep_int8_convs_channels_last(tmp_path, recwarn):
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
 
 
+def test_nhwc_graph_input_is_quantized_before_its_transpose_and_read_in_place(tmp_path, recwarn):
+    """A Keras export's NHWC input: Transpose -> QuantizeLinear -> DQ -> Conv. The quantize runs on
+    the NHWC input and the int8 conv reads the quantized input in place (no transpose left): within
+    one step of the QDQ graph interpreted as written and of onnxruntime."""
+    from edgec.compiler.interp import interpret
+    from edgec.compiler.passes import run_passes
+    from edgec.frontends.onnx import from_onnx
+    from edgec.runtime import load
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(np.asarray(a), n) for n, a in (
+        ("s", np.float32(0.03)), ("z", np.uint8(128)), ("w", rng.integers(-64, 64, (12, 5, 3, 3)).astype(np.int8)),
+        ("ws", np.float32(0.01)), ("wz", np.int8(0)), ("ys", np.float32(0.05)), ("yz", np.uint8(100)))]
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 3, 1, 2]),
+             helper.make_node("QuantizeLinear", ["t", "s", "z"], ["tq"]),
+             helper.make_node("DequantizeLinear", ["tq", "s", "z"], ["td"]),
+             helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"]),
+             helper.make_node("Conv", ["td", "wd"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("QuantizeLinear", ["c", "ys", "yz"], ["cq"]),
+             helper.make_node("DequantizeLinear", ["cq", "ys", "yz"], ["y"])]
+    g = helper.make_graph(nodes, "nhwc_in", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 9, 10, 5])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    graph = run_passes(from_onnx(model), preset=targets.get("x86-avx2"))
+    assert [n.op for n in graph.nodes if n.op in ("transpose", "quantize_linear", "qconv2d_packed")] == \
+        ["quantize_linear", "qconv2d_packed"]
+    assert next(n for n in graph.nodes if n.op == "qconv2d_packed").attrs["in_layout"] == "NHWC"
+    onnx.save(model, tmp_path / "t.onnx")
+    x = rng.standard_normal((1, 9, 10, 5)).astype(np.float32) * 2
+    got = load(api.compile(str(tmp_path / "t.onnx"), "x86-avx2", str(tmp_path / "t.edgec"), progress=False)).run(
+        {"x": x})[0]
+    assert not [w for w in recwarn if "falling back" in str(w.message)], [str(w.message) for w in recwarn]
+    ref = interpret(run_passes(from_onnx(model), disable=["fold_qdq"]), {"x": x})["y"]
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert got.shape == (1, 12, 9, 10) and np.ptp(want) > 1
+    assert np.abs(got - ref).max() <= 0.05 * 1.0001 and np.abs(got - want).max() <= 0.05 * 1.0001
+
+
 @pytest.mark.arm
 @pytest.mark.parametrize("preset,instruction,cpu", [("rpi4", "smlal", "cortex-a72"), ("rpi5", "sdot", "cortex-a76")])
 def test_arm_int8_conv_inner_loop_and_parity_under_qemu(tmp_path, monkeypatch, preset, instruction, cpu):
