@@ -123,6 +123,26 @@ def test_gemm_forms_and_matmul():
     check_vs_ort(model, {"a": f32(6, 4), "x2": f32(5, 3)})
 
 
+def test_matmul_with_constant_weight_is_dense(tmp_path):
+    """MatMul by a constant 2-D B becomes dense (packed weight panels, parallel output blocks), as
+    Gemm does; a run-time B or a 3-D A stays matmul. Compiled, against onnxruntime."""
+    from edgec.compiler.build import compile_graph
+    from edgec.runtime import load
+    from edgec.targets import get
+    nodes = [helper.make_node("MatMul", ["a", "w"], ["y"]), helper.make_node("MatMul", ["a", "b"], ["z"]),
+             helper.make_node("MatMul", ["a3", "w"], ["t"])]
+    model = make_model(nodes, [tensor("a", [3, 37]), tensor("b", [37, 5]), tensor("a3", [2, 3, 37])],
+                       [tensor("y", None), tensor("z", None), tensor("t", None)], {"w": f32(37, 70)})
+    feeds = {"a": f32(3, 37), "b": f32(37, 5), "a3": f32(2, 3, 37)}
+    graph = check_vs_ort(model, feeds)
+    assert sorted(n.op for n in graph.nodes) == ["dense", "matmul", "matmul"]
+    compile_graph(graph, get("host"), str(tmp_path / "m.edgec"), progress=False)
+    got = load(str(tmp_path / "m.edgec")).run(feeds)
+    want = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+
+
 def test_elementwise_mix():
     nodes = [
         helper.make_node("Sum", ["x", "y", "x"], ["s"]),
