@@ -253,8 +253,8 @@ def schedule(func, kernel, preset):
     sch.unroll(bi)
     src = sch.get_sblock("qconv_input")
     ln, ly, lx, lc, lk = sch.get_loops(src)
-    if par:
-        sch.parallel(sch.fuse(ln, ly))
+    if par:  # (a flat row's pixels in parallel: its one row gave the threads one share)
+        sch.parallel(sch.fuse(ln, ly, lx) if flat else sch.fuse(ln, ly))
     chans = sch.fuse(lc, lk)
     if int(sch.get(chans).extent) % 16 == 0:
         sch.vectorize(sch.split(chans, [None, 16])[1])
