@@ -271,26 +271,33 @@ def test_pointwise_tile_fits_registers(preset):
 @pytest.mark.parametrize("preset", ["x86-avx2", "x86-avx512", "rpi4"])
 def test_pointwise_tail_is_whole_vectors_after_whole_tiles(preset):
     """Pixels after the whole tiles are a GEMM of their own in whole vectors, narrower than a tile
-    (ResNet-50's 7x7 = 49 pixels on AVX2: 48 + a tail of 8, not 64)."""
-    from edgec.targets.schedules.pack import lanes, pointwise_tail
+    (ResNet-50's 14x14 = 196 pixels on AVX2: 192 + a tail of 8); on x86 up to TAIL_PIXELS leftover
+    pixels exactly (7x7 = 49: 48 + 1)."""
+    from edgec.targets.schedules.pack import TAIL_PIXELS, lanes, pointwise_tail
     p = targets.get(preset)
     for o, pixels in [(2048, 49), (512, 49), (256, 196), (128, 20), (64, 3136), (1000, 1), (130, 15)]:
         mr, nr = pointwise_tile(p, o, pixels)
         main, tail = pixels // nr * nr, pointwise_tail(p, pixels, nr)
+        exact = p.arch == "x86_64" and pixels - main <= TAIL_PIXELS
         if tail:
-            assert main > 0 and tail % lanes(p) == 0 and pixels <= main + tail < main + nr, (o, pixels, nr, tail)
+            assert main > 0 and (tail == pixels - main if exact else tail % lanes(p) == 0), (o, pixels, nr, tail)
+            assert pixels <= main + tail < main + nr, (o, pixels, nr, tail)
+    if p.arch == "x86_64":
+        assert [pointwise_tail(p, n, 64) for n in (129, 130, 131)] == [1, 2, -(-3 // lanes(p)) * lanes(p)]
     if preset != "x86-avx512":  # (64-pixel tiles there: 49 pixels are one tile)
         assert pointwise_tail(p, 49, pointwise_tile(p, 2048, 49)[1]) > 0
 
 
 @pytest.mark.parametrize("preset", ["host", "x86-avx2"])
 @pytest.mark.parametrize("case", [(64, 128, (7, 7), 1, 1, ("add", "relu")), (48, 128, (7, 7), 1, 2, ("relu",)),
-                                  (32, 272, (7, 7), 2, 1, ("relu",)), (32, 128, (14, 14), 1, 1, ("relu",))],
-                         ids=["p49add", "p49s2", "p49g2", "p196"])
+                                  (32, 272, (7, 7), 2, 1, ("relu",)), (32, 128, (14, 14), 1, 1, ("relu",)),
+                                  (40, 136, (5, 10), 1, 1, ("relu",)), (36, 130, (3, 17), 1, 1, ("relu",))],
+                         ids=["p49add", "p49s2", "p49g2", "p196", "p50", "p51"])
 def test_pointwise_tail_gemm(tmp_path, rng, preset, case):
     """GEMMs with a tail (7x7 pixels: plain with a residual add, stride 2, grouped; each channel
     block's tail right after its whole tiles) match numpy, and with fewer channels than pixels
-    (14x14: the tail a loop of its own)."""
+    (14x14: the tail a loop of its own); on x86 tails of 1 and 2 pixels (49, 50) exactly (partial
+    sums over the reduction), of 3 (51) in a whole vector."""
     if preset != "host" and "avx2" not in open("/proc/cpuinfo").read():
         pytest.skip("this machine has no AVX2 to run x86-avx2 code")
     from edgec.compiler.passes import run_passes

@@ -7,6 +7,8 @@ from .pack import lanes as pack_lanes, pointwise_tile
 PANEL_SHARE = 0.25  # of the L2 for a pointwise conv's weight panel (reduction chunk x channel block)
 L2_SHARE = 0.5  # of the L2 for the input rows of a pointwise conv's pixel chunk
 PARALLEL_PARTS = 8  # channel-block groups a cache-blocked pointwise conv spreads over the threads
+TAIL_CHAINS = 8  # partial sums (x pixels) a few-pixel tail GEMM keeps in flight per reduction step
+RESTREAM_L2 = 8  # weights (in L2 sizes) up to which a few-pixel tail is a loop of its own, not merged
 
 
 def schedule(sch, kernel, preset):
@@ -42,9 +44,14 @@ def schedule(sch, kernel, preset):
     # weights stream from memory once, not once per pixel chunk plus once for the tail (in
     # ResNet-50, AVX2, 1 thread: 1024->2048 s2 @7 6.1 -> 4.3 ms, 2048->512 @7 2.3-2.4 -> 2.0-2.1).
     # Only in a parallel region: in a serial function the merged loop's pointers outnumbered x86's
-    # registers and LLVM reloaded one from the stack in the tail's FMA loop
+    # registers and LLVM reloaded one from the stack in the tail's FMA loop. A tail of a few pixels
+    # (see tail_gemm) streams the weights again where they are at most RESTREAM_L2 x the L2
+    # (in ResNet-50, AVX2, 1 thread, merged -> not: 2048->512 @7 (4 MB) 1.58 -> 1.50 ms,
+    # 512->2048 @7 1.55 -> 1.48; 1024->2048 s2 @7 (8 MB) 3.36 -> 3.70)
+    few = tail and int(sch.get(sch.get_loops(sch.get_sblock("conv2d_pointwise_tail"))[3]).extent) % lanes
     merge = par and tail and kc == channels and blocks * block > padded \
-        and kc * (padded + tile) * 4 <= preset.l2_kib * 1024
+        and kc * (padded + tile) * 4 <= preset.l2_kib * 1024 \
+        and not (few and channels * blocks * block * 4 <= RESTREAM_L2 * preset.l2_kib * 1024)
     if merge:
         chunk = padded
     qo, qc, qv, qi = sch.split(q, [None, chunk // tile, tile // lanes, lanes])
@@ -76,10 +83,11 @@ def schedule(sch, kernel, preset):
     sch.vectorize(qi)
     if tail:
         t_block = sch.get_sblock("conv2d_pointwise_tail")
-        t_outer, t_rc = tail_gemm(sch, t_block, lanes, par and not merge)
+        t_outer, t_rc = tail_gemm(sch, t_block, lanes, par and not merge, merge)
         if merge:
             parallel(sch, sch.merge(outer, t_outer), par)
-        sch.decompose_reduction(t_block, t_rc)
+        if t_rc is not None:
+            sch.decompose_reduction(t_block, t_rc)
     sch.decompose_reduction(conv, init_at)
     if not fused:
         write_back_pass(sch, unpack, ow, lanes, par)
@@ -137,12 +145,43 @@ def write_back_at(sch, acc, unpack, qc, ow):
     return True
 
 
-def tail_gemm(sch, tail, lanes, par):
+def tail_gemm(sch, tail, lanes, par, merge=False):
     """The GEMM of the pixels after the whole tiles (see compiler/lower/packed.py): per channel
     block one register tile of `block` channels x its few pixel vectors, the reduction innermost.
     Returns its loop over the channel blocks and its reduction loop (the caller may merge the
-    former with the whole tiles' and then decomposes the reduction)."""
+    former with the whole tiles' (MERGE) and then decomposes the reduction; None: done here).
+    A tail of a few pixels, not whole vectors (pack.pointwise_tail), broadcasts each pixel against
+    the block's channels (a vector of `block` lanes), the reduction cut into TAIL_CHAINS partial
+    sums (rfactor) so that independent FMAs overlap, then totalled. Measured on AVX2, 1 thread,
+    thread-time minima alternated, vs one whole pixel vector for 7x7 = 3 x 16 + 1 pixels:
+    2048->512 @7 1.49 -> 1.35 ms, 512->2048 @7 1.73 -> 1.44 standalone. The partial sums' block
+    does not merge: a merged GEMM's few pixels are scalar FMAs in the tile's shape (as many as
+    the whole vector's; in ResNet-50 merging 1024->2048 s2 @7 was 3.36 ms, not merging 3.70)."""
     nn, bi, oi, q, rc = sch.get_loops(tail)
+    if int(sch.get(q).extent) % lanes and merge:
+        sch.reorder(nn, bi, rc, oi, q)
+        outer = sch.fuse(nn, bi)
+        acc = sch.cache_write(tail, 0, "local")
+        sch.reverse_compute_at(acc, outer)
+        sch.unroll(oi)
+        sch.unroll(q)
+        return outer, rc
+    if int(sch.get(q).extent) % lanes:
+        chains = divisor(int(sch.get(rc).extent), max(1, TAIL_CHAINS // int(sch.get(q).extent)))
+        rf = sch.rfactor(sch.split(rc, [None, chains])[1], 0)
+        sch.set_scope(rf, 0, "local")
+        nn, bi, oi, q, rci = sch.get_loops(tail)
+        outer = sch.fuse(nn, bi)
+        parallel(sch, outer, par)
+        sch.compute_at(rf, outer)
+        f_rci, f_oi, *f_q, f_rco = sch.get_loops(rf)[1:]  # (compute_at drops a single pixel's loop)
+        sch.reorder(f_rco, f_rci, *f_q, f_oi)
+        for loop in (f_rci, *f_q):
+            sch.unroll(loop)
+        sch.vectorize(f_oi)
+        sch.decompose_reduction(rf, f_rco)
+        sch.decompose_reduction(tail, oi)
+        return outer, None
     qv, qi = sch.split(q, [None, lanes])
     sch.reorder(nn, bi, rc, oi, qv, qi)
     outer = sch.fuse(nn, bi)
