@@ -8,7 +8,7 @@ import re
 import subprocess
 import tarfile
 
-_LINE = re.compile(r"^\s*([0-9a-f]+):\s+(\S+)\s*(.*)$")
+_LINE = re.compile(r"^\s*([0-9a-f]+):\s+((?:\{\w+\}\s+)?\S+)\s*(.*)$")  # mnemonic with an encoding prefix ({vex})
 _TARGET = re.compile(r"\b([0-9a-f]+) <")
 _BRANCH = re.compile(r"^(j[a-z]+|b|b\.[a-z]+|cbn?z|tbn?z)$")
 _FMA = re.compile(r"^(vfn?m(add|sub)\d+ps|fmla)$")

@@ -342,6 +342,33 @@ def test_vnni_int8_conv_inner_loop_is_vpdpbusd(tmp_path):
         assert not stack_accesses(body), stack_accesses(body)
 
 
+AVX_VNNI = targets.Preset("x86-avx-vnni", "test preset: Alder Lake (AVX2 + AVX-VNNI)",
+                          {"kind": "llvm", "mcpu": "alderlake"}, "x86_64", vector_bits=256)
+
+
+def test_avx_vnni_takes_8_bit_weights_raw_into_ymm_vpdpbusd(tmp_path):
+    """AVX-VNNI (the VEX vpdpbusd of AVX2 machines): 8-bit weights, which vpmaddubsw would saturate,
+    take u8 x s8 vpdpbusd on ymm as they are (no 16-bit multiplies), without stack traffic."""
+    from edgec.compiler.passes import run_passes
+    from edgec.frontends.onnx import from_onnx
+    from edgec.quantize import auto_reduce_range
+    model = qconv_model(str(tmp_path / "q.onnx"), wmax=127)
+    graph = run_passes(from_onnx(model), preset=AVX_VNNI)
+    assert [n.attrs.get("raw") for n in graph.nodes if n.op == "qconv2d_packed"] == [True]
+    art = api.compile(model, AVX_VNNI, str(tmp_path / "q.edgec"), progress=False)
+    loops = innermost_loops(library(art, tmp_path), r"(\{vex\} )?vpdpbusd$")
+    assert loops, "no vpdpbusd loop"
+    for body in loops:
+        assert len([1 for o, a in body if o.endswith("vpdpbusd") and "%ymm" in a]) >= 4, body
+        assert not any(o.startswith("vpmadd") for o, _ in body), body
+        assert not stack_accesses(body), stack_accesses(body)
+    targets.PRESETS[AVX_VNNI.name] = AVX_VNNI
+    try:
+        assert auto_reduce_range(AVX_VNNI.name) == (False, "")  # 8-bit weights are exact and fast there
+    finally:
+        del targets.PRESETS[AVX_VNNI.name]
+
+
 def test_vnni_layout_numerics_on_this_machine(tmp_path, monkeypatch):
     """The VNNI kernel's compute (raw u8 input padded with its zero point, raw s8 weights, the zero
     point folded into the bias), compiled without the VNNI schedule so it runs here: within one

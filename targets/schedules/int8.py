@@ -39,8 +39,11 @@ KGROUP = 2
 
 
 def has_vnni(preset):
+    """Whether PRESET has u8 x s8 `vpdpbusd`: AVX-512 VNNI (Cascade Lake, Zen 4), or AVX-VNNI, its
+    256-bit VEX form on AVX2 machines (Alder Lake and later Intel clients)."""
     import tvm.target.codegen as cg
-    return preset.arch == "x86_64" and bool(cg.target_has_features("avx512vnni", preset.tvm_target()))
+    target = preset.tvm_target()
+    return preset.arch == "x86_64" and any(bool(cg.target_has_features(f, target)) for f in ("avx512vnni", "avxvnni"))
 
 
 def has_dotprod(preset):
@@ -56,8 +59,8 @@ def raw_dot(preset):
 
 def params(preset, raw=False):
     """(lanes, kgroup) of the packed int8 weights for PRESET; RAW: for `vpdpbusd` (16 lanes x 4
-    channels) with AVX-512 VNNI, `vpmaddubsw` (8 or 16 lanes x 4 channels) without, `sdot` (4 lanes
-    x 4 channels) with NEON dotprod."""
+    channels with AVX-512 VNNI, 8 with AVX-VNNI), `vpmaddubsw` (8 or 16 lanes x 4 channels) without,
+    `sdot` (4 lanes x 4 channels) with NEON dotprod."""
     if raw:
         return (max(preset.vector_bits // 32, 8), 4) if preset.arch == "x86_64" else (4, 4)
     return max(preset.vector_bits // 32, 4), KGROUP
@@ -124,9 +127,10 @@ def _pmaddwd_intrin(lanes, index, b_dtype="int16"):
 @functools.cache
 def _dot4_intrin(kind, index):
     """C[lanes] += A[4] . B[lanes, 4] (s8) in one accumulating instruction: KIND "vnni", AVX-512
-    VNNI `vpdpbusd` (A u8, 16 lanes; exact: no saturation), or "sdot", NEON `sdot` (A s8, 4 lanes;
-    ARMv8.2 dotprod)."""
+    VNNI `vpdpbusd` (A u8, 16 lanes; exact: no saturation), "vnni256", its 8-lane form (AVX-VNNI's
+    VEX encoding, or AVX-512 VL), or "sdot", NEON `sdot` (A s8, 4 lanes; ARMv8.2 dotprod)."""
     name, llvm, a_dtype, lanes = {"vnni": ("vpdpbusd_16x4", "llvm.x86.avx512.vpdpbusd.512", "uint8", 16),
+                                  "vnni256": ("vpdpbusd_8x4", "llvm.x86.avx512.vpdpbusd.256", "uint8", 8),
                                   "sdot": ("sdot_4x4", "llvm.aarch64.neon.sdot.v4i32.v16i8", "int8", 4)}[kind]
     quad, bytes_, acc = f"{a_dtype}x4", f"int8x{4 * lanes}", f"int32x{lanes}"
     i = _index(index)
@@ -234,7 +238,7 @@ def schedule(func, kernel, preset):
     wdtype = next(str(r.source.dtype) for r in sch.get(conv).reads if len(r.region) == 6)
     intrin = {("x86_64", 8, 2): lambda: _pmaddwd_intrin(8, index, wdtype),
               ("x86_64", 16, 2): lambda: _pmaddwd_intrin(16, index, wdtype),
-              ("x86_64", 8, 4): lambda: _ubsw_intrin(8, index),
+              ("x86_64", 8, 4): lambda: _dot4_intrin("vnni256", index) if has_vnni(preset) else _ubsw_intrin(8, index),
               ("x86_64", 16, 4): lambda: _dot4_intrin("vnni", index) if has_vnni(preset) else _ubsw_intrin(16, index),
               ("aarch64", 4, 4): lambda: _dot4_intrin("sdot", index)}
     if depthwise:  # lane by lane: u8/s8 operands widened to int32 lanes, multiplied and added (the
