@@ -213,3 +213,52 @@ def test_dynamic_quantize_lstm_runs_in_float_on_its_dequantized_weights(tmp_path
         for g, r, f in zip(got, want, original):
             np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-5)
             assert np.abs(g - f).max() < 0.04, np.abs(g - f).max()  # measured 0.024 / 0.008
+
+
+def _padded_strided_cnn(seed=0):
+    """conv-relu, a Keras-style asymmetric zero Pad, a stride-2 conv (no pads of its own), a
+    stride-2 depthwise conv after another Pad: ZeroPadding2D before strided convs."""
+    rng = np.random.default_rng(seed)
+
+    def w(*shape):
+        return rng.standard_normal(shape).astype(np.float32) * 0.3
+    inits = [tensor("w1", w(8, 3, 3, 3)), tensor("w2", w(8, 8, 3, 3)), tensor("w3", w(8, 1, 3, 3)),
+             tensor("p", np.array([0, 0, 0, 0, 0, 0, 1, 1], np.int64))]
+    nodes = [helper.make_node("Conv", ["input", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Pad", ["r1", "p"], ["p1"]),
+             helper.make_node("Conv", ["p1", "w2"], ["c2"], strides=[2, 2]),
+             helper.make_node("Relu", ["c2"], ["r2"]),
+             helper.make_node("Pad", ["r2", "p"], ["p2"]),
+             helper.make_node("Conv", ["p2", "w3"], ["y"], strides=[2, 2], group=8)]
+    graph = helper.make_graph(nodes, "padded", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                                              [1, 3, 15, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+@pytest.mark.parametrize("fmt", ["QOperator", "QDQ"])
+def test_zero_pads_before_strided_int8_convs_fold_into_them(tmp_path, fmt):
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from edgec import api
+    rng = np.random.default_rng(3)
+    onnx.save(_padded_strided_cnn(), tmp_path / "f.onnx")
+    feeds = iter([{"input": rng.standard_normal((1, 3, 15, 16)).astype(np.float32)} for _ in range(6)])
+
+    class Reader(CalibrationDataReader):
+        def get_next(self):
+            return next(feeds, None)
+    quantize_static(str(tmp_path / "f.onnx"), str(tmp_path / "q.onnx"), Reader(),
+                    quant_format=getattr(QuantFormat, fmt), activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8, per_channel=True)
+    qmodel = onnx.load(tmp_path / "q.onnx")
+    assert sum(n.op_type == "Pad" for n in qmodel.graph.node) == 2
+    ops = [n.op for n in run_passes(from_onnx(qmodel)).nodes]
+    assert "pad" not in ops and ops.count("qconv2d") == 3, ops  # the pads are the convs' own
+    x = rng.standard_normal((1, 3, 15, 16)).astype(np.float32)
+    _, want = api.reference_outputs(str(tmp_path / "q.onnx"), {"input": x})
+    step = output_steps(tmp_path / "q.onnx")["y"]
+    for got in both(qmodel, {"input": x}):
+        assert got[0].shape == want[0].shape == (1, 8, 3, 4)
+        assert np.abs(got[0] - want[0]).max() <= step * 1.0001 and np.ptp(want[0]) > 8 * step

@@ -7,8 +7,9 @@ only at the edges and around float-only ops.
         ->  acc = qconv2d(xq, Wq, zx, zw, B);  q = requantize(acc, sx*sw/sy, zy; min, max)
     y = matmul(xf, wf) [+ bf] (or dense, or matmul(xf, transpose(wf)))   ->  qdense + requantize
     the same without a quantize after it  ->  acc = qconv2d/qdense(...); y = dequantize(acc, sx*sw, 0)
-    q = quantize(max_pool2d|reshape|transpose|slice(dequantize(xq, s, z)), s, z)  ->  the op on xq
-        (max_pool2d: qmax_pool2d, which keeps a channels-last layout)
+    q = quantize(max_pool2d|reshape|transpose|slice|pad(dequantize(xq, s, z)), s, z)  ->  the op on xq
+        (max_pool2d: qmax_pool2d, which keeps a channels-last layout; pad: its value quantized)
+    qconv2d(pad(xq; spatial pads, value zx), ..., zx)  ->  the conv with those pads (fold_pads)
     q = quantize([relu|clip] add(dequantize(a, sa, za), dequantize(b, sb, zb)), s, z)  ->  qadd(a, b, ...),
         the same float32 arithmetic on int8 operands (a residual add: fused into the conv before it)
     q = quantize(global_avg_pool(dequantize(x)))  ->  qglobal_avg_pool(x), the same on the int8 x
@@ -30,12 +31,13 @@ import numpy as np
 
 from ..ops.packed import flat_pixels
 from ..ops.quant import clamp_bounds, nchw, pack_qweight, quantize_linear, zp_vector
+from . import dead_code
 from .layout import activation_groups, activations, nhwc_const
 from .rewrite import make_node, merge_source, sole_consumer
 
 NAME = "fold_qdq"
 INT8 = ("int8", "uint8")
-PASSTHROUGH = ("max_pool2d", "reshape", "transpose", "slice", "identity")
+PASSTHROUGH = ("max_pool2d", "reshape", "transpose", "slice", "identity", "pad")
 
 
 class _Q:
@@ -264,10 +266,16 @@ class _Fold:
             return False
         if node.op == "max_pool2d" and node.attrs.get("ceil_mode"):
             return False
-        g = self.g
+        g, attrs = self.g, dict(node.attrs)
+        if node.op == "pad" and attrs.get("mode", "constant") == "constant":  # the pad value, quantized
+            lo, hi = np.iinfo(x.dtype).min, np.iinfo(x.dtype).max
+            v = float(attrs.get("value", 0)) / float(x.scale.reshape(-1)[0]) + int(x.zp.reshape(-1)[0])
+            if v != round(v) or not lo <= v <= hi:
+                return False
+            attrs["value"] = int(round(v))
         op = "qmax_pool2d" if node.op == "max_pool2d" else node.op  # (its pads hold the dtype's minimum)
         new = [make_node(g, op, [x.data] + node.inputs[1:], g.fresh(f"{node.name}_int8"), node.source,
-                         outputs=q.node.outputs, attrs=dict(node.attrs))]
+                         outputs=q.node.outputs, attrs=attrs)]
         merge_source(new[-1], q.node)
         self.replace[id(node)] = new
         self.removed.update({id(node), id(q.node)})
@@ -298,7 +306,33 @@ def run(graph, preset=None):
             nodes.append(node)
     graph.nodes = nodes
     fold_concat(graph)
+    fold_pads(graph)
     return pack_weights(graph, preset)
+
+
+def fold_pads(graph):
+    """An int8 pad of the spatial axes with the input's zero point, read only by a qconv2d, becomes
+    that conv's padding (which pads with the zero point): Keras's ZeroPadding2D before a strided
+    conv, as onnxruntime's QOperator format and the QDQ passthrough above leave it, was a kernel of
+    its own writing NCHW between channels-last int8 convs."""
+    dead_code.run(graph)  # the dequantize nodes the folds above left unread still read the pads
+    producers, users = graph.producers(), graph.consumers()
+    removed = set()
+    for node in graph.nodes:
+        src = producers.get(node.inputs[0]) if node.op == "qconv2d" else None
+        if src is None or src.op != "pad" or src.attrs.get("mode", "constant") != "constant" or \
+                sole_consumer(graph, src.outputs[0], users) is not node or node.inputs[2] not in graph.constants:
+            continue
+        p, zx = [int(v) for v in src.attrs["pads"]], graph.constants[node.inputs[2]]
+        if len(p) != 8 or min(p) < 0 or p[0] or p[1] or p[4] or p[5] or zx.size != 1 or \
+                int(src.attrs.get("value", 0)) != int(zx.reshape(-1)[0]):
+            continue
+        cp = [int(v) for v in node.attrs.get("pads", [0] * 4)]
+        node.attrs = dict(node.attrs, pads=[cp[0] + p[2], cp[1] + p[3], cp[2] + p[6], cp[3] + p[7]])
+        node.inputs = [src.inputs[0]] + node.inputs[1:]
+        merge_source(node, src)
+        removed.add(id(src))
+    graph.nodes = [n for n in graph.nodes if id(n) not in removed]
 
 
 def quantize_first(graph):
