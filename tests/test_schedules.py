@@ -325,6 +325,23 @@ def test_pointwise_copy_per_chunk(tmp_path, rng, monkeypatch, preset, case):
     assert calls and calls[0] > 1, calls  # (the number of chunks)
 
 
+@pytest.mark.parametrize("preset", ["host", "x86-avx2"])
+@pytest.mark.parametrize("case", [(45, 20, 1, ("relu",)), (48, 28, 2, ("add", "relu")), (20, 45, 1, ())],
+                         ids=["projection", "grouped", "expansion-copies"])
+def test_pointwise_reads_in_place(tmp_path, rng, monkeypatch, preset, case):
+    """A projection whose weights fit in L1 reads the NCHW rows in place, pixel tile by tile (output
+    channels not a whole number of blocks, grouped); an expansion copies its panels; both match numpy."""
+    if preset != "host" and "avx2" not in open("/proc/cpuinfo").read():
+        pytest.skip("this machine has no AVX2 to run x86-avx2 code")
+    from edgec.targets.schedules import pointwise
+    calls = []
+    orig = pointwise.reads_in_place
+    monkeypatch.setattr(pointwise, "reads_in_place", lambda *a: calls.append(orig(*a)) or calls[-1])
+    c, o, groups, post = case
+    _check(tmp_path, _conv_graph(rng, c, o, (12, 16), (1, 1), groups, post=post), preset)
+    assert calls == [c >= o], calls  # (12 x 16 pixels: whole tiles of 2-4 vectors of 8 or 16 lanes)
+
+
 @pytest.mark.parametrize("preset,c,o,hw,k", [("x86-avx2", 64, 64, 14, 3), ("x86-avx2", 64, 64, 30, 3),
                                             ("x86-avx2", 3, 32, 30, 3), ("x86-avx2", 256, 128, 14, 1),
                                             ("x86-avx2", 1024, 128, 7, 1), ("x86-avx2", 16, 64, 23, 3),
