@@ -309,20 +309,23 @@ def test_pointwise_tail_gemm(tmp_path, rng, preset, case):
 
 
 @pytest.mark.parametrize("preset", ["host", "x86-avx2"])
-@pytest.mark.parametrize("case", [(256, 48, (28, 28), ("add", "relu")), (512, 36, (16, 16), ("relu",))],
-                         ids=["odd-chunks", "even-chunks"])
+@pytest.mark.parametrize("case", [(256, 48, (28, 28), ("add", "relu"), 1), (512, 36, (16, 16), ("relu",), 1),
+                                  (256, 128, (24, 24), ("relu",), 2)],
+                         ids=["odd-chunks", "even-chunks", "strided"])
 def test_pointwise_copy_per_chunk(tmp_path, rng, monkeypatch, preset, case):
     """Input panels copied per pixel chunk inside the parallel loop (an odd number of chunks: the
-    channel blocks in halves too, each copying its chunk) match numpy."""
+    channel blocks in halves too, each copying its chunk; channel by channel, or tile by tile from
+    a strided input) match numpy."""
     if preset != "host" and "avx2" not in open("/proc/cpuinfo").read():
         pytest.skip("this machine has no AVX2 to run x86-avx2 code")
     from edgec.targets.schedules import pointwise
     calls = []
     orig = pointwise.copy_per_chunk
-    monkeypatch.setattr(pointwise, "copy_per_chunk", lambda *a: calls.append(a[4]) or orig(*a))
-    c, o, hw, post = case
-    _check(tmp_path, _conv_graph(rng, c, o, hw, (1, 1), post=post), preset)
-    assert calls and calls[0] > 1, calls  # (the number of chunks)
+    monkeypatch.setattr(pointwise, "copy_per_chunk", lambda *a: calls.append((a[4], a[8])) or orig(*a))
+    c, o, hw, post, stride = case
+    _check(tmp_path, _conv_graph(rng, c, o, (hw[0] * stride, hw[1] * stride), (1, 1), stride=stride, post=post),
+           preset)
+    assert calls and calls[0][0] > 1 and calls[0][1] == (stride > 1), calls  # (chunks, strided)
 
 
 @pytest.mark.parametrize("preset", ["host", "x86-avx2"])

@@ -73,7 +73,7 @@ def schedule(sch, kernel, preset):
             done.append("conv2d_pixels_copy")
             parallel(sch, sch.fuse(nn, qo, qc), par)
         elif chunks > 1 and not tail:
-            copy_per_chunk(sch, nn, qo, bi, chunks, blocks, lanes, par)
+            copy_per_chunk(sch, nn, qo, bi, chunks, blocks, lanes, par, input_plane(sch) != oh * ow)
             done.append("conv2d_pixels_copy")
         else:
             outer = sch.fuse(nn, qo, bi)
@@ -118,24 +118,37 @@ def reads_in_place(sch, weights, pixels, padded, tail, preset):
     weights do not fit (in ResNet-50, reading in place with the channel blocks outer: 256->64 @56
     1.46 -> 1.58, 512->128 @28 1.29 -> 1.40; tiles outer 1.53-1.67) nor for an expansion, whose
     tiles outer write one output row stream per channel (16->96 @112 0.78 -> 1.73 standalone)."""
-    x = sch.get(sch.get_sblock("conv2d_pixels_copy")).reads[0].source  # (N, C, H, W)
+    channels = int(sch.get(sch.get_sblock("conv2d_pixels_copy")).reads[0].source.shape[1])
     out = int(sch.get(sch.get_sblock("conv2d_unpack")).iter_vars[1].dom.extent)
-    return not tail and out <= int(x.shape[1]) and weights * 4 <= preset.l1_kib * 1024 * WEIGHTS_L1_SHARE \
-        and padded == pixels == int(x.shape[2]) * int(x.shape[3])
+    return not tail and out <= channels and weights * 4 <= preset.l1_kib * 1024 * WEIGHTS_L1_SHARE \
+        and padded == pixels == input_plane(sch)
 
 
-def copy_per_chunk(sch, nn, qo, bi, chunks, blocks, lanes, par):
+def input_plane(sch):
+    """Pixels per channel of the pointwise conv's NCHW input (its output's, without a stride)."""
+    x = sch.get(sch.get_sblock("conv2d_pixels_copy")).reads[0].source
+    return int(x.shape[2]) * int(x.shape[3])
+
+
+def copy_per_chunk(sch, nn, qo, bi, chunks, blocks, lanes, par, strided):
     """The input panels of each pixel chunk copied right before the channel blocks pass over them
     (still in L2), in parallel over the chunks; with an odd number of chunks, over halves of the
     channel blocks too (each half copies its chunk: threads stay balanced). Measured on AVX2 in
     ResNet-50, 1 thread, vs a pass copying all panels first: 256->64 @56 0.72-0.75, 512->128 @28
-    0.82-0.90, 64->256 @56 + add 0.90-0.92 of the time."""
+    0.82-0.90, 64->256 @56 + add 0.90-0.92 of the time. Without a stride the copy runs channel by
+    channel, each channel's row of the chunk read in order (one stream, not one per channel per
+    tile: in ResNet-50, 1 thread, thread-time minima alternated, 256->64 @56 1.49-1.50 -> 1.41
+    ms, the others within noise); a strided one (a gather) tile by tile (1x1 s2 256->512 @28
+    2.71 -> 3.04 channel by channel)."""
     parts = 2 if chunks % 2 and blocks % 2 == 0 else 1
     bo = sch.split(bi, [parts, None])[0] if parts > 1 else None
     outer = sch.fuse(*[l for l in (nn, qo, bo) if l is not None])
     parallel(sch, outer, par)
     copy = sch.get_sblock("conv2d_pixels_copy")
     sch.compute_at(copy, outer)
+    if not strided:
+        t, cc = sch.get_loops(copy)[-3:-1]
+        sch.reorder(cc, t)
     generic._schedule_block(sch, copy, lanes, False)
 
 
