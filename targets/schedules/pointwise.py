@@ -135,19 +135,21 @@ def copy_per_chunk(sch, nn, qo, bi, chunks, blocks, lanes, par, strided):
     (still in L2), in parallel over the chunks; with an odd number of chunks, over halves of the
     channel blocks too (each half copies its chunk: threads stay balanced). Measured on AVX2 in
     ResNet-50, 1 thread, vs a pass copying all panels first: 256->64 @56 0.72-0.75, 512->128 @28
-    0.82-0.90, 64->256 @56 + add 0.90-0.92 of the time. Without a stride the copy runs channel by
-    channel, each channel's row of the chunk read in order (one stream, not one per channel per
-    tile: in ResNet-50, 1 thread, thread-time minima alternated, 256->64 @56 1.49-1.50 -> 1.41
-    ms, the others within noise); a strided one (a gather) tile by tile (1x1 s2 256->512 @28
-    2.71 -> 3.04 channel by channel)."""
+    0.82-0.90, 64->256 @56 + add 0.90-0.92 of the time. The copy runs tile by tile (a read stream
+    per channel, one write stream) or, without a stride and with fewer tiles than channels in a
+    chunk, channel by channel (one read stream, a write stream per tile). In model, AVX2,
+    thread-time minima alternated, tile by tile -> channel by channel: ResNet-50, 1 thread,
+    256->64 @56 1.47-1.50 -> 1.40-1.42 ms (14 tiles), 128->512 @28 + add 1.42-1.44 -> 1.36-1.41
+    (7), 512->128 @28 within noise; but 1x1 s2 256->512 @28 (a gather) 2.71 -> 3.04, and
+    MobileNetV2's 16->96 @112 (196 tiles) at 2 threads 0.65-0.67 -> 0.71-0.74."""
     parts = 2 if chunks % 2 and blocks % 2 == 0 else 1
     bo = sch.split(bi, [parts, None])[0] if parts > 1 else None
     outer = sch.fuse(*[l for l in (nn, qo, bo) if l is not None])
     parallel(sch, outer, par)
     copy = sch.get_sblock("conv2d_pixels_copy")
     sch.compute_at(copy, outer)
-    if not strided:
-        t, cc = sch.get_loops(copy)[-3:-1]
+    t, cc = sch.get_loops(copy)[-3:-1]
+    if not strided and int(sch.get(t).extent) < int(sch.get(cc).extent):
         sch.reorder(cc, t)
     generic._schedule_block(sch, copy, lanes, False)
 
