@@ -112,7 +112,7 @@ def _worker(folder):
     with open("/proc/self/statm") as f:
         vsz = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
     resource.setrlimit(resource.RLIMIT_AS, (vsz + MEMORY_HEADROOM, vsz + MEMORY_HEADROOM))
-    out = tempfile.mkdtemp(prefix="edgec-fuzz-")
+    out = tempfile.mkdtemp(prefix="edgec-fuzz-", dir=folder)  # the parent removes FOLDER, even after a killed worker
     for line in sys.stdin:
         cid, name, compile_it = json.loads(line)
         path = os.path.join(folder, name)
