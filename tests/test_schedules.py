@@ -310,8 +310,8 @@ def test_pointwise_tail_gemm(tmp_path, rng, preset, case):
 
 @pytest.mark.parametrize("preset", ["host", "x86-avx2"])
 @pytest.mark.parametrize("case", [(256, 48, (28, 28), ("add", "relu"), 1), (512, 36, (16, 16), ("relu",), 1),
-                                  (256, 128, (24, 24), ("relu",), 2)],
-                         ids=["odd-chunks", "even-chunks", "strided"])
+                                  (256, 128, (24, 24), ("relu",), 2), (480, 192, (13, 13), ("relu",), 1)],
+                         ids=["odd-chunks", "even-chunks", "strided", "padded-pixels"])
 def test_pointwise_copy_per_chunk(tmp_path, rng, monkeypatch, preset, case):
     """Input panels copied per pixel chunk inside the parallel loop (an odd number of chunks: the
     channel blocks in halves too, each copying its chunk; channel by channel, or tile by tile from
