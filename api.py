@@ -94,9 +94,11 @@ def reference_outputs(model, inputs, reference=None):
         try:
             opts = ort.SessionOptions()
             opts.log_severity_level = 3
+            import onnx
+
             from .quantize import is_qdq, qdq_form
-            qdq = is_qdq(model)
-            rewritten = qdq_form(model)
+            proto = onnx.load(str(model))  # read once for both looks
+            qdq, rewritten = is_qdq(proto), qdq_form(proto)
             if qdq or rewritten:  # the QDQ graph as written: onnxruntime's fused U8S8 kernels saturate on AVX2
                 opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
             sess = ort.InferenceSession(rewritten.SerializeToString() if rewritten else str(model), opts,

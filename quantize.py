@@ -239,11 +239,12 @@ def qdq_form(model):
     X and H to 8 bits per step)."""
     import onnx
     from onnx import helper
-    m = onnx.ModelProto()
-    m.CopyFrom(model if isinstance(model, onnx.ModelProto) else onnx.load(str(model)))
-    opset = next((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), 0)
-    if opset < 13 or not any(n.op_type in SATURATING + DYNAMIC for n in m.graph.node):
+    src = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
+    opset = next((o.version for o in src.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 13 or not any(n.op_type in SATURATING + DYNAMIC for n in src.graph.node):
         return None
+    m = onnx.ModelProto()
+    m.CopyFrom(src)
     nodes = []
     for n in m.graph.node:
         if n.op_type in DYNAMIC and n.domain == "com.microsoft":

@@ -105,10 +105,15 @@ def dequantize_linear(ctx):
     if dtype not in QTYPES + ("int32",):
         raise ctx.unsupported(f"dequantizing {dtype} is not supported")
     scale, zp = _params(ctx, x, 1, 2, dtype)
-    out = _output_dtype(ctx, ctx.dtype(scale))
-    if ctx.is_const(x):  # kept as a node: fold_qdq wants the int8 weight
-        return [_unfolded(ctx, "dequantize_linear", [x, scale, zp], {"dtype": out})]
-    return [ctx.add1("dequantize_linear", [x, scale, zp], {"dtype": out})]
+    return [_dequantize(ctx, [x, scale, zp], _output_dtype(ctx, ctx.dtype(scale)))]
+
+
+def _dequantize(ctx, inputs, dtype):
+    """dequantize_linear of INPUTS (x, scale, zero point) to DTYPE; of a constant x kept as a node:
+    fold_qdq wants the int8 weight."""
+    if ctx.is_const(inputs[0]):
+        return _unfolded(ctx, "dequantize_linear", inputs, {"dtype": dtype})
+    return ctx.add1("dequantize_linear", inputs, {"dtype": dtype})
 
 
 @converter("DynamicQuantizeLinear")
@@ -334,19 +339,15 @@ def qgemm(ctx):
     def along(v, rank_axis):  # a per-column vector shaped to broadcast over B / the output
         return ctx.reshape(v, tuple(n if i == rank_axis else 1 for i in range(2))) if ctx.shape(v) else v
     af = ctx.add1("dequantize_linear", [a, sa, za])
-    deq = _unfolded if ctx.is_const(b) else (lambda c, op, ins, at: c.add1(op, ins, at))
-    bf = deq(ctx, "dequantize_linear", [b, along(sb, axis), along(zb, axis)], {"dtype": "float32"})
-    ins = [af, bf]
+    ins = [af, _dequantize(ctx, [b, along(sb, axis), along(zb, axis)], "float32")]
     if ctx.has_input(6):
         c = ctx.input(6)
         if ctx.dtype(c) != "int32":
             raise ctx.error(f"C is {ctx.dtype(c)}, want int32")
         sc = ctx.add1("mul", [sa, sb])
         zc = ctx.add_const(np.zeros(ctx.shape(sc), "int32"), "zero_point")
-        cdq = _unfolded if ctx.is_const(c) else (lambda cx, op, i, at: cx.add1(op, i, at))
-        ins.append(cdq(ctx, "dequantize_linear", [c, along(sc, 1) if len(ctx.shape(c)) == 2 else sc,
-                                                  along(zc, 1) if len(ctx.shape(c)) == 2 else zc],
-                       {"dtype": "float32"}))
+        ins.append(_dequantize(ctx, [c, along(sc, 1) if len(ctx.shape(c)) == 2 else sc,
+                                     along(zc, 1) if len(ctx.shape(c)) == 2 else zc], "float32"))
     y = _float_op(ctx, "Gemm", ins)
     if not ctx.has_input(7):
         return [y]
