@@ -50,13 +50,13 @@ def main(argv=None):
     p.add_argument("--busy", type=int, default=2)
     p.add_argument("--rounds", type=int, default=8)
     a = p.parse_intermixed_args(argv)
-    tmp = tempfile.mkdtemp()
-    paths = a.extra[:]
-    for n in filter(None, a.models.split(",")):
-        paths.insert(0, os.path.join(tmp, n + ".onnx"))
-        onnx.save(randomize_weights(load_light(n)), paths[0])
-    arts = {os.path.basename(p)[:-5]: edgec.runtime.load(edgec.compile(p, "host", p[:-5] + ".edgec", progress=False))
-            for p in paths}
+    with tempfile.TemporaryDirectory() as tmp:  # the loaded models keep nothing open in it
+        paths = a.extra[:]
+        for n in filter(None, a.models.split(",")):
+            paths.insert(0, os.path.join(tmp, n + ".onnx"))
+            onnx.save(randomize_weights(load_light(n)), paths[0])
+        arts = {os.path.basename(p)[:-5]: edgec.runtime.load(edgec.compile(p, "host", p[:-5] + ".edgec",
+                                                                           progress=False)) for p in paths}
     with Busy(a.busy, 1800):
         print("busy", a.busy, "load", open("/proc/loadavg").read().strip())
         for name, m in arts.items():

@@ -73,15 +73,18 @@ def runtime_libs(arch, cuda=False):
             raise TargetError(f"cannot download the {arch} runtime wheels ({', '.join(pins.values())}) "
                               f"into {wheels}: {last}; when offline, put the wheels there by hand")
     tmp = Path(tempfile.mkdtemp(prefix="libs-", dir=cache_dir()))
-    for wheel in found.values():
-        with zipfile.ZipFile(wheel) as z:
-            for lib, member in libs.items():
-                if member in z.namelist():
-                    with z.open(member) as src, open(tmp / lib, "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
+    try:
+        for wheel in found.values():
+            with zipfile.ZipFile(wheel) as z:
+                for lib, member in libs.items():
+                    if member in z.namelist():
+                        with z.open(member) as src, open(tmp / lib, "wb") as dst:
+                            shutil.copyfileobj(src, dst)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone after the replace; a half-written copy on failure
     return out
 
 

@@ -26,6 +26,7 @@ import functools
 import inspect
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -157,14 +158,27 @@ def build_candidate(mod, target, _params):
 
 
 def export_candidate(linker, mod):
-    """Link a built candidate into a shared library (cross-linked with LINKER for a device)."""
-    path = os.path.join(tempfile.mkdtemp(prefix="edgec-cand-"), "candidate.so")
-    if linker:
-        from tvm.support import cc
-        mod.export_library(path, fcompile=cc.cross_compiler(linker))
-    else:
-        mod.export_library(path)
+    """Link a built candidate into a shared library (cross-linked with LINKER for a device), alone in
+    a new folder: whoever measures it removes the folder (remove_candidate; in tune_tir, the default
+    measure callbacks' RemoveBuildArtifact); a failed link removes it here."""
+    folder = tempfile.mkdtemp(prefix="edgec-cand-")
+    path = os.path.join(folder, "candidate.so")
+    try:
+        if linker:
+            from tvm.support import cc
+            mod.export_library(path, fcompile=cc.cross_compiler(linker))
+        else:
+            mod.export_library(path)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     return path
+
+
+def remove_candidate(path):
+    """Remove the folder export_candidate made for the library at PATH."""
+    if path:
+        shutil.rmtree(os.path.dirname(path), ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -248,9 +262,12 @@ class Device:
         if built.error_msg:
             raise EdgecError(f"tune: cannot build kernel {func.attrs.get('global_symbol', '')} to time it: "
                              f"{_cause(built.error_msg, 'build')}")
-        (future,) = self.runner.run([RunnerInput(built.artifact_path, "cpu",
-                                                 ArgInfo.from_prim_func(func))])
-        result = future.result()
+        try:
+            (future,) = self.runner.run([RunnerInput(built.artifact_path, "cpu",
+                                                     ArgInfo.from_prim_func(func))])
+            result = future.result()
+        finally:
+            remove_candidate(built.artifact_path)
         if result.error_msg:
             raise EdgecError(f"tune: timing a kernel on {self.where} failed: {_cause(result.error_msg, 'run')}")
         return float(np.median([float(t) for t in result.run_secs]))

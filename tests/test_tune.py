@@ -1,6 +1,7 @@
 """edgec tune: a tiny model, a few MetaSchedule trials (random cost model), a database that
 compile --tune-db reuses, and the result still matching the numpy reference."""
 import json
+import os
 import subprocess
 import sys
 
@@ -35,9 +36,13 @@ def test_tune_measures_candidates_then_compile_with_db(tmp_path):
     model, db = str(tmp_path / "tiny.onnx"), str(tmp_path / "db")
     _tiny_onnx(model)
     # its own process: MetaSchedule's worker pools and log handlers outlive the call
+    tmp = tmp_path / "tmp"  # its temporary files: each candidate's library folder is removed after use
+    tmp.mkdir()
     r = subprocess.run([sys.executable, "-m", "edgec.cli", "tune", model, "--trials", "6", "--db", db,
-                        "--cost-model", "random", "--json"], capture_output=True, text=True, timeout=900)
+                        "--cost-model", "random", "--json"], capture_output=True, text=True, timeout=900,
+                       env=dict(os.environ, TMPDIR=str(tmp)))
     assert r.returncode == 0, r.stderr[-2000:]
+    assert not list(tmp.glob("edgec-cand-*")), sorted(p.name for p in tmp.iterdir())
     (k,) = json.loads(r.stdout)["kernels"]
     # every candidate was built and measured (before: every build timed out), within the budget
     assert k["kind"] == "conv2d" and k["trials"] == 6 and k["measured"] == 6, k
@@ -57,6 +62,19 @@ def test_tune_measures_candidates_then_compile_with_db(tmp_path):
     x = np.random.default_rng(1).standard_normal((1, 8, 10, 10)).astype(np.float32)
     got = load(str(tmp_path / "m.edgec")).run({"x": x})[0]
     np.testing.assert_allclose(got, interpret(graph, {"x": x})[graph.outputs[0]], rtol=1e-4, atol=1e-5)
+
+
+def test_failed_candidate_export_leaves_no_folder(tmp_path, monkeypatch):
+    from edgec.targets.tune import export_candidate
+
+    class Unlinkable:
+        def export_library(self, path, **kw):
+            open(path, "w").close()
+            raise RuntimeError("link failed")
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    with pytest.raises(RuntimeError, match="link failed"):
+        export_candidate("", Unlinkable())
+    assert not list(tmp_path.iterdir())
 
 
 def test_budget_shares_trials_by_flops_and_never_exceeds_them():
