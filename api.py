@@ -114,7 +114,8 @@ def reference_outputs(model, inputs, reference=None):
                              f"{sorted(inputs)}): is it the model this artifact was compiled from?")
         where = f" on {os.path.basename(str(reference))}" if reference is not None else ""
         try:
-            how = " (QLinear ops as QDQ / dynamic LSTMs as float, as written)" if rewritten else " (QDQ as written)" if qdq else ""
+            how = (" (QLinear ops as QDQ / integer matmuls in int32 / dynamic LSTMs as float, as written)"
+                   if rewritten else " (QDQ as written)" if qdq else "")
             return f"onnxruntime {ort.__version__}{where}{how}", sess.run(None, feed)
         except Exception as e:  # noqa: BLE001 - onnxruntime refuses the inputs or the model
             raise ModelError(f"onnxruntime cannot run '{model}' on these inputs: "

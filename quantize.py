@@ -226,6 +226,7 @@ def is_qdq(model):
 
 
 SATURATING = ("QLinearConv", "QLinearMatMul", "QGemm")  # onnxruntime runs these on its U8S8 GEMM
+INTEGER = ("MatMulInteger",)  # so does this (quantize_dynamic's): its int32 result saturates
 DYNAMIC = ("DynamicQuantizeLSTM",)  # onnxruntime quantizes their activations per step; edgec does not
 
 
@@ -234,14 +235,16 @@ def qdq_form(model):
     written as DequantizeLinear -> the float op -> QuantizeLinear, or None where it has none (or an
     opset below 13, whose DequantizeLinear has no axis). onnxruntime runs these ops on U8S8 kernels
     that saturate 16-bit pair sums on AVX2 without VNNI (8-bit weights: off by several steps);
-    the QDQ form, run as written (optimizations off), is the exact reference. A DynamicQuantizeLSTM
+    the QDQ form, run as written (optimizations off), is the exact reference. A MatMulInteger (on
+    the same kernels: thousands off in int32 with u8 x s8 operands) becomes the int32 MatMul of its
+    operands less their zero points, exact. A DynamicQuantizeLSTM
     becomes the float LSTM of its dequantized weights (what edgec runs; onnxruntime's also rounds
     X and H to 8 bits per step)."""
     import onnx
     from onnx import helper
     src = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
     opset = next((o.version for o in src.opset_import if o.domain in ("", "ai.onnx")), 0)
-    if opset < 13 or not any(n.op_type in SATURATING + DYNAMIC for n in src.graph.node):
+    if opset < 13 or not any(n.op_type in SATURATING + INTEGER + DYNAMIC for n in src.graph.node):
         return None
     m = onnx.ModelProto()
     m.CopyFrom(src)
@@ -249,6 +252,9 @@ def qdq_form(model):
     for n in m.graph.node:
         if n.op_type in DYNAMIC and n.domain == "com.microsoft":
             nodes.append(_float_lstm(m, n))
+            continue
+        if n.op_type in INTEGER and n.domain in ("", "ai.onnx"):
+            nodes.extend(_int32_matmul(m, n))
             continue
         if n.op_type not in SATURATING or (n.op_type == "QGemm") != (n.domain == "com.microsoft"):
             nodes.append(n)
@@ -285,6 +291,28 @@ def qdq_form(model):
     del m.graph.node[:]
     m.graph.node.extend(nodes)
     return m
+
+
+def _int32_matmul(m, n):
+    """Nodes computing MatMulInteger N of model M as (A - a_zp) @ (B - b_zp) in int32 (a per-row
+    a_zp, 1-D of A's rows, made a column)."""
+    from onnx import TensorProto, helper
+    ins = list(n.input) + [""] * (4 - len(n.input))
+    tag, nodes, ranks = (n.name or n.output[0]) + "/int32", [], {t.name: len(t.dims) for t in m.graph.initializer}
+    operands = []
+    for x, zp, name in ((ins[0], ins[2], "a"), (ins[1], ins[3], "b")):
+        nodes.append(helper.make_node("Cast", [x], [f"{tag}/{name}"], to=TensorProto.INT32))
+        if zp:
+            nodes.append(helper.make_node("Cast", [zp], [f"{tag}/{name}_zp"], to=TensorProto.INT32))
+            zp = f"{tag}/{name}_zp"
+            if name == "a" and ranks.get(ins[2], 0) == 1:  # per row of A: one value a row
+                m.graph.initializer.append(helper.make_tensor(f"{tag}/column", TensorProto.INT64, [2], [-1, 1]))
+                nodes.append(helper.make_node("Reshape", [zp, f"{tag}/column"], [f"{tag}/a_zp_column"]))
+                zp = f"{tag}/a_zp_column"
+            nodes.append(helper.make_node("Sub", [f"{tag}/{name}", zp], [f"{tag}/{name}_centered"]))
+        operands.append(f"{tag}/{name}_centered" if zp else f"{tag}/{name}")
+    nodes.append(helper.make_node("MatMul", operands, list(n.output)))
+    return nodes
 
 
 def _float_lstm(m, n):

@@ -6,7 +6,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 # Heavy sets run only when `-m` names them (e.g. `pytest -m fuzz`); `make test` runs their samples.
-HEAVY = ("corpus", "cuda_zoo", "fuzz", "scale", "soak", "zoo")
+HEAVY = ("corpus", "cuda_zoo", "fuzz", "quant_matrix", "scale", "soak", "zoo")
 
 
 def pytest_collection_modifyitems(config, items):
