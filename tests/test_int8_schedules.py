@@ -389,3 +389,78 @@ def test_vnni_layout_numerics_on_this_machine(tmp_path, monkeypatch):
     compile_graph(graph, targets.get("host"), str(tmp_path / "raw.edgec"), progress=False)
     got = load(str(tmp_path / "raw.edgec")).run({"x": x})[0]
     assert np.abs(got.astype(int) - want).max() <= 1
+
+
+def qconv_layers_model(path, layers, c, hw, outputs, seed=0, wmax=63):
+    """QLinearConvs from x (1, C, *HW), u8, per-channel s8 weights within [-WMAX-1, WMAX]: LAYERS are
+    (in channels, out channels, kernel, stride, group, source, destination); OUTPUTS the graph outputs."""
+    rng = np.random.default_rng(seed)
+
+    def t(name, a):
+        return numpy_helper.from_array(np.asarray(a), name)
+    inits = [t("xs", np.float32(0.02)), t("xz", np.uint8(120)), t("ys", np.float32(0.08)), t("yz", np.uint8(100))]
+    nodes = []
+    for i, (ci, co, k, stride, group, src, dst) in enumerate(layers):
+        fan_in = ci // group * k * k
+        inits += [t(f"w{i}", rng.integers(-wmax - 1, wmax + 1, (co, ci // group, k, k)).astype(np.int8)),
+                  t(f"ws{i}", rng.uniform(0.1, 0.2, co).astype(np.float32) / fan_in),
+                  t(f"wz{i}", np.zeros(co, np.int8)), t(f"b{i}", rng.integers(-3000, 3000, co).astype(np.int32))]
+        xq = ["xs", "xz"] if src == "x" else ["ys", "yz"]
+        nodes.append(helper.make_node("QLinearConv", [src, *xq, f"w{i}", f"ws{i}", f"wz{i}", "ys", "yz", f"b{i}"],
+                                      [dst], pads=[k // 2] * 4, strides=[stride] * 2, group=group))
+    g = helper.make_graph(nodes, "qlayers", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, c, *hw])],
+                          [helper.make_tensor_value_info(y, TensorProto.UINT8, None) for y in outputs], inits)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return path
+
+
+# 40 and 36 channels of 83 x 89 pixels (not whole blocks or tiles): past INPUT_L2_SHARE of a 512 KiB L2
+BIG_DW = [(5, 40, 1, 1, 1, "x", "a"), (40, 40, 3, 1, 40, "a", "b"), (40, 36, 1, 1, 1, "b", "c"),
+          (36, 36, 3, 2, 36, "c", "y1"), (40, 40, 3, 2, 40, "a", "y2")]
+
+
+@pytest.mark.parametrize("preset", ["host", "x86-avx2"])
+def test_int8_large_depthwise_copies_rows_and_small_pointwise_runs_pixel_major(tmp_path, recwarn, preset):
+    """Depthwise convs (stride 1 and 2) whose channels-last input is past INPUT_L2_SHARE of the L2
+    pad-copy the input rows each output row reads as they compute it, and a flat 1x1 conv between
+    them with weights in L1 runs pixel-major (all channel blocks of a tile in turn): exact vs the IR
+    reference, within one step of onnxruntime (7-bit weights), no fallback."""
+    from edgec.compiler.interp import interpret
+    from edgec.compiler.passes import run_passes
+    from edgec.frontends.onnx import from_onnx
+    from edgec.runtime import load
+    from edgec.targets.schedules.int8 import copies_rows, weights_in_l1
+    model = qconv_layers_model(str(tmp_path / "d.onnx"), BIG_DW, 5, (83, 89), ["y1", "y2"])
+    p = targets.get(preset)
+    graph = run_passes(from_onnx(onnx.load(model)), preset=p)
+    convs = [n for n in graph.nodes if n.op == "qconv2d_packed"]
+    assert [(n.attrs.get("in_layout"), n.attrs.get("out_layout")) for n in convs] == [
+        (None, "NHWC"), ("NHWC", "NHWC"), ("NHWC", "NHWC"), ("NHWC", None), ("NHWC", None)]
+    assert all(copies_rows(int(np.prod(graph.values[n.inputs[0]].shape)), p) for n in convs if n.attrs.get("groups", 1) > 1)
+    assert weights_in_l1(graph.constants[convs[2].inputs[1]].nbytes, p)
+    x = np.random.default_rng(1).integers(0, 256, (1, 5, 83, 89)).astype(np.uint8)
+    got = load(api.compile(model, preset, str(tmp_path / "d.edgec"), progress=False)).run({"x": x})
+    assert not [w for w in recwarn if "falling back" in str(w.message)], [str(w.message) for w in recwarn]
+    ref = interpret(run_passes(from_onnx(onnx.load(model))), {"x": x})
+    wants = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    for name, g, w in zip(("y1", "y2"), got, wants):
+        assert g.shape == (1, 36 if name == "y1" else 40, 42, 45) and np.ptp(g) > 10, name
+        assert np.array_equal(g, ref[name]), name
+        assert np.abs(g.astype(int) - w.astype(int)).max() <= 1, name
+
+
+@pytest.mark.arm
+def test_arm_int8_large_depthwise_and_pixel_major_pointwise_under_qemu(tmp_path, monkeypatch):
+    """The model of the test above for rpi4 (Cortex-A72) under qemu: within one step of onnxruntime.
+    (The depthwise input copy had read the row above its input; qemu maps that input's buffer at the
+    start of a mapping, and it segfaulted.)"""
+    import arm_env
+    arm_env.require_tools()
+    monkeypatch.setattr(arm_env, "QEMU_CPU", "cortex-a72")
+    model = qconv_layers_model(str(tmp_path / "d.onnx"), BIG_DW, 5, (83, 89), ["y1", "y2"])
+    art = api.compile(model, "rpi4", str(tmp_path / "d.edgec"), progress=False)
+    x = np.random.default_rng(1).integers(0, 256, (1, 5, 83, 89)).astype(np.uint8)
+    wants = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    for got, want in zip(arm_env.run_artifact(art, [x], tmp_path, 2), wants):
+        assert got.shape == want.shape and np.ptp(want) > 10
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1

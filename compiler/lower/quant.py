@@ -95,10 +95,10 @@ def qmax_pool2d(a, x):
     n, c, h, w = (int(x.shape[i]) for i in ((0, 3, 1, 2) if nhwc else (0, 1, 2, 3)))
     (kh, kw), s, d, p, oh, ow = _pool_geometry(a, _Shaped((n, c, h, w), x.dtype))
 
-    def tap(nn, cc, yy, xx):
-        v = x[nn, te.min(te.max(yy, 0), h - 1), te.min(te.max(xx, 0), w - 1), cc] if nhwc else \
-            x[nn, cc, te.min(te.max(yy, 0), h - 1), te.min(te.max(xx, 0), w - 1)]
-        return tirx.Select(tirx.all(yy >= 0, yy < h, xx >= 0, xx < w), v, tirx.min_value(x.dtype)) if any(p) else v
+    def tap(nn, cc, yy, xx):  # (inside stated on the clamps, as in qconv2d_packed's input copy)
+        cy, cx = te.min(te.max(yy, 0), h - 1), te.min(te.max(xx, 0), w - 1)
+        v = x[nn, cy, cx, cc] if nhwc else x[nn, cc, cy, cx]
+        return tirx.Select(tirx.all(cy == yy, cx == xx), v, tirx.min_value(x.dtype)) if any(p) else v
 
     def f(nn, cc, i, j):
         taps = [tap(nn, cc, i * s[0] - p[0] + ty * d[0], j * s[1] - p[1] + tx * d[1]) for ty in range(kh) for tx in range(kw)]
@@ -176,9 +176,20 @@ def qconv2d_packed(a, x, wp, x_zp, b=None):
 
     def shifted(nn, yy, xx, cc, k):
         ch = cc * width + k
-        inside = tirx.all(ch < c, yy >= p[0], yy < p[0] + h, xx >= p[1], xx < p[1] + w)
         at = (te.min(te.max(yy - p[0], 0), h - 1), te.min(te.max(xx - p[1], 0), w - 1), te.min(ch, c - 1))
-        v = x[nn, at[0], at[1], at[2]] if nhwc_in else x[nn, at[2], at[0], at[1]]
+        # inside: the clamped position is the position itself. (Stated as bounds, the simplifier took
+        # the clamps off the read under it, and the vectorized Select loads both sides: the pad copy
+        # read the row above the input, the column left of it and channels past its last, out of
+        # bounds; under qemu a depthwise input at the start of its mapping segfaulted)
+        inside = tirx.all(at[2] == ch, at[0] == yy - p[0], at[1] == xx - p[1])
+        if not nhwc_in:
+            v = x[nn, at[2], at[0], at[1]]
+        elif c % width:  # a pixel's channels in one contiguous read, which past the last channel (padding
+            # lanes: zero weights) reads the next pixel's; the last pixel's clamped, in a branch of its own
+            v = tirx.if_then_else(tirx.all(at[0] == h - 1, at[1] == w - 1), x[nn, at[0], at[1], at[2]],
+                                  x[nn, at[0], at[1], ch])
+        else:
+            v = x[nn, at[0], at[1], ch]
         if a.get("raw"):  # 8-bit dot products: the input (shifted to int8), padded with its zero point
             pad = x_zp() if len(x_zp.shape) == 0 else x_zp[0]
             if a.get("shift"):

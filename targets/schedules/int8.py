@@ -18,12 +18,15 @@ epilogue (scale, zero point, ReLU/Clip clamp) fused into the write-back; a chann
 of channels at a time, with no int32 intermediate. A 1x1 conv on a channels-last input tiles one
 flat row of all its pixels (tiles span image rows) in a few bands; on x86 an odd count of output
 channel blocks gets a zero block (out_blocks) so tiles take two; with 16 registers a conv with few
-input channels runs a row's column taps and channel steps as one loop (FUSE_TAPS).
+input channels runs a row's column taps and channel steps as one loop (FUSE_TAPS); with weights that
+fit in L1 (WEIGHTS_L1_SHARE) it runs pixel-major, all channel blocks of a pixel tile in turn.
 
 A depthwise conv (one input channel per output channel) takes the same kernel shape with no
 channel reduction: each tile's accumulators sum their own channels' taps, a vector of channels
 (the input's, laid out channels-last) times a vector of packed weights, lane by lane; output rows
-outside the channel blocks, so the input rows of one output row stay in L1 across its channels.
+outside the channel blocks, so the input rows of one output row stay in L1 across its channels;
+one channel block per tile (no broadcast to share), and an input larger than INPUT_L2_SHARE of the
+L2 is copied (padded) row by row as the output rows need it.
 """
 import functools
 
@@ -206,32 +209,39 @@ def schedule(func, kernel, preset):
     tile = kernel_tile(int(sch.get(x).extent), preset, groups, kgroup)
     xo, xi = sch.split(x, [None, tile])
     flat = "flat" in sch.get(conv).annotations  # one row of all pixels (compiler/lower/quant.py)
+    pixel_major = flat and nhwc and weights_in_l1(_bytes(sch, conv, 6), preset)
     if flat:  # as few bands of pixels as give the parallel loop PARALLEL_SHARES iterations (whole tiles: a
         # partial band's predicate would keep the reduction from tensorizing). Each iteration costs: 96->576
         # @14, 1 thread, a band per tile of 4 pixels 0.19 ms, all pixels in one band 0.14 ms
-        tiles, shares = int(sch.get(xo).extent), int(sch.get(bo).extent)
+        tiles, shares = int(sch.get(xo).extent), 1 if pixel_major else int(sch.get(bo).extent)
         band, xo = sch.split(xo, [None, max([d for d in range(1, tiles + 1)
                                              if tiles % d == 0 and tiles // d * shares >= PARALLEL_SHARES] or [1])])
     if depthwise:  # rows outside the channel blocks: the input rows a row reads (all channels) stay in L1
         outer = [n, y, bo]
         sch.reorder(*outer, xo, ry, rx, xi, bi, oi)
+    elif pixel_major:
+        outer = [n, y, band]
+        sch.reorder(*outer, xo, bo, ry, rx, rc, xi, bi, oi, rk)
     else:
         outer = [n, bo, y] + ([band] if flat else [])
         sch.reorder(*outer, xo, ry, rx, rc, xi, bi, oi, rk)
         if int(sch.get(rx).extent) > 1 and 1 < int(sch.get(rc).extent) * kgroup <= FUSE_TAPS and preset.regs <= 16:
             rx = sch.fuse(rx, rc)  # (a tap's channels follow the previous tap's in the input: one stride)
+    at = bo if pixel_major else xo
     local = sch.cache_write(conv, 0, "local")
-    sch.reverse_compute_at(local, xo)
+    sch.reverse_compute_at(local, at)
     if flat and nhwc:  # the write-back's pixels as the one flat row
         ow = int(sch.get(unpack).writes[0].source.shape[2])
         sch.transform_block_layout(unpack, lambda nn, yy, xx, f: (nn, yy * ow + xx, f))
     if nhwc:  # each tile's pixels written from its accumulators, a vector of channels at a time
-        sch.reverse_compute_at(unpack, xo)
+        sch.reverse_compute_at(unpack, at)
         sch.compute_inline(local)
         sch.vectorize(sch.split(sch.get_loops(unpack)[-1], [None, lanes])[1])
     else:
         sch.vectorize(sch.get_loops(local)[-1])
-    fused = sch.fuse(*outer)
+    # (a depthwise conv copying input rows per output row: the rows parallel, the channel blocks inside)
+    dw_rows = depthwise and copies_rows(_bytes(sch, sch.get_sblock("qconv_input"), 4), preset)
+    fused = sch.fuse(*outer[:2]) if dw_rows else sch.fuse(*outer)
     if par:
         sch.parallel(fused)
     index = str(sch.get(oi).extent.ty)
@@ -256,9 +266,13 @@ def schedule(func, kernel, preset):
     sch.unroll(xi)
     sch.unroll(bi)
     src = sch.get_sblock("qconv_input")
-    ln, ly, lx, lc, lk = sch.get_loops(src)
-    if par:  # (a flat row's pixels in parallel: its one row gave the threads one share)
-        sch.parallel(sch.fuse(ln, ly, lx) if flat else sch.fuse(ln, ly))
+    if dw_rows:
+        sch.compute_at(src, fused)
+        _, ly, lx, lc, lk = sch.get_loops(src)
+    else:
+        ln, ly, lx, lc, lk = sch.get_loops(src)
+        if par:  # (a flat row's pixels in parallel: its one row gave the threads one share)
+            sch.parallel(sch.fuse(ln, ly, lx) if flat else sch.fuse(ln, ly))
     chans = sch.fuse(lc, lk)
     if int(sch.get(chans).extent) % 16 == 0:
         sch.vectorize(sch.split(chans, [None, 16])[1])
@@ -268,6 +282,22 @@ def schedule(func, kernel, preset):
     if not nhwc:
         generic._schedule_block(sch, unpack, vec, par)
     return sch.mod["main"]
+
+
+def weights_in_l1(nbytes, preset):
+    """Whether a flat 1x1 conv with NBYTES of packed weights runs pixel-major (WEIGHTS_L1_SHARE)."""
+    return nbytes <= preset.l1_kib * 1024 * WEIGHTS_L1_SHARE
+
+
+def copies_rows(nbytes, preset):
+    """Whether a depthwise conv with an input of NBYTES copies its rows as they are read (INPUT_L2_SHARE)."""
+    return nbytes > preset.l2_kib * 1024 * INPUT_L2_SHARE
+
+
+def _bytes(sch, block, rank):
+    """Bytes of the buffer of RANK dimensions that BLOCK reads (the packed weights: 6, the input: 4)."""
+    return next(int(np.prod([int(e) for e in r.source.shape])) * r.source.dtype.bits // 8
+                for r in sch.get(block).reads if len(r.region) == rank)
 
 
 def _max_pool(func, kernel, preset):
@@ -311,6 +341,17 @@ def _global_avg_pool(func, kernel, preset):
 # thread, in-model minima: 3x3 16->64 @55 0.376 -> 0.350 and 0.497 -> 0.480 ms, 64->256 @13 0.337 ->
 # 0.328, others unchanged
 FUSE_TAPS = 64
+# A flat 1x1 conv whose packed weights fit this share of the L1 runs pixel-major: per tile of pixels
+# all channel groups, so each pixel's channels are written in one go (channel groups outermost swept
+# the whole image per group, writing 16 of a pixel's bytes at a time: 112x112x96 = 1.2 MB re-streamed
+# 6 times). MobileNetV2 7-bit, AVX2, 1 thread, in model, thread-time minima alternated: 16->96 @112
+# 0.63-0.70 -> 0.46 ms, 24->144 @56 0.229 -> 0.221, 144->24 @56 + add, 32->192 @28 within noise
+WEIGHTS_L1_SHARE = 0.5
+# A depthwise conv whose input exceeds this share of the L2 copies (pads) the input rows an output row
+# reads as it computes that row (in L1), not the whole input first (a pass over memory). Same setting:
+# 3x3 96 s2 @56 (1.2 MB in) 0.33-0.37 -> 0.26-0.27 ms, 32 @112 0.273 -> 0.256, 144 @56 0.349 -> 0.332;
+# below it (192 @28, 576 @14: 150 / 113 KB in) the row copies (kh per row) measured 5-10% slower
+INPUT_L2_SHARE = 0.5
 PARALLEL_SHARES = 8  # a flat conv's parallel iterations (channel groups x bands of pixels), at least
 PAIR_BLOCKS = 5  # an odd count of output channel blocks from this many on gets a zero block to pair up
 
@@ -324,8 +365,12 @@ def out_blocks(channels, lanes, preset):
 
 def channel_groups(blocks, preset, kgroup):
     """Output channel blocks per register tile: 2 on x86 when the BLOCKS pair up (each broadcast
-    input group then feeds two multiply-adds: half the broadcasts per multiply-add), else 1."""
-    return 2 if preset.arch == "x86_64" and blocks % 2 == 0 else 1
+    input group then feeds two multiply-adds: half the broadcasts per multiply-add), else 1. A
+    depthwise conv (KGROUP 1) broadcasts nothing: one block, so the tile takes more pixels, each
+    weight vector used by more of them (AVX2, 7-bit MobileNetV2, 1 thread, in-model thread-time minima
+    alternated, load ~5: 3x3 384 @14 0.053 -> 0.046 ms, 576 @14 0.078 -> 0.068, 192 @28 0.089 ->
+    0.085, 144 s2 @28 0.095 -> 0.090, 32 @112 0.262 -> 0.249)."""
+    return 2 if preset.arch == "x86_64" and blocks % 2 == 0 and kgroup > 1 else 1
 
 
 def _most(preset, groups, kgroup):
