@@ -170,7 +170,9 @@ ROWS = [(16, 24, (13, 19), (3, 3), 1, 1, (1, 1, 1, 1)),  # tiles and channel blo
         (5, 12, (20, 17), (3, 3), 2, 1, (0, 1, 2, 0)),  # stride 2, asymmetric pads
         (3, 8, (20, 22), (3, 3), 3, 1, (1, 0, 1, 2)),  # stride 3: every tap column its own plane
         (2, 9, (11, 61), (3, 5), 2, 2, (2, 1, 0, 3)),  # stride 2 and dilation 2, a 3x5 kernel
-        (8, 16, (15, 21), (1, 1), 2, 1, (0, 0, 0, 0))]  # strided 1x1 with few outputs
+        (8, 16, (15, 21), (1, 1), 2, 1, (0, 0, 0, 0)),  # strided 1x1 with few outputs
+        (3, 20, (61, 130), (3, 3), 1, 1, (1, 1, 1, 1)),  # bands of rows, the last past the 61 rows
+        (3, 16, (97, 150), (3, 3), 2, 1, (1, 1, 1, 1))]  # stride 2, bands of rows
 
 
 @pytest.mark.parametrize("preset", ["host", "x86-avx2"])
@@ -204,6 +206,21 @@ def test_conv_rows_choice():
     assert not conv_rows_tile(avx2, (64, 64, 3, 3), 56, 56, 58, (1, 1), 1)
     assert not conv_rows_tile(avx2, (192, 48, 3, 3), 13, 13, 15, (1, 1), 1)
     assert not conv_rows_tile(rpi4, (64, 3, 3, 3), 111, 111, 224, (2, 2), 1)
+
+
+@pytest.mark.parametrize("oh,wq", [(111, 112), (55, 57), (61, 132), (13, 15), (2, 1000), (1, 30)])
+def test_conv_rows_band(oh, wq):
+    """The row conv's band of output rows (pack.conv_rows_band): partial sums in a sixteenth of L2
+    (or 2 rows), at least 2 rows where OH has them, and few pixels computed past the rows' own
+    (each band padded to whole tiles, the last band past OH): at most 1/16 more."""
+    from edgec.targets.schedules.pack import conv_rows_band, conv_rows_tile
+    avx2 = targets.get("x86-avx2")
+    block, tile, band = conv_rows_tile(avx2, (64, 3, 3, 3), oh, wq - 1, wq, (1, 1), 1)
+    assert band == conv_rows_band(avx2, oh, wq, block, tile)
+    assert band * wq * block * 4 <= avx2.l2_kib * 1024 // 16 or band == min(2, oh)
+    assert band >= min(2, oh)
+    computed = -(-oh // band) * -(-(band * wq) // tile) * tile
+    assert computed * 16 <= oh * wq * 17 or band * wq < 16 * tile, (band, computed, oh * wq)
 
 
 FLAT_ROWS = [  # c, o, (h, w), (kh, kw), groups, stride, dilation, pads: output rows of 7 and 9 pixels

@@ -38,7 +38,7 @@ def conv2d_packed(a, x, wp, b=None):
     if a.get("tile") and kh == kw == 1 and not any(p):
         return _pointwise(x, wp, b, o, s, oh, ow, a["tile"], g, a.get("tail", 0))
     if a.get("row_tile"):
-        return _rows(x, wp, b, o, p, s, d, oh, ow, a["row_tile"])
+        return _rows(x, wp, b, o, p, s, d, oh, ow, a["row_tile"], a.get("row_band", oh))
     flat = flat_pixels(a, kh, kw)  # one row of oh * ow pixels
     rows, cols = (1, oh * ow) if flat else (oh, ow)
     owp = -(-cols // int(a.get("width_tile", 1))) * int(a.get("width_tile", 1))  # rows in whole register tiles
@@ -87,33 +87,37 @@ def conv2d_packed(a, x, wp, b=None):
     return te.compute((n, o, oh, ow), unpack, name="conv2d_unpack")
 
 
-def _rows(x, wp, b, o, p, s, d, oh, ow, tile):
+def _rows(x, wp, b, o, p, s, d, oh, ow, tile, band):
     """A conv as a GEMM per kernel tap over the padded rows: block `conv2d_rows_copy` copies the
     padded input as S0 x S1 phase planes (plane (i, j) holds the padded pixels (r * S0 + i,
     col * S1 + j), WQ = ceil(padded width / S1) columns: a stride-S conv reads each tap from one
     plane at stride 1), which the schedule reads as one flat index per plane (row * WQ + column);
-    block `conv2d_rows` computes (N, blocks, block, P) over P = OH * WQ pixels (padded to whole
-    tiles), pixel q of tap (ry, rx) reading flat pixel q + (ry * D0 // S0) * WQ + rx * D1 // S1 of
-    plane (ry * D0 % S0, rx * D1 % S1), so that pixels are the vector lanes; the columns past OW
-    of each row are computed and dropped by `conv2d_unpack`."""
+    block `conv2d_rows` computes (N, blocks, ceil(OH / BAND), block, P) over bands of BAND output
+    rows (the last one may run past OH), P = BAND * WQ pixels per band (padded to whole tiles), pixel q of band r
+    and tap (ry, rx) reading flat pixel r * BAND * WQ + q + (ry * D0 // S0) * WQ + rx * D1 // S1 of
+    plane (ry * D0 % S0, rx * D1 % S1), so that pixels are the vector lanes and each band's
+    accumulators are whole output rows (written back band by band); the columns past OW of each
+    row are computed and dropped by `conv2d_unpack`."""
     n, c, h, wd = (int(v) for v in x.shape)
     blocks, ci, kh, kw, block = (int(v) for v in wp.shape)
     wq = -(-(wd + p[1] + p[3]) // s[1])
-    padded = -(-(oh * wq) // tile) * tile
-    rows = -(-(padded + (kh - 1) * d[0] // s[0] * wq + (kw - 1) * d[1] // s[1]) // wq)
+    padded = -(-(band * wq) // tile) * tile
+    bands = -(-oh // band)
+    last = (bands - 1) * band * wq + padded + (kh - 1) * d[0] // s[0] * wq + (kw - 1) * d[1] // s[1]  # (past the last read)
+    rows = -(-last // wq)
     xr = te.compute((n, c, s[0], s[1], rows, wq), lambda nn, cc, i, j, r, col: te.if_then_else(
         tirx.all(r * s[0] + i >= p[0], r * s[0] + i < h + p[0], col * s[1] + j >= p[1], col * s[1] + j < wd + p[1]),
         x[nn, cc, r * s[0] + i - p[0], col * s[1] + j - p[1]], tirx.const(0, x.dtype)), name="conv2d_rows_copy")
     rc, ry, rx = te.reduce_axis((0, ci), "rc"), te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx")
 
-    def tap(nn, q):
-        t = q + ry * d[0] // s[0] * wq + rx * d[1] // s[1]
+    def tap(nn, r, q):
+        t = r * band * wq + q + ry * d[0] // s[0] * wq + rx * d[1] // s[1]
         return xr[nn, rc, ry * d[0] % s[0], rx * d[1] % s[1], t // wq, t % wq]
-    acc = te.compute((n, blocks, block, padded), lambda nn, bi, oi, q: te.sum(
-        tap(nn, q) * wp[bi, rc, ry, rx, oi], axis=[rc, ry, rx]), name="conv2d_rows")
+    acc = te.compute((n, blocks, bands, block, padded), lambda nn, bi, r, oi, q: te.sum(
+        tap(nn, r, q) * wp[bi, rc, ry, rx, oi], axis=[rc, ry, rx]), name="conv2d_rows")
 
     def unpack(nn, f, yy, xx):
-        v = acc[nn, f // block, f % block, yy * wq + xx]
+        v = acc[nn, f // block, yy // band, f % block, yy % band * wq + xx % wq]
         return v + b[f] if b is not None else v
 
     return te.compute((n, o, oh, ow), unpack, name="conv2d_unpack")

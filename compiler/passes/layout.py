@@ -197,7 +197,7 @@ def _conv_attrs(graph, node, w, preset, block, direct=False):
     from ...targets.schedules.pack import (conv_flat_rows, conv_row_padding, conv_rows_tile, pointwise_gemm,
                                            pointwise_tail, pointwise_tile)
     g = node.attrs.get("groups", 1)
-    attrs = {k: v for k, v in node.attrs.items() if k not in ("tile", "tail", "row_tile", "width_tile", "flat_rows")}
+    attrs = {k: v for k, v in node.attrs.items() if k not in ("tile", "tail", "row_tile", "row_band", "width_tile", "flat_rows")}
     attrs.update(out_channels=int(w.shape[0]), block=block)
     out = nchw(node.attrs, "out_layout", graph.values[node.outputs[0]].shape)
     pixels = int(out[2] * out[3])
@@ -212,7 +212,7 @@ def _conv_attrs(graph, node, w, preset, block, direct=False):
         attrs["tail"] = pointwise_tail(preset, pixels, nr)  # (pixels after the whole tiles)
     elif not direct and (rows := conv_rows_tile(preset, w.shape, int(out[2]), int(out[3]), wq,
                                                 node.attrs.get("strides", [1, 1]), g)):
-        attrs["block"], attrs["row_tile"] = rows  # the direct conv over padded rows, a GEMM's tile
+        attrs["block"], attrs["row_tile"], attrs["row_band"] = rows  # the direct conv over padded rows, a GEMM's tile
     else:  # the direct conv: rows (or all pixels as one row) in whole register tiles of `width_tile` pixels
         nchw_io = "NHWC" not in (attrs.get("in_layout"), attrs.get("out_layout"))
         if conv_flat_rows(preset, int(w.shape[2]), int(w.shape[3]), int(out[3]), nchw_io):

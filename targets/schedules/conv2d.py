@@ -24,7 +24,7 @@ from tvm.s_tir import Schedule
 
 from . import depthwise, generic, pointwise, rule, worth_parallel
 from .common import divisor, has_block, inline_epilogue, parallel, schedule_rest, vectorize
-from .pack import conv_cache_blocks, conv_params, conv_rows_blocks, conv_width_tile, pointwise_tile
+from .pack import conv_cache_blocks, conv_params, conv_rows_chunk, conv_width_tile, pointwise_tile
 from .pack import lanes as pack_lanes
 
 
@@ -124,35 +124,45 @@ def schedule(func, kernel, preset):
 
 def schedule_rows(sch, kernel, preset):
     """The direct conv over padded rows (compiler/lower/packed.py `_rows`) as a GEMM per kernel tap:
-    tiles of `block` channels x `tile` pixels of the flat padded-row index keep their accumulators
-    in registers (pixel vectors loaded, weights broadcast) while the reduction runs over a chunk of
-    input channels and every tap, so the accumulators are NCHW rows and the write-back is a
-    vector copy. Per (batch, channel block, band of tiles) -- the parallel loop -- the chunks run
-    one after another over the whole band (pack.conv_rows_blocks)."""
+    tiles of `block` channels x `tile` pixels of a band's flat padded-row index keep their
+    accumulators in registers (pixel vectors loaded, weights broadcast) while the reduction runs
+    over a chunk of input channels and every tap, so the accumulators are NCHW rows and the
+    write-back is a vector copy. Per (batch, channel block, band of output rows) -- the parallel
+    loop -- the chunks run one after another over the whole band (pack.conv_rows_chunk), and the
+    band is then written back while its partial sums are in cache (pack.conv_rows_band)."""
     conv, unpack, copy = (sch.get_sblock(b) for b in ("conv2d_rows", "conv2d_unpack", "conv2d_rows_copy"))
     o, oh = (int(iv.dom.extent) for iv in sch.get(unpack).iter_vars[1:3])
     _, _, _, stride, _, wq = (int(v) for v in sch.get(copy).writes[0].source.shape)
     # each plane's rows read as one flat index: q + tap offset, a contiguous vector per tap
     sch.transform_layout(copy, ("write", 0), lambda nn, cc, i, j, r, col: (nn, cc, i, j, r * wq + col))
-    block, tile = pointwise_tile(preset, o, oh * wq, write_back_pass=True)
     inline_epilogue(sch, unpack)
     par = worth_parallel(kernel)
     lanes = pack_lanes(preset)
-    nn, bi, oi, q, rc, ry, rx = sch.get_loops(conv)
+    nn, bi, r, oi, q, rc, ry, rx = sch.get_loops(conv)
+    band = -(-oh // int(sch.get(r).extent))
+    block, tile = pointwise_tile(preset, o, oh * wq, write_back_pass=True)
     if int(sch.get(oi).extent) != block or int(sch.get(q).extent) % tile:
         raise ValueError("row conv packed for another tile than this preset's")
-    kh, kw, padded = int(sch.get(ry).extent), int(sch.get(rx).extent), int(sch.get(q).extent)
-    chunk, band = conv_rows_blocks(preset, int(sch.get(rc).extent), kh, kw, padded // tile, tile, block,
-                                   kh * min(kw, stride))
-    qb, qo, qv, qi = sch.split(q, [None, band, tile // lanes, lanes])
+    kh, kw = int(sch.get(ry).extent), int(sch.get(rx).extent)
+    chunk = conv_rows_chunk(preset, int(sch.get(rc).extent), kh, kw, block, kh * min(kw, stride))
+    qo, qv, qi = sch.split(q, [None, tile // lanes, lanes])
     rco, rci = sch.split(rc, [None, chunk])
-    sch.reorder(nn, bi, qb, rco, qo, rci, ry, rx, oi, qv, qi)
-    parallel(sch, sch.fuse(nn, bi, qb), par)
+    sch.reorder(nn, bi, r, rco, qo, rci, ry, rx, oi, qv, qi)
+    outer = sch.fuse(nn, bi, r)
+    parallel(sch, outer, par)
     for loop in (ry, rx, oi, qv):
         sch.unroll(loop)
     sch.vectorize(qi)
+    # the band's rows written back right after its reduction (its partial sums still in cache): its
+    # accumulators as rows of WQ, so that the write-back reads whole rows (TVM solves its domain
+    # from them); the padded last tile runs into a row of its own that nothing reads (no padding to
+    # fill: the map is taken as it is)
+    if band > 1:  # (one row: the write-back reads the flat index as it is)
+        sch.transform_layout(conv, ("write", 0), lambda nn_, b_, r_, o_, q_: (nn_, b_, r_, o_, q_ // wq, q_ % wq),
+                             assume_injective_transform=True)
+    sch.reverse_compute_at(unpack, outer)
+    sch.vectorize(sch.get_loops(unpack)[-1])
     sch.decompose_reduction(conv, rco)
-    generic._schedule_block(sch, unpack, lanes, par)
     generic._schedule_block(sch, copy, lanes, par)
     schedule_rest(sch, preset, ["conv2d_rows", "conv2d_unpack", "conv2d_rows_copy"], par)
     return sch.mod["main"]

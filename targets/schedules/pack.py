@@ -91,24 +91,39 @@ def conv_rows_tile(preset, weight_shape, oh, ow, wq, strides, groups):
     copies them with a gather): only a short reduction pays (stems, 1 thread, thread time min:
     3x3 s2 3->64 @224 2.3 -> 1.5 ms, 3->32 @224 1.09 -> 0.77, 6->32 @160 0.52 -> 0.45; but 5x5
     3->32 @224 1.26 -> 1.54, 7x7 3->64 @224 4.2 -> 4.7, 3x3 16->64 @112 1.22 -> 1.26). x86 only:
-    NEON's tile was not measured."""
+    NEON's tile was not measured. Returns (block, tile, band): the output rows are computed in
+    bands (conv_rows_band), each written back while its partial sums are in cache; a pass of its
+    own over all the partial sums (3.2 MB for SqueezeNet's stem) had cost as much as the reduction
+    (measured on AVX2, 1 thread, standalone, thread-time minima alternated, one pass -> bands:
+    3x3 3->64 @224 5.2-6.0 -> 4.6-4.8 ms, s2 3->64 @224 + relu + max pool 1.15-1.40 -> 1.03-1.06,
+    32->128 @27 0.73-0.81 -> 0.70-0.75, 16->64 @55 and s2 3->32 @224 within noise; with the bands
+    the 7x7 and 5x5 stems, 16->64 s2 @112 and 64->64 @56 stay slower than the direct conv: 3.84 ->
+    4.20, 1.11 -> 1.19, 0.97 -> 1.06, 3.08 -> 3.26)."""
     out_channels, channels, kh, kw = (int(v) for v in weight_shape)
     wq = -(-wq // strides[1])  # (a stride-S conv reads phase planes of WQ / S columns)
     strided = any(s != 1 for s in strides)
     if (preset.arch != "x86_64" or groups != 1 or (wq - ow) * 8 > wq or channels > ROWS_MAX_CHANNELS
             or strided and channels * kh * kw > ROWS_MAX_STRIDED):
         return None
-    return pointwise_tile(preset, out_channels, oh * wq, write_back_pass=True)
+    block, tile = pointwise_tile(preset, out_channels, oh * wq, write_back_pass=True)
+    return block, tile, conv_rows_band(preset, oh, wq, block, tile)
 
 
-def conv_rows_blocks(preset, channels, kh, kw, tiles, tile, block, streams):
-    """(input channels per chunk, tiles per band) of the row conv: a chunk's weights in a quarter of
-    L1 and at most 24 input rows streamed at once (STREAMS per channel: kh, times the column phases
-    a strided conv reads; 32 channels x 3 rows ran 0.92x as fast as 8 x 3 at 16->64 @55), the
-    band's partial sums in a sixteenth of L2."""
-    chunk = divisor(channels, max(1, min(preset.l1_kib * 1024 // 4 // (kh * kw * block * 4), 24 // streams)))
-    band = divisor(tiles, max(1, preset.l2_kib * 1024 // 16 // (tile * block * 4)))
-    return chunk, band
+def conv_rows_band(preset, oh, wq, block, tile):
+    """Output rows per band of the row conv: the band's partial sums (rows x WQ x block) in a
+    sixteenth of L2, written back to NCHW band by band while they are in cache. Each band's pixels
+    are padded to whole tiles and the last band may run past OH: the band that computes the
+    fewest pixels in all wins (on a tie the larger), at least 2 rows where OH has them (bands of
+    one row measured 1.3x slower at 16->64 @55)."""
+    most = min(oh, max(2, preset.l2_kib * 1024 // 16 // (wq * block * 4)))
+    return min(range(min(2, oh), most + 1), key=lambda b: (-(-oh // b) * -(-(b * wq) // tile) * tile, -b))
+
+
+def conv_rows_chunk(preset, channels, kh, kw, block, streams):
+    """Input channels per chunk of the row conv: a chunk's weights in a quarter of L1 and at most
+    24 input rows streamed at once (STREAMS per channel: kh, times the column phases a strided
+    conv reads; 32 channels x 3 rows ran 0.92x as fast as 8 x 3 at 16->64 @55)."""
+    return divisor(channels, max(1, min(preset.l1_kib * 1024 // 4 // (kh * kw * block * 4), 24 // streams)))
 
 
 def pointwise_tile(preset, out_channels, pixels, write_back_pass=False):
