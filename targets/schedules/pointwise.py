@@ -117,7 +117,20 @@ def reads_in_place(sch, weights, pixels, padded, tail, preset):
     96->24 and 144->24 @56 0.239 -> 0.195; standalone 144->24 @56 0.35 -> 0.26. Not where the
     weights do not fit (in ResNet-50, reading in place with the channel blocks outer: 256->64 @56
     1.46 -> 1.58, 512->128 @28 1.29 -> 1.40; tiles outer 1.53-1.67) nor for an expansion, whose
-    tiles outer write one output row stream per channel (16->96 @112 0.78 -> 1.73 standalone)."""
+    tiles outer write one output row stream per channel (16->96 @112 0.78 -> 1.73 standalone).
+    Pixels that are no whole number of tiles (SqueezeNet's 55x55, 27x27, 13x13) are where the
+    pointwise convs fall behind onnxruntime: AVX2, 1 thread, thread-time minima, standalone conv +
+    relu, per output pixel: 64->16 @48 (in place, write-back in the tile) 32.5 ns, @49 (the direct
+    conv, pack.pointwise_gemm) 47.8 ns; 16->64 @48 37.4 ns, @49 (a tail: the write-back a pass of its
+    own) 48.1 ns. The direct conv's inner loop is clean (5 pixels x 2 vectors, no spills) but runs at
+    ~45 GFLOP/s whatever the input size (8x8 to 80x80: not memory-bound; an FMA loop peaks at 115).
+    Tried and not kept (in SqueezeNet, thread-time minima alternated): the GEMM with a tail for these
+    projections, copied 64->16 @55 0.181 -> 0.228 ms and 128->16 @55 0.231 -> 0.405, in place 0.203
+    and 0.259; reading in place expansions of <= 32 input channels (no copy pass) 0-5% standalone,
+    within noise in model; the write-back in the tile with a padded last tile: the tile's bound
+    (reverse_compute_at's predicate, the inlined copy's if_then_else) made every tile scalar (64->16
+    @49 2.9 ms) and TVM's LoopPartition did not split off the last tile, not even with
+    pragma_loop_partition_hint (the bounds are not `likely` conditions)."""
     channels = int(sch.get(sch.get_sblock("conv2d_pixels_copy")).reads[0].source.shape[1])
     out = int(sch.get(sch.get_sblock("conv2d_unpack")).iter_vars[1].dom.extent)
     return not tail and out <= channels and weights * 4 <= preset.l1_kib * 1024 * WEIGHTS_L1_SHARE \
