@@ -18,8 +18,9 @@ epilogue (scale, zero point, ReLU/Clip clamp) fused into the write-back; a chann
 of channels at a time, with no int32 intermediate. A 1x1 conv on a channels-last input tiles one
 flat row of all its pixels (tiles span image rows) in a few bands; on x86 an odd count of output
 channel blocks gets a zero block (out_blocks) so tiles take two; with 16 registers a conv with few
-input channels runs a row's column taps and channel steps as one loop (FUSE_TAPS); with weights that
-fit in L1 (WEIGHTS_L1_SHARE) it runs pixel-major, all channel blocks of a pixel tile in turn.
+input channels runs a row's column taps and channel steps as one loop (FUSE_TAPS). A conv writing
+channels-last with weights that fit in L1 (WEIGHTS_L1_SHARE) runs pixel-major, all channel blocks of
+a pixel tile in turn.
 
 A depthwise conv (one input channel per output channel) takes the same kernel shape with no
 channel reduction: each tile's accumulators sum their own channels' taps, a vector of channels
@@ -209,7 +210,7 @@ def schedule(func, kernel, preset):
     tile = kernel_tile(int(sch.get(x).extent), preset, groups, kgroup)
     xo, xi = sch.split(x, [None, tile])
     flat = "flat" in sch.get(conv).annotations  # one row of all pixels (compiler/lower/quant.py)
-    pixel_major = flat and nhwc and weights_in_l1(_bytes(sch, conv, 6), preset)
+    pixel_major = not depthwise and nhwc and weights_in_l1(_bytes(sch, conv, 6), preset)
     if flat:  # as few bands of pixels as give the parallel loop PARALLEL_SHARES iterations (whole tiles: a
         # partial band's predicate would keep the reduction from tensorizing). Each iteration costs: 96->576
         # @14, 1 thread, a band per tile of 4 pixels 0.19 ms, all pixels in one band 0.14 ms
@@ -219,12 +220,9 @@ def schedule(func, kernel, preset):
     if depthwise:  # rows outside the channel blocks: the input rows a row reads (all channels) stay in L1
         outer = [n, y, bo]
         sch.reorder(*outer, xo, ry, rx, xi, bi, oi)
-    elif pixel_major:
-        outer = [n, y, band]
-        sch.reorder(*outer, xo, bo, ry, rx, rc, xi, bi, oi, rk)
-    else:
-        outer = [n, bo, y] + ([band] if flat else [])
-        sch.reorder(*outer, xo, ry, rx, rc, xi, bi, oi, rk)
+    else:  # (pixel-major: the channel groups inside each pixel tile)
+        outer = ([n, y] if pixel_major else [n, bo, y]) + ([band] if flat else [])
+        sch.reorder(*outer, *([xo, bo] if pixel_major else [xo]), ry, rx, rc, xi, bi, oi, rk)
         if int(sch.get(rx).extent) > 1 and 1 < int(sch.get(rc).extent) * kgroup <= FUSE_TAPS and preset.regs <= 16:
             rx = sch.fuse(rx, rc)  # (a tap's channels follow the previous tap's in the input: one stride)
     at = bo if pixel_major else xo
@@ -285,7 +283,7 @@ def schedule(func, kernel, preset):
 
 
 def weights_in_l1(nbytes, preset):
-    """Whether a flat 1x1 conv with NBYTES of packed weights runs pixel-major (WEIGHTS_L1_SHARE)."""
+    """Whether a conv with NBYTES of packed weights (and an NHWC result) runs pixel-major (WEIGHTS_L1_SHARE)."""
     return nbytes <= preset.l1_kib * 1024 * WEIGHTS_L1_SHARE
 
 
@@ -341,11 +339,13 @@ def _global_avg_pool(func, kernel, preset):
 # thread, in-model minima: 3x3 16->64 @55 0.376 -> 0.350 and 0.497 -> 0.480 ms, 64->256 @13 0.337 ->
 # 0.328, others unchanged
 FUSE_TAPS = 64
-# A flat 1x1 conv whose packed weights fit this share of the L1 runs pixel-major: per tile of pixels
-# all channel groups, so each pixel's channels are written in one go (channel groups outermost swept
-# the whole image per group, writing 16 of a pixel's bytes at a time: 112x112x96 = 1.2 MB re-streamed
-# 6 times). MobileNetV2 7-bit, AVX2, 1 thread, in model, thread-time minima alternated: 16->96 @112
-# 0.63-0.70 -> 0.46 ms, 24->144 @56 0.229 -> 0.221, 144->24 @56 + add, 32->192 @28 within noise
+# A conv with a channels-last result whose packed weights fit this share of the L1 runs pixel-major:
+# per tile of pixels all channel groups, so each pixel's channels are written in one go (channel
+# groups outermost swept the whole image per group, writing 16 of a pixel's bytes at a time:
+# 112x112x96 = 1.2 MB re-streamed 6 times). MobileNetV2 7-bit, AVX2, 1 thread, in model, thread-time
+# minima alternated: 1x1 16->96 @112 0.63-0.70 -> 0.46 ms, 24->144 @56 0.229 -> 0.221, 144->24 @56 +
+# add, 32->192 @28 within noise; stem 3x3 s2 3->32 0.298 -> 0.284. SqueezeNet 7-bit: 3x3 16->64 @55
+# 0.355 -> 0.343, its stem 3->64 0.566 -> 0.581, whole model 5.50 -> 5.43 (profile minima)
 WEIGHTS_L1_SHARE = 0.5
 # A depthwise conv whose input exceeds this share of the L2 copies (pads) the input rows an output row
 # reads as it computes that row (in L1), not the whole input first (a pass over memory). Same setting:
