@@ -193,37 +193,63 @@ def quantize(model_name, config, tmp, seed=0):
     return qpath, {"input": x}
 
 
-def check(path, outputs):
-    """Reports of OUTPUTS (edgec's, in model output order) against the reference, each within one
-    quantization step where the output has one."""
-    _, expected = api.reference_outputs(str(path), FEEDS[str(path)])
+def check(path, feeds, outputs):
+    """Reports of OUTPUTS (edgec's, in model output order) on FEEDS against the reference, each within
+    one quantization step where the output has one."""
+    _, expected = api.reference_outputs(str(path), feeds)
     steps = output_steps(path)
     names = [o.name for o in onnx.load(str(path), load_external_data=False).graph.output]
     return [compare(n, a, e, step=steps.get(n, 0.0)) for n, a, e in zip(names, outputs, expected)]
 
 
-FEEDS = {}
+
+INT8_KERNELS = ("qconv2d", "qdense", "qmatmul")
+
+
+def int8_anchors(model):
+    """How many of MODEL's convs / matmuls must run as int8 kernels: the QOperator and integer ops,
+    and the Conv / MatMul / Gemm whose two operands are dequantized (a Gemm with transA stays float)."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    count = 0
+    for n in model.graph.node:
+        if any(a.name == "transA" and a.i for a in n.attribute):
+            continue
+        if n.op_type in ("QLinearConv", "QLinearMatMul", "QGemm", "ConvInteger", "MatMulInteger"):
+            count += 1
+        elif n.op_type in ("Conv", "MatMul", "Gemm"):
+            count += all(i in producers and producers[i].op_type == "DequantizeLinear" for i in n.input[:2])
+    return count
 
 
 def interpreted(path, feeds):
+    """Outputs of PATH's graph after the passes (numpy interpreter); its int8 kernels must be there."""
     g = from_onnx(str(path))
-    values = interpret(run_passes(g), feeds)
+    folded = run_passes(g)
+    kernels = [n.op for n in folded.nodes if n.op in INT8_KERNELS]
+    want = int8_anchors(onnx.load(str(path), load_external_data=False))
+    assert len(kernels) == want, f"{want} int8 convs / matmuls in the model, {kernels} after the passes"
+    values = interpret(folded, feeds)
     return [values[o] for o in g.outputs]
 
 
 def compiled(path, feeds, tmp, target="host"):
+    """Outputs of PATH compiled for TARGET: run here, or (an ARM preset) its bundle under qemu."""
+    from edgec import targets
     from edgec.runtime import load
     art = api.compile(str(path), target=target, output=str(tmp / "m.edgec"), progress=False)
+    if targets.get(target).arch == "aarch64":
+        import arm_env
+        from edgec.runtime.artifact import read_manifest
+        return arm_env.run_artifact(art, list(feeds.values()), tmp, len(read_manifest(art)["outputs"]))
     return load(art).run(feeds)
 
 
-def run_one(model_name, config, tmp, compile_it=False):
+def run_one(model_name, config, tmp, compile_it=False, target="host"):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", EdgecWarning)
         path, feeds = quantize(model_name, config, tmp)
-        FEEDS[str(path)] = feeds
-        got = compiled(path, feeds, tmp) if compile_it else interpreted(path, feeds)
-    reports = check(path, got)
+        got = compiled(path, feeds, tmp, target) if compile_it else interpreted(path, feeds)
+    reports = check(path, feeds, got)
     bad = [f"{r.name}: max {r.max_abs:.3g} ({r.max_steps:.2f} steps of {r.step:.3g}), {r.mismatches}/{r.size} off"
            for r in reports if not r.passed]
     assert not bad, f"{model_name} {config}: " + "; ".join(bad)
@@ -237,6 +263,18 @@ def test_sample_interpreted(model_name, config, tmp_path):
 @pytest.mark.parametrize("model_name,config", COMPILED)
 def test_sample_compiled(model_name, config, tmp_path):
     run_one(model_name, config, tmp_path, compile_it=True)
+
+
+def test_x86_avx2_preset(tmp_path):
+    run_one("separable", "QDQ-aU8-wS8-pc", tmp_path, compile_it=True, target="x86-avx2")
+
+
+@pytest.mark.arm
+@pytest.mark.parametrize("model_name,config", [("cnn", "QOperator-aU8-wS8-pc"), ("mlp", "dynamic-wS8")])
+def test_rpi4_under_qemu(model_name, config, tmp_path):
+    import arm_env
+    arm_env.require_tools()
+    run_one(model_name, config, tmp_path, compile_it=True, target="rpi4")
 
 
 MATRIX = list(itertools.product(MODELS, CONFIGS))
@@ -278,6 +316,33 @@ def test_matmul_integer_reference_is_exact(a_zp, tmp_path):
     np.testing.assert_array_equal(got, want)
     (interp,) = interpreted(path, {"a": a})
     np.testing.assert_array_equal(interp, want)
+
+
+def test_matmul_of_3d_activations_by_a_constant_runs_int8(tmp_path):
+    """QDQ MatMul of a (2, 5, 12) activation by a constant (12, 7) weight (per column) + bias Add:
+    qdense on the (10, 12) rows (the float matmul stayed before), within one step of the reference,
+    interpreted and compiled."""
+    rng = np.random.default_rng(2)
+    w = rng.integers(-127, 128, (12, 7)).astype(np.int8)
+    ws = rng.uniform(0.002, 0.01, 7).astype(np.float32)
+    inits = [_t("xs", np.float32(0.03)), _t("xz", np.uint8(120)), _t("w", w), _t("ws", ws),
+             _t("wz", np.zeros(7, np.int8)), _t("b", rng.standard_normal(7).astype(np.float32) * 0.1),
+             _t("ys", np.float32(0.02)), _t("yz", np.uint8(128))]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"], axis=1),
+             helper.make_node("MatMul", ["xd", "wd"], ["m"]), helper.make_node("Add", ["m", "b"], ["mb"]),
+             helper.make_node("QuantizeLinear", ["mb", "ys", "yz"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "ys", "yz"], ["y"])]
+    path = tmp_path / "mm3d.onnx"
+    onnx.save(_model(nodes, "mm3d", [("x", [2, 5, 12])], ["y"], inits), path)
+    feeds = {"x": rng.standard_normal((2, 5, 12)).astype(np.float32)}
+    folded = [n.op for n in run_passes(from_onnx(str(path))).nodes]
+    assert "qdense" in folded and "matmul" not in folded, folded
+    for got in (interpreted(path, feeds), compiled(path, feeds, tmp_path)):
+        (r,) = check(path, feeds, got)
+        assert r.passed and r.max_steps <= 1.0001, (r.max_abs, r.max_steps)
+        assert np.ptp(got[0]) > 20 * r.step
 
 
 def test_one_step_passes_where_the_dequantized_values_are_large():

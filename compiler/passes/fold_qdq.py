@@ -6,6 +6,7 @@ only at the edges and around float-only ops.
     y = conv2d(xf, wf, bf); r = relu|clip(y)...; q = quantize(r, sy, zy)
         ->  acc = qconv2d(xq, Wq, zx, zw, B);  q = requantize(acc, sx*sw/sy, zy; min, max)
     y = matmul(xf, wf) [+ bf] (or dense, or matmul(xf, transpose(wf)))   ->  qdense + requantize
+        (an N-D xf: qdense on its rows flattened to 2-D, the result reshaped back)
     the same without a quantize after it  ->  acc = qconv2d/qdense(...); y = dequantize(acc, sx*sw, 0)
     q = quantize(max_pool2d|reshape|transpose|slice|pad(dequantize(xq, s, z)), s, z)  ->  the op on xq
         (max_pool2d: qmax_pool2d, which keeps a channels-last layout; pad: its value quantized)
@@ -115,8 +116,9 @@ class _Fold:
             acts.append(nxt)
             value = nxt.outputs[0]
 
-    def emit(self, anchor, op, ins, attrs, x, w, sw, bias, bias_nodes, out_axis):
-        """Replace ANCHOR (+ BIAS_NODES + epilogue) by OP -> requantize, or OP -> dequantize."""
+    def emit(self, anchor, op, ins, attrs, x, w, sw, bias, bias_nodes, out_axis, rows=None):
+        """Replace ANCHOR (+ BIAS_NODES + epilogue) by OP -> requantize, or OP -> dequantize. ROWS:
+        ANCHOR's N-D input as the 2-D (rows, K) OP takes, its result reshaped back."""
         g = self.g
         n = len(sw)
         acc_scale = (np.float32(x.scale.reshape(-1)[0]) * sw).astype(np.float32)
@@ -129,7 +131,17 @@ class _Fold:
         shape = [1] * rank
         shape[out_axis] = n
         ins = ins + ([self.const(b.astype(np.int32), f"{anchor.name}_bias")] if bias is not None else [])
+        placed = []
+        if rows is not None:
+            placed.append(make_node(g, "reshape", ins[:1], g.fresh(f"{anchor.name}_rows"), anchor.source,
+                                    attrs={"shape": list(rows)}))
+            ins = placed[-1].outputs + ins[1:]
         acc = make_node(g, op, ins, g.fresh(f"{anchor.name}_int8"), anchor.source, attrs=attrs)
+        placed.append(acc)
+        if rows is not None:
+            acc = make_node(g, "reshape", acc.outputs, g.fresh(f"{anchor.name}_unrows"), anchor.source,
+                            attrs={"shape": list(g.values[anchor.outputs[0]].shape)})
+            placed.append(acc)
         epi = self.epilogue(tail.outputs[0])
         if epi is None:  # float result: dequantize the accumulator
             s = self.const(acc_scale.reshape(shape) if n > 1 else acc_scale[0], f"{anchor.name}_acc_scale")
@@ -148,7 +160,7 @@ class _Fold:
         for d in done:
             merge_source(out, d)
             self.removed.add(id(d))
-        self.replace[id(anchor)] = [acc, out]
+        self.replace[id(anchor)] = placed + [out]
         return True
 
     # ---- anchors -----------------------------------------------------------------------------
@@ -184,11 +196,14 @@ class _Fold:
         return self.emit(node, "qconv2d", ins, dict(node.attrs), x, w, sw, bias, [], 1)
 
     def dense(self, node):
-        """dense(x, W (N,K)[, b]) or matmul(x, W (K,N)) [+ b] with 2-D x."""
+        """dense(x, W (N,K)[, b]) or matmul(x, W (K,N)) [+ b] with 2-D x, or with N-D x (a matmul: x's
+        rows flattened to 2-D, the result's shape restored)."""
         g = self.g
         x = self.dq(node.inputs[0])
-        if x is None or not x.scalar or len(g.values[node.inputs[0]].shape) != 2:
+        xshape = g.values[node.inputs[0]].shape
+        if x is None or not x.scalar or len(xshape) < 2 or (len(xshape) > 2 and node.op != "matmul"):
             return False
+        rows = (int(np.prod(xshape[:-1])), xshape[-1]) if len(xshape) > 2 else None
         wname, transposed = node.inputs[1], node.op == "dense"
         tr = self.producers.get(wname)
         if node.op == "matmul" and tr is not None and tr.op == "transpose" and list(tr.attrs["perm"]) == [1, 0] \
@@ -217,7 +232,7 @@ class _Fold:
         ins = [x.data, self.const(np.ascontiguousarray(wq), f"{node.name}_w"),
                self.const(x.zp.reshape(()), "zero_point"),
                self.const(zw[:1].reshape(()) if w.zp.size == 1 else zw.copy(), "zero_point")]
-        return self.emit(node, "qdense", ins, {}, x, w, sw, bias, bias_nodes, 1)
+        return self.emit(node, "qdense", ins, {}, x, w, sw, bias, bias_nodes, len(xshape) - 1, rows)
 
     def add(self, node):
         """quantize([relu|clip] add(dequantize(a), dequantize(b))), per-tensor, one shape -> qadd(a, b)."""
