@@ -350,7 +350,10 @@ WEIGHTS_L1_SHARE = 0.5
 # A depthwise conv whose input exceeds this share of the L2 copies (pads) the input rows an output row
 # reads as it computes that row (in L1), not the whole input first (a pass over memory). Same setting:
 # 3x3 96 s2 @56 (1.2 MB in) 0.33-0.37 -> 0.26-0.27 ms, 32 @112 0.273 -> 0.256, 144 @56 0.349 -> 0.332;
-# below it (192 @28, 576 @14: 150 / 113 KB in) the row copies (kh per row) measured 5-10% slower
+# below it (192 @28, 576 @14: 150 / 113 KB in) the row copies (kh per row) measured 5-10% slower.
+# With the pixel-major convs and one block per depthwise tile (channel_groups), MobileNetV2 7-bit,
+# AVX2, 1 thread, whole model, thread-time minima of alternated runs (two sets, load ~4): 7.51 / 7.40
+# -> 7.14 / 6.94 ms; onnxruntime int8 on the same QDQ model 7.44 / 7.22, edgec float32 11.9 / 12.0
 INPUT_L2_SHARE = 0.5
 PARALLEL_SHARES = 8  # a flat conv's parallel iterations (channel groups x bands of pixels), at least
 PAIR_BLOCKS = 5  # an odd count of output channel blocks from this many on gets a zero block to pair up
