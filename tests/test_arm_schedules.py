@@ -105,10 +105,10 @@ def test_schedules_on_rpi4_match_onnxruntime(tmp_path, monkeypatch):
     check(arm_env.run_artifact(art, inputs.values(), tmp_path, len(expected)), expected)
 
 
-def conv_library(tmp_path, preset, c, o, hw, k):
+def conv_library(tmp_path, preset, c, o, hw, k, stride=1):
     """The compiled library of a one-conv model (k x k, padding k // 2, then Relu)."""
     m = _Model()
-    m.output(m.conv(m.input((1, c, hw, hw)), c, o, k=k, pad=k // 2))
+    m.output(m.conv(m.input((1, c, hw, hw)), c, o, k=k, stride=stride, pad=k // 2))
     art = api.compile(m.save(str(tmp_path / "conv.onnx")), preset, str(tmp_path / "conv.edgec"), progress=False)
     return library(art, tmp_path)
 

@@ -172,7 +172,9 @@ ROWS = [(16, 24, (13, 19), (3, 3), 1, 1, (1, 1, 1, 1)),  # tiles and channel blo
         (2, 9, (11, 61), (3, 5), 2, 2, (2, 1, 0, 3)),  # stride 2 and dilation 2, a 3x5 kernel
         (8, 16, (15, 21), (1, 1), 2, 1, (0, 0, 0, 0)),  # strided 1x1 with few outputs
         (3, 20, (61, 130), (3, 3), 1, 1, (1, 1, 1, 1)),  # bands of rows, the last past the 61 rows
-        (3, 16, (97, 150), (3, 3), 2, 1, (1, 1, 1, 1))]  # stride 2, bands of rows
+        (3, 16, (97, 150), (3, 3), 2, 1, (1, 1, 1, 1)),  # stride 2, bands of rows
+        (3, 16, (45, 51), (7, 7), 2, 1, (3, 3, 3, 3)),  # a 7x7 s2 stem: kernel rows a loop, odd sizes
+        (4, 12, (37, 29), (5, 5), 2, 1, (2, 1, 2, 1))]  # a 5x5 s2 stem of 4 channels, asymmetric pads
 
 
 @pytest.mark.parametrize("preset", ["host", "x86-avx2"])
@@ -194,14 +196,15 @@ def test_conv_over_padded_rows(tmp_path, rng, preset):
 def test_conv_rows_choice():
     """The row form where few input channels make the direct conv's transposing write-back a large
     share: stride 1 up to ROWS_MAX_CHANNELS input channels, strided convs only with a short
-    reduction (3x3 stems; not ResNet's 7x7 stem, nor 16 channels); x86 only; rows that waste
-    over 1/8 of their padded pixels stay direct."""
+    reduction or few input channels (stems: 3x3 or ResNet's 7x7; not 16 or 8 channels with 9 or 25
+    taps); x86 only; rows that waste over 1/8 of their padded pixels stay direct."""
     from edgec.targets.schedules.pack import conv_rows_tile
     avx2, rpi4 = targets.get("x86-avx2"), targets.get("rpi4")
     assert conv_rows_tile(avx2, (64, 3, 3, 3), 111, 111, 224, (2, 2), 1)  # SqueezeNet's stem
     assert conv_rows_tile(avx2, (32, 3, 3, 3), 112, 112, 226, (2, 2), 1)  # MobileNet's stem
     assert conv_rows_tile(avx2, (64, 16, 3, 3), 55, 55, 57, (1, 1), 1)
-    assert not conv_rows_tile(avx2, (64, 3, 7, 7), 112, 112, 230, (2, 2), 1)  # ResNet's stem
+    assert conv_rows_tile(avx2, (64, 3, 7, 7), 112, 112, 230, (2, 2), 1)  # ResNet's stem
+    assert not conv_rows_tile(avx2, (32, 8, 5, 5), 56, 56, 116, (2, 2), 1)
     assert not conv_rows_tile(avx2, (64, 16, 3, 3), 56, 56, 114, (2, 2), 1)
     assert not conv_rows_tile(avx2, (64, 64, 3, 3), 56, 56, 58, (1, 1), 1)
     assert not conv_rows_tile(avx2, (192, 48, 3, 3), 13, 13, 15, (1, 1), 1)
@@ -362,6 +365,38 @@ def test_pointwise_reads_in_place(tmp_path, rng, monkeypatch, preset, case):
     assert calls == [c >= o], calls  # (12 x 16 pixels: whole tiles of 2-4 vectors of 8 or 16 lanes)
 
 
+@pytest.mark.parametrize("preset", ["host", "x86-avx2"])
+@pytest.mark.parametrize("case", [(40, 12, (13, 11), ("relu",)), (64, 16, (9, 23), ("add", "relu")),
+                                  (24, 24, (5, 7), ())], ids=["143px", "207px-add", "35px"])
+def test_pointwise_in_place_padded_last_tile(tmp_path, rng, monkeypatch, preset, case):
+    """A projection whose pixels are no whole number of tiles reads its input in place with a
+    padded last tile (no tail), the write-back (bias, add, relu) in the tile, the tile loop split
+    before the last tile (LoopPartition at the `likely` bound): matches numpy."""
+    if preset != "host" and "avx2" not in open("/proc/cpuinfo").read():
+        pytest.skip("this machine has no AVX2 to run x86-avx2 code")
+    from edgec.targets.schedules import pointwise
+    calls = []
+    orig = pointwise.reads_in_place
+    monkeypatch.setattr(pointwise, "reads_in_place", lambda *a: calls.append((a[2], a[3], a[4], orig(*a))) or calls[-1][3])
+    c, o, hw, post = case
+    _check(tmp_path, _conv_graph(rng, c, o, hw, (1, 1), post=post), preset)
+    (pixels, padded, tail, in_place), = calls
+    assert in_place and not tail and padded > pixels == hw[0] * hw[1], calls
+
+
+def test_pointwise_in_place_choice():
+    """The layout pass reads a projection in place with a padded last tile where its weights fit
+    in L1 and its input rows in L2 (SqueezeNet's 128->32 @27), not a larger input (64->16 @55),
+    an expansion, or a stride."""
+    import dataclasses
+    from edgec.targets.schedules.pointwise import in_place
+    p = dataclasses.replace(targets.get("x86-avx2"), l1_kib=32, l2_kib=512)  # (znver3's caches)
+    assert in_place(p, 128, 32, 4, 729, 24, False)
+    assert not in_place(p, 64, 16, 4, 3025, 24, False) and in_place(p, 64, 16, 4, 3024, 24, False)
+    assert not in_place(p, 32, 128, 4, 729, 24, False) and not in_place(p, 128, 32, 4, 729, 24, True)
+    assert not in_place(p, 256, 32, 4, 729, 24, False)  # (weights past half the L1)
+
+
 @pytest.mark.parametrize("preset,c,o,hw,k", [("x86-avx2", 64, 64, 14, 3), ("x86-avx2", 64, 64, 30, 3),
                                             ("x86-avx2", 3, 32, 30, 3), ("x86-avx2", 256, 128, 14, 1),
                                             ("x86-avx2", 1024, 128, 7, 1), ("x86-avx2", 16, 64, 23, 3),
@@ -374,6 +409,16 @@ def test_x86_conv_inner_loops_fit_registers(tmp_path, preset, c, o, hw, k):
         pytest.skip("objdump (binutils) is not installed")
     from test_arm_schedules import assert_tile_fits, conv_library
     assert_tile_fits(conv_library(tmp_path, preset, c, o, hw, k), "objdump")
+
+
+def test_row_conv_7x7_stem_inner_loop_fits_registers(tmp_path):
+    """A 7x7 s2 stem over padded rows keeps its kernel rows a loop (conv2d.ROWS_UNROLL_TAPS): with
+    all 49 taps unrolled LLVM hoisted the weight broadcasts and spilled them in the inner loop."""
+    import shutil
+    if not shutil.which("objdump"):
+        pytest.skip("objdump (binutils) is not installed")
+    from test_arm_schedules import assert_tile_fits, conv_library
+    assert_tile_fits(conv_library(tmp_path, "x86-avx2", 3, 32, 45, 7, stride=2), "objdump")
 
 
 def test_avx2_padded_pointwise_write_back_is_vector_code(tmp_path):

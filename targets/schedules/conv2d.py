@@ -122,6 +122,11 @@ def schedule(func, kernel, preset):
     return sch.mod["main"]
 
 
+# kernel taps up to which the row conv unrolls both kernel loops; a larger kernel keeps its rows a
+# loop (a 7x7 stem's 49 unrolled taps: LLVM hoisted the weight broadcasts and spilled 91 of them)
+ROWS_UNROLL_TAPS = 9
+
+
 def schedule_rows(sch, kernel, preset):
     """The direct conv over padded rows (compiler/lower/packed.py `_rows`) as a GEMM per kernel tap:
     tiles of `block` channels x `tile` pixels of a band's flat padded-row index keep their
@@ -150,7 +155,7 @@ def schedule_rows(sch, kernel, preset):
     sch.reorder(nn, bi, r, rco, qo, rci, ry, rx, oi, qv, qi)
     outer = sch.fuse(nn, bi, r)
     parallel(sch, outer, par)
-    for loop in (ry, rx, oi, qv):
+    for loop in ((ry, rx, oi, qv) if kh * kw <= ROWS_UNROLL_TAPS else (rx, oi, qv)):
         sch.unroll(loop)
     sch.vectorize(qi)
     # the band's rows written back right after its reduction (its partial sums still in cache): its

@@ -77,6 +77,7 @@ def conv_flat_rows(preset, kh, kw, ow, nchw=True):
 
 ROWS_MAX_CHANNELS = 32  # input channels up to which a stride-1 KxK conv runs over padded rows
 ROWS_MAX_STRIDED = 64  # input channels x taps up to which a strided conv does
+ROWS_STEM_CHANNELS = 4  # input channels up to which a strided conv does with any kernel (stems)
 
 
 def conv_rows_tile(preset, weight_shape, oh, ow, wq, strides, groups):
@@ -97,13 +98,16 @@ def conv_rows_tile(preset, weight_shape, oh, ow, wq, strides, groups):
     (measured on AVX2, 1 thread, standalone, thread-time minima alternated, one pass -> bands:
     3x3 3->64 @224 5.2-6.0 -> 4.6-4.8 ms, s2 3->64 @224 + relu + max pool 1.15-1.40 -> 1.03-1.06,
     32->128 @27 0.73-0.81 -> 0.70-0.75, 16->64 @55 and s2 3->32 @224 within noise; with the bands
-    the 7x7 and 5x5 stems, 16->64 s2 @112 and 64->64 @56 stay slower than the direct conv: 3.84 ->
-    4.20, 1.11 -> 1.19, 0.97 -> 1.06, 3.08 -> 3.26)."""
+    16->64 s2 @112 and 64->64 @56 stay slower than the direct conv: 0.97 -> 1.06, 3.08 -> 3.26).
+    A strided conv with at most ROWS_STEM_CHANNELS input channels (a stem) runs over rows whatever
+    its kernel, its channels in one chunk (conv_rows_chunk) and a large kernel's rows a loop
+    (conv2d.ROWS_UNROLL_TAPS): 7x7 s2 3->64 @224 4.15 -> 3.98 ms, 5x5 s2 3->32 @224 1.20 -> 1.11
+    (before those two, over rows: 4.2 -> 4.7, 1.26 -> 1.54)."""
     out_channels, channels, kh, kw = (int(v) for v in weight_shape)
     wq = -(-wq // strides[1])  # (a stride-S conv reads phase planes of WQ / S columns)
     strided = any(s != 1 for s in strides)
     if (preset.arch != "x86_64" or groups != 1 or (wq - ow) * 8 > wq or channels > ROWS_MAX_CHANNELS
-            or strided and channels * kh * kw > ROWS_MAX_STRIDED):
+            or strided and channels * kh * kw > ROWS_MAX_STRIDED and channels > ROWS_STEM_CHANNELS):
         return None
     block, tile = pointwise_tile(preset, out_channels, oh * wq, write_back_pass=True)
     return block, tile, conv_rows_band(preset, oh, wq, block, tile)
@@ -122,8 +126,11 @@ def conv_rows_band(preset, oh, wq, block, tile):
 def conv_rows_chunk(preset, channels, kh, kw, block, streams):
     """Input channels per chunk of the row conv: a chunk's weights in a quarter of L1 and at most
     24 input rows streamed at once (STREAMS per channel: kh, times the column phases a strided
-    conv reads; 32 channels x 3 rows ran 0.92x as fast as 8 x 3 at 16->64 @55)."""
-    return divisor(channels, max(1, min(preset.l1_kib * 1024 // 4 // (kh * kw * block * 4), 24 // streams)))
+    conv reads; 32 channels x 3 rows ran 0.92x as fast as 8 x 3 at 16->64 @55), but a stem's few
+    channels (ROWS_STEM_CHANNELS) in one chunk (5x5 s2 3->32 @224: 1.17 ms in chunks of one
+    channel, 1.07 in one)."""
+    streamed = max(24 // streams, min(channels, ROWS_STEM_CHANNELS))
+    return divisor(channels, max(1, min(preset.l1_kib * 1024 // 4 // (kh * kw * block * 4), streamed)))
 
 
 def pointwise_tile(preset, out_channels, pixels, write_back_pass=False):
