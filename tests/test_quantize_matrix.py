@@ -117,7 +117,29 @@ def recurrent(rng):
     return _model(nodes, "recurrent", [("input", [6, 1, d])], ["out"], inits)
 
 
-MODELS = {"cnn": (cnn, (1, 3, 16, 16)), "separable": (separable, (1, 3, 20, 20)), "mlp": (mlp, (1, 12, 8)),
+def wide(rng):
+    """Channel counts past the int8 kernels' blocks and tails: stem 3->32 stride 2, depthwise 32,
+    pointwise 32->72, 3x3 72->72 + residual add + ReLU, 1x1 72->40 stride 2, global average pool, gemm."""
+    def w(*shape, s=None):
+        s = s or 1.5 / np.sqrt(np.prod(shape[1:]))
+        return (rng.standard_normal(shape) * s).astype(np.float32)
+    inits = [_t("w0", w(32, 3, 3, 3)), _t("b0", w(32, s=0.1)), _t("wd", w(32, 1, 3, 3)), _t("wp", w(72, 32, 1, 1)),
+             _t("bp", w(72, s=0.1)), _t("w3", w(72, 72, 3, 3)), _t("b3", w(72, s=0.1)), _t("w4", w(40, 72, 1, 1)),
+             _t("wg", w(10, 40)), _t("bg", w(10, s=0.1))]
+    nodes = [helper.make_node("Conv", ["input", "w0", "b0"], ["c0"], pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("Relu", ["c0"], ["r0"]),
+             helper.make_node("Conv", ["r0", "wd"], ["cd"], pads=[1, 1, 1, 1], group=32),
+             helper.make_node("Relu", ["cd"], ["rd"]),
+             helper.make_node("Conv", ["rd", "wp", "bp"], ["cp"]), helper.make_node("Relu", ["cp"], ["rp"]),
+             helper.make_node("Conv", ["rp", "w3", "b3"], ["c3"], pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["c3", "rp"], ["s"]), helper.make_node("Relu", ["s"], ["rs"]),
+             helper.make_node("Conv", ["rs", "w4"], ["c4"], strides=[2, 2]),
+             helper.make_node("GlobalAveragePool", ["c4"], ["gap"]), helper.make_node("Flatten", ["gap"], ["f"]),
+             helper.make_node("Gemm", ["f", "wg", "bg"], ["logits"], transB=1)]
+    return _model(nodes, "wide", [("input", [1, 3, 30, 30])], ["logits", "rs"], inits)
+
+
+MODELS = {"cnn": (cnn, (1, 3, 16, 16)), "wide": (wide, (1, 3, 30, 30)), "separable": (separable, (1, 3, 20, 20)), "mlp": (mlp, (1, 12, 8)),
           "recurrent": (recurrent, (6, 1, 5))}
 
 
@@ -156,8 +178,18 @@ SAMPLE = [("cnn", "QDQ-aU8-wS8-pc"), ("cnn", "QOperator-aS8-wS8-rr"), ("cnn", "Q
           ("separable", "QOperator-aU8-wU8-pc"), ("separable", "QDQ-qdq-weight"), ("separable", "edgec-entropy-pc"),
           ("mlp", "QDQ-aU8-wS8-pc-rr"), ("mlp", "QOperator-aU8-wS8-pc"), ("mlp", "dynamic-wU8-pc"),
           ("mlp", "QDQ-no-bias"), ("recurrent", "dynamic-wS8"), ("recurrent", "QDQ-aS8-wS8"),
-          ("cnn", "QOperator-only-Conv"), ("separable", "QDQ-dedicated")]
-COMPILED = [("cnn", "QOperator-aS8-wS8-rr"), ("separable", "QDQ-qdq-weight"), ("mlp", "dynamic-wU8-pc")]
+          ("cnn", "QOperator-only-Conv"), ("separable", "QDQ-dedicated"),
+          ("wide", "QOperator-aU8-wU8-rr"), ("wide", "QDQ-no-bias")]
+COMPILED = [("cnn", "QOperator-aS8-wS8-rr"), ("wide", "QDQ-qdq-weight"), ("mlp", "dynamic-wU8-pc")]
+# Known gaps, each failing today (strict: a fix makes them fail until listed off here).
+GAPS = {("wide", "QDQ-no-bias"): "QuantizeBias=False: the float bias is rounded to the int32 accumulator's scale, so "
+        "a requantize can land one step off the float graph's; a residual add whose input step is larger than its "
+        "output's (c3 0.049 -> rs 0.046) can turn that into 2 output steps"}
+
+
+def _params(pairs):
+    return [pytest.param(m, c, marks=pytest.mark.xfail(strict=True, reason=GAPS[m, c])) if (m, c) in GAPS else (m, c)
+            for m, c in pairs]
 
 
 def quantize(model_name, config, tmp, seed=0):
@@ -255,12 +287,12 @@ def run_one(model_name, config, tmp, compile_it=False, target="host"):
     assert not bad, f"{model_name} {config}: " + "; ".join(bad)
 
 
-@pytest.mark.parametrize("model_name,config", SAMPLE)
+@pytest.mark.parametrize("model_name,config", _params(SAMPLE))
 def test_sample_interpreted(model_name, config, tmp_path):
     run_one(model_name, config, tmp_path)
 
 
-@pytest.mark.parametrize("model_name,config", COMPILED)
+@pytest.mark.parametrize("model_name,config", _params(COMPILED))
 def test_sample_compiled(model_name, config, tmp_path):
     run_one(model_name, config, tmp_path, compile_it=True)
 
@@ -277,7 +309,7 @@ def test_rpi4_under_qemu(model_name, config, tmp_path):
     run_one(model_name, config, tmp_path, compile_it=True, target="rpi4")
 
 
-MATRIX = list(itertools.product(MODELS, CONFIGS))
+MATRIX = _params(itertools.product(MODELS, CONFIGS))
 
 
 @pytest.mark.quant_matrix
