@@ -68,6 +68,7 @@ def schedule_model(path):
     m.output(m.conv(x, 16, 16, dil=2, pad=2, relu=False))
     m.output(m.conv(x, 16, 32, group=2))
     m.output(m.conv(x, 16, 12, k=1, pad=0))  # 1x1
+    m.output(m.conv(m.input((1, 40, 13, 11)), 40, 12, k=1, pad=0))  # 1x1 in place: 143 pixels, a padded last tile
     m.output(m.conv(m.input((1, 48, 9, 7)), 48, 128, k=1, pad=0, stride=2))  # 1x1 stride 2: 20 = 12 + a tail of 8
     deep = m.input((1, 3000, 5, 3))
     m.output(m.conv(deep, 3000, 130, k=1, pad=0))  # 1x1 with its reduction cut into chunks (weight panel > L2 share)
@@ -80,6 +81,7 @@ def schedule_model(path):
     img = m.input((1, 3, 15, 13))
     stem = m.conv(img, 3, 16, k=7, stride=2, pad=3)  # 3 input channels
     m.output(m.node("MaxPool", [stem], kernel_shape=[3, 3], strides=[2, 2], pads=[1] * 4))  # pool fused after conv
+    m.output(m.conv(m.input((1, 4, 17, 19)), 4, 12, k=5, stride=2, pad=2))  # a 4-channel 5x5 stem (x86: over rows)
     m.output(m.node("AveragePool", [x], kernel_shape=[3, 3], strides=[1, 1], pads=[1] * 4))
     m.output(m.node("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1))
     m.output(m.node("GlobalAveragePool", [m.conv(x, 16, 24, k=1, pad=0)]))  # global pool after a conv
