@@ -294,18 +294,18 @@ def qdq_form(model):
 
 
 def _int32_matmul(m, n):
-    """Nodes computing MatMulInteger N of model M as (A - a_zp) @ (B - b_zp) in int32 (a per-row
-    a_zp, 1-D of A's rows, made a column)."""
+    """Nodes computing MatMulInteger N of model M as (A - a_zp) @ (B - b_zp) in int32 (a_zp, one
+    value or one a row of A, made a column)."""
     from onnx import TensorProto, helper
     ins = list(n.input) + [""] * (4 - len(n.input))
-    tag, nodes, ranks = (n.name or n.output[0]) + "/int32", [], {t.name: len(t.dims) for t in m.graph.initializer}
+    tag, nodes = (n.name or n.output[0]) + "/int32", []
     operands = []
     for x, zp, name in ((ins[0], ins[2], "a"), (ins[1], ins[3], "b")):
         nodes.append(helper.make_node("Cast", [x], [f"{tag}/{name}"], to=TensorProto.INT32))
         if zp:
             nodes.append(helper.make_node("Cast", [zp], [f"{tag}/{name}_zp"], to=TensorProto.INT32))
             zp = f"{tag}/{name}_zp"
-            if name == "a" and ranks.get(ins[2], 0) == 1:  # per row of A: one value a row
+            if name == "a":
                 m.graph.initializer.append(helper.make_tensor(f"{tag}/column", TensorProto.INT64, [2], [-1, 1]))
                 nodes.append(helper.make_node("Reshape", [zp, f"{tag}/column"], [f"{tag}/a_zp_column"]))
                 zp = f"{tag}/a_zp_column"
