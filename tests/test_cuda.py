@@ -260,7 +260,7 @@ def stub_driver(tmp_path_factory):
 
 
 SCENARIOS = """
-import json, os, tarfile, tempfile, tvm
+import json, os, tarfile, tvm
 import edgec.runtime.cuda as cuda
 from edgec.runtime.artifact import read_manifest
 art = {art!r}
@@ -289,7 +289,8 @@ attempt("no libcudart", driver=13000, sm=80)
 cuda.cudart_candidates = real
 attempt("older GPU", sm=75)
 attempt("newer GPU", sm=90)
-d = tempfile.mkdtemp()
+d = {scratch!r}  # (inside the test's own folder, removed with it)
+os.makedirs(d, exist_ok=True)
 tarfile.open(art).extractall(d, filter="data")
 pending, found = [tvm.runtime.load_module(d + "/model.so")], []
 while pending:
@@ -311,7 +312,8 @@ def stub_results(models, stub_driver):
     """What the runtime says under the stand-in driver, scenario by scenario, in one fresh process."""
     env = dict(os.environ, LD_LIBRARY_PATH=f"{stub_driver}:{os.environ.get('LD_LIBRARY_PATH', '')}")
     script = SCENARIOS.format(art=compiled(models, "cnn", "cuda"), onnx=str(models / "cnn.onnx"),
-                              again=str(models / "cnn-gpu-machine.edgec"))
+                              again=str(models / "cnn-gpu-machine.edgec"),
+                              scratch=str(models / "cnn-cuda-extracted"))
     res = subprocess.run([sys.executable, "-c", script],
                          capture_output=True, text=True, env=env, timeout=300)
     line = [x for x in res.stdout.splitlines() if x.startswith("RESULT ")]
