@@ -138,7 +138,7 @@ def compile_graph(graph, preset, output, *, disable_passes=(), model_info=None, 
                 tuned = Tuned(tune_db, target)
             mod = apply_schedules(mod, described, preset, step, tuned)
         try:
-            with _keep_device_source(preset):
+            with _keep_device_source(preset), _pass_config(preset):
                 ex = tvm.compile(mod, target=target)
         except Exception as e:  # noqa: BLE001 - TVM raises many types; surface one line
             raise EdgecError(f"model '{graph.name}': TVM failed to compile for {preset.name}: "
@@ -183,6 +183,16 @@ def _keep_device_source(preset):
         from ..targets import cuda
         return cuda.keep_device_source()
     return contextlib.nullcontext()
+
+
+def _pass_config(preset):
+    """TVM's lowering options for the preset: on CPUs, LoopPartition also splits loops of constant
+    extent at their `likely` conditions (a pointwise GEMM's padded last tile, compiler/lower/packed.py:
+    the whole tiles then run without the bound check, which would make them scalar)."""
+    import tvm
+    if preset.device == "cuda":
+        return contextlib.nullcontext()
+    return tvm.transform.PassContext(config={"s_tir.LoopPartition": {"partition_const_loop": True}})
 
 
 def _device_source(ex, fmt):

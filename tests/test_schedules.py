@@ -437,6 +437,27 @@ def test_avx2_padded_pointwise_write_back_is_vector_code(tmp_path):
     assert ops.count("vmaxps") >= 169 // 8 and ops.count("vmaxss") <= 1, (ops.count("vmaxps"), ops.count("vmaxss"))
 
 
+def test_avx2_in_place_padded_pointwise_write_back_is_vector_code(tmp_path):
+    """A projection read in place with a padded last tile (40->12 @13x13: 10 whole tiles of 16
+    pixels and one of 9) writes bias + relu back in the whole tiles in vectors: LoopPartition split
+    off the last tile at its `likely` bound (each tile's bound check had made the tiles' GEMM and
+    write-back scalar)."""
+    import shutil
+    import subprocess
+    if not shutil.which("objdump"):
+        pytest.skip("objdump (binutils) is not installed")
+    from test_arm_schedules import conv_library
+    from edgec.targets.schedules.pack import pointwise_tile
+    block, tile = pointwise_tile(targets.get("x86-avx2"), 12, 169)
+    lib = conv_library(tmp_path, "x86-avx2", 40, 12, 13, 1)
+    asm = subprocess.run(["objdump", "-d", "--no-show-raw-insn", str(lib)], capture_output=True, text=True,
+                         check=True).stdout
+    ops = [line.split()[1] for line in asm.splitlines() if line.strip() and ":" in line and len(line.split()) > 1]
+    fmas = sum(ops.count(f"vfmadd{order}ps") for order in (132, 213, 231))
+    # (measured: 52 vector FMAs, 36 vector maxes; without the split 11 and 18, 48 scalar FMAs)
+    assert fmas >= 2 * block * tile // 8 and ops.count("vmaxps") >= 2 * block * tile // 8, (fmas, ops.count("vmaxps"))
+
+
 @pytest.mark.parametrize("hw,stride,band", [((60, 130), 1, 20), ((64, 131), 2, 8), ((56, 56), 1, None), ((59, 200), 1, None)])
 def test_depthwise_band(rng, hw, stride, band):
     """Output rows per band: the largest divisor of the output height whose rows of the plane take at

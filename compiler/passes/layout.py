@@ -196,6 +196,7 @@ def _conv_attrs(graph, node, w, preset, block, direct=False):
     or the direct conv's row padding (always the latter where DIRECT)."""
     from ...targets.schedules.pack import (conv_flat_rows, conv_row_padding, conv_rows_tile, pointwise_gemm,
                                            pointwise_tail, pointwise_tile)
+    from ...targets.schedules.pointwise import in_place as pointwise_in_place
     g = node.attrs.get("groups", 1)
     attrs = {k: v for k, v in node.attrs.items() if k not in ("tile", "tail", "row_tile", "row_band", "width_tile", "flat_rows")}
     attrs.update(out_channels=int(w.shape[0]), block=block)
@@ -206,10 +207,12 @@ def _conv_attrs(graph, node, w, preset, block, direct=False):
     wq = int(nchw(node.attrs, "in_layout", graph.values[node.inputs[0]].shape)[3]) + \
         sum(node.attrs.get("pads", [0] * 4)[1::2])  # padded row
     # a grouped conv is one GEMM per group: its output channels per group pay for an input copy
-    if not direct and pointwise(node, w) and pointwise_gemm(int(w.shape[1]) * g, int(w.shape[0]) // g, pixels,
-                                                            nr, strided):
+    in_place = g == 1 and pointwise_in_place(preset, int(w.shape[1]), int(w.shape[0]), mr, pixels, nr, strided)
+    if not direct and pointwise(node, w) and (in_place or pointwise_gemm(int(w.shape[1]) * g, int(w.shape[0]) // g,
+                                                                         pixels, nr, strided)):
         attrs["block"], attrs["tile"] = mr, nr  # a GEMM: tile of `block` channels x `tile` pixels
-        attrs["tail"] = pointwise_tail(preset, pixels, nr)  # (pixels after the whole tiles)
+        # (pixels after the whole tiles; read in place, a padded last tile instead)
+        attrs["tail"] = 0 if in_place else pointwise_tail(preset, pixels, nr)
     elif not direct and (rows := conv_rows_tile(preset, w.shape, int(out[2]), int(out[3]), wq,
                                                 node.attrs.get("strides", [1, 1]), g)):
         attrs["block"], attrs["row_tile"], attrs["row_band"] = rows  # the direct conv over padded rows, a GEMM's tile

@@ -62,11 +62,11 @@ def schedule(sch, kernel, preset):
         in_place = reads_in_place(sch, channels * blocks * block, oh * ow, padded, tail, preset)
         at = bi if in_place else qc
         sch.reorder(*((nn, qo, qc, bi) if in_place else (nn, qo, bi, qc)), rc, oi, qv, qi)
-        if padded == oh * ow:  # (a padded last tile would make every tile's write-back scalar)
+        if padded == oh * ow or in_place:  # (a padded last tile: see write_back_at)
             acc = sch.cache_write(conv, 0, "local")
             sch.reverse_compute_at(acc, at)
             sch.vectorize(sch.get_loops(acc)[-1])
-            fused = write_back_at(sch, acc, unpack, at, ow)
+            fused = write_back_at(sch, acc, unpack, at, ow, padded == oh * ow)
         chunks = n * (padded // chunk)
         if in_place:
             sch.compute_inline(sch.get_sblock("conv2d_pixels_copy"))
@@ -112,7 +112,8 @@ def reads_in_place(sch, weights, pixels, padded, tail, preset):
     channel's row in its own plane) instead of from copied panels: for a projection (no more
     output than input channels) whose WEIGHTS (all of them, floats) fit in WEIGHTS_L1_SHARE of
     the L1, so that each input row is read once and the copy buys nothing. Only where the panels
-    would be a plain view of the rows: no stride, no padded last tile, no tail. Measured on AVX2,
+    would be a plain view of the rows (no stride) and without a tail (a padded last tile instead:
+    see in_place, write_back_at). Measured on AVX2,
     1 thread, thread-time minima alternated, in MobileNetV2: 32->16 @112 0.288 -> 0.257 ms,
     96->24 and 144->24 @56 0.239 -> 0.195; standalone 144->24 @56 0.35 -> 0.26. Not where the
     weights do not fit (in ResNet-50, reading in place with the channel blocks outer: 256->64 @56
@@ -127,14 +128,28 @@ def reads_in_place(sch, weights, pixels, padded, tail, preset):
     Tried and not kept (in SqueezeNet, thread-time minima alternated): the GEMM with a tail for these
     projections, copied 64->16 @55 0.181 -> 0.228 ms and 128->16 @55 0.231 -> 0.405, in place 0.203
     and 0.259; reading in place expansions of <= 32 input channels (no copy pass) 0-5% standalone,
-    within noise in model; the write-back in the tile with a padded last tile: the tile's bound
+    within noise in model. The write-back in the tile with a padded last tile: the tile's bound
     (reverse_compute_at's predicate, the inlined copy's if_then_else) made every tile scalar (64->16
-    @49 2.9 ms) and TVM's LoopPartition did not split off the last tile, not even with
-    pragma_loop_partition_hint (the bounds are not `likely` conditions)."""
+    @49 2.9-3.4 ms) until the bound was stated `likely` (compiler/lower/packed.py) for LoopPartition
+    with partition_const_loop (compiler/build.py); pragma_loop_partition_hint does not work (TVM's
+    NarrowDataType renames the loop variable, not the hint's). With it: 64->16 @55 standalone
+    0.135 -> 0.107 ms, but in SqueezeNet, after the max pool, 0.154 -> 0.208 (see in_place)."""
     channels = int(sch.get(sch.get_sblock("conv2d_pixels_copy")).reads[0].source.shape[1])
     out = int(sch.get(sch.get_sblock("conv2d_unpack")).iter_vars[1].dom.extent)
     return not tail and out <= channels and weights * 4 <= preset.l1_kib * 1024 * WEIGHTS_L1_SHARE \
-        and padded == pixels == input_plane(sch)
+        and pixels == input_plane(sch)
+
+
+def in_place(preset, in_channels, out_channels, block, pixels, tile, strided):
+    """Whether the layout pass gives a pointwise conv (one group) the GEMM read in place (see
+    reads_in_place): with pixels that are no whole number of tiles, a padded last tile, not a tail
+    (the write-back stays in the tile, see write_back_at), where the input rows fit in the L2.
+    In SqueezeNet, AVX2, 1 thread, thread-time minima alternated, vs the direct conv:
+    128->32 @27 (373 KB of input) 0.136 -> 0.115-0.121 ms; but 64->16 @55 (774 KB, written by
+    the max pool just before) 0.160-0.167 -> 0.183-0.197, though standalone 0.135 -> 0.107."""
+    weights = in_channels * -(-out_channels // block) * block
+    return not strided and out_channels <= in_channels and weights * 4 <= preset.l1_kib * 1024 * WEIGHTS_L1_SHARE \
+        and (pixels % tile == 0 or in_channels * pixels * 4 <= preset.l2_kib * 1024)
 
 
 def input_plane(sch):
@@ -187,18 +202,29 @@ def write_back_pass(sch, unpack, ow, lanes, par):
         sch.vectorize(sch.split(q, [None, lanes])[1])
 
 
-def write_back_at(sch, acc, unpack, qc, ow):
+def write_back_at(sch, acc, unpack, qc, ow, whole=True):
     """Move the write-back (bias, epilogue) into the accumulator tile at loop QC: its pixels
     iterate as one flat index (the GEMM's), it reads the accumulators in place of their copy.
     False where a grouped conv's channel map keeps it out of the tile: it stays a pass of its own
-    (the accumulators are then written straight to the block buffer, without the copy)."""
+    (the accumulators are then written straight to the block buffer, without the copy).
+    Pixels padded to whole tiles (not WHOLE) give each tile's write-back a bound check, which TVM
+    vectorizes as scalar code: there the tile loop is split before the last tile by LoopPartition
+    (at the `likely` bound, compiler/lower/packed.py), and the write-back is unrolled instead of
+    vectorized, so that in the whole tiles the simplifier drops the check and LLVM vectorizes the
+    stores (the unrolled accumulators stay in registers). Measured on AVX2, 1 thread, thread-time
+    minima, standalone conv + relu 64->16 @49 (in place, 101 tiles of 24): 0.137 ms as the direct
+    conv, 0.099 this way (the vectorized write-back with its check: 3.4 ms)."""
     sch.transform_block_layout(unpack, lambda nn, f, yy, xx: (nn, f, yy * ow + xx))
     sch.compute_inline(acc)
     try:
         sch.reverse_compute_at(unpack, qc)
     except Exception:  # noqa: BLE001 - TVM's ScheduleError
         return False
-    sch.vectorize(sch.get_loops(unpack)[-1])
+    if whole:
+        sch.vectorize(sch.get_loops(unpack)[-1])
+    else:
+        for loop in sch.get_loops(unpack)[-2:]:
+            sch.unroll(loop)
     return True
 
 
