@@ -53,11 +53,12 @@ def dequantize_linear(a, x, scale, zp):
 
 
 @lowering("requantize")
-def requantize(a, acc, m, zp):
+def requantize(a, acc, m, zp, off=None):
     lo, hi = clamp_bounds(a)
 
     def f(*i):
-        q = tirx.nearbyint(acc(*i).astype("float32") * bcast(m, i).astype("float32"))
+        v = acc(*i).astype("float32") * bcast(m, i).astype("float32")
+        q = tirx.nearbyint(v if off is None else v + bcast(off, i).astype("float32"))
         return _saturate(q + bcast(zp, i).astype("float32"), lo, hi, a["dtype"])
     return te.compute(acc.shape, f, name="requantize")
 

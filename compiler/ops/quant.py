@@ -5,7 +5,9 @@
     qconv2d(x, w, x_zp, w_zp[, b])           int32 sum((x - x_zp) * (w - w_zp)) [+ b]  (conv2d attrs)
     qdense(x, w, x_zp, w_zp[, b])            the same for x (M, K) and w (N, K)
     qmatmul(a, b, a_zp, b_zp)                int32 (a - a_zp) @ (b - b_zp), batch dims broadcast
-    requantize(acc, m, zp; dtype, min, max)  y = clamp(rint(float32(acc) * m) + zp, min, max)
+    requantize(acc, m, zp[, off]; dtype, min, max)
+                      y = clamp(rint(float32(acc) * m [+ off]) + zp, min, max)   (off: what a float bias
+                      has beyond the int32 one, in output steps)
     qadd(a, b, sa, za, sb, zb, sy, zy; dtype, min, max)
                       y = clamp(rint((float32(a - za) * sa + float32(b - zb) * sb) / sy) + zy, min, max)
     qglobal_avg_pool(x, sx, zx, sy, zy; dtype)   quantize(global_avg_pool(dequantize(x)))
@@ -151,11 +153,12 @@ def qmatmul(attrs, x, y, x_zp, y_zp):
     return _exact(np.matmul(xs, ys))
 
 
-def _requantize_infer(a, acc, m, zp):
-    if acc.dtype != "int32" or not m.dtype.startswith("float") or zp.dtype != a["dtype"]:
-        raise ShapeError(f"requantize wants int32, a float multiplier and a {a['dtype']} zero point, "
-                         f"got {acc.dtype}, {m.dtype}, {zp.dtype}")
-    _check_params(acc, m, zp)
+def _requantize_infer(a, acc, m, zp, off=None):
+    if acc.dtype != "int32" or not m.dtype.startswith("float") or zp.dtype != a["dtype"] or \
+            off is not None and not off.dtype.startswith("float"):
+        raise ShapeError(f"requantize wants int32, a float multiplier, a {a['dtype']} zero point and a float "
+                         f"offset, got {acc.dtype}, {m.dtype}, {zp.dtype}{'' if off is None else ', ' + off.dtype}")
+    _check_params(acc, m, zp, *([] if off is None else [off]))
     return acc.shape, a["dtype"]
 
 
@@ -165,9 +168,10 @@ def clamp_bounds(attrs):
 
 
 @defop("requantize", "elementwise", _requantize_infer, _ew)
-def requantize(attrs, acc, m, zp):
+def requantize(attrs, acc, m, zp, off=None):
     lo, hi = clamp_bounds(attrs)
-    q = np.rint(acc.astype(np.float32) * m.astype(np.float32)) + zp.astype(np.float32)
+    v = acc.astype(np.float32) * m.astype(np.float32)
+    q = np.rint(v if off is None else v + off.astype(np.float32)) + zp.astype(np.float32)
     return np.clip(q, lo, hi).astype(attrs["dtype"])
 
 

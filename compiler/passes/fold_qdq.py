@@ -21,7 +21,9 @@ With a CPU preset, convs with constant weights then take the packed int8 kernel
 (pack_weights), and activations that only flow between those kernels and element-wise ops stay
 channels-last (channels_last).
 
-B = rint(bias / (sx*sw)) as int32 (the quantizer's own int32 bias when it wrote one). ReLU and
+B = rint(bias / (sx*sw)) as int32 (the quantizer's own int32 bias when it wrote one); what a float
+bias (QuantizeBias=False) has beyond B is the requantize's offset, added before its rounding (rounded
+into B alone, up to half an accumulator step moved ~0.5% of outputs across a rounding edge). ReLU and
 Clip become the requantize clamp (exact: quantize is monotonic). Results are within one
 quantization step of running the QDQ graph in float (the requantize multiplies once where the
 float graph rounds twice). Needs constant weights, scales and zero points; per-tensor input and
@@ -123,7 +125,8 @@ class _Fold:
         n = len(sw)
         acc_scale = (np.float32(x.scale.reshape(-1)[0]) * sw).astype(np.float32)
         b = np.zeros(n) if bias is None else np.broadcast_to(bias.astype(np.float64).reshape(-1), (n,))
-        b = np.rint(b / acc_scale.astype(np.float64))
+        b = b / acc_scale.astype(np.float64)
+        rest, b = b - np.rint(b), np.rint(b)  # (a float bias: what the int32 one leaves, in accumulator steps)
         if np.abs(b).max(initial=0) >= 2**31 - 1:
             return False
         tail = bias_nodes[-1] if bias_nodes else anchor
@@ -153,7 +156,9 @@ class _Fold:
             q, acts, bounds = epi
             m = (acc_scale / q.scale.reshape(-1)[0]).astype(np.float32)
             mc = self.const(m.reshape(shape) if n > 1 else m[0], f"{anchor.name}_multiplier")
-            out = make_node(g, "requantize", [acc.outputs[0], mc, self.const(q.zp.reshape(()), "zero_point")],
+            off = (rest * m).astype(np.float32)  # added before the rounding: the float graph's bias, exactly
+            offset = [self.const(off.reshape(shape), f"{anchor.name}_offset")] if np.abs(rest).max(initial=0) > 1e-6 else []
+            out = make_node(g, "requantize", [acc.outputs[0], mc, self.const(q.zp.reshape(()), "zero_point")] + offset,
                             g.fresh(f"{anchor.name}_requantize"), anchor.source, outputs=q.node.outputs,
                             attrs=dict({"dtype": q.dtype}, **bounds))
             done = [anchor] + bias_nodes + acts + [q.node]
@@ -410,8 +415,10 @@ def fold_concat(graph):
             m = (graph.constants[r.inputs[1]].astype(np.float64) * (s_i / out_scale)).astype(np.float32)
             bounds = {key: int(quantize_linear({"dtype": q.dtype}, np.float32((b - z_i) * s_i), q.scale, q.zp))
                       for key, b in zip(("min", "max"), clamp_bounds(r.attrs))}
+            offset = [graph.add_const((graph.constants[o].astype(np.float64) * (s_i / out_scale)).astype(np.float32),
+                                      graph.fresh(f"{r.name}_offset")) for o in r.inputs[3:]]
             r.inputs = [r.inputs[0], graph.add_const(m, graph.fresh(f"{r.name}_multiplier")),
-                        graph.add_const(q.zp.reshape(()).copy(), graph.fresh("zero_point"))]
+                        graph.add_const(q.zp.reshape(()).copy(), graph.fresh("zero_point"))] + offset
             r.attrs = dict(r.attrs, **bounds)
             drop.add(id(d.node))
         node.inputs = [d.data for d in dqs]
