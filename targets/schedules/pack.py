@@ -115,11 +115,15 @@ def conv_rows_tile(preset, weight_shape, oh, ow, wq, strides, groups):
 
 def conv_rows_band(preset, oh, wq, block, tile):
     """Output rows per band of the row conv: the band's partial sums (rows x WQ x block) in a
-    sixteenth of L2, written back to NCHW band by band while they are in cache. Each band's pixels
+    quarter of L2, written back to NCHW band by band while they are in cache. Each band's pixels
     are padded to whole tiles and the last band may run past OH: the band that computes the
     fewest pixels in all wins (on a tie the larger), at least 2 rows where OH has them (bands of
-    one row measured 1.3x slower at 16->64 @55)."""
-    most = min(oh, max(2, preset.l2_kib * 1024 // 16 // (wq * block * 4)))
+    one row measured 1.3x slower at 16->64 @55). Measured on AVX2, 1 thread, standalone,
+    thread-time minima alternated, partial sums in 1/16 -> 1/4 of L2: 3x3 3->64 @224 4.3-4.5 ->
+    3.85-3.92 ms, s2 3->32 @224 0.549 -> 0.523, 16->64 @55 0.784 -> 0.753, 32->128 @27 0.728 ->
+    0.710, s2 3->64 @224 + relu + max pool 1.18 -> 1.15; 7x7 s2 3->64 @224 within noise (half of
+    L2: the same within noise; 1/64: slower)."""
+    most = min(oh, max(2, preset.l2_kib * 1024 // 4 // (wq * block * 4)))
     return min(range(min(2, oh), most + 1), key=lambda b: (-(-oh // b) * -(-(b * wq) // tile) * tile, -b))
 
 
