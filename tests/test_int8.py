@@ -90,21 +90,29 @@ def test_qlinear_conv_matches_onnxruntime(group, per_channel, c):
         assert np.abs(got[0].astype(int) - want).max() <= 1
 
 
-def test_qlinear_matmul_and_qlinear_add_match_onnxruntime():
+@pytest.mark.parametrize("rows,per_column", [((3,), False), ((2, 3), True)])
+def test_qlinear_matmul_and_qlinear_add_match_onnxruntime(rows, per_column):
+    """A constant B makes the matmul a packed int8 1x1 conv on the rows of A (an N-D A flattened)."""
+    from edgec.targets import get as get_preset
     rng = np.random.default_rng(3)
     b = rng.integers(-64, 64, (16, 6)).astype(np.int8)
-    inits = [tensor("as", np.float32(0.03)), tensor("az", np.uint8(7)), tensor("b", b), tensor("bs", np.float32(0.01)),
-             tensor("bz", np.int8(0)), tensor("ys", np.float32(0.04)), tensor("yz", np.uint8(128)),
+    bs = rng.uniform(0.005, 0.02, 6).astype(np.float32) if per_column else np.float32(0.01)
+    bz = rng.integers(-3, 4, 6).astype(np.int8) if per_column else np.int8(0)
+    inits = [tensor("as", np.float32(0.03)), tensor("az", np.uint8(7)), tensor("b", b), tensor("bs", bs),
+             tensor("bz", bz), tensor("ys", np.float32(0.04)), tensor("yz", np.uint8(128)),
              tensor("cs", np.float32(0.06)), tensor("cz", np.uint8(90))]
     nodes = [helper.make_node("QLinearMatMul", ["a", "as", "az", "b", "bs", "bz", "ys", "yz"], ["m"]),
              helper.make_node("QLinearAdd", ["m", "ys", "yz", "a2", "as", "az", "cs", "cz"], ["y"],
                               domain="com.microsoft")]
-    graph = helper.make_graph(nodes, "qmm", [helper.make_tensor_value_info("a", TensorProto.UINT8, [3, 16]),
-                                             helper.make_tensor_value_info("a2", TensorProto.UINT8, [3, 6])],
+    graph = helper.make_graph(nodes, "qmm", [helper.make_tensor_value_info("a", TensorProto.UINT8, [*rows, 16]),
+                                             helper.make_tensor_value_info("a2", TensorProto.UINT8, [*rows, 6])],
                               [helper.make_tensor_value_info("y", TensorProto.UINT8, None)], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13),
                                                     helper.make_opsetid("com.microsoft", 1)])
-    feeds = {"a": rng.integers(0, 256, (3, 16)).astype(np.uint8), "a2": rng.integers(0, 256, (3, 6)).astype(np.uint8)}
+    ops = [n.op for n in run_passes(from_onnx(model), preset=get_preset("host")).nodes]
+    assert "qconv2d_packed" in ops and "qmatmul" not in ops, ops
+    feeds = {"a": rng.integers(0, 256, (*rows, 16)).astype(np.uint8),
+             "a2": rng.integers(0, 256, (*rows, 6)).astype(np.uint8)}
     want = ort_run(model, feeds, fused=True)[0].astype(int)
     for got in both(model, feeds):
         assert np.abs(got[0].astype(int) - want).max() <= 1

@@ -429,22 +429,26 @@ def fold_concat(graph):
 
 
 def dense_as_conv(graph):
-    """qdense with a constant weight and a scalar input zero point -> a 1x1 qconv2d on (M, K, 1, 1),
-    so it takes the packed int8 conv kernel."""
+    """qdense with a constant weight, or qmatmul (QLinearMatMul, MatMulInteger) of an activation
+    by a constant 2-D B, with a scalar input zero point -> a 1x1 qconv2d on (rows, K, 1, 1) (an N-D
+    activation's rows flattened), so it takes the packed int8 conv kernel."""
     nodes = []
     for node in graph.nodes:
-        if node.op != "qdense" or not all(i in graph.constants for i in node.inputs[1:]) or \
-                graph.constants[node.inputs[2]].size != 1:
+        dense = node.op == "qdense"
+        if node.op not in ("qdense", "qmatmul") or not all(i in graph.constants for i in node.inputs[1:]) or \
+                graph.constants[node.inputs[2]].size != 1 or len(graph.values[node.inputs[1]].shape) != 2:
             nodes.append(node)
             continue
-        (m, k), n = graph.values[node.inputs[0]].shape, graph.values[node.outputs[0]].shape[1]
+        w = graph.constants[node.inputs[1]]
+        shape, out_shape = graph.values[node.inputs[0]].shape, graph.values[node.outputs[0]].shape
+        k, n = shape[-1], out_shape[-1]
         x4 = make_node(graph, "reshape", [node.inputs[0]], graph.fresh(f"{node.name}_nchw"), node.source,
-                       attrs={"shape": [m, k, 1, 1]})
-        w4 = graph.add_const(graph.constants[node.inputs[1]].reshape(n, k, 1, 1), graph.fresh(f"{node.name}_w"))
+                       attrs={"shape": [int(np.prod(shape[:-1])), k, 1, 1]})
+        w4 = graph.add_const((w if dense else w.T).reshape(n, k, 1, 1), graph.fresh(f"{node.name}_w"))
         conv = make_node(graph, "qconv2d", [x4.outputs[0], w4] + node.inputs[2:], graph.fresh(f"{node.name}_conv"),
                          node.source, attrs={"pads": [0, 0, 0, 0]})
         nodes += [x4, conv, make_node(graph, "reshape", conv.outputs, node.name, node.source, outputs=node.outputs,
-                                      attrs={"shape": [m, n]})]
+                                      attrs={"shape": list(out_shape)})]
     graph.nodes = nodes
 
 
