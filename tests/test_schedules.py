@@ -384,6 +384,24 @@ def test_pointwise_in_place_padded_last_tile(tmp_path, rng, monkeypatch, preset,
     assert in_place and not tail and padded > pixels == hw[0] * hw[1], calls
 
 
+@pytest.mark.parametrize("preset", ["host", "x86-avx2"])
+@pytest.mark.parametrize("case", [(16, 40, (27, 27), ("relu",)), (24, 36, (25, 31), ("add", "relu"))],
+                         ids=["729px", "775px-add"])
+def test_pointwise_padded_last_tile_not_a_tail(tmp_path, rng, monkeypatch, preset, case):
+    """An expansion whose pixels are a few short of whole tiles (at most PADDING_SHARE) pads its last
+    tile instead of a tail GEMM, its write-back (bias, add, relu) in the tile, not a pass of its
+    own: matches numpy."""
+    if preset != "host" and "avx2" not in open("/proc/cpuinfo").read():
+        pytest.skip("this machine has no AVX2 to run x86-avx2 code")
+    from edgec.targets.schedules import pointwise
+    passes = []
+    monkeypatch.setattr(pointwise, "write_back_pass", lambda *a: passes.append(a))
+    monkeypatch.setattr(pointwise, "tail_gemm", lambda *a: pytest.fail("a tail GEMM"))
+    c, o, hw, post = case
+    _check(tmp_path, _conv_graph(rng, c, o, hw, (1, 1), post=post), preset)
+    assert not passes
+
+
 def test_pointwise_in_place_choice():
     """The layout pass reads a projection in place with a padded last tile where its weights fit
     in L1 and its input rows in L2 (SqueezeNet's 128->32 @27), not a larger input (64->16 @55),

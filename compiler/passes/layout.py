@@ -196,7 +196,7 @@ def _conv_attrs(graph, node, w, preset, block, direct=False):
     or the direct conv's row padding (always the latter where DIRECT)."""
     from ...targets.schedules.pack import (conv_flat_rows, conv_row_padding, conv_rows_tile, pointwise_gemm,
                                            pointwise_tail, pointwise_tile)
-    from ...targets.schedules.pointwise import in_place as pointwise_in_place
+    from ...targets.schedules.pointwise import in_place as pointwise_in_place, padded_last_tile
     g = node.attrs.get("groups", 1)
     attrs = {k: v for k, v in node.attrs.items() if k not in ("tile", "tail", "row_tile", "row_band", "width_tile", "flat_rows")}
     attrs.update(out_channels=int(w.shape[0]), block=block)
@@ -212,7 +212,8 @@ def _conv_attrs(graph, node, w, preset, block, direct=False):
                                                                          pixels, nr, strided)):
         attrs["block"], attrs["tile"] = mr, nr  # a GEMM: tile of `block` channels x `tile` pixels
         # (pixels after the whole tiles; read in place, a padded last tile instead)
-        attrs["tail"] = 0 if in_place else pointwise_tail(preset, pixels, nr)
+        attrs["tail"] = 0 if in_place or g == 1 and padded_last_tile(preset, int(w.shape[1]), mr, pixels, nr) \
+            else pointwise_tail(preset, pixels, nr)
     elif not direct and (rows := conv_rows_tile(preset, w.shape, int(out[2]), int(out[3]), wq,
                                                 node.attrs.get("strides", [1, 1]), g)):
         attrs["block"], attrs["row_tile"], attrs["row_band"] = rows  # the direct conv over padded rows, a GEMM's tile
