@@ -129,11 +129,14 @@ def conv_rows_band(preset, oh, wq, block, tile):
 
 def conv_rows_chunk(preset, channels, kh, kw, block, streams):
     """Input channels per chunk of the row conv: a chunk's weights in a quarter of L1 and at most
-    24 input rows streamed at once (STREAMS per channel: kh, times the column phases a strided
-    conv reads; 32 channels x 3 rows ran 0.92x as fast as 8 x 3 at 16->64 @55), but a stem's few
-    channels (ROWS_STEM_CHANNELS) in one chunk (5x5 s2 3->32 @224: 1.17 ms in chunks of one
-    channel, 1.07 in one)."""
-    streamed = max(24 // streams, min(channels, ROWS_STEM_CHANNELS))
+    48 input rows streamed at once (STREAMS per channel: kh, times the column phases a strided
+    conv reads; with a pass of its own writing back all partial sums, 32 channels x 3 rows had
+    run 0.92x as fast as 8 x 3 at 16->64 @55; with bands written back, in SqueezeNet, AVX2, 1
+    thread, thread-time minima alternated, 24 -> 48 rows: 16->64 @55 0.778 -> 0.750 and 0.717 ->
+    0.711 ms, 32->128 @27 0.681 -> 0.674 and 0.680 -> 0.673), and a stem's few channels
+    (ROWS_STEM_CHANNELS) in one chunk (5x5 s2 3->32 @224: 1.17 ms in chunks of one channel, 1.07
+    in one)."""
+    streamed = max(48 // streams, min(channels, ROWS_STEM_CHANNELS))
     return divisor(channels, max(1, min(preset.l1_kib * 1024 // 4 // (kh * kw * block * 4), streamed)))
 
 
