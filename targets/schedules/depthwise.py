@@ -29,10 +29,14 @@ def schedule(sch, kernel, preset):
     if len(loops) != 7 or int(sch.get(loops[4]).extent) != 1:
         return None
     data = sch.get(conv).reads[0].source
+    stride = _row_stride(sch, conv)
+    # not the float depthwise layout the lowering makes (compiler/lower/nn.py): an integer conv, or
+    # a one-channel conv whose padded row is no whole number of strides wide: the generic schedule
+    if not str(sch.get(conv).writes[0].source.dtype).startswith("float") or int(data.shape[-1]) % stride:
+        return None
     producers = list(sch.get_producers(conv))
     padded = [b for b in producers if sch.get(b).writes[0].source.same_as(data)]
     others = [b for b in producers if b not in padded]
-    stride = _row_stride(sch, conv)
     plane = padded[0] if padded else None  # the block that writes the plane the conv reads
     if stride > 1:  # the plane de-interleaved: column q * stride + phase at [phase, q]
         plane = plane or sch.cache_read(conv, 0, "global")
