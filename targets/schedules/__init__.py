@@ -42,18 +42,17 @@ def worth_parallel(kernel, streamed=0):
                ARGUMENT_WORK * kernel.get("bytes", 0)) >= PARALLEL_MIN_WORK
 
 
+def buffer_bytes(buf):
+    """The bytes of buffer BUF; a symbolic extent counts as 1."""
+    n = buf.dtype.bits // 8
+    for v in buf.shape:
+        n *= int(getattr(v, "value", 1))
+    return n
+
+
 def argument_bytes(func):
-    """The bytes of a PrimFunc's buffer arguments (inputs, weights, outputs); a symbolic extent
-    counts as 1."""
-    total = 0
-    for buf in func.params:
-        if not hasattr(buf, "shape"):  # a scalar argument
-            continue
-        n = buf.dtype.bits // 8
-        for v in buf.shape:
-            n *= int(getattr(v, "value", 1))
-        total += n
-    return total
+    """The bytes of a PrimFunc's buffer arguments (inputs, weights, outputs)."""
+    return sum(buffer_bytes(buf) for buf in func.params if hasattr(buf, "shape"))  # (not scalar arguments)
 
 
 def rule(kind, arch="*"):

@@ -2,7 +2,7 @@
 from tvm import tirx
 from tvm.sym import pattern
 
-from . import worth_parallel
+from . import buffer_bytes, worth_parallel
 from .common import divisor, inline_epilogue, schedule_rest, vectorize
 from .pack import lanes as pack_lanes
 from .pool import contiguous_reads
@@ -43,7 +43,8 @@ def schedule(sch, kernel, preset):
         name = sch.get(plane).name_hint
         sch.transform_layout(plane, ("write", 0), lambda n, c, h, w: (n, c, h, w % stride, w // stride))
         plane = sch.get_sblock(name)
-    par = worth_parallel(kernel, _bytes(sch.get(conv).reads[0].source) + _bytes(sch.get(conv).writes[0].source))
+    streamed = buffer_bytes(sch.get(conv).reads[0].source) + buffer_bytes(sch.get(conv).writes[0].source)
+    par = worth_parallel(kernel, streamed)
     n, f, y, x, rc, ry, rx = loops
     ow = int(sch.get(x).extent)
     lanes = pack_lanes(preset)
@@ -160,13 +161,6 @@ def _band(sch, plane, oh, preset):
 
 MIN_BAND = 4
 PARALLEL_GROUPS = 32
-
-
-def _bytes(buf):
-    n = buf.dtype.bits // 8
-    for v in buf.shape:
-        n *= int(v)
-    return n
 
 
 def _row_stride(sch, conv):

@@ -36,7 +36,7 @@ import tvm
 from tvm.s_tir import Schedule, TensorIntrin
 from tvm.script import tirx as T
 
-from . import generic, worth_parallel
+from . import buffer_bytes, generic, worth_parallel
 from .common import has_block
 
 KGROUP = 2
@@ -294,8 +294,7 @@ def copies_rows(nbytes, preset):
 
 def _bytes(sch, block, rank):
     """Bytes of the buffer of RANK dimensions that BLOCK reads (the packed weights: 6, the input: 4)."""
-    return next(int(np.prod([int(e) for e in r.source.shape])) * r.source.dtype.bits // 8
-                for r in sch.get(block).reads if len(r.region) == rank)
+    return next(buffer_bytes(r.source) for r in sch.get(block).reads if len(r.region) == rank)
 
 
 def _max_pool(func, kernel, preset):
