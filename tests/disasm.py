@@ -20,8 +20,9 @@ def library(artifact, tmp_path):
     return tmp_path / "model.so"
 
 
-def innermost_fma_loops(lib, objdump="objdump"):
-    """[[(mnemonic, operands), ...] per innermost FMA loop] of the library LIB."""
+def innermost_fma_loops(lib, objdump="objdump", enclosing=False):
+    """[[(mnemonic, operands), ...] per innermost FMA loop] of the library LIB (ENCLOSING: per
+    smallest loop around one, e.g. a GEMM's register tile around its reduction)."""
     asm = subprocess.run([objdump, "-d", "--no-show-raw-insn", str(lib)], capture_output=True, text=True,
                          check=True).stdout
     ins = []
@@ -36,8 +37,14 @@ def innermost_fma_loops(lib, objdump="objdump"):
             body = [(o, a) for x, o, a in ins if int(target[1], 16) <= x <= addr]
             if any(_FMA.match(o) for o, _ in body):
                 loops.append((int(target[1], 16), addr, body))
-    return [body for lo, hi, body in loops
-            if not any((lo, hi) != (l2, h2) and lo <= l2 and h2 <= hi for l2, h2, _ in loops)]
+    inner = [(lo, hi, body) for lo, hi, body in loops
+             if not any((lo, hi) != (l2, h2) and lo <= l2 and h2 <= hi for l2, h2, _ in loops)]
+    if not enclosing:
+        return [body for _, _, body in inner]
+    bodies = {(lo, hi): body for lo, hi, body in loops}
+    around = {min(((l2, h2) for l2, h2 in bodies if l2 <= lo and hi <= h2 and (l2, h2) != (lo, hi)),
+                  key=lambda x: x[1] - x[0], default=None) for lo, hi, _ in inner} - {None}
+    return [bodies[k] for k in sorted(around)]
 
 
 def stack_accesses(body):
