@@ -385,12 +385,14 @@ def test_pointwise_in_place_padded_last_tile(tmp_path, rng, monkeypatch, preset,
 
 
 @pytest.mark.parametrize("preset", ["host", "x86-avx2"])
-@pytest.mark.parametrize("case", [(16, 40, (27, 27), ("relu",)), (24, 36, (25, 31), ("add", "relu"))],
-                         ids=["729px", "775px-add"])
+@pytest.mark.parametrize("case", [(16, 40, (27, 27), ("relu",)), (24, 36, (25, 31), ("add", "relu")),
+                                  (200, 28, (23, 29), ("add", "relu"))],
+                         ids=["729px", "775px-add", "667px-projection-add"])
 def test_pointwise_padded_last_tile_not_a_tail(tmp_path, rng, monkeypatch, preset, case):
     """An expansion whose pixels are a few short of whole tiles (at most PADDING_SHARE) pads its last
     tile instead of a tail GEMM, its write-back (bias, add, relu) in the tile, not a pass of its
-    own: matches numpy."""
+    own: matches numpy. So does a projection whose weights are too many to read in place (a GEMM,
+    not the direct conv)."""
     if preset != "host" and "avx2" not in open("/proc/cpuinfo").read():
         pytest.skip("this machine has no AVX2 to run x86-avx2 code")
     from edgec.targets.schedules import pointwise
@@ -404,13 +406,17 @@ def test_pointwise_padded_last_tile_not_a_tail(tmp_path, rng, monkeypatch, prese
 
 def test_pointwise_in_place_choice():
     """The layout pass reads a projection in place with a padded last tile where its weights fit
-    in L1 and its input rows in L2 (SqueezeNet's 128->32 @27), not a larger input (64->16 @55),
-    an expansion, or a stride."""
+    in L1 (SqueezeNet's 128->32 @27, 64->16 @55), not an expansion or a stride; a projection whose
+    weights do not fit runs the GEMM with a padded last tile where few pixels are padding (256->32
+    @27), else the direct conv (256->48 @13)."""
     import dataclasses
-    from edgec.targets.schedules.pointwise import in_place
+    from edgec.targets.schedules.pack import pointwise_gemm
+    from edgec.targets.schedules.pointwise import in_place, padded_last_tile
     p = dataclasses.replace(targets.get("x86-avx2"), l1_kib=32, l2_kib=512)  # (znver3's caches)
     assert in_place(p, 128, 32, 4, 729, 24, False)
-    assert not in_place(p, 64, 16, 4, 3025, 24, False) and in_place(p, 64, 16, 4, 3024, 24, False)
+    assert in_place(p, 64, 16, 4, 3025, 24, False) and in_place(p, 64, 16, 4, 3024, 24, False)
+    assert padded_last_tile(p, 256, 4, 729, 24) and pointwise_gemm(256, 32, 729, 24, False, True)
+    assert not padded_last_tile(p, 256, 4, 169, 24) and not pointwise_gemm(256, 48, 169, 24, False, False)
     assert not in_place(p, 32, 128, 4, 729, 24, False) and not in_place(p, 128, 32, 4, 729, 24, True)
     assert not in_place(p, 256, 32, 4, 729, 24, False)  # (weights past half the L1)
 
@@ -580,3 +586,27 @@ def test_avx2_pointwise_accumulators_stay_in_registers(tmp_path):
         stores = [(o, a) for o, a in body if o in ("vmovups", "vmovaps") and a.split(",")[-1].endswith(")")
                   and "%ymm" in a.split(",")[0]]
         assert len(stores) <= block * tile // 8, stores
+
+
+@pytest.mark.parametrize("hw", [(8, 56), (6, 54)], ids=["ow28", "ow27"])
+def test_avx2_direct_conv_rows_in_exact_tiles(tmp_path, rng, hw):
+    """The direct conv covers a row with tiles of two or three sizes, none padded or partial
+    (pack.conv_width_tiles: 28 = 4 x 6 + 4, 27 = 3 x 6 + 5 + 4): matches numpy on x86-avx2, and the
+    inner loops hold a 6-pixel x 2-vector tile (36 FMAs over the 3 taps) without spills (it ran 7
+    tiles of 4 pixels, 8 accumulators, at OW 28)."""
+    if "avx2" not in open("/proc/cpuinfo").read():
+        pytest.skip("this machine has no AVX2 to run x86-avx2 code")
+    from edgec.targets.schedules.pack import conv_width_tiles
+    ow = (hw[1] + 2 - 3) // 2 + 1
+    tiles = conv_width_tiles(targets.get("x86-avx2"), ow)
+    assert sum(t * k for t, k in tiles) == ow and tiles[0][0] == 6 and len(tiles) <= 3, tiles
+    _check(tmp_path, _conv_graph(rng, 16, 32, hw, (3, 3), 1, 2, 1, (1, 1, 1, 1), post=("relu",)),
+           "x86-avx2", want_ops=["conv2d_packed", "relu"])
+    import shutil
+    if not shutil.which("objdump"):
+        pytest.skip("objdump (binutils) is not installed")
+    from disasm import innermost_fma_loops, stack_accesses, vector_fmas
+    from test_arm_schedules import conv_library
+    loops = innermost_fma_loops(conv_library(tmp_path, "x86-avx2", 16, 32, hw[1], 3, stride=2))
+    assert max(len(vector_fmas(body)) for body in loops) == 36, [len(vector_fmas(b)) for b in loops]
+    assert not [stack_accesses(body) for body in loops if stack_accesses(body)]

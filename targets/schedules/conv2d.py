@@ -22,9 +22,9 @@ is written back per tile, a vector of channels per pixel; else chunks of at leas
 import tvm
 from tvm.s_tir import Schedule
 
-from . import depthwise, generic, pointwise, rule, worth_parallel
+from . import depthwise, generic, pointwise, rule, winograd, worth_parallel
 from .common import divisor, has_block, inline_epilogue, parallel, schedule_rest, vectorize
-from .pack import conv_cache_blocks, conv_params, conv_rows_chunk, conv_width_tile, pointwise_tile
+from .pack import conv_cache_blocks, conv_params, conv_rows_chunk, conv_width_tile, conv_width_tiles, pointwise_tile
 from .pack import lanes as pack_lanes
 
 
@@ -42,6 +42,8 @@ def schedule(func, kernel, preset):
         return pointwise.schedule(sch, kernel, preset)
     if has_block(sch, "conv2d_rows"):
         return schedule_rows(sch, kernel, preset)
+    if has_block(sch, "winograd_gemm"):
+        return winograd.schedule(sch, kernel, preset)
     try:
         conv = sch.get_sblock("conv2d_packed")
     except Exception:  # noqa: BLE001 - no packed conv in this kernel
@@ -62,9 +64,9 @@ def schedule(func, kernel, preset):
     tile = conv_width_tile(preset, out[1] * out[2] if flat else out[2] if nhwc else out[3])
     if ow % tile:  # rows not padded to whole tiles (a node without `width_tile`): a partial tile
         tile = width_tile(ow, most)
-    xo, xi = sch.split(x, [None, tile])
     channels = int(sch.get(rc).extent)
     if nhwc or "nhwc_in" in sch.get(conv).annotations:
+        xo, xi = sch.split(x, [None, tile])
         # channels-last (compiler/passes/layout.py): per band of output rows (of flat pixels) whose
         # input (all channels) fits in half of L2, every channel block passes over the band; where a
         # block's weights fit in a quarter of L2 the reduction runs over all channels at once and an
@@ -95,13 +97,25 @@ def schedule(func, kernel, preset):
         else:
             vectorize(sch, sch.get_loops(unpack)[-1], pack_lanes(preset))
         parallel(sch, sch.fuse(*outer), par)
+        sch.unroll(xi)
+        sch.vectorize(oi)
+        sch.vectorize(sch.get_loops(sch.decompose_reduction(conv, rc))[-1])
     else:
         rc, rci = sch.split(rc, [None, chunk])
         y, yi = sch.split(y, [None, band])
         # the accumulators live in the band's packed buffer, promoted to registers by LLVM in the
         # (rci, ry) loop, whose addresses do not move. rx outside it: with rx innermost LLVM shared
         # each broadcast pixel between neighbouring taps and spilled a 6-pixel AVX2 tile
-        sch.reorder(n, bi, y, rc, yi, xo, rx, rci, ry, xi, oi)
+        # rows as exact covers of tiles of two or three sizes (pack.conv_width_tiles, cut after the
+        # reduction is decomposed); a flat row keeps one tile size with a partial last tile: cut in
+        # parts, LLVM computed its pixel addresses as vectors in the inner loop (512->512 @7 3.66 -> 4.16 ms)
+        if flat:
+            x, xi = sch.split(x, [None, tile])
+            sch.reorder(n, bi, y, rc, yi, x, rx, rci, ry, xi, oi)
+            sch.unroll(xi)
+        else:
+            sch.reorder(n, bi, y, rc, yi, x, rx, rci, ry, oi)
+        sch.vectorize(oi)
         try:
             if flat:  # (the write-back's pixels as the one flat row, as above)
                 sch.transform_block_layout(unpack, lambda nn, f, yy, xx: (nn, f, yy * out[3] + xx))
@@ -110,9 +124,9 @@ def schedule(func, kernel, preset):
         except Exception:  # noqa: BLE001 - grouped index maps: write back as a separate pass
             generic._schedule_block(sch, unpack, pack_lanes(preset), par)
         parallel(sch, sch.fuse(n, bi, y), par)
-    sch.unroll(xi)
-    sch.vectorize(oi)
-    sch.vectorize(sch.get_loops(sch.decompose_reduction(conv, rc))[-1])
+        sch.vectorize(sch.get_loops(sch.decompose_reduction(conv, rc))[-1])
+        if not flat:
+            _row_tiles(sch, conv, x, conv_width_tiles(preset, ow))
     for pad in pads:
         loops = sch.get_loops(pad)
         parallel(sch, sch.fuse(*loops[:2]), par)
@@ -120,6 +134,24 @@ def schedule(func, kernel, preset):
             vectorize(sch, loops[-1], pack_lanes(preset))
     schedule_rest(sch, preset, ["conv2d_packed", sch.get(unpack).name_hint, *[sch.get(p).name_hint for p in pads]], par)
     return sch.mod["main"]
+
+
+def _row_tiles(sch, conv, x, tiles):
+    """Cut the pixel loop X of CONV (loops inside it: rx, rci, ry, oi) into register tiles: TILES
+    [(tile, count), ...] as consecutive parts (a block of its own each), each part's tile pixels
+    unrolled inside the reduction. CONV's reduction comes decomposed, its channels vectorized (neither
+    can be done across the parts' blocks, nor to an update block)."""
+    parts = sch.loop_partition(x, [t * k for t, k in tiles[:-1]]) if len(tiles) > 1 else [x]
+    for part, (t, _) in zip(parts, tiles):
+        block = conv if len(tiles) == 1 else sch.get_child_blocks(part)[0]
+        xo, rx, rci, ry = sch.get_loops(block)[-5:-1]
+        if int(sch.get(xo).extent) > t:
+            xo, xi = sch.split(xo, [None, t])
+            sch.reorder(xo, rx, rci, ry, xi)
+        else:  # (a single tile: the later parts, whose loops start past 0, which split refuses)
+            xi = xo
+            sch.reorder(rx, rci, ry, xi)
+        sch.unroll(xi)
 
 
 # kernel taps up to which the row conv unrolls both kernel loops; a larger kernel keeps its rows a

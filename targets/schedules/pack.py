@@ -40,13 +40,42 @@ def conv_width_tile(preset, ow):
                key=lambda t: (-(-ow // t) * (t + 1), -(-ow // t) * t - ow, -t))
 
 
+def conv_width_tiles(preset, ow):
+    """The direct conv's register tiles along a row of OW pixels: [(tile, count), ...] covering it
+    exactly (no padded pixel, no partial tile): `count` tiles of one size, then at most two single
+    tiles (TVM splits only a loop that starts at 0: the first part's). A tile of t pixels costs
+    about max(t, full) + 1 pixels (conv_width_tile), where `full` tiles keep the two FMA pipes busy
+    through their latency (8 accumulator vectors); the cheapest cover wins, on a tie the one with
+    fewer parts."""
+    block, most = conv_params(preset)
+    full = -(-8 // (block // lanes(preset)))
+    if ow <= most:
+        return [(ow, 1)]
+
+    def cost(plan):
+        return sum(k * (max(t, full) + 1) for t, k in plan), len(plan)
+    plans = []
+    for t in range(most, 1, -1):
+        for k in range(ow // t, 0, -1):
+            left = ow - k * t
+            if left <= most:
+                plans.append([(t, k)] + ([(left, 1)] if left else []))
+            elif left <= 2 * most:
+                plans.append([(t, k), (-(-left // 2), 1), (left // 2, 1)])
+    return min(plans, key=cost)
+
+
 def conv_row_padding(preset, ow):
-    """The `width_tile` the layout pass gives a direct conv: rows padded to whole tiles only where
-    that pads less than 1/16 of the row; else 1, and the schedule runs a partial last tile (measured
-    on AVX2, thread time: 512->512 3x3 @7 padded to 8 pixels 0.85-0.88 of onnxruntime, 4 + 3
-    pixels 0.91-0.92)."""
+    """The `width_tile` the layout pass gives a direct conv: rows padded to whole tiles of
+    conv_width_tile only where those cost less than the exact cover of conv_width_tiles; else 1 (no
+    padding: the NCHW schedule covers the row with tiles of two or three sizes; measured on AVX2, 1
+    thread, thread-time minima alternated, 3x3 128->128 @56 + relu, 14 tiles of 4 -> 8 of 6 and
+    two of 4: 11.58 -> 11.15 ms)."""
     t = conv_width_tile(preset, ow)
-    return t if (-(-ow // t) * t - ow) * 16 <= ow else 1
+    block, _ = conv_params(preset)
+    full = -(-8 // (block // lanes(preset)))
+    padded = -(-ow // t) * (max(t, full) + 1)
+    return t if ow % t and padded < sum(k * (max(w, full) + 1) for w, k in conv_width_tiles(preset, ow)) else 1
 
 
 def conv_cache_blocks(preset, channels, taps, oh, ow, block):
@@ -179,16 +208,21 @@ def pointwise_tail(preset, pixels, tile):
     return tail if pixels > tile and 0 < tail < tile else 0
 
 
-def pointwise_gemm(in_channels, out_channels, pixels, tile, strided):
+def pointwise_gemm(in_channels, out_channels, pixels, tile, strided, padded_in_tile=False):
     """Whether a pointwise conv runs as the GEMM (else as the direct conv, or over padded rows):
-    always when its pixels are a whole number of tiles without a stride; else (its input copy
-    gathers or pads, its write-back is a pass of its own) only with enough output channels to pay
-    for that (measured on AVX2, vs onnxruntime: 64->16 at 55x55 0.77 direct, 1.1 GEMM; 512->2048
-    at 7x7 GEMM ahead; 32->128 at 27x27 GEMM 0.84 of the direct conv's time since its padded
-    write-back is vector code), or with few input channels and no stride, where the row conv's
-    copy would buy nothing the GEMM's panels do not (in SqueezeNet, AVX2, 1 thread, thread-time
-    min in place: 16->64 @55 0.158-0.180 -> 0.144-0.149 ms)."""
-    return out_channels >= 128 or not strided and (pixels % tile == 0 or in_channels <= ROWS_MAX_CHANNELS)
+    always when its pixels are a whole number of tiles without a stride, or a few short of it with
+    the write-back in the padded last tile (PADDED_IN_TILE: pointwise.padded_last_tile); else (its
+    input copy gathers or pads, its write-back is a pass of its own) only with enough output channels
+    to pay for that (measured on AVX2, vs onnxruntime: 512->2048 at 7x7 GEMM ahead; 32->128 at 27x27
+    GEMM 0.84 of the direct conv's time since its padded write-back is vector code), or with few
+    input channels and no stride, where the row conv's copy would buy nothing the GEMM's panels do
+    not (in SqueezeNet, AVX2, 1 thread, thread-time min in place: 16->64 @55 0.158-0.180 ->
+    0.144-0.149 ms). The direct conv's projections ran at ~45 GFLOP/s: in SqueezeNet, AVX2, 1 thread,
+    thread-time minima alternated, direct conv -> GEMM with a padded last tile: 256->32 @27 0.230 ->
+    0.179 ms (read in place: 64->16 @55 0.141 -> 0.125, see pointwise.in_place); not at 13x13
+    (169 pixels, 23 of 192 padded: 384->48 0.087 -> 0.098 with a tail)."""
+    return out_channels >= 128 or not strided and (pixels % tile == 0 or padded_in_tile
+                                                   or in_channels <= ROWS_MAX_CHANNELS)
 
 
 def dense_block(preset):
