@@ -464,3 +464,52 @@ def test_arm_int8_large_depthwise_and_pixel_major_pointwise_under_qemu(tmp_path,
     for got, want in zip(arm_env.run_artifact(art, [x], tmp_path, 2), wants):
         assert got.shape == want.shape and np.ptp(want) > 10
         assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+
+
+# 76 channels (not whole blocks of 8 or 16) of 33 x 31 pixels: a stride-1 depthwise conv of 1.4 MFLOP,
+# below worth_parallel's size for a conv FLOP but forking at DEPTHWISE_FLOP_COST; its input in the L2
+MID_DW = [(5, 76, 1, 1, 1, "x", "a"), (76, 76, 3, 1, 76, "a", "y1"), (76, 76, 3, 2, 76, "a", "y2")]
+
+
+@pytest.mark.parametrize("preset", ["host", "x86-avx2", "rpi4"])
+def test_int8_mid_depthwise_forks_and_keeps_its_accumulators_off_the_workspace(tmp_path, recwarn, monkeypatch, preset):
+    """A depthwise conv of 33x31 pixels runs its rows in parallel (the stride-2 one, a quarter of the
+    work, on one thread); no int8 conv keeps a 'local' buffer, which TVM 0.27 allocates from the
+    workspace pool (only 'global' ones under 1 KB stay on the stack), per iteration inside a parallel
+    loop. Exact vs the IR reference on x86, within one step of onnxruntime (rpi4 under qemu)."""
+    from edgec.compiler.interp import interpret
+    from edgec.compiler.passes import run_passes
+    from edgec.frontends.onnx import from_onnx
+    from edgec.runtime.artifact import read_manifest
+    from edgec.targets.schedules import int8, worth_parallel
+    model = qconv_layers_model(str(tmp_path / "d.onnx"), MID_DW, 5, (33, 31), ["y1", "y2"])
+    scopes = []
+    schedule = int8.schedule
+
+    def spy(func, kernel, p):
+        out = schedule(func, kernel, p)
+        scopes.extend(re.search(r'scope="(\w+)"', ln)[1] if "scope=" in ln else "global"
+                      for ln in out.script().splitlines() if "sblock_alloc_buffer" in ln)
+        return out
+    monkeypatch.setattr(int8, "schedule", spy)
+    art = api.compile(model, preset, str(tmp_path / "d.edgec"), progress=False)
+    assert not [w for w in recwarn if "falling back" in str(w.message)], [str(w.message) for w in recwarn]
+    assert scopes and "local" not in scopes, scopes
+    dws = [k for k in read_manifest(art)["kernels"] if k["anchor"] == "qconv2d_packed"][1:]
+    cost = lambda k: dict(k, flops=k["flops"] * int8.DEPTHWISE_FLOP_COST)  # noqa: E731
+    assert [(worth_parallel(k), worth_parallel(cost(k))) for k in dws] == [(False, True), (False, False)]
+    x = np.random.default_rng(1).integers(0, 256, (1, 5, 33, 31)).astype(np.uint8)
+    wants = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    if preset == "rpi4":
+        import arm_env
+        arm_env.require_tools()
+        monkeypatch.setattr(arm_env, "QEMU_CPU", "cortex-a72")
+        gots = arm_env.run_artifact(art, [x], tmp_path, 2)
+    else:
+        from edgec.runtime import load
+        gots = load(art).run({"x": x})
+        ref = interpret(run_passes(from_onnx(onnx.load(model))), {"x": x})
+        assert all(np.array_equal(g, ref[n]) for n, g in zip(("y1", "y2"), gots))
+    for got, want in zip(gots, wants):
+        assert got.shape == want.shape and np.ptp(want) > 10
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1

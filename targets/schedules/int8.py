@@ -96,7 +96,7 @@ def _register(name, a_dtype, b_dtype, lanes, width, index, compute):
         def f(a: T.handle, b: T.handle, c: T.handle) -> None:
             A = T.match_buffer(a, (w,), a_dtype, offset_factor=1)
             B = T.match_buffer(b, (n, w), b_dtype, offset_factor=1)
-            C = T.match_buffer(c, (n,), "int32", offset_factor=1, scope="local")
+            C = T.match_buffer(c, (n,), "int32", offset_factor=1)
             with T.sblock("root"):
                 T.reads(C[z:n], A[z:w], B[z:n, z:w])
                 T.writes(C[z:n])
@@ -192,7 +192,6 @@ def schedule(func, kernel, preset):
     conv = sch.get_sblock("qconv2d_packed")
     nhwc = has_block(sch, "qconv2d_unpack_nhwc")  # a channels-last result (fold_qdq.channels_last)
     unpack = sch.get_sblock("qconv2d_unpack_nhwc" if nhwc else "qconv2d_unpack")
-    par = worth_parallel(kernel)
     while True:  # the epilogue (requantize, clamps) joins the write-back
         consumers = sch.get_consumers(unpack)
         if len(consumers) != 1:
@@ -203,6 +202,7 @@ def schedule(func, kernel, preset):
             break
     n, b, y, x, oi, *reduce = sch.get_loops(conv)
     depthwise = len(reduce) == 2  # (ry, rx), no channel reduction: each lane sums its own channel's taps
+    par = worth_parallel(dict(kernel, flops=kernel.get("flops", 0) * DEPTHWISE_FLOP_COST) if depthwise else kernel)
     rc, ry, rx, rk = [None, *reduce, None] if depthwise else reduce
     lanes, kgroup = int(sch.get(oi).extent), 1 if depthwise else int(sch.get(rk).extent)
     groups = channel_groups(int(sch.get(b).extent), preset, kgroup)
@@ -226,7 +226,11 @@ def schedule(func, kernel, preset):
         if int(sch.get(rx).extent) > 1 and 1 < int(sch.get(rc).extent) * kgroup <= FUSE_TAPS and preset.regs <= 16:
             rx = sch.fuse(rx, rc)  # (a tap's channels follow the previous tap's in the input: one stride)
     at = bo if pixel_major else xo
-    local = sch.cache_write(conv, 0, "local")
+    # (a "global" buffer, kept in registers: TVM 0.27 allocates a "local" one from the workspace pool,
+    # TVMBackendAllocWorkspace / FreeWorkspace around every iteration of a parallel loop; only "global"
+    # ones under 1 KB stay on the stack. MobileNetV2 7-bit, 2 threads, in-model minima: 1x1 576->96
+    # @14 + add 0.119 -> 0.101-0.109 ms, 960->160 @7 0.079 -> 0.073; 1 thread 1-8% faster)
+    local = sch.cache_write(conv, 0, "global")
     sch.reverse_compute_at(local, at)
     if flat and nhwc:  # the write-back's pixels as the one flat row
         ow = int(sch.get(unpack).writes[0].source.shape[2])
@@ -253,6 +257,8 @@ def schedule(func, kernel, preset):
         # operands fit 16 bits, so LLVM emits x86 vpmaddwd; NEON widening multiply-adds)
         sch.vectorize(oi)
         sch.vectorize(sch.get_loops(sch.decompose_reduction(conv, ry))[-1])
+        sch.unroll(ry)  # (the taps unrolled: neighbouring taps share their input loads; LLVM unrolled
+        sch.unroll(rx)  # them on one thread, not in a parallel loop's body: 3x3 576 @14 0.064 -> 0.073 ms)
     elif (preset.arch, lanes, kgroup) in intrin:
         init = sch.decompose_reduction(conv, ry)
         sch.vectorize(sch.get_loops(init)[-1])
@@ -354,6 +360,14 @@ WEIGHTS_L1_SHARE = 0.5
 # AVX2, 1 thread, whole model, thread-time minima of alternated runs (two sets, load ~4): 7.51 / 7.40
 # -> 7.14 / 6.94 ms; onnxruntime int8 on the same QDQ model 7.44 / 7.22, edgec float32 11.9 / 12.0
 INPUT_L2_SHARE = 0.5
+# An int8 depthwise multiply-add (lanes widened to int32, one vector of weights per tap) takes about
+# the time of this many of the packed conv's FLOPs, for which worth_parallel is set: 3x3 384 @14 1.35
+# MFLOP in 43 us on one AVX2 core (31 GOP/s; a 1x1 conv ~75). From this size a depthwise conv forks
+# (it ran on one thread below 3.3 MFLOP). MobileNetV2 7-bit, AVX2, in-model minima alternated, load
+# ~4: 2 threads 3x3 192 @28 0.080 -> 0.052-0.066 ms, 144 s2 @28 0.081 -> 0.054-0.058, 576 @14 0.063
+# -> 0.054-0.060, 384 @14 0.043 -> 0.038-0.040; 1 thread unchanged (0.079-0.082, 0.063-0.068,
+# 0.043-0.044); 960 @7 (0.028) and 576 s2 @7 (0.024) slower on two threads (0.030-0.034)
+DEPTHWISE_FLOP_COST = 2.5
 PARALLEL_SHARES = 8  # a flat conv's parallel iterations (channel groups x bands of pixels), at least
 PAIR_BLOCKS = 5  # an odd count of output channel blocks from this many on gets a zero block to pair up
 
