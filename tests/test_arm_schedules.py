@@ -70,6 +70,7 @@ def schedule_model(path):
     m.output(m.conv(x, 16, 12, k=1, pad=0))  # 1x1
     m.output(m.conv(m.input((1, 40, 13, 11)), 40, 12, k=1, pad=0))  # 1x1 in place: 143 pixels, a padded last tile
     m.output(m.conv(m.input((1, 48, 9, 7)), 48, 128, k=1, pad=0, stride=2))  # 1x1 stride 2: 20 = 12 + a tail of 8
+    m.output(m.conv(m.input((1, 200, 23, 29)), 200, 28, k=1, pad=0))  # projection GEMM (weights past L1): padded last tile
     deep = m.input((1, 3000, 5, 3))
     m.output(m.conv(deep, 3000, 130, k=1, pad=0))  # 1x1 with its reduction cut into chunks (weight panel > L2 share)
     m.output(m.conv(x, 16, 16, group=16))  # depthwise

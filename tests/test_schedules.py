@@ -385,12 +385,14 @@ def test_pointwise_in_place_padded_last_tile(tmp_path, rng, monkeypatch, preset,
 
 
 @pytest.mark.parametrize("preset", ["host", "x86-avx2"])
-@pytest.mark.parametrize("case", [(16, 40, (27, 27), ("relu",)), (24, 36, (25, 31), ("add", "relu"))],
-                         ids=["729px", "775px-add"])
+@pytest.mark.parametrize("case", [(16, 40, (27, 27), ("relu",)), (24, 36, (25, 31), ("add", "relu")),
+                                  (200, 28, (23, 29), ("add", "relu"))],
+                         ids=["729px", "775px-add", "667px-projection-add"])
 def test_pointwise_padded_last_tile_not_a_tail(tmp_path, rng, monkeypatch, preset, case):
     """An expansion whose pixels are a few short of whole tiles (at most PADDING_SHARE) pads its last
     tile instead of a tail GEMM, its write-back (bias, add, relu) in the tile, not a pass of its
-    own: matches numpy."""
+    own: matches numpy. So does a projection whose weights are too many to read in place (a GEMM,
+    not the direct conv)."""
     if preset != "host" and "avx2" not in open("/proc/cpuinfo").read():
         pytest.skip("this machine has no AVX2 to run x86-avx2 code")
     from edgec.targets.schedules import pointwise
@@ -404,13 +406,17 @@ def test_pointwise_padded_last_tile_not_a_tail(tmp_path, rng, monkeypatch, prese
 
 def test_pointwise_in_place_choice():
     """The layout pass reads a projection in place with a padded last tile where its weights fit
-    in L1 and its input rows in L2 (SqueezeNet's 128->32 @27), not a larger input (64->16 @55),
-    an expansion, or a stride."""
+    in L1 (SqueezeNet's 128->32 @27, 64->16 @55), not an expansion or a stride; a projection whose
+    weights do not fit runs the GEMM with a padded last tile where few pixels are padding (256->32
+    @27), else the direct conv (256->48 @13)."""
     import dataclasses
-    from edgec.targets.schedules.pointwise import in_place
+    from edgec.targets.schedules.pack import pointwise_gemm
+    from edgec.targets.schedules.pointwise import in_place, padded_last_tile
     p = dataclasses.replace(targets.get("x86-avx2"), l1_kib=32, l2_kib=512)  # (znver3's caches)
     assert in_place(p, 128, 32, 4, 729, 24, False)
-    assert not in_place(p, 64, 16, 4, 3025, 24, False) and in_place(p, 64, 16, 4, 3024, 24, False)
+    assert in_place(p, 64, 16, 4, 3025, 24, False) and in_place(p, 64, 16, 4, 3024, 24, False)
+    assert padded_last_tile(p, 256, 4, 729, 24) and pointwise_gemm(256, 32, 729, 24, False, True)
+    assert not padded_last_tile(p, 256, 4, 169, 24) and not pointwise_gemm(256, 48, 169, 24, False, False)
     assert not in_place(p, 32, 128, 4, 729, 24, False) and not in_place(p, 128, 32, 4, 729, 24, True)
     assert not in_place(p, 256, 32, 4, 729, 24, False)  # (weights past half the L1)
 

@@ -208,12 +208,12 @@ def _conv_attrs(graph, node, w, preset, block, direct=False):
         sum(node.attrs.get("pads", [0] * 4)[1::2])  # padded row
     # a grouped conv is one GEMM per group: its output channels per group pay for an input copy
     in_place = g == 1 and pointwise_in_place(preset, int(w.shape[1]), int(w.shape[0]), mr, pixels, nr, strided)
+    padded = g == 1 and padded_last_tile(preset, int(w.shape[1]), mr, pixels, nr)
     if not direct and pointwise(node, w) and (in_place or pointwise_gemm(int(w.shape[1]) * g, int(w.shape[0]) // g,
-                                                                         pixels, nr, strided)):
+                                                                         pixels, nr, strided, padded)):
         attrs["block"], attrs["tile"] = mr, nr  # a GEMM: tile of `block` channels x `tile` pixels
         # (pixels after the whole tiles; read in place, a padded last tile instead)
-        attrs["tail"] = 0 if in_place or g == 1 and padded_last_tile(preset, int(w.shape[1]), mr, pixels, nr) \
-            else pointwise_tail(preset, pixels, nr)
+        attrs["tail"] = 0 if in_place or padded else pointwise_tail(preset, pixels, nr)
     elif not direct and (rows := conv_rows_tile(preset, w.shape, int(out[2]), int(out[3]), wq,
                                                 node.attrs.get("strides", [1, 1]), g)):
         attrs["block"], attrs["row_tile"], attrs["row_band"] = rows  # the direct conv over padded rows, a GEMM's tile

@@ -208,16 +208,21 @@ def pointwise_tail(preset, pixels, tile):
     return tail if pixels > tile and 0 < tail < tile else 0
 
 
-def pointwise_gemm(in_channels, out_channels, pixels, tile, strided):
+def pointwise_gemm(in_channels, out_channels, pixels, tile, strided, padded_in_tile=False):
     """Whether a pointwise conv runs as the GEMM (else as the direct conv, or over padded rows):
-    always when its pixels are a whole number of tiles without a stride; else (its input copy
-    gathers or pads, its write-back is a pass of its own) only with enough output channels to pay
-    for that (measured on AVX2, vs onnxruntime: 64->16 at 55x55 0.77 direct, 1.1 GEMM; 512->2048
-    at 7x7 GEMM ahead; 32->128 at 27x27 GEMM 0.84 of the direct conv's time since its padded
-    write-back is vector code), or with few input channels and no stride, where the row conv's
-    copy would buy nothing the GEMM's panels do not (in SqueezeNet, AVX2, 1 thread, thread-time
-    min in place: 16->64 @55 0.158-0.180 -> 0.144-0.149 ms)."""
-    return out_channels >= 128 or not strided and (pixels % tile == 0 or in_channels <= ROWS_MAX_CHANNELS)
+    always when its pixels are a whole number of tiles without a stride, or a few short of it with
+    the write-back in the padded last tile (PADDED_IN_TILE: pointwise.padded_last_tile); else (its
+    input copy gathers or pads, its write-back is a pass of its own) only with enough output channels
+    to pay for that (measured on AVX2, vs onnxruntime: 512->2048 at 7x7 GEMM ahead; 32->128 at 27x27
+    GEMM 0.84 of the direct conv's time since its padded write-back is vector code), or with few
+    input channels and no stride, where the row conv's copy would buy nothing the GEMM's panels do
+    not (in SqueezeNet, AVX2, 1 thread, thread-time min in place: 16->64 @55 0.158-0.180 ->
+    0.144-0.149 ms). The direct conv's projections ran at ~45 GFLOP/s: in SqueezeNet, AVX2, 1 thread,
+    thread-time minima alternated, direct conv -> GEMM with a padded last tile: 256->32 @27 0.230 ->
+    0.179 ms (read in place: 64->16 @55 0.141 -> 0.125, see pointwise.in_place); not at 13x13
+    (169 pixels, 23 of 192 padded: 384->48 0.087 -> 0.098 with a tail)."""
+    return out_channels >= 128 or not strided and (pixels % tile == 0 or padded_in_tile
+                                                   or in_channels <= ROWS_MAX_CHANNELS)
 
 
 def dense_block(preset):

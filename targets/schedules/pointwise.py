@@ -161,13 +161,12 @@ def reads_in_place(sch, weights, pixels, padded, tail, preset):
 def in_place(preset, in_channels, out_channels, block, pixels, tile, strided):
     """Whether the layout pass gives a pointwise conv (one group) the GEMM read in place (see
     reads_in_place): with pixels that are no whole number of tiles, a padded last tile, not a tail
-    (the write-back stays in the tile, see write_back_at), where the input rows fit in the L2.
-    In SqueezeNet, AVX2, 1 thread, thread-time minima alternated, vs the direct conv:
-    128->32 @27 (373 KB of input) 0.136 -> 0.115-0.121 ms; but 64->16 @55 (774 KB, written by
-    the max pool just before) 0.160-0.167 -> 0.183-0.197, though standalone 0.135 -> 0.107."""
+    (the write-back stays in the tile, see write_back_at). In SqueezeNet, AVX2, 1 thread,
+    thread-time minima alternated, vs the direct conv: 128->32 @27 (373 KB of input) 0.136 ->
+    0.115-0.121 ms; 64->16 @55 (774 KB, past the L2, written by the max pool just before) 0.141 ->
+    0.125 since the tile's accumulators stay in registers (ACC_SCOPE; before, 0.160-0.167 -> 0.183-0.197)."""
     weights = in_channels * -(-out_channels // block) * block
-    return not strided and out_channels <= in_channels and weights * 4 <= preset.l1_kib * 1024 * WEIGHTS_L1_SHARE \
-        and (pixels % tile == 0 or in_channels * pixels * 4 <= preset.l2_kib * 1024)
+    return not strided and out_channels <= in_channels and weights * 4 <= preset.l1_kib * 1024 * WEIGHTS_L1_SHARE
 
 
 def padded_last_tile(preset, channels, block, pixels, tile):
