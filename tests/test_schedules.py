@@ -406,19 +406,19 @@ def test_pointwise_padded_last_tile_not_a_tail(tmp_path, rng, monkeypatch, prese
 
 def test_pointwise_in_place_choice():
     """The layout pass reads a projection in place with a padded last tile where its weights fit
-    in L1 (SqueezeNet's 128->32 @27, 64->16 @55), not an expansion or a stride; a projection whose
-    weights do not fit runs the GEMM with a padded last tile where few pixels are padding (256->32
-    @27), else the direct conv (256->48 @13)."""
+    in L1 (SqueezeNet's 128->32 @27, 64->16 @55, 256->32 @27), not an expansion or a stride; a
+    projection whose weights do not fit runs the GEMM with a padded last tile where few pixels are
+    padding (384->32 @27), else the direct conv (256->48 @13)."""
     import dataclasses
     from edgec.targets.schedules.pack import pointwise_gemm
     from edgec.targets.schedules.pointwise import in_place, padded_last_tile
     p = dataclasses.replace(targets.get("x86-avx2"), l1_kib=32, l2_kib=512)  # (znver3's caches)
     assert in_place(p, 128, 32, 4, 729, 24, False)
     assert in_place(p, 64, 16, 4, 3025, 24, False) and in_place(p, 64, 16, 4, 3024, 24, False)
-    assert padded_last_tile(p, 256, 4, 729, 24) and pointwise_gemm(256, 32, 729, 24, False, True)
+    assert padded_last_tile(p, 384, 4, 729, 24) and pointwise_gemm(384, 32, 729, 24, False, True)
     assert not padded_last_tile(p, 256, 4, 169, 24) and not pointwise_gemm(256, 48, 169, 24, False, False)
     assert not in_place(p, 32, 128, 4, 729, 24, False) and not in_place(p, 128, 32, 4, 729, 24, True)
-    assert not in_place(p, 256, 32, 4, 729, 24, False)  # (weights past half the L1)
+    assert in_place(p, 256, 32, 4, 729, 24, False) and not in_place(p, 384, 32, 4, 729, 24, False)  # (L1: 32 KB)
 
 
 @pytest.mark.parametrize("preset,c,o,hw,k", [("x86-avx2", 64, 64, 14, 3), ("x86-avx2", 64, 64, 30, 3),

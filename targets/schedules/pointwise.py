@@ -9,7 +9,10 @@ L2_SHARE = 0.5  # of the L2 for the input rows of a pointwise conv's pixel chunk
 PARALLEL_PARTS = 8  # channel-block groups a cache-blocked pointwise conv spreads over the threads
 TAIL_CHAINS = 8  # partial sums (x pixels) a few-pixel tail GEMM keeps in flight per reduction step
 RESTREAM_L2 = 8  # weights (in L2 sizes) up to which a few-pixel tail is a loop of its own, not merged
-WEIGHTS_L1_SHARE = 0.5  # of the L1 for all the weights of a pointwise conv that reads its input in place
+# of the L1 for all the weights of a pointwise conv that reads its input in place (was 0.5: in
+# MobileNetV2, AVX2, 1 thread, thread-time minima alternated, copied -> in place: 192->32 @28
+# 0.150-0.155 -> 0.113-0.125 ms, 144->32 @28 0.111 -> 0.090; 2.0 gained nothing more)
+WEIGHTS_L1_SHARE = 1.0
 PADDING_SHARE = 1 / 32  # of the pixels up to which a pointwise GEMM pads its last tile instead of a tail
 # storage scope of a register tile's accumulators: TVM allocates every "local" buffer through
 # TVMBackendAllocWorkspace (memory LLVM must keep: the tile was zeroed and stored there around each
