@@ -6,7 +6,8 @@ padded rows (pack.conv_rows_tile) in `schedule_rows`.
 Per (batch, channel block, band of output rows) -- the parallel loop -- the reduction runs one
 chunk of input channels at a time over the whole band (pack.conv_cache_blocks sizes both from the
 caches), so the chunk's weights stay in L1 while every pixel of the band uses them. Each row is
-cut into tiles of `xt` pixels; for each tile `xt` accumulator vectors of `block` output channels
+cut into tiles of `xt` pixels, of two or three sizes that cover it exactly (pack.conv_width_tiles;
+a flat row: one size, a partial last tile); for each tile `xt` accumulator vectors of `block` output channels
 stay in registers while the reduction runs over kernel column, the chunk's input channels, kernel
 row; each step broadcasts one input pixel and FMAs it with one packed weight vector. The band's
 partial sums wait in the packed buffer between chunks; the band is then written back to NCHW with

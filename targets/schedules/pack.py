@@ -29,8 +29,9 @@ def conv_params(preset):
 
 
 def conv_width_tile(preset, ow):
-    """Output pixels per direct-conv register tile for rows of OW pixels. The lowering computes
-    rows in whole tiles (padding OW), so the tile wins whose tiles cost least in all, a tile costing
+    """Output pixels per direct-conv register tile for rows of OW pixels where one size covers the
+    row (a flat row, channels-last; else conv_width_tiles). Rows padded to whole tiles (`width_tile`,
+    conv_row_padding): the tile wins whose tiles cost least in all, a tile costing
     about one pixel more than its pixels (fitted on AVX2, 128->128 3x3 @72, thread time: 18 tiles
     of 4 pixels 21.3 ms, 12 tiles of 6 pixels 19.7 ms); on a tie, the one that pads least."""
     _, most = conv_params(preset)
