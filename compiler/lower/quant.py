@@ -198,8 +198,14 @@ def qconv2d_packed(a, x, wp, x_zp, b=None):
             return tirx.Select(inside, v, pad)
         return tirx.Select(inside, v.astype("int16") - zx, tirx.const(0, "int16"))
     flat = not depthwise and flat_pixels(a, kh, kw)  # one row of oh * ow pixels (the tile spans image rows)
-    if flat:  # (the padded last tile reads the last pixel again)
+    if flat:
         owp = -(-(oh * ow) // tile) * tile
+    if flat and nhwc_in and a.get("raw") and not a.get("shift") and c % width == 0 and owp == oh * ow:
+        # the copy would be the input itself (raw bytes, whole channel groups, whole tiles): read in place
+        # (the flat index's pixel // ow * ow + pixel % ow folds back to the pixel)
+        xc = te.compute((n, 1, owp, blocks, width), lambda nn, yy, xx, cc, k: x[nn, xx // ow, xx % ow, cc * width + k],
+                        name="qconv_input_view")
+    elif flat:  # (the padded last tile reads the last pixel again)
         xc = te.compute((n, 1, owp, blocks, width), lambda nn, yy, xx, cc, k: shifted(
             nn, te.min(xx, oh * ow - 1) // ow, te.min(xx, oh * ow - 1) % ow, cc, k), name="qconv_input")
     elif kh == kw == 1 and s != [1, 1]:  # a strided 1x1 conv reads every s-th pixel: lay out only those

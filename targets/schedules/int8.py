@@ -200,6 +200,8 @@ def schedule(func, kernel, preset):
             sch.reverse_compute_inline(consumers[0])
         except Exception:  # noqa: BLE001 - not injective: scheduled on its own below
             break
+    if has_block(sch, "qconv_input_view"):  # (the lowering's copy-free input: read in place)
+        sch.compute_inline(sch.get_sblock("qconv_input_view"))
     n, b, y, x, oi, *reduce = sch.get_loops(conv)
     depthwise = len(reduce) == 2  # (ry, rx), no channel reduction: each lane sums its own channel's taps
     par = worth_parallel(dict(kernel, flops=kernel.get("flops", 0) * DEPTHWISE_FLOP_COST) if depthwise else kernel)
@@ -269,9 +271,19 @@ def schedule(func, kernel, preset):
         sch.vectorize(oi)
     sch.unroll(xi)
     sch.unroll(bi)
-    src = sch.get_sblock("qconv_input")
-    if dw_rows:
-        sch.compute_at(src, fused)
+    if has_block(sch, "qconv_input"):
+        _schedule_input(sch, sch.get_sblock("qconv_input"), fused if dw_rows else None, flat, par)
+    vec = max(preset.vector_bits // 32, 4)
+    if not nhwc:
+        generic._schedule_block(sch, unpack, vec, par)
+    return sch.mod["main"]
+
+
+def _schedule_input(sch, src, at, flat, par):
+    """The input copy SRC: computed at loop AT (rows as they are needed), or on its own, its rows in
+    parallel with PAR (FLAT: its one row's pixels); a pixel's channels vectorized."""
+    if at is not None:
+        sch.compute_at(src, at)
         _, ly, lx, lc, lk = sch.get_loops(src)
     else:
         ln, ly, lx, lc, lk = sch.get_loops(src)
@@ -282,10 +294,6 @@ def schedule(func, kernel, preset):
         sch.vectorize(sch.split(chans, [None, 16])[1])
     elif int(sch.get(chans).extent) <= 64:
         sch.vectorize(chans)
-    vec = max(preset.vector_bits // 32, 4)
-    if not nhwc:
-        generic._schedule_block(sch, unpack, vec, par)
-    return sch.mod["main"]
 
 
 def weights_in_l1(nbytes, preset):
