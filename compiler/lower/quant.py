@@ -200,11 +200,14 @@ def qconv2d_packed(a, x, wp, x_zp, b=None):
     flat = not depthwise and flat_pixels(a, kh, kw)  # one row of oh * ow pixels (the tile spans image rows)
     if flat:
         owp = -(-(oh * ow) // tile) * tile
-    if flat and nhwc_in and a.get("raw") and not a.get("shift") and c % width == 0 and owp == oh * ow:
-        # the copy would be the input itself (raw bytes, whole channel groups, whole tiles): read in place
-        # (the flat index's pixel // ow * ow + pixel % ow folds back to the pixel)
-        xc = te.compute((n, 1, owp, blocks, width), lambda nn, yy, xx, cc, k: x[nn, xx // ow, xx % ow, cc * width + k],
-                        name="qconv_input_view")
+    if flat and nhwc_in and a.get("raw") and not a.get("shift") and c % width == 0:
+        # the copy would be the input itself (raw bytes, whole channel groups): read in place (the flat
+        # index's pixel // ow * ow + pixel % ow folds back to the pixel; a padded last tile's pixels past
+        # the last read the last one, their addresses computed once per tile)
+        last = oh * ow - 1
+        at = (lambda xx: xx) if owp == oh * ow else (lambda xx: te.min(xx, last))
+        xc = te.compute((n, 1, owp, blocks, width), lambda nn, yy, xx, cc, k: x[
+            nn, at(xx) // ow, at(xx) % ow, cc * width + k], name="qconv_input_view")
     elif flat:  # (the padded last tile reads the last pixel again)
         xc = te.compute((n, 1, owp, blocks, width), lambda nn, yy, xx, cc, k: shifted(
             nn, te.min(xx, oh * ow - 1) // ow, te.min(xx, oh * ow - 1) % ow, cc, k), name="qconv_input")
