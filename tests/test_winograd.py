@@ -21,8 +21,9 @@ from edgec.targets.schedules import winograd
 
 @pytest.fixture(autouse=True)
 def small_layers(monkeypatch):
-    """The rewrite for any channel count here, so that small layers exercise it."""
+    """The rewrite for any channel count and size here, so that small layers exercise it."""
     monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
+    monkeypatch.setattr(winograd, "MIN_TILES", 1)
 
 
 def _graph(n, c, o, hw, pads=(1, 1, 1, 1), post=(), stride=1, k=3, groups=1, dil=1, seed=0):
@@ -70,10 +71,12 @@ def test_rewrite_only_eligible_convs(monkeypatch):
     assert "conv2d_winograd" not in _ops(_graph(1, 16, 32, (14, 14)))
 
 
-def test_min_channels(monkeypatch):
+def test_plan_sizes(monkeypatch):
     monkeypatch.setattr(winograd, "MIN_CHANNELS", 64)
+    monkeypatch.setattr(winograd, "MIN_TILES", 49)
     assert "conv2d_winograd" not in _ops(_graph(1, 32, 128, (14, 14)))
-    assert "conv2d_winograd" in _ops(_graph(1, 64, 64, (14, 14)))
+    assert "conv2d_winograd" not in _ops(_graph(1, 64, 64, (12, 14)))  # 6 x 7 tiles
+    assert "conv2d_winograd" in _ops(_graph(1, 64, 64, (14, 13)))
 
 
 CASES = [  # n, c, k, (h, w), pads, epilogue, tile rows per block (None: the plan's)

@@ -94,4 +94,4 @@ def te_kernel(graph, kernel):
     return fn
 
 
-from . import elementwise, nn, packed, quant, recurrent, tensor, upsample  # noqa: E402,F401  (registers the lowerings)
+from . import elementwise, nn, packed, quant, recurrent, tensor, upsample, winograd  # noqa: E402,F401  (registers the lowerings)

@@ -3,7 +3,8 @@ schedule can keep one block's transformed input and products in cache (targets/s
 
 Per image and block of ROWS rows of tiles (TW tiles each, Q = ROWS * TW tiles as one flat index,
 padded to whole register tiles of `tile` tiles; padding tiles repeat the block's last one):
-block `winograd_input` computes V (N, blocks, A*A, Q, C) = B^T d B of each tile's zero-padded
+block `winograd_pad` copies the input
+zero-padded to whole tiles, block `winograd_input` computes V (N, blocks, A*A, Q, C) = B^T d B of each tile's zero-padded
 A x A patch, block `winograd_gemm` M (N, blocks, ceil(K/block), A*A, Q, block) = sum over c of
 V[.., xi, q, c] u[xi, kb, c, :] (a GEMM per transform point: a vector of output channels per tile),
 block `winograd_output` Y (N, K, OH, OW) = A^T M A of the tile holding each pixel, plus the bias
@@ -57,15 +58,18 @@ def conv2d_winograd(a, x, u, b=None):
     _, kb, _, block = (int(v) for v in u.shape)
     oh, ow, th, tw = geometry(a, (n, c, h, w))
     rows, blocks, padded = blocking(a, n, h, w)
-    zero = tirx.const(0, x.dtype)
+    # the input zero-padded to whole tiles (rows of blocks past the last tile row: their padding tiles)
+    ph, pw = blocks * rows * m + alpha - m, tw * m + alpha - m
+    xp = te.compute((n, c, ph, pw), lambda nn, cc, yy, xx: te.if_then_else(
+        tirx.all(yy >= p[0], yy < h + p[0], xx >= p[1], xx < w + p[1]), x[nn, cc, yy - p[0], xx - p[1]],
+        tirx.const(0, x.dtype)), name="winograd_pad")
 
     def v(nn, bl, xi, q, cc):
         q = tirx.min(q, rows * tw - 1)
-        y0, x0 = (bl * rows + q // tw) * m - p[0], q % tw * m - p[1]
+        y0, x0 = (bl * rows + q // tw) * m, q % tw * m
 
         def d(r, s):
-            yy, xx = y0 + r, x0 + s
-            return tirx.if_then_else(tirx.all(yy >= 0, yy < h, xx >= 0, xx < w), x[nn, cc, yy, xx], zero)
+            return xp[nn, cc, y0 + r, x0 + s]
         cols = [[_combine(bt[j], [d(r, s) for s in range(alpha)]) for j in range(alpha)] for r in range(alpha)]
         return _select(xi, [_combine(bt[i], [cols[r][j] for r in range(alpha)])
                             for i in range(alpha) for j in range(alpha)])

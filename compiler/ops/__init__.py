@@ -69,4 +69,4 @@ def same_as_input(attrs, x, *rest):
     return x.shape, x.dtype
 
 
-from . import elementwise, layer_norm, nn, packed, quant, recurrent, tensor, upsample  # noqa: E402,F401  (registers the ops)
+from . import elementwise, layer_norm, nn, packed, quant, recurrent, tensor, upsample, winograd  # noqa: E402,F401  (registers the ops)

@@ -16,6 +16,8 @@ transpose instead: the direct conv reads NCHW planes slowly). Convs that touch N
 conv (a 1x1 conv is the direct conv with one tap, reading a pixel's channels in place: no panel
 copy); the others keep the pointwise GEMM or the row conv (pack.pointwise_gemm, pack.conv_rows_tile).
 compiler/passes/fold_qdq.py channels_last groups int8 values with the same activation_groups.
+A float32 3x3 stride-1 conv becomes conv2d_winograd instead (weights transformed here) where
+targets/schedules/winograd.py `plan` picks it (not with channels-last: those stay direct).
 """
 import numpy as np
 
@@ -226,6 +228,29 @@ def _conv_attrs(graph, node, w, preset, block, direct=False):
     return attrs
 
 
+def winograd(graph, node, preset):
+    """Rewrite NODE (in place) to conv2d_winograd with its weight transformed and packed where it is
+    a float32 3x3 stride-1 ungrouped conv with a constant weight and targets/schedules/winograd.py
+    `plan` picks it; return whether it did."""
+    from ...targets.schedules.winograd import plan
+    from ..ops.winograd import transform_weight
+    a = node.attrs
+    if node.op != "conv2d" or node.inputs[1] not in graph.constants or a.get("groups", 1) != 1 or \
+            any(v != 1 for v in list(a.get("strides", [1, 1])) + list(a.get("dilations", [1, 1]))):
+        return False
+    w, x, y = graph.constants[node.inputs[1]], graph.values[node.inputs[0]], graph.values[node.outputs[0]]
+    if w.dtype.name != "float32" or x.dtype != "float32" or w.shape[2:] != (3, 3) or len(x.shape) != 4:
+        return False
+    attrs = plan(preset, int(w.shape[1]), int(w.shape[0]), int(y.shape[2]), int(y.shape[3]))
+    if attrs is None:
+        return False
+    node.op = "conv2d_winograd"
+    node.attrs = dict(pads=list(a.get("pads", [0] * 4)), out_channels=int(w.shape[0]), **attrs)
+    node.inputs[1] = graph.add_const(transform_weight(w, attrs["m"], attrs["block"]),
+                                     graph.fresh(node.inputs[1] + "_winograd"))
+    return True
+
+
 def pack_conv_weights(graph, preset):
     """Rewrite conv2d and dense nodes with constant weights (in place) to their packed ops, with
     float32 activations channels-last between direct convs (channels_last); return GRAPH."""
@@ -235,6 +260,8 @@ def pack_conv_weights(graph, preset):
     block, _ = conv_params(preset)
     weights = {}
     for node in graph.nodes:
+        if not CHANNELS_LAST and winograd(graph, node, preset):  # (channels-last: the direct conv)
+            continue
         if packable(graph, node, block):
             weights[id(node)] = w = graph.constants[node.inputs[1]]
             node.attrs = _conv_attrs(graph, node, w, preset, block)

@@ -23,7 +23,7 @@ is written back per tile, a vector of channels per pixel; else chunks of at leas
 import tvm
 from tvm.s_tir import Schedule
 
-from . import depthwise, generic, pointwise, rule, worth_parallel
+from . import depthwise, generic, pointwise, rule, winograd, worth_parallel
 from .common import divisor, has_block, inline_epilogue, parallel, schedule_rest, vectorize
 from .pack import conv_cache_blocks, conv_params, conv_rows_chunk, conv_width_tile, conv_width_tiles, pointwise_tile
 from .pack import lanes as pack_lanes
@@ -43,6 +43,8 @@ def schedule(func, kernel, preset):
         return pointwise.schedule(sch, kernel, preset)
     if has_block(sch, "conv2d_rows"):
         return schedule_rows(sch, kernel, preset)
+    if has_block(sch, "winograd_gemm"):
+        return winograd.schedule(sch, kernel, preset)
     try:
         conv = sch.get_sblock("conv2d_packed")
     except Exception:  # noqa: BLE001 - no packed conv in this kernel
