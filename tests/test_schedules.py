@@ -235,18 +235,19 @@ FLAT_ROWS = [  # c, o, (h, w), (kh, kw), groups, stride, dilation, pads: output 
 
 @pytest.mark.parametrize("preset", ["host", "x86-avx2"])
 def test_conv_flat_rows(tmp_path, rng, preset):
-    """Direct convs with output rows shorter than two register tiles compute all pixels as one flat
+    """Direct convs whose rows cost more tiles than one flat row of all pixels compute that flat
     row (pack.conv_flat_rows: the layout pass marks them `flat_rows`, rows not padded), tiles
-    spanning image rows, and match the numpy reference with bias + relu fused; longer rows, 1x1
-    convs and channels-last convs keep their rows."""
+    spanning image rows, and match the numpy reference with bias + relu fused; rows covered as
+    cheaply (14, 10: ties; 11: flat tiles of 3), 1x1 convs and channels-last convs keep their rows."""
     if "avx2" not in open("/proc/cpuinfo").read():
         pytest.skip("this machine has no AVX2 to run x86 code")
     from edgec.compiler.passes import run_passes
     from edgec.targets.schedules.pack import conv_flat_rows
     avx2 = targets.get("x86-avx2")
-    assert conv_flat_rows(avx2, 3, 3, 7) and conv_flat_rows(avx2, 3, 3, 4) and conv_flat_rows(targets.get("rpi4"), 3, 3, 7)
-    assert not conv_flat_rows(avx2, 3, 3, 14) and not conv_flat_rows(avx2, 1, 1, 7)
-    assert not conv_flat_rows(avx2, 3, 3, 7, nchw=False)
+    assert conv_flat_rows(avx2, 3, 3, 7, 7) and conv_flat_rows(avx2, 3, 3, 4, 4) and conv_flat_rows(avx2, 3, 3, 13, 13)
+    assert conv_flat_rows(targets.get("rpi4"), 3, 3, 7, 7)
+    assert not any(conv_flat_rows(avx2, 3, 3, w, w) for w in (14, 11, 10)) and not conv_flat_rows(avx2, 1, 1, 7, 7)
+    assert not conv_flat_rows(avx2, 3, 3, 7, 7, nchw=False)
     for c, o, hw, k, groups, stride, dil, pads in FLAT_ROWS:
         g = _conv_graph(rng, c, o, hw, k, groups, stride, dil, pads, post=("relu",))
         conv = run_passes(g, preset=targets.get(preset)).nodes[0]
@@ -314,10 +315,10 @@ def test_pointwise_tail_is_whole_vectors_after_whole_tiles(preset):
                                   (40, 136, (5, 10), 1, 1, ("relu",)), (36, 130, (3, 17), 1, 1, ("relu",))],
                          ids=["p49add", "p49s2", "p49g2", "p196", "p50", "p51"])
 def test_pointwise_tail_gemm(tmp_path, rng, preset, case):
-    """GEMMs with a tail (7x7 pixels: plain with a residual add, stride 2, grouped; each channel
-    block's tail right after its whole tiles) match numpy, and with fewer channels than pixels
-    (14x14: the tail a loop of its own); on x86 tails of 1 and 2 pixels (49, 50) exactly (partial
-    sums over the reduction), of 3 (51) in a whole vector."""
+    """GEMMs with a tail (7x7 pixels: plain with a residual add, stride 2, grouped) match numpy, and
+    with fewer channels than pixels (14x14: the tail a loop of its own); on x86 tails of 1 and 2
+    pixels (49, 50) exactly (sums of neighbouring channel blocks in flight, the last group partial:
+    22 blocks of 6), of 3 (51) in a whole vector."""
     if preset != "host" and "avx2" not in open("/proc/cpuinfo").read():
         pytest.skip("this machine has no AVX2 to run x86-avx2 code")
     from edgec.compiler.passes import run_passes

@@ -8,7 +8,6 @@ PANEL_SHARE = 0.25  # of the L2 for a pointwise conv's weight panel (reduction c
 L2_SHARE = 0.5  # of the L2 for the input rows of a pointwise conv's pixel chunk
 PARALLEL_PARTS = 8  # channel-block groups a cache-blocked pointwise conv spreads over the threads
 TAIL_CHAINS = 8  # partial sums (x pixels) a few-pixel tail GEMM keeps in flight per reduction step
-RESTREAM_L2 = 8  # weights (in L2 sizes) up to which a few-pixel tail is a loop of its own, not merged
 # of the L1 for all the weights of a pointwise conv that reads its input in place (was 0.5: in
 # MobileNetV2, AVX2, 1 thread, thread-time minima alternated, copied -> in place: 192->32 @28
 # 0.150-0.155 -> 0.113-0.125 ms, 144->32 @28 0.111 -> 0.090; 2.0 gained nothing more)
@@ -57,13 +56,12 @@ def schedule(sch, kernel, preset):
     # ResNet-50, AVX2, 1 thread: 1024->2048 s2 @7 6.1 -> 4.3 ms, 2048->512 @7 2.3-2.4 -> 2.0-2.1).
     # Only in a parallel region: in a serial function the merged loop's pointers outnumbered x86's
     # registers and LLVM reloaded one from the stack in the tail's FMA loop. A tail of a few pixels
-    # (see tail_gemm) streams the weights again where they are at most RESTREAM_L2 x the L2
-    # (in ResNet-50, AVX2, 1 thread, merged -> not: 2048->512 @7 (4 MB) 1.58 -> 1.50 ms,
-    # 512->2048 @7 1.55 -> 1.48; 1024->2048 s2 @7 (8 MB) 3.36 -> 3.70)
+    # is a loop of its own, streaming the weights again (see tail_gemm: merged, each output channel's
+    # sum was one chain of dependent FMAs; AVX2, 1 thread, thread-time minima, standalone 2048->512
+    # @7 (4 MB) merged 1.43 ms, not 1.25; 960->160 @7 0.202 -> 0.191 with the tail's chains over blocks)
     few = tail and int(sch.get(sch.get_loops(sch.get_sblock("conv2d_pointwise_tail"))[3]).extent) % lanes
-    merge = par and tail and kc == channels and blocks * block > padded \
-        and kc * (padded + tile) * 4 <= preset.l2_kib * 1024 \
-        and not (few and channels * blocks * block * 4 <= RESTREAM_L2 * preset.l2_kib * 1024)
+    merge = par and tail and not few and kc == channels and blocks * block > padded \
+        and kc * (padded + tile) * 4 <= preset.l2_kib * 1024
     if merge:
         chunk = padded
     qo, qc, qv, qi = sch.split(q, [None, chunk // tile, tile // lanes, lanes])
@@ -101,7 +99,7 @@ def schedule(sch, kernel, preset):
     sch.vectorize(qi)
     if tail:
         t_block = sch.get_sblock("conv2d_pointwise_tail")
-        t_outer, t_rc = tail_gemm(sch, t_block, lanes, par and not merge, merge)
+        t_outer, t_rc = tail_gemm(sch, t_block, lanes, par and not merge)
         if merge:
             parallel(sch, sch.merge(outer, t_outer), par)
         if t_rc is not None:
@@ -261,26 +259,32 @@ def write_back_at(sch, acc, unpack, qc, ow, whole=True):
     return True
 
 
-def tail_gemm(sch, tail, lanes, par, merge=False):
+def tail_gemm(sch, tail, lanes, par):
     """The GEMM of the pixels after the whole tiles (see compiler/lower/packed.py): per channel
     block one register tile of `block` channels x its few pixel vectors, the reduction innermost.
     Returns its loop over the channel blocks and its reduction loop (the caller may merge the
-    former with the whole tiles' (MERGE) and then decomposes the reduction; None: done here).
+    former with the whole tiles' and then decomposes the reduction; None: done here).
     A tail of a few pixels, not whole vectors (pack.pointwise_tail), broadcasts each pixel against
-    the block's channels (a vector of `block` lanes), the reduction cut into TAIL_CHAINS partial
-    sums (rfactor) so that independent FMAs overlap, then totalled. Measured on AVX2, 1 thread,
-    thread-time minima alternated, vs one whole pixel vector for 7x7 = 3 x 16 + 1 pixels:
-    2048->512 @7 1.49 -> 1.35 ms, 512->2048 @7 1.73 -> 1.44 standalone. The partial sums' block
-    does not merge: a merged GEMM's few pixels are scalar FMAs in the tile's shape (as many as
-    the whole vector's; in ResNet-50 merging 1024->2048 s2 @7 was 3.36 ms, not merging 3.70)."""
+    the block's channels (a vector of `block` lanes), TAIL_CHAINS sums in flight so that
+    independent FMAs overlap: those of as many neighbouring channel blocks (the last group
+    partial); with fewer blocks, the reduction cut into partial sums (rfactor), then totalled
+    (LLVM may fold such partial sums back into one chain: with fast-math they are reassociable).
+    Measured on AVX2, 1 thread, thread-time minima alternated, vs one whole pixel vector for
+    7x7 = 3 x 16 + 1 pixels: 2048->512 @7 1.49 -> 1.35 ms, 512->2048 @7 1.73 -> 1.44 standalone."""
     nn, bi, oi, q, rc = sch.get_loops(tail)
-    if int(sch.get(q).extent) % lanes and merge:
-        sch.reorder(nn, bi, rc, oi, q)
-        outer = sch.fuse(nn, bi)
+    few = int(sch.get(q).extent)
+    if few % lanes and int(sch.get(bi).extent) >= TAIL_CHAINS // few:
+        bo, bc = sch.split(bi, [None, max(1, TAIL_CHAINS // few)])
+        sch.reorder(nn, bo, rc, bc, q, oi)
+        outer = sch.fuse(nn, bo)
+        parallel(sch, outer, par)
         acc = sch.cache_write(tail, 0, ACC_SCOPE)
         sch.reverse_compute_at(acc, outer)
-        sch.unroll(oi)
+        for loop in sch.get_loops(acc)[1:]:
+            sch.unroll(loop)
+        sch.unroll(bc)
         sch.unroll(q)
+        sch.vectorize(oi)
         return outer, rc
     if int(sch.get(q).extent) % lanes:
         chains = divisor(int(sch.get(rc).extent), max(1, TAIL_CHAINS // int(sch.get(q).extent)))
