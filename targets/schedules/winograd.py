@@ -20,22 +20,18 @@ def schedule(sch, kernel, preset):
     if int(sch.get(q).extent) % tile:
         raise ValueError("winograd conv blocked for another register tile than this preset's")
     qo, qi = sch.split(q, [None, tile])
-    # per transform point its V (in L1 / L2) passes every channel block's u (streamed once)
+    # per transform point its V (in L1 / L2) passes every channel block's u (streamed once per block)
     sch.reorder(gn, gb, xi, kb, qo, rc, qi, oi)
-    single = int(sch.get(gb).extent) == 1  # one block of tiles: its threads share the transform points
-    outer = sch.fuse(gn, gb, xi) if single else sch.fuse(gn, gb)
+    outer = sch.fuse(gn, gb)
     parallel(sch, outer, par)
     sch.unroll(qi)
     sch.vectorize(oi)
     sch.vectorize(sch.get_loops(sch.decompose_reduction(gemm, rc))[-1])
-    # the block's input transform (with one block: a pass of its own, parallel over the tiles): per
-    # tile and chunk of channels (a vector), every transform point
+    # the block's input (zero-padded) and its transform: per tile and chunk of channels (a vector),
+    # every transform point
+    sch.compute_at(inp, outer)
+    sch.compute_at(sch.get_sblock("winograd_pad"), outer)
     pad = sch.get_sblock("winograd_pad")
-    if single:
-        parallel(sch, sch.fuse(*sch.get_loops(pad)[:2]), par)
-    else:
-        sch.compute_at(inp, outer)
-        sch.compute_at(pad, outer)
     vectorize(sch, sch.get_loops(pad)[-1], lanes)
     ixi, iq, ic = sch.get_loops(inp)[-3:]
     ico, ici = sch.split(ic, [None, lanes]) if int(sch.get(ic).extent) % lanes == 0 else (ic, None)
@@ -44,8 +40,6 @@ def schedule(sch, kernel, preset):
     sch.unroll(ixi)
     if ici is not None:
         sch.vectorize(ici)
-    if single:
-        parallel(sch, sch.fuse(*sch.get_loops(inp)[:-3 if ici is not None else -2]), par)
     # the output transform as a pass of its own (TVM cannot place it in the GEMM's channel block: its
     # reads of M, one per transform point, are no pattern reverse_compute_at solves): per tile its
     # m x m pixels unrolled, a vector of channels each
@@ -77,5 +71,8 @@ def plan(preset, channels, out_channels, oh, ow, m=2):
         return None
     block, tile = conv_params(preset)
     per_row = alpha * alpha * tw * channels * 4
-    rows = max(1, min(th, int(preset.l2_kib * 1024 * L2_SHARE // per_row)))
+    # (at least two blocks: one per thread; with one block of 7 x 7 tiles, its input transform a pass
+    # of its own and the GEMM parallel over transform points, in SqueezeNet, AVX2, 1 thread,
+    # thread-time minima alternated: 64->256 @13 0.60 -> 0.79-0.89 ms; two blocks: see plan's docstring)
+    rows = max(1, min(-(-th // 2), int(preset.l2_kib * 1024 * L2_SHARE // per_row)))
     return {"m": m, "block": block, "tile": tile, "rows": rows}
