@@ -221,7 +221,7 @@ def _conv_attrs(graph, node, w, preset, block, direct=False):
         attrs["block"], attrs["row_tile"], attrs["row_band"] = rows  # the direct conv over padded rows, a GEMM's tile
     else:  # the direct conv: rows (or all pixels as one row) in whole register tiles of `width_tile` pixels
         nchw_io = "NHWC" not in (attrs.get("in_layout"), attrs.get("out_layout"))
-        if conv_flat_rows(preset, int(w.shape[2]), int(w.shape[3]), int(out[3]), nchw_io):
+        if conv_flat_rows(preset, int(w.shape[2]), int(w.shape[3]), int(out[2]), int(out[3]), nchw_io):
             attrs["flat_rows"] = True  # (a partial last tile: see conv_flat_rows)
         attrs["width_tile"] = 1 if attrs.get("flat_rows") else \
             conv_row_padding(preset, pixels if flat_pixels(attrs, *w.shape[2:]) else int(out[3]))

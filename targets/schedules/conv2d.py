@@ -25,15 +25,9 @@ from tvm.s_tir import Schedule
 
 from . import depthwise, generic, pointwise, rule, winograd, worth_parallel
 from .common import divisor, has_block, inline_epilogue, parallel, schedule_rest, vectorize
-from .pack import conv_cache_blocks, conv_params, conv_rows_chunk, conv_width_tile, conv_width_tiles, pointwise_tile
+from .pack import conv_cache_blocks, conv_flat_tile, conv_params, conv_rows_chunk, conv_width_tile, conv_width_tiles
+from .pack import pointwise_tile, width_tile
 from .pack import lanes as pack_lanes
-
-
-def width_tile(ow, most):
-    """The tile size <= MOST that wastes the fewest lanes on OW pixels (larger wins ties)."""
-    if ow <= most:
-        return ow
-    return min(range(max(1, most // 2), most + 1), key=lambda t: (-(-ow // t) * t - ow, -t))
 
 
 @rule("conv2d")
@@ -62,9 +56,12 @@ def schedule(func, kernel, preset):
     chunk, band = conv_cache_blocks(preset, int(sch.get(rc).extent), taps, oh, ow, int(sch.get(oi).extent))
     out = [int(v) for v in sch.get(unpack).writes[0].source.shape]
     flat = oh == 1 and out[1 if nhwc else 2] > 1  # (compiler/ops/packed.py flat_pixels: one row of all pixels)
-    tile = conv_width_tile(preset, out[1] * out[2] if flat else out[2] if nhwc else out[3])
-    if ow % tile:  # rows not padded to whole tiles (a node without `width_tile`): a partial tile
-        tile = width_tile(ow, most)
+    if flat and not nhwc:  # (one size, a partial last tile)
+        tile = conv_flat_tile(preset, ow)
+    else:
+        tile = conv_width_tile(preset, out[1] * out[2] if flat else out[2] if nhwc else out[3])
+        if ow % tile:  # rows not padded to whole tiles (a node without `width_tile`): a partial tile
+            tile = width_tile(ow, most)
     channels = int(sch.get(rc).extent)
     if nhwc or "nhwc_in" in sch.get(conv).annotations:
         xo, xi = sch.split(x, [None, tile])

@@ -90,19 +90,40 @@ def conv_cache_blocks(preset, channels, taps, oh, ow, block):
     return chunk, band
 
 
-def conv_flat_rows(preset, kh, kw, ow, nchw=True):
-    """Whether a KHxKW direct conv (NCHW, not 1x1) with output rows of OW pixels computes all its
-    output pixels as one flat row (compiler/lower/packed.py: register tiles spanning image rows)
-    instead of row by row: where a row is shorter than two of the widest register tiles it splits
-    into narrow tiles (7 pixels: 4 + 3), whose loads per FMA and accumulator reloads cost more
-    than a flat tile's per-pixel addresses. The flat row is not padded (a partial last tile): the
-    padded one's clamped last pixel kept LLVM from hoisting the pixel addresses out of the
-    reduction (vector address arithmetic in the inner loop: 512->512 @7 4.2 ms) (measured on AVX2, 1 thread, thread-time minima
-    alternated, standalone conv+relu, rows -> flat: 3x3 512->512 @7 3.94 -> 3.45 ms, 256->256 @7
-    0.83 -> 0.69, 3x3 s2 256->512 @14 2.13 -> 1.99, 512->512 @4 1.28 -> 1.21; 256->256 @10 1.35 ->
-    1.37, 128->128 @12 0.47 either way; 256->256 @14, whose rows are 5 + 5 + 4, 2.84 -> 3.22)."""
-    _, most = conv_params(preset)
-    return nchw and kh * kw > 1 and ow < 2 * most
+def conv_flat_rows(preset, kh, kw, oh, ow, nchw=True):
+    """Whether a KHxKW direct conv (NCHW, not 1x1) with OH output rows of OW pixels computes all
+    its output pixels as one flat row (compiler/lower/packed.py: register tiles spanning image rows)
+    instead of row by row: where a row is narrower than the widest tile, or where the flat row's
+    tiles (conv_flat_tile, the last one partial) cost less than OH rows of conv_width_tiles (a tile
+    of t pixels costing max(t, full) + 1, as there); on a tie, rows (the flat tile's per-pixel
+    addresses cost a little). Measured on AVX2, 1 thread, thread-time minima alternated, standalone
+    conv+relu, rows -> flat: 3x3 512->512 @7 3.75 -> 3.29 ms, 64->256 @13 0.570 -> 0.545, 256->256
+    @10 1.29 -> 1.36 (a tie: rows); before the exact covers: 256->256 @14 2.84 -> 3.22, 512->512
+    @4 1.28 -> 1.21."""
+    block, most = conv_params(preset)
+    if not nchw or kh * kw == 1:
+        return False
+    if ow < most:
+        return True
+    full = -(-8 // (block // lanes(preset)))
+    t = conv_flat_tile(preset, oh * ow)
+    flat = -(-(oh * ow) // t) * (max(t, full) + 1)
+    return flat < oh * sum(k * (max(w, full) + 1) for w, k in conv_width_tiles(preset, ow))
+
+
+def conv_flat_tile(preset, pixels):
+    """The register tile of a direct conv's flat row of PIXELS (one size, a partial last tile):
+    conv_width_tile where it divides the row, else the tile that wastes the fewest lanes (larger
+    wins ties): a flat row is not padded (see conv_flat_rows)."""
+    t = conv_width_tile(preset, pixels)
+    return t if pixels % t == 0 else width_tile(pixels, conv_params(preset)[1])
+
+
+def width_tile(ow, most):
+    """The tile size <= MOST that wastes the fewest lanes on OW pixels (larger wins ties)."""
+    if ow <= most:
+        return ow
+    return min(range(max(1, most // 2), most + 1), key=lambda t: (-(-ow // t) * t - ow, -t))
 
 
 ROWS_MAX_CHANNELS = 32  # input channels up to which a stride-1 KxK conv runs over padded rows
