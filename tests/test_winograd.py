@@ -138,3 +138,16 @@ def test_matches_onnxruntime(tmp_path):
             "s": rng.standard_normal((2, 70, 9, 13)).astype("float32")}
     want = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, feed)[0]
     np.testing.assert_allclose(m.run(feed)[0], want, rtol=1e-4, atol=1e-5)
+
+
+def test_avx2_gemm_inner_loop_is_the_register_tile(tmp_path):
+    """The GEMM's inner loop on AVX2 is the 6-tile x 16-channel register tile: 12 vector FMAs, no
+    stack (spill) traffic."""
+    import shutil
+    if not shutil.which("objdump"):
+        pytest.skip("objdump (binutils) is not installed")
+    from disasm import innermost_fma_loops, library, stack_accesses, vector_fmas
+    compile_graph(_graph(1, 64, 64, (14, 14)), targets.get("x86-avx2"), str(tmp_path / "m.edgec"), progress=False)
+    assert load(str(tmp_path / "m.edgec")).kernels[0]["ops"][0] == "conv2d_winograd"
+    loops = innermost_fma_loops(library(str(tmp_path / "m.edgec"), tmp_path))
+    assert loops and all(len(vector_fmas(b)) == 12 and not stack_accesses(b) for b in loops), loops

@@ -1,10 +1,14 @@
 """conv2d_winograd on CPU (compute: compiler/lower/winograd.py). Per (image, block of tile rows) --
-the parallel loop -- the block's input transform V (all transform points and input channels, sized
-by the layout pass to stay in L2: `rows`) is computed first; then per block of `block` output
-channels a GEMM per transform point over the input channels, a register tile of `tile` tiles x
-`block` channels (broadcast V, FMAs with the packed u's channel vectors: the direct conv's tile)
-accumulating in the block's M, which the output transform (bias, fused epilogue) reads right away
-while it is in L1."""
+the parallel loop, at least two blocks (one per thread) -- the block's input is zero-padded and
+transformed (V: all transform points and input channels, sized by `plan` to fit the L2); then per
+transform point a GEMM over the input channels for every block of `block` output channels: a
+register tile of `tile` tiles x `block` channels (pack.conv_params: the direct conv's tile; on AVX2
+6 x 16, 12 accumulators) broadcasts V and FMAs it with u's channel vectors, so the point's V slice
+stays in L1 / L2 while u streams past once per block. The output transform (bias, fused epilogue)
+is a pass of its own over all of M, a vector of channels per pixel: TVM's reverse_compute_at cannot
+place it in the block (it reads M at constant transform points and a tile index of two pixel
+coordinates, no pattern it solves), so M (4x the output) goes through memory.
+"""
 from . import worth_parallel
 from .common import inline_epilogue, parallel, schedule_rest, vectorize
 from .pack import conv_params, lanes as pack_lanes
@@ -65,7 +69,15 @@ MIN_TILES = 49  # output tiles (per image) from which the GEMM's rows pay for st
 
 def plan(preset, channels, out_channels, oh, ow, m=2):
     """conv2d_winograd's attrs (m, block, tile, rows) for a CHANNELS -> OUT_CHANNELS 3x3 stride-1
-    conv with OH x OW outputs on PRESET, or None where the direct conv stays."""
+    conv with OH x OW outputs on PRESET, or None where the direct conv stays: x86 only (NEON
+    unmeasured), at least MIN_CHANNELS in and out and MIN_TILES tiles. Measured on AVX2 (znver3),
+    1 thread, thread-time minima alternated, direct -> Winograd: in ResNet-50 64->64 @56 2.84-2.91
+    -> 1.94-2.07 ms, 128->128 @28 2.80-2.87 -> 1.69-1.77, 256->256 @14 2.78-2.86 -> 2.26-2.40; in
+    SqueezeNet 64->256 @13 0.63 -> 0.49-0.58; standalone conv + relu 512->512 @7 (16 tiles, u 16 MB
+    streamed per block) 4.4-4.9 -> 6.0-8.2, 16->64 @55 0.87 -> 1.34, 48->192 @13 0.41 -> 0.44,
+    32->128 @27 0.78 -> 0.76 (few channels: the transforms, ~40% of the time at 64 channels, do not
+    pay). Blocks: V in L2_SHARE of the L2 (256->256 @14: blocks of 2 tile rows 2.9 ms, all 7 rows 3.8;
+    64->64 @56 blocks of 2 rows 2.97, 4 rows 2.48, 8 rows 3.87)."""
     alpha, th, tw = m + 2, -(-oh // m), -(-ow // m)
     if preset.arch != "x86_64" or min(channels, out_channels) < MIN_CHANNELS or th * tw < MIN_TILES:
         return None
