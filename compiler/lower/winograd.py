@@ -4,8 +4,9 @@ schedule can keep one block's padded and transformed input in cache (targets/sch
 Per image and block of ROWS rows of tiles (TW tiles each, Q = ROWS * TW tiles as one flat index,
 padded to whole register tiles of `tile` tiles; padding tiles repeat the block's last one):
 block `winograd_pad` copies the input zero-padded to whole tiles, block `winograd_input` computes
-V (N, blocks, A*A, Q, C) = B^T d B of each tile's A x A patch, block `winograd_gemm` M (N, blocks, ceil(K/block), A*A, Q, block) = sum over c of
-V[.., xi, q, c] u[xi, kb, c, :] (a GEMM per transform point: a vector of output channels per tile),
+V (N, blocks, A*A, Q, C) = B^T d B of each tile's A x A patch, block `winograd_gemm`
+M (N, blocks, ceil(K/block), A*A, Q, block) = sum over c of V[.., xi, q, c] u[xi, kb, c, :] (a GEMM
+per transform point: a vector of output channels per tile),
 block `winograd_output` Y (N, K, OH, OW) = A^T M A of the tile holding each pixel, plus the bias
 (the fused epilogue inlines into it). The transforms index their point (xi, or the pixel's place
 in its tile) through a Select over the constant matrices' rows: once the schedule unrolls those
