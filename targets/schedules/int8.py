@@ -76,10 +76,11 @@ def _index(index):
     return T.int64 if index == "int64" else T.int32
 
 
-def _register(name, a_dtype, b_dtype, lanes, width, index, compute):
+def _register(name, a_dtype, b_dtype, lanes, width, index, compute, scope):
     """Register the tensor intrinsic NAME for C[lanes] (int32, local) += A[width] (A_DTYPE)
     . B[lanes, width] (B_DTYPE), summed over width (the description: the loop nest `reduce`),
-    implemented by COMPUTE (a TVMScript macro of the buffers A, B, C); return NAME."""
+    implemented by COMPUTE (a TVMScript macro of the buffers A, B, C), C in storage SCOPE; return the
+    name registered (NAME and SCOPE)."""
     i = _index(index)
     z, w, n = i(0), i(width), i(lanes)
 
@@ -96,19 +97,20 @@ def _register(name, a_dtype, b_dtype, lanes, width, index, compute):
         def f(a: T.handle, b: T.handle, c: T.handle) -> None:
             A = T.match_buffer(a, (w,), a_dtype, offset_factor=1)
             B = T.match_buffer(b, (n, w), b_dtype, offset_factor=1)
-            C = T.match_buffer(c, (n,), "int32", offset_factor=1)
+            C = T.match_buffer(c, (n,), "int32", offset_factor=1, scope=scope)
             with T.sblock("root"):
                 T.reads(C[z:n], A[z:w], B[z:n, z:w])
                 T.writes(C[z:n])
                 body(A, B, C)
         return f
 
+    name = f"{name}_{scope}"
     TensorIntrin.register(name, func(reduce), func(compute))
     return name
 
 
 @functools.cache
-def _pmaddwd_intrin(lanes, index, b_dtype="int16"):
+def _pmaddwd_intrin(lanes, index, b_dtype, scope):
     """C[lanes] += A[2] (int16) . B[lanes, 2] via pmaddwd (registered once per LANES, INDEX, B_DTYPE);
     int8 B is sign-extended as it is loaded (`vpmovsxbw`): the packed weights stay int8 in memory."""
     llvm = {8: "llvm.x86.avx2.pmadd.wd", 16: "llvm.x86.avx512.pmaddw.d.512"}[lanes]
@@ -125,11 +127,11 @@ def _pmaddwd_intrin(lanes, index, b_dtype="int16"):
             B.vload([z, z], f"{b_dtype}x{2 * lanes}") if b_dtype == "int16"
             else T.cast(B.vload([z, z], f"{b_dtype}x{2 * lanes}"), half), dtype=acc)
 
-    return _register(f"edgec_pmaddwd_{lanes}x2_{b_dtype}_{index}", "int16", b_dtype, lanes, 2, index, compute)
+    return _register(f"edgec_pmaddwd_{lanes}x2_{b_dtype}_{index}", "int16", b_dtype, lanes, 2, index, compute, scope)
 
 
 @functools.cache
-def _dot4_intrin(kind, index):
+def _dot4_intrin(kind, index, scope):
     """C[lanes] += A[4] . B[lanes, 4] (s8) in one accumulating instruction: KIND "vnni", AVX-512
     VNNI `vpdpbusd` (A u8, 16 lanes; exact: no saturation), "vnni256", its 8-lane form (AVX-VNNI's
     VEX encoding, or AVX-512 VL), or "sdot", NEON `sdot` (A s8, 4 lanes; ARMv8.2 dotprod)."""
@@ -147,7 +149,7 @@ def _dot4_intrin(kind, index):
             T.reinterpret(T.broadcast(T.reinterpret(A.vload([z], quad), dtype="int32"), lanes), dtype=bytes_),
             B.vload([z, z], bytes_), dtype=acc)
 
-    return _register(f"edgec_{name}_{index}", a_dtype, "int8", lanes, 4, index, compute)
+    return _register(f"edgec_{name}_{index}", a_dtype, "int8", lanes, 4, index, compute, scope)
 
 
 def ubsw_exact(wp):
@@ -160,7 +162,7 @@ def ubsw_exact(wp):
 
 
 @functools.cache
-def _ubsw_intrin(lanes, index):
+def _ubsw_intrin(lanes, index, scope):
     """C[lanes] += A[4] (u8) . B[lanes, 4] (s8) with vpmaddubsw + vpmaddwd (by ones) + vpaddd."""
     ub, wd = {8: ("llvm.x86.avx2.pmadd.ub.sw", "llvm.x86.avx2.pmadd.wd"),
               16: ("llvm.x86.avx512.pmaddubs.w.512", "llvm.x86.avx512.pmaddw.d.512")}[lanes]
@@ -176,7 +178,7 @@ def _ubsw_intrin(lanes, index):
                 T.reinterpret(T.broadcast(T.reinterpret(A.vload([z], "uint8x4"), dtype="int32"), lanes), dtype=bytes_),
                 B.vload([z, z], bytes_), dtype=halves), T.broadcast(T.int16(1), 2 * lanes), dtype=acc)
 
-    return _register(f"edgec_pmaddubsw_{lanes}x4_{index}", "uint8", "int8", lanes, 4, index, compute)
+    return _register(f"edgec_pmaddubsw_{lanes}x4_{index}", "uint8", "int8", lanes, 4, index, compute, scope)
 
 
 def handles(kernel):
@@ -206,6 +208,7 @@ def schedule(func, kernel, preset):
     depthwise = len(reduce) == 2  # (ry, rx), no channel reduction: each lane sums its own channel's taps
     par = worth_parallel(dict(kernel, flops=kernel.get("flops", 0) * DEPTHWISE_FLOP_COST) if depthwise else kernel)
     rc, ry, rx, rk = [None, *reduce, None] if depthwise else reduce
+    taps = int(sch.get(ry).extent) * int(sch.get(rx).extent)
     lanes, kgroup = int(sch.get(oi).extent), 1 if depthwise else int(sch.get(rk).extent)
     groups = channel_groups(int(sch.get(b).extent), preset, kgroup)
     bo, bi = sch.split(b, [None, groups])
@@ -231,8 +234,12 @@ def schedule(func, kernel, preset):
     # (a "global" buffer, kept in registers: TVM 0.27 allocates a "local" one from the workspace pool,
     # TVMBackendAllocWorkspace / FreeWorkspace around every iteration of a parallel loop; only "global"
     # ones under 1 KB stay on the stack. MobileNetV2 7-bit, 2 threads, in-model minima: 1x1 576->96
-    # @14 + add 0.119 -> 0.101-0.109 ms, 960->160 @7 0.079 -> 0.073; 1 thread 1-8% faster)
-    local = sch.cache_write(conv, 0, "global")
+    # @14 + add 0.119 -> 0.101-0.109 ms, 960->160 @7 0.079 -> 0.073; 1 thread 1-8% faster. Not a
+    # pixel-major conv with taps: its channel groups reuse a tile's input broadcasts of all taps, which
+    # LLVM then hoisted out of the groups' loop and spilled: SqueezeNet's stem 3x3 s2 3->64, 1 thread
+    # 0.58 -> 0.99 ms; pixel-major 1x1s gain: 24->144 @56 0.211 -> 0.201)
+    scope = "local" if pixel_major and taps > 1 else "global"
+    local = sch.cache_write(conv, 0, scope)
     sch.reverse_compute_at(local, at)
     if flat and nhwc:  # the write-back's pixels as the one flat row
         ow = int(sch.get(unpack).writes[0].source.shape[2])
@@ -250,11 +257,13 @@ def schedule(func, kernel, preset):
         sch.parallel(fused)
     index = str(sch.get(oi).extent.ty)
     wdtype = next(str(r.source.dtype) for r in sch.get(conv).reads if len(r.region) == 6)
-    intrin = {("x86_64", 8, 2): lambda: _pmaddwd_intrin(8, index, wdtype),
-              ("x86_64", 16, 2): lambda: _pmaddwd_intrin(16, index, wdtype),
-              ("x86_64", 8, 4): lambda: _dot4_intrin("vnni256", index) if has_vnni(preset) else _ubsw_intrin(8, index),
-              ("x86_64", 16, 4): lambda: _dot4_intrin("vnni", index) if has_vnni(preset) else _ubsw_intrin(16, index),
-              ("aarch64", 4, 4): lambda: _dot4_intrin("sdot", index)}
+    intrin = {("x86_64", 8, 2): lambda: _pmaddwd_intrin(8, index, wdtype, scope),
+              ("x86_64", 16, 2): lambda: _pmaddwd_intrin(16, index, wdtype, scope),
+              ("x86_64", 8, 4): lambda: _dot4_intrin("vnni256", index, scope) if has_vnni(preset)
+              else _ubsw_intrin(8, index, scope),
+              ("x86_64", 16, 4): lambda: _dot4_intrin("vnni", index, scope) if has_vnni(preset)
+              else _ubsw_intrin(16, index, scope),
+              ("aarch64", 4, 4): lambda: _dot4_intrin("sdot", index, scope)}
     if depthwise:  # lane by lane: u8/s8 operands widened to int32 lanes, multiplied and added (the
         # operands fit 16 bits, so LLVM emits x86 vpmaddwd; NEON widening multiply-adds)
         sch.vectorize(oi)
