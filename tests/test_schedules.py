@@ -420,6 +420,7 @@ def test_pointwise_in_place_choice():
     assert not padded_last_tile(p, 256, 4, 169, 24) and not pointwise_gemm(256, 48, 169, 24, False, False)
     assert not in_place(p, 32, 128, 4, 729, 24, False) and not in_place(p, 128, 32, 4, 729, 24, True)
     assert in_place(p, 256, 32, 4, 729, 24, False) and not in_place(p, 384, 32, 4, 729, 24, False)  # (L1: 32 KB)
+    assert not in_place(p, 64, 64, 6, 3136, 16, False)  # (64 output row streams: copied panels)
 
 
 @pytest.mark.parametrize("preset,c,o,hw,k", [("x86-avx2", 64, 64, 14, 3), ("x86-avx2", 64, 64, 30, 3),

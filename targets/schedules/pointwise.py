@@ -12,6 +12,9 @@ TAIL_CHAINS = 8  # partial sums (x pixels) a few-pixel tail GEMM keeps in flight
 # MobileNetV2, AVX2, 1 thread, thread-time minima alternated, copied -> in place: 192->32 @28
 # 0.150-0.155 -> 0.113-0.125 ms, 144->32 @28 0.111 -> 0.090; 2.0 gained nothing more)
 WEIGHTS_L1_SHARE = 1.0
+# output channels up to which a pointwise conv reads its input in place: its tiles outer write one
+# output row stream per channel (ResNet-50's 64->64 @56, 16.9 KB of weights, in place 0.41 -> 0.47 ms)
+IN_PLACE_ROWS = 32
 PADDING_SHARE = 1 / 32  # of the pixels up to which a pointwise GEMM pads its last tile instead of a tail
 # storage scope of a register tile's accumulators: TVM allocates every "local" buffer through
 # TVMBackendAllocWorkspace (memory LLVM must keep: the tile was zeroed and stored there around each
@@ -129,8 +132,8 @@ def reads_in_place(sch, weights, pixels, padded, tail, preset):
     """Whether the GEMM runs pixel tile by pixel tile, every channel block passing over a tile
     while its input rows are in L1, read straight from the NCHW rows (the copy block inlined: each
     channel's row in its own plane) instead of from copied panels: for a projection (no more
-    output than input channels) whose WEIGHTS (all of them, floats) fit in WEIGHTS_L1_SHARE of
-    the L1, so that each input row is read once and the copy buys nothing. Only where the panels
+    output than input channels, at most IN_PLACE_ROWS) whose WEIGHTS (all of them, floats) fit
+    in WEIGHTS_L1_SHARE of the L1, so that each input row is read once and the copy buys nothing. Only where the panels
     would be a plain view of the rows (no stride) and without a tail (a padded last tile instead:
     see in_place, write_back_at). Measured on AVX2,
     1 thread, thread-time minima alternated, in MobileNetV2: 32->16 @112 0.288 -> 0.257 ms,
@@ -155,7 +158,8 @@ def reads_in_place(sch, weights, pixels, padded, tail, preset):
     0.135 -> 0.107 ms, but in SqueezeNet, after the max pool, 0.154 -> 0.208 (see in_place)."""
     channels = int(sch.get(sch.get_sblock("conv2d_pixels_copy")).reads[0].source.shape[1])
     out = int(sch.get(sch.get_sblock("conv2d_unpack")).iter_vars[1].dom.extent)
-    return not tail and out <= channels and weights * 4 <= preset.l1_kib * 1024 * WEIGHTS_L1_SHARE \
+    return not tail and out <= min(channels, IN_PLACE_ROWS) \
+        and weights * 4 <= preset.l1_kib * 1024 * WEIGHTS_L1_SHARE \
         and pixels == input_plane(sch)
 
 
@@ -167,7 +171,8 @@ def in_place(preset, in_channels, out_channels, block, pixels, tile, strided):
     0.115-0.121 ms; 64->16 @55 (774 KB, past the L2, written by the max pool just before) 0.141 ->
     0.125 since the tile's accumulators stay in registers (ACC_SCOPE; before, 0.160-0.167 -> 0.183-0.197)."""
     weights = in_channels * -(-out_channels // block) * block
-    return not strided and out_channels <= in_channels and weights * 4 <= preset.l1_kib * 1024 * WEIGHTS_L1_SHARE
+    return not strided and out_channels <= min(in_channels, IN_PLACE_ROWS) \
+        and weights * 4 <= preset.l1_kib * 1024 * WEIGHTS_L1_SHARE
 
 
 def padded_last_tile(preset, channels, block, pixels, tile):
