@@ -7,7 +7,10 @@ from .pack import lanes as pack_lanes, pointwise_tile
 PANEL_SHARE = 0.25  # of the L2 for a pointwise conv's weight panel (reduction chunk x channel block)
 L2_SHARE = 0.5  # of the L2 for the input rows of a pointwise conv's pixel chunk
 PARALLEL_PARTS = 8  # channel-block groups a cache-blocked pointwise conv spreads over the threads
-TAIL_CHAINS = 8  # partial sums (x pixels) a few-pixel tail GEMM keeps in flight per reduction step
+# partial sums (x pixels) a few-pixel tail GEMM keeps in flight per reduction step: 8 spilled a
+# vector of 1024->128 @7's tail on AVX2 (its 6-channel weight vectors are assembled from pieces);
+# 6 does not (2048->512 @7, 1 thread, thread-time minima alternated: 8 -> 6 1.259 -> 1.227 ms)
+TAIL_CHAINS = 6
 # of the L1 for all the weights of a pointwise conv that reads its input in place (was 0.5: in
 # MobileNetV2, AVX2, 1 thread, thread-time minima alternated, copied -> in place: 192->32 @28
 # 0.150-0.155 -> 0.113-0.125 ms, 144->32 @28 0.111 -> 0.090; 2.0 gained nothing more)
