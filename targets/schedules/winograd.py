@@ -65,6 +65,7 @@ def schedule(sch, kernel, preset):
 L2_SHARE = 1.0  # of the L2 for a block's transformed input V (all points and channels)
 MIN_CHANNELS = 64  # input and output channels from which the transforms pay for themselves
 MIN_TILES = 49  # output tiles (per image) from which the GEMM's rows pay for streaming u once per block
+BLOCK_TILES = 24  # tiles per block at least (see plan)
 
 
 def plan(preset, channels, out_channels, oh, ow, m=2):
@@ -83,8 +84,13 @@ def plan(preset, channels, out_channels, oh, ow, m=2):
         return None
     block, tile = conv_params(preset)
     per_row = alpha * alpha * tw * channels * 4
-    # (at least two blocks: one per thread; with one block of 7 x 7 tiles, its input transform a pass
-    # of its own and the GEMM parallel over transform points, in SqueezeNet, AVX2, 1 thread,
-    # thread-time minima alternated: 64->256 @13 0.60 -> 0.79-0.89 ms; two blocks: see plan's docstring)
-    rows = max(1, min(-(-th // 2), int(preset.l2_kib * 1024 * L2_SHARE // per_row)))
+    # at least BLOCK_TILES tiles per block (u, streamed once per block, used by each of them; the
+    # block's V then past the L2), at most half the tile rows (two blocks: one per thread; one block
+    # of 7 x 7 tiles, its input transform a pass of its own and the GEMM parallel over transform
+    # points, in SqueezeNet, AVX2, 1 thread, thread-time minima alternated: 64->256 @13 0.60 ->
+    # 0.79-0.89 ms). Standalone conv + relu, AVX2, 1 thread, tile rows per block, direct -> Winograd:
+    # 256->256 @14 rows 2 (V in L2) 3.75 -> 2.90 ms, rows 4 2.90 -> 1.94; 512->512 @14 rows 2
+    # 14.1 -> 17.4, rows 4 11.7 -> 9.3; 512->512 @28 rows 1 52.7 -> 52.1, rows 2 44.7 -> 32.0
+    rows = int(preset.l2_kib * 1024 * L2_SHARE // per_row)
+    rows = max(1, min(-(-th // 2), max(rows, -(-BLOCK_TILES // tw))))
     return {"m": m, "block": block, "tile": tile, "rows": rows}
