@@ -37,7 +37,7 @@ from tvm.s_tir import Schedule, TensorIntrin
 from tvm.script import tirx as T
 
 from . import buffer_bytes, generic, worth_parallel
-from .common import has_block
+from .common import ACC_SCOPE, has_block
 
 KGROUP = 2
 
@@ -231,14 +231,11 @@ def schedule(func, kernel, preset):
         if int(sch.get(rx).extent) > 1 and 1 < int(sch.get(rc).extent) * kgroup <= FUSE_TAPS and preset.regs <= 16:
             rx = sch.fuse(rx, rc)  # (a tap's channels follow the previous tap's in the input: one stride)
     at = bo if pixel_major else xo
-    # (a "global" buffer, kept in registers: TVM 0.27 allocates a "local" one from the workspace pool,
-    # TVMBackendAllocWorkspace / FreeWorkspace around every iteration of a parallel loop; only "global"
-    # ones under 1 KB stay on the stack. MobileNetV2 7-bit, 2 threads, in-model minima: 1x1 576->96
-    # @14 + add 0.119 -> 0.101-0.109 ms, 960->160 @7 0.079 -> 0.073; 1 thread 1-8% faster. Not a
-    # pixel-major conv with taps: its channel groups reuse a tile's input broadcasts of all taps, which
-    # LLVM then hoisted out of the groups' loop and spilled: SqueezeNet's stem 3x3 s2 3->64, 1 thread
-    # 0.58 -> 0.99 ms; pixel-major 1x1s gain: 24->144 @56 0.211 -> 0.201)
-    scope = "local" if pixel_major and taps > 1 else "global"
+    # (the accumulators in registers: common.ACC_SCOPE. Not a pixel-major conv with taps: its channel
+    # groups reuse a tile's input broadcasts of all taps, which LLVM then hoisted out of the groups'
+    # loop and spilled: SqueezeNet's stem 3x3 s2 3->64, 1 thread 0.58 -> 0.99 ms; pixel-major 1x1s
+    # gain: 24->144 @56 0.211 -> 0.201)
+    scope = "local" if pixel_major and taps > 1 else ACC_SCOPE
     local = sch.cache_write(conv, 0, scope)
     sch.reverse_compute_at(local, at)
     if flat and nhwc:  # the write-back's pixels as the one flat row

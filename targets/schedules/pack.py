@@ -44,17 +44,11 @@ def conv_width_tile(preset, ow):
 def conv_width_tiles(preset, ow):
     """The direct conv's register tiles along a row of OW pixels: [(tile, count), ...] covering it
     exactly (no padded pixel, no partial tile): `count` tiles of one size, then at most two single
-    tiles (TVM splits only a loop that starts at 0: the first part's). A tile of t pixels costs
-    about max(t, full) + 1 pixels (conv_width_tile), where `full` tiles keep the two FMA pipes busy
-    through their latency (8 accumulator vectors); the cheapest cover wins, on a tie the one with
-    fewer parts."""
-    block, most = conv_params(preset)
-    full = -(-8 // (block // lanes(preset)))
+    tiles (TVM splits only a loop that starts at 0: the first part's). The cheapest cover
+    (cover_cost) wins, on a tie the one with fewer parts."""
+    _, most = conv_params(preset)
     if ow <= most:
         return [(ow, 1)]
-
-    def cost(plan):
-        return sum(k * (max(t, full) + 1) for t, k in plan), len(plan)
     plans = []
     for t in range(most, 1, -1):
         for k in range(ow // t, 0, -1):
@@ -63,7 +57,20 @@ def conv_width_tiles(preset, ow):
                 plans.append([(t, k)] + ([(left, 1)] if left else []))
             elif left <= 2 * most:
                 plans.append([(t, k), (-(-left // 2), 1), (left // 2, 1)])
-    return min(plans, key=cost)
+    return min(plans, key=lambda plan: (cover_cost(preset, plan), len(plan)))
+
+
+def tile_cost(preset, t):
+    """The cost, in pixels, of a direct-conv register tile of T pixels: max(t, full) + 1, where
+    `full` tiles hold the 8 accumulator vectors that keep the two FMA pipes busy through their
+    latency (conv_width_tile's "one pixel more"; fewer accumulators leave the pipes idle)."""
+    block, _ = conv_params(preset)
+    return max(t, -(-8 // (block // lanes(preset)))) + 1
+
+
+def cover_cost(preset, tiles):
+    """The cost of a row covered by TILES [(tile, count), ...] (tile_cost each)."""
+    return sum(k * tile_cost(preset, t) for t, k in tiles)
 
 
 def conv_row_padding(preset, ow):
@@ -73,10 +80,8 @@ def conv_row_padding(preset, ow):
     thread, thread-time minima alternated, 3x3 128->128 @56 + relu, 14 tiles of 4 -> 8 of 6 and
     two of 4: 11.58 -> 11.15 ms)."""
     t = conv_width_tile(preset, ow)
-    block, _ = conv_params(preset)
-    full = -(-8 // (block // lanes(preset)))
-    padded = -(-ow // t) * (max(t, full) + 1)
-    return t if ow % t and padded < sum(k * (max(w, full) + 1) for w, k in conv_width_tiles(preset, ow)) else 1
+    padded = -(-ow // t) * tile_cost(preset, t)
+    return t if ow % t and padded < cover_cost(preset, conv_width_tiles(preset, ow)) else 1
 
 
 def conv_cache_blocks(preset, channels, taps, oh, ow, block):
@@ -94,21 +99,19 @@ def conv_flat_rows(preset, kh, kw, oh, ow, nchw=True):
     """Whether a KHxKW direct conv (NCHW, not 1x1) with OH output rows of OW pixels computes all
     its output pixels as one flat row (compiler/lower/packed.py: register tiles spanning image rows)
     instead of row by row: where a row is narrower than the widest tile, or where the flat row's
-    tiles (conv_flat_tile, the last one partial) cost less than OH rows of conv_width_tiles (a tile
-    of t pixels costing max(t, full) + 1, as there); on a tie, rows (the flat tile's per-pixel
+    tiles (conv_flat_tile, the last one partial) cost less than OH rows of conv_width_tiles (tile_cost
+    each); on a tie, rows (the flat tile's per-pixel
     addresses cost a little). Measured on AVX2, 1 thread, thread-time minima alternated, standalone
     conv+relu, rows -> flat: 3x3 512->512 @7 3.75 -> 3.29 ms, 64->256 @13 0.570 -> 0.545, 256->256
     @10 1.29 -> 1.36 (a tie: rows); before the exact covers: 256->256 @14 2.84 -> 3.22, 512->512
     @4 1.28 -> 1.21."""
-    block, most = conv_params(preset)
+    _, most = conv_params(preset)
     if not nchw or kh * kw == 1:
         return False
     if ow < most:
         return True
-    full = -(-8 // (block // lanes(preset)))
     t = conv_flat_tile(preset, oh * ow)
-    flat = -(-(oh * ow) // t) * (max(t, full) + 1)
-    return flat < oh * sum(k * (max(w, full) + 1) for w, k in conv_width_tiles(preset, ow))
+    return -(-(oh * ow) // t) * tile_cost(preset, t) < oh * cover_cost(preset, conv_width_tiles(preset, ow))
 
 
 def conv_flat_tile(preset, pixels):

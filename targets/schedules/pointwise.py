@@ -1,7 +1,7 @@
 """Pointwise (1x1) conv on CPU as a cache-blocked GEMM over pixels; the compute and the weight
 panel layout come from compiler/lower/packed.py and pack.py."""
 from . import generic, worth_parallel
-from .common import divisor, has_block, inline_epilogue, parallel, schedule_rest
+from .common import ACC_SCOPE, divisor, has_block, inline_epilogue, parallel, schedule_rest
 from .pack import lanes as pack_lanes, pointwise_tile
 
 PANEL_SHARE = 0.25  # of the L2 for a pointwise conv's weight panel (reduction chunk x channel block)
@@ -19,12 +19,6 @@ WEIGHTS_L1_SHARE = 1.0
 # output row stream per channel (ResNet-50's 64->64 @56, 16.9 KB of weights, in place 0.41 -> 0.47 ms)
 IN_PLACE_ROWS = 32
 PADDING_SHARE = 1 / 32  # of the pixels up to which a pointwise GEMM pads its last tile instead of a tail
-# storage scope of a register tile's accumulators: TVM allocates every "local" buffer through
-# TVMBackendAllocWorkspace (memory LLVM must keep: the tile was zeroed and stored there around each
-# reduction), a "global" one under 1 KB on the stack, which LLVM promotes to registers. AVX2, 1 thread,
-# thread-time minima alternated, in ResNet-50: 64->256 @56 + add 1.48 -> 1.26-1.39 ms,
-# 256->1024 @14 + add 1.47 -> 1.36-1.41; standalone 64->256 @56 + relu 1.33 -> 1.20
-ACC_SCOPE = "global"
 
 
 def schedule(sch, kernel, preset):
@@ -294,8 +288,8 @@ def tail_gemm(sch, tail, lanes, par):
         sch.unroll(q)
         sch.vectorize(oi)
         return outer, rc
-    if int(sch.get(q).extent) % lanes:
-        chains = divisor(int(sch.get(rc).extent), max(1, TAIL_CHAINS // int(sch.get(q).extent)))
+    if few % lanes:
+        chains = divisor(int(sch.get(rc).extent), max(1, TAIL_CHAINS // few))
         rf = sch.rfactor(sch.split(rc, [None, chains])[1], 0)
         sch.set_scope(rf, 0, "local")
         nn, bi, oi, q, rci = sch.get_loops(tail)
