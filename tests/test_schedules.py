@@ -193,6 +193,38 @@ def test_conv_over_padded_rows(tmp_path, rng, preset):
                want_ops=["conv2d_packed", "relu"])
 
 
+ROW_POOLS = [  # c, o, (h, w), (kh, kw), stride, pads, pool op, pool attrs, pool per channel block
+    (3, 64, (45, 47), (3, 3), 2, (0, 0, 0, 0), "max_pool2d", {"kernel": [3, 3], "strides": [2, 2]}, True),  # SqueezeNet's
+    (1, 44, (33, 40), (3, 3), 2, (0, 0, 1, 1), "max_pool2d", {"kernel": [2, 2], "strides": [2, 2]}, True),  # partial block
+    # a stride-1 pool (TVM's reverse_compute_at refuses its rows) and ResNet's padded one (rows
+    # clamped): a pass of their own
+    (4, 40, (24, 27), (3, 3), 1, (1, 1, 1, 1), "max_pool2d", {"kernel": [3, 3], "strides": [1, 1]}, False),
+    (3, 48, (29, 31), (3, 3), 2, (1, 1, 1, 1), "avg_pool2d", {"kernel": [3, 3], "strides": [2, 2]}, True),
+    (3, 40, (29, 31), (7, 7), 2, (3, 3, 3, 3), "max_pool2d", {"kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]},
+     False),
+    (3, 8, (17, 20), (3, 3), 2, (0, 0, 0, 0), "max_pool2d", {"kernel": [3, 3], "strides": [2, 2]}, False)]  # 2 blocks
+
+
+@pytest.mark.parametrize("preset,case", [("x86-avx2", ROW_POOLS[0])] + [("host", c) for c in ROW_POOLS])
+def test_row_conv_pools_per_channel_block(tmp_path, rng, preset, case):
+    """A pool fused after a row conv runs inside the conv's parallel loop, per channel block
+    (conv2d.schedule_rows: its input still in L2) where its rows are not clamped and there are
+    POOL_MIN_BLOCKS blocks; else it is a parallel pass of its own. Both match the numpy reference."""
+    import tvm
+    from edgec.compiler.build import lowered_kernels
+    if "avx2" not in open("/proc/cpuinfo").read():
+        pytest.skip("this machine has no AVX2 to run x86 code")
+    c, o, hw, k, stride, pads, op, attrs, per_block = case
+    g = _conv_graph(rng, c, o, hw, k, stride=stride, pads=pads, post=("relu",))
+    y, = g.add_node(op, [g.outputs[0]], attrs)
+    g.outputs = [y]
+    if schedules.PARALLEL_MIN_WORK == 0 and op == "max_pool2d":  # copy, conv (+ pool)
+        (kernel, func), = lowered_kernels(g, targets.get(preset))
+        script = schedules.schedule(func, kernel, targets.get(preset)).script()
+        assert script.count("T.parallel") == (2 if per_block else 3), script
+    _check(tmp_path, g, preset, want_ops=["conv2d_packed", "relu", op])
+
+
 def test_conv_rows_choice():
     """The row form where few input channels make the direct conv's transposing write-back a large
     share: stride 1 up to ROWS_MAX_CHANNELS input channels, strided convs only with a short
@@ -421,6 +453,17 @@ def test_pointwise_in_place_choice():
     assert not in_place(p, 32, 128, 4, 729, 24, False) and not in_place(p, 128, 32, 4, 729, 24, True)
     assert in_place(p, 256, 32, 4, 729, 24, False) and not in_place(p, 384, 32, 4, 729, 24, False)  # (L1: 32 KB)
     assert not in_place(p, 64, 64, 6, 3136, 16, False)  # (64 output row streams: copied panels)
+
+
+def test_pointwise_chunks_even_where_they_copy():
+    """Pixel chunks that copy their own panels come in an even number where a divisor at least half
+    the largest gives one (MobileNet's 128->128 @56: 196 tiles, 7 chunks -> 14), so that the channel
+    blocks are not split in halves each copying the chunk; otherwise (49 tiles, or a pass copying all
+    panels) the largest divisor."""
+    from edgec.targets.schedules.pointwise import chunk_tiles
+    assert chunk_tiles(196, 32, 1) == 14 and chunk_tiles(196, 16, 1) == 14 and chunk_tiles(784, 128, 1) == 98
+    assert chunk_tiles(196, 32, 0) == 28 and chunk_tiles(49, 16, 1) == 7 and chunk_tiles(196, 32, 2) == 28
+    assert chunk_tiles(6, 3, 1) == 3  # (the even count's divisor, 2, below half of 3: kept)
 
 
 @pytest.mark.parametrize("preset,c,o,hw,k", [("x86-avx2", 64, 64, 14, 3), ("x86-avx2", 64, 64, 30, 3),

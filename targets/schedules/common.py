@@ -54,8 +54,9 @@ def parallel(sch, loop, par):
 
 def schedule_rest(sch, preset, names, par=True):
     """Blocks after the epilogue: a fused pool (and its padding) gets the pool schedule, the rest
-    the generic treatment. NAMES: prefixes of the blocks already scheduled."""
+    the generic treatment. NAMES: prefixes of the blocks already scheduled (a pool among them too)."""
     names = list(names)
-    for b in [b for b in sch.get_child_blocks(sch.get_sblock("root")) if sch.get(b).name_hint in POOL_BLOCKS]:
+    for b in [b for b in sch.get_child_blocks(sch.get_sblock("root"))
+              if sch.get(b).name_hint in POOL_BLOCKS and sch.get(b).name_hint not in names]:
         names += schedule_pool_block(sch, b, preset, par)  # may inline blocks after it: listed first
     generic.schedule_remaining(sch, preset, names, par)

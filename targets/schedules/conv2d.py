@@ -28,6 +28,7 @@ from .common import divisor, has_block, inline_epilogue, parallel, schedule_rest
 from .pack import conv_cache_blocks, conv_flat_tile, conv_params, conv_rows_chunk, conv_width_tile, conv_width_tiles
 from .pack import pointwise_tile, width_tile
 from .pack import lanes as pack_lanes
+from .pool import POOL_BLOCKS, schedule_pool_under
 
 
 @rule("conv2d")
@@ -155,16 +156,34 @@ def _row_tiles(sch, conv, x, tiles):
 # kernel taps up to which the row conv unrolls both kernel loops; a larger kernel keeps its rows a
 # loop (a 7x7 stem's 49 unrolled taps: LLVM hoisted the weight broadcasts and spilled 91 of them)
 ROWS_UNROLL_TAPS = 9
+# (batch x channel) blocks from which the row conv runs a fused pool per channel block: its parallel
+# loop then has no bands (SqueezeNet's stem, AVX2, 1 thread, in model, thread-time minima
+# alternated, the pool a pass of its own over the 3.2 MB write-back -> per block: 1.22 -> 0.93 ms)
+POOL_MIN_BLOCKS = 8
 
 
 def schedule_rows(sch, kernel, preset):
+    """The row conv (_schedule_rows), a fused pool per channel block where TVM can place it."""
+    inline_epilogue(sch, sch.get_sblock("conv2d_unpack"))
+    if _pool_after(sch) is not None:
+        try:
+            return _schedule_rows(sch.copy(), kernel, preset, True)
+        except Exception:  # noqa: BLE001 - reverse_compute_at refused the pool: a pass of its own
+            pass
+    return _schedule_rows(sch, kernel, preset, False)
+
+
+def _schedule_rows(sch, kernel, preset, pooled):
     """The direct conv over padded rows (compiler/lower/packed.py `_rows`) as a GEMM per kernel tap:
     tiles of `block` channels x `tile` pixels of a band's flat padded-row index keep their
     accumulators in registers (pixel vectors loaded, weights broadcast) while the reduction runs
     over a chunk of input channels and every tap, so the accumulators are NCHW rows and the
     write-back is a vector copy. Per (batch, channel block, band of output rows) -- the parallel
     loop -- the chunks run one after another over the whole band (pack.conv_rows_chunk), and the
-    band is then written back while its partial sums are in cache (pack.conv_rows_band)."""
+    band is then written back while its partial sums are in cache (pack.conv_rows_band). A fused
+    pool (a stem's max pool) runs per channel block too, right after the block's bands, its input
+    (the block's channels of the write-back) still in L2 (pool.schedule_pool_under): the bands run
+    in order inside the parallel loop over (batch, channel block)."""
     conv, unpack, copy = (sch.get_sblock(b) for b in ("conv2d_rows", "conv2d_unpack", "conv2d_rows_copy"))
     o, oh = (int(iv.dom.extent) for iv in sch.get(unpack).iter_vars[1:3])
     _, _, _, stride, _, wq = (int(v) for v in sch.get(copy).writes[0].source.shape)
@@ -183,7 +202,8 @@ def schedule_rows(sch, kernel, preset):
     qo, qv, qi = sch.split(q, [None, tile // lanes, lanes])
     rco, rci = sch.split(rc, [None, chunk])
     sch.reorder(nn, bi, r, rco, qo, rci, ry, rx, oi, qv, qi)
-    outer = sch.fuse(nn, bi, r)
+    pool = _pool_after(sch) if pooled else None
+    outer = sch.fuse(nn, bi) if pool is not None else sch.fuse(nn, bi, r)
     parallel(sch, outer, par)
     for loop in ((ry, rx, oi, qv) if kh * kw <= ROWS_UNROLL_TAPS else (rx, oi, qv)):
         sch.unroll(loop)
@@ -195,12 +215,24 @@ def schedule_rows(sch, kernel, preset):
     if band > 1:  # (one row: the write-back reads the flat index as it is)
         sch.transform_layout(conv, ("write", 0), lambda nn_, b_, r_, o_, q_: (nn_, b_, r_, o_, q_ // wq, q_ % wq),
                              assume_injective_transform=True)
-    sch.reverse_compute_at(unpack, outer)
+    sch.reverse_compute_at(unpack, outer if pool is None else r)
     sch.vectorize(sch.get_loops(unpack)[-1])
     sch.decompose_reduction(conv, rco)
     generic._schedule_block(sch, copy, lanes, par)
-    schedule_rest(sch, preset, ["conv2d_rows", "conv2d_unpack", "conv2d_rows_copy"], par)
+    done = schedule_pool_under(sch, pool, preset, outer) if pool is not None else []
+    schedule_rest(sch, preset, ["conv2d_rows", "conv2d_unpack", "conv2d_rows_copy", *done], par)
     return sch.mod["main"]
+
+
+def _pool_after(sch):
+    """The pooling block that alone reads the row conv's write-back (through its row pass), where
+    the conv has POOL_MIN_BLOCKS (batch x channel) blocks; else None."""
+    rows = sch.get_consumers(sch.get_sblock("conv2d_unpack"))
+    pool = sch.get_consumers(rows[0]) if len(rows) == 1 else []
+    if len(pool) != 1 or sch.get(pool[0]).name_hint not in POOL_BLOCKS:
+        return None
+    nn, blocks = (int(v) for v in sch.get(sch.get_sblock("conv2d_rows")).writes[0].source.shape[:2])
+    return pool[0] if nn * blocks >= POOL_MIN_BLOCKS else None
 
 
 @rule("dense")

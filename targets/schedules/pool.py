@@ -35,6 +35,30 @@ def schedule_pool_block(sch, block, preset, par=True):
             sch.reverse_compute_inline(consumers[0])
         except Exception:  # noqa: BLE001 - the divisor block reads more than one row: leave it
             pass
+    _rows_at(sch, block, rows, i, preset)
+    if par:
+        sch.parallel(nc)
+    return done
+
+
+def schedule_pool_under(sch, block, preset, loop):
+    """Schedule pooling BLOCK (a consumer of the block that makes its input) under LOOP of that
+    producer, whose iterations each make whole channels of the input: each iteration pools its own
+    channels while they are in cache (a conv's channel block). Returns the names of the blocks it
+    scheduled, [] where BLOCK is not the separable pool; raises where TVM cannot place it (seen:
+    rows clamped by padding, a stride-1 window's rows)."""
+    rows = [b for b in sch.get_producers(block) if sch.get(b).name_hint.startswith("pool_rows")]
+    if len(sch.get_loops(block)) != 4 or len(rows) != 1:
+        return []
+    rows = rows[0]
+    sch.reverse_compute_at(rows, loop)
+    sch.reverse_compute_at(block, loop)
+    _rows_at(sch, block, rows, sch.get_loops(block)[-2], preset)
+    return [sch.get(block).name_hint, sch.get(rows).name_hint]
+
+
+def _rows_at(sch, block, rows, i, preset):
+    """The row pass ROWS computed at output row loop I of pooling BLOCK, both vectorized."""
     sch.compute_at(rows, i)
     lanes = max(preset.vector_bits // 32, 4)
     _vectorize_short(sch, _partition_edges(sch, rows), lanes)
@@ -42,9 +66,6 @@ def schedule_pool_block(sch, block, preset, par=True):
     inside = _partition_edges(sch, block)
     if unit_stride:
         _vectorize_short(sch, inside, lanes)
-    if par:
-        sch.parallel(nc)
-    return done
 
 
 def _partition_edges(sch, block):
