@@ -11,16 +11,16 @@ from .pool import contiguous_reads
 def schedule(sch, kernel, preset):
     """A conv2d with one input channel per output channel (depthwise): per (batch, channel), the
     channel's padded plane is built (in cache; per band of output rows where the plane would take
-    over half of L1): zeros, then the input copied inside them, so the copy is a plain vector copy
-    with no bounds test per element (a strided plane: the copy with its loop cut at the input's
-    edges, zeros only outside them). Each output row (computed in whole vectors: the lowering
-    rounds a depthwise row up to a multiple of compiler/lower/nn.DEPTHWISE_ROW columns, the
-    write-back drops the extra ones), in chunks of up to 4 vectors that divide it, accumulates over
-    the taps in registers, then the epilogue writes the chunk. A strided conv (stride s) reads its
-    plane de-interleaved, column q * s + phase at [phase][q], so each tap's row is contiguous and
-    vectorizes like stride 1 (read in place, a stride-2 row was element-wise gathers or LLVM's
-    shuffles per tap); the padded plane is written in that layout directly (the lowering pads its
-    width to a multiple of s), an unpadded input is copied into it. Returns None for other convs."""
+    over half of L1), written once: its column loop cut at the input's edges, so inside them it is
+    a plain vector copy with no bounds test per element, zeros only outside them. Each output row
+    (computed in whole vectors: the lowering rounds a depthwise row up to a multiple of
+    compiler/lower/nn.DEPTHWISE_ROW columns, the write-back drops the extra ones), in chunks of up
+    to 4 vectors that divide it, accumulates over the taps in registers, then the epilogue writes
+    the chunk. A strided conv (stride s) reads its plane de-interleaved, column q * s + phase at
+    [phase][q], so each tap's row is contiguous and vectorizes like stride 1 (read in place, a
+    stride-2 row was element-wise gathers or LLVM's shuffles per tap); the padded plane is written
+    in that layout directly (the lowering pads its width to a multiple of s), an unpadded input is
+    copied into it. Returns None for other convs."""
     try:
         conv = sch.get_sblock("conv2d")
     except Exception:  # noqa: BLE001
@@ -75,7 +75,7 @@ def schedule(sch, kernel, preset):
         sch.compute_at(b, nf)
         vectorize(sch, sch.get_loops(b)[-1], lanes)
     if plane is not None:  # each channel's plane just before its conv, while it is in cache
-        _schedule_plane(sch, plane, yo if band else nf, bool(padded), stride, lanes)
+        _schedule_plane(sch, plane, yo if band else nf, bool(padded), stride)
     schedule_rest(sch, preset, names, par)
     return sch.mod["main"]
 
@@ -100,10 +100,9 @@ def _parallel_groups(sch, nf, par):
     return nf
 
 
-def _schedule_plane(sch, plane, at, padded, stride, lanes):
-    """PLANE at loop AT. A padded stride-1 plane becomes a fill with zeros and a copy of the input
-    inside. A strided plane (de-interleaved) is written once: `_copy_inside`; its copy reads
-    `stride` neighbouring columns per step (LLVM's vectorizer turns them into wide loads and
+def _schedule_plane(sch, plane, at, padded, stride):
+    """PLANE at loop AT, written once: `_copy_inside` (a strided plane, de-interleaved, reads
+    `stride` neighbouring columns per step; LLVM's vectorizer turns them into wide loads and
     shuffles)."""
     sch.compute_at(plane, at)
     if not padded:  # a de-interleaved copy of the input, iterating (row, phase, q)
@@ -111,16 +110,7 @@ def _schedule_plane(sch, plane, at, padded, stride, lanes):
         sch.reorder(q, ph)
         sch.unroll(ph)
         return
-    if stride > 1:
-        _copy_inside(sch, plane, stride)
-        return
-    # the fill goes above the row loop; a one-row plane has none under AT (decomposing at AT itself
-    # lost the conv from the function in TVM 0.27: a 1-D depthwise conv returned garbage)
-    loops = sch.get_loops(plane)
-    below = [i for i, l in enumerate(loops) if sch.get(l).same_as(sch.get(at))][0] + 1
-    fill = sch.decompose_padding(plane, loops[max(below, len(loops) - 2)])
-    for b in (fill, plane):
-        vectorize(sch, sch.get_loops(b)[-1], lanes)
+    _copy_inside(sch, plane, stride)
 
 
 def _copy_inside(sch, plane, stride):
@@ -129,13 +119,17 @@ def _copy_inside(sch, plane, stride):
     and only the pad columns, and the pad rows (one test per row, which LLVM hoists out of the
     row's loop), are zeros. A fill of the whole plane first doubled the stores of the kernel's
     heaviest part (96 channels @112 stride 2, MobileNetV2 in place, 1 thread, thread time, fastest
-    runs: 0.80 -> 0.47 ms; 144 @56 stride 2: 0.174 -> 0.143 ms). Stride 1 keeps the fill: the same
-    there measured no faster."""
+    runs: 0.80 -> 0.47 ms; 144 @56 stride 2: 0.174 -> 0.143 ms). Stride 1 likewise (AVX2, 1 thread,
+    standalone conv+bias+relu, pads 1, thread-time minima alternated, fill + copy -> copy inside:
+    32 @112 0.179 -> 0.153 ms, 128 @56 0.190 -> 0.159, 144 @56 0.212 -> 0.175, 256 @28 0.138 ->
+    0.121, 1024 @7 0.072 -> 0.055)."""
     block = sch.get(plane)
     read = block.reads[0]
     left = -int(pattern.detect_linear_equation(read.region[-1].min, [block.iter_vars[3].var])[1])
-    q, phase = sch.split(sch.get_loops(plane)[-1], [None, stride])  # column q * stride + phase
-    sch.unroll(phase)
+    q = sch.get_loops(plane)[-1]
+    if stride > 1:
+        q, phase = sch.split(q, [None, stride])  # column q * stride + phase
+        sch.unroll(phase)
     # steps q whose every phase is inside [left, left + width): from ceil(left / s) to (left + width) // s
     lo, hi = -(-left // stride), min((left + int(read.source.shape[3])) // stride, int(sch.get(q).extent))
     parts = [p for p in (lo, hi - lo, int(sch.get(q).extent) - hi) if p > 0]
