@@ -29,19 +29,25 @@ def test_depthwise_forks_by_bytes_streamed(c, hw, stride, par):
     assert ("T.parallel" in schedules.schedule(func, kernel, preset).script()) == par
 
 
-STRIDED = [  # c, (h, w), (kh, kw), stride, pads (top, left, bottom, right): none divide the vector blocks
+PLANES = [  # c, (h, w), (kh, kw), stride, pads (top, left, bottom, right): none divide the vector blocks
     (5, (13, 21), (3, 3), 2, (1, 1, 1, 1)),  # a pad column on both sides
     (6, (15, 17), (3, 3), 2, (0, 0, 1, 1)),  # Keras' "same" stride 2: right and bottom only
     (3, (11, 19), (3, 3), 2, (2, 2, 0, 0)),  # left and top only, two columns
     (4, (16, 23), (5, 5), 3, (2, 1, 2, 2)),  # stride 3: the left pad not a whole step
     (4, (64, 131), (3, 3), 2, (1, 1, 1, 1)),  # plane over half of L1: built per band of rows
+    (5, (13, 21), (3, 3), 1, (1, 1, 1, 1)),  # stride 1: a pad column on both sides
+    (7, (16, 23), (5, 5), 1, (2, 1, 2, 2)),  # stride 1, pads of 1 and 2 columns
+    (9, (11, 8), (3, 3), 1, (0, 1, 2, 0)),  # stride 1, left and bottom only
+    (3, (1, 41), (1, 5), 1, (0, 2, 0, 2)),  # a one-row plane
+    (4, (60, 130), (3, 3), 1, (1, 1, 1, 1)),  # stride 1 per band of rows
 ]
 
 
 @pytest.mark.parametrize("preset", ["host", "x86-avx2"])
-def test_strided_depthwise_plane_without_fill(tmp_path, monkeypatch, preset):
-    """A strided plane is written by its copy alone (the column loop cut at the input's edges, zeros
-    only outside): every pad position still reads zero, against the interpreter, in parallel."""
+def test_depthwise_plane_without_fill(tmp_path, monkeypatch, preset):
+    """A padded plane (strided or not) is written by its copy alone (the column loop cut at the
+    input's edges, zeros only outside): every pad position still reads zero, against the
+    interpreter, in parallel."""
     import warnings
     from edgec.compiler.build import compile_graph
     from edgec.compiler.interp import interpret
@@ -49,7 +55,7 @@ def test_strided_depthwise_plane_without_fill(tmp_path, monkeypatch, preset):
     monkeypatch.setattr(schedules, "PARALLEL_MIN_WORK", 0)
     rng = np.random.default_rng(0)
     g = Graph("strided")
-    for i, (c, hw, k, s, pads) in enumerate(STRIDED):
+    for i, (c, hw, k, s, pads) in enumerate(PLANES):
         x = g.add_input(f"x{i}", (1, c) + hw)
         w = g.add_const(rng.standard_normal((c, 1) + k).astype("float32"))
         y, = g.add_node("conv2d", [x, w], {"groups": c, "strides": [s] * 2, "dilations": [1, 1], "pads": list(pads)})
