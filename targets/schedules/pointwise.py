@@ -19,6 +19,9 @@ WEIGHTS_L1_SHARE = 1.0
 # output row stream per channel (ResNet-50's 64->64 @56, 16.9 KB of weights, in place 0.41 -> 0.47 ms)
 IN_PLACE_ROWS = 32
 PADDING_SHARE = 1 / 32  # of the pixels up to which a pointwise GEMM pads its last tile instead of a tail
+# of the L1 for the weights of an in-place GEMM up to which its tiles prefetch the next tile's rows
+PREFETCH_L1_SHARE = 0.5
+LINE_BYTES = 64  # cache line (x86)
 
 
 def schedule(sch, kernel, preset):
@@ -35,8 +38,9 @@ def schedule(sch, kernel, preset):
     runs on each accumulator tile before the next (see write_back_at). The tiles read the input
     copied into one contiguous panel per pixel tile, per pixel chunk where there are several (see
     copy_per_chunk), except a projection with weights small enough to stay in L1, which runs tile
-    by tile reading the NCHW rows in place (see reads_in_place); where the node has a `tail`, the
-    pixels after the whole tiles are a GEMM of their own, in whole vectors (see tail_gemm)."""
+    by tile reading the NCHW rows in place (see reads_in_place, prefetch_next_tile); where the
+    node has a `tail`, the pixels after the whole tiles are a GEMM of their own, in whole vectors
+    (see tail_gemm)."""
     conv, unpack = sch.get_sblock("conv2d_pointwise"), sch.get_sblock("conv2d_unpack")
     n, o, oh, ow = (int(iv.dom.extent) for iv in sch.get(unpack).iter_vars)
     block, tile = pointwise_tile(preset, o, oh * ow)
@@ -65,7 +69,7 @@ def schedule(sch, kernel, preset):
     if merge:
         chunk = padded
     qo, qc, qv, qi = sch.split(q, [None, chunk // tile, tile // lanes, lanes])
-    done, fused = ["conv2d_pointwise", "conv2d_unpack"], False
+    done, fused, prefetch = ["conv2d_pointwise", "conv2d_unpack"], False, None
     if kc == channels:
         in_place = reads_in_place(sch, channels * blocks * block, oh * ow, padded, tail, preset)
         at = bi if in_place else qc
@@ -77,9 +81,18 @@ def schedule(sch, kernel, preset):
             fused = write_back_at(sch, acc, unpack, at, ow, padded == oh * ow)
         chunks = n * (padded // chunk)
         if in_place:
+            x = sch.get(sch.get_sblock("conv2d_pixels_copy")).reads[0].source
             sch.compute_inline(sch.get_sblock("conv2d_pixels_copy"))
             done.append("conv2d_pixels_copy")
-            parallel(sch, sch.fuse(nn, qo, qc), par)
+            # a padded last tile: the images a loop of their own (LoopPartition splits the tile loop
+            # at the `likely` bound; over images x tiles, batch 2 failed: "Cannot unroll non-constant loop")
+            image = nn if padded > oh * ow and n > 1 else None
+            tiles = sch.fuse(qo, qc) if image else sch.fuse(nn, qo, qc)
+            parallel(sch, tiles, par)
+            if prefetches(preset, channels * blocks * block):
+                t = sch.get(tiles).loop_var
+                of = (sch.get(image).loop_var, t) if image else (t // (padded // tile), t % (padded // tile))
+                prefetch = (x, *of, sch.get(rc).loop_var, tile)
         elif chunks > 1 and not tail:
             copy_per_chunk(sch, nn, qo, bi, chunks, blocks, lanes, par, input_plane(sch) != oh * ow)
             done.append("conv2d_pixels_copy")
@@ -111,7 +124,8 @@ def schedule(sch, kernel, preset):
         generic._schedule_block(sch, sch.get_sblock("conv2d_pixels_copy"), lanes, par)
         done.append("conv2d_pixels_copy")
     schedule_rest(sch, preset, done, par)
-    return simplified(sch.mod["main"])
+    func = simplified(sch.mod["main"])
+    return prefetch_next_tile(func, *prefetch) if prefetch else func
 
 
 def simplified(func):
@@ -182,6 +196,42 @@ def padded_last_tile(preset, channels, block, pixels, tile):
     1024->256 1.35-1.40 -> 1.43-1.47."""
     padding = -(-pixels // tile) * tile - pixels
     return channels * block * 4 <= preset.l2_kib * 1024 * PANEL_SHARE and padding <= pixels * PADDING_SHARE
+
+
+def prefetches(preset, weights):
+    """Whether an in-place GEMM (see reads_in_place) prefetches the next tile's input rows (see
+    prefetch_next_tile): on x86, with WEIGHTS (floats) in PREFETCH_L1_SHARE of the L1 (the next
+    tile's lines share the L1 with the weights and the current tile's lines: SqueezeNet's 256->32
+    @27, 32 KB of weights, ran 0.170 -> 0.181 ms with them)."""
+    return preset.arch == "x86_64" and weights * 4 <= preset.l1_kib * 1024 * PREFETCH_L1_SHARE
+
+
+def prefetch_next_tile(func, x, n, t, rc_var, tile):
+    """FUNC with a software prefetch, in each step of the in-place GEMM's reduction loop RC_VAR, of
+    the next pixel tile's cache lines in input channel rc of X (NCHW): the tile reads one short
+    piece of every input row, a stream per channel, more than the hardware prefetchers follow,
+    so each piece came from L3 or memory at its first use. N, T: the image and the tile (of TILE
+    pixels) being computed; the pixel index is clamped to the image. One prefetch per 64 bytes of
+    the tile's row, in every channel block's reduction (in the first or last block only, the gains
+    were lost). AVX2 (znver3), 1 thread, in model, per-kernel minima alternated: SqueezeNet
+    64->16 @55 0.159-0.164 -> 0.121-0.125 ms, 128->16 @55 0.190 -> 0.160, 128->32 @27 0.111 ->
+    0.092-0.095; MobileNetV2 144->24 @56 + add 0.307-0.315 -> 0.251-0.258, 32->16 @112 0.203-0.210
+    -> 0.183-0.192, 96->24 @56 0.171 -> 0.165."""
+    import tvm_ffi
+    from tvm import tirx
+    _, _, h, w = (int(v) for v in x.shape)
+    lines = []
+    for k in range(-(-tile * 4 // LINE_BYTES)):
+        p = tirx.min((t + 1) * tile + k * (LINE_BYTES // 4), h * w - 1)
+        addr = tirx.call_intrin("handle", "tirx.address_of", tirx.BufferLoad(x, [n, rc_var, p // w, p % w]))
+        lines.append(tirx.Evaluate(tirx.call_intrin("void", "tirx.prefetch", addr, 0, 3, 1)))
+
+    def add(loop):
+        if isinstance(loop, tirx.For) and loop.loop_var.same_as(rc_var):
+            return tirx.For(loop.loop_var, loop.min, loop.extent, loop.kind, tirx.SeqStmt(lines + [loop.body]),
+                            loop.thread_binding, loop.annotations)
+        return loop
+    return func.with_body(tvm_ffi.structural_map(func.body, add))
 
 
 def input_plane(sch):

@@ -1,0 +1,85 @@
+"""Projections with few output channels (the in-place pointwise GEMM, pointwise.reads_in_place): the
+x86 software prefetch of the next pixel tile's rows (pointwise.prefetch_next_tile) against the
+numpy reference on shapes that do not divide the tiles, batch > 1, and in the disassembly."""
+import shutil
+
+import numpy as np
+import pytest
+
+from edgec import targets
+from edgec.compiler.build import compile_graph
+from edgec.compiler.interp import interpret
+from edgec.compiler.ir import Graph
+from edgec.runtime import load
+from edgec.targets import schedules
+from edgec.targets.schedules import pointwise
+
+AVX2 = "avx2" in open("/proc/cpuinfo").read()
+
+
+def _projection(c, o, batch, hw, post):
+    rng = np.random.default_rng(0)
+    g = Graph("projection")
+    x = g.add_input("x", (batch, c) + hw)
+    w = g.add_const((rng.standard_normal((o, c, 1, 1)) / np.sqrt(c)).astype("float32"))
+    y, = g.add_node("conv2d", [x, w, g.add_const(rng.standard_normal(o).astype("float32"))],
+                    {"strides": [1, 1], "pads": [0, 0, 0, 0]})
+    for op in post:
+        if op == "add":
+            y, = g.add_node("add", [y, g.add_input("skip", g.values[y].shape)])
+        else:
+            y, = g.add_node(op, [y])
+    g.outputs = [y]
+    return g
+
+
+@pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "serial"])
+@pytest.mark.parametrize("preset", ["host", "x86-avx2"])
+@pytest.mark.parametrize("case", [(40, 12, 2, (13, 11), ("relu",)), (64, 16, 3, (9, 23), ("add", "relu")),
+                                  (24, 24, 2, (8, 8), ())], ids=["2x143px", "3x207px-add", "2x64px"])
+def test_in_place_prefetch_matches_numpy(tmp_path, monkeypatch, preset, parallel, case):
+    """A projection read in place prefetches the next tile's rows (clamped to each image; batches
+    of 2-3 images, pixels no whole number of tiles) and matches numpy."""
+    if preset != "host" and not AVX2:
+        pytest.skip("this machine has no AVX2 to run x86-avx2 code")
+    monkeypatch.setattr(schedules, "PARALLEL_MIN_WORK", 0 if parallel else float("inf"))
+    calls = []
+    orig = pointwise.prefetch_next_tile
+    monkeypatch.setattr(pointwise, "prefetch_next_tile", lambda *a: calls.append(a[-1]) or orig(*a))
+    c, o, batch, hw, post = case
+    g = _projection(c, o, batch, hw, post)
+    compile_graph(g, targets.get(preset), str(tmp_path / "m.edgec"), progress=False)
+    p = targets.get(preset)
+    assert len(calls) == (p.arch == "x86_64"), calls
+    m = load(str(tmp_path / "m.edgec"))
+    rng = np.random.default_rng(1)
+    feed = {v.name: rng.standard_normal(v.shape).astype(v.dtype) for v in g.inputs}
+    np.testing.assert_allclose(m.run(feed)[0], interpret(g, feed)[g.outputs[0]], rtol=1e-4, atol=1e-5)
+
+
+def test_prefetch_choice():
+    """x86 only (the hardware prefetchers measured), and only with the weights in half of the L1
+    (SqueezeNet's 256->32: 32 KB of weights, the whole L1, ran slower with it)."""
+    avx2, rpi4 = targets.get("x86-avx2"), targets.get("rpi4")
+    assert pointwise.prefetches(avx2, 128 * 32) and pointwise.prefetches(avx2, 144 * 24)
+    assert not pointwise.prefetches(avx2, 256 * 32) and not pointwise.prefetches(rpi4, 64 * 16)
+
+
+def test_avx2_in_place_gemm_prefetches_in_its_reduction_loop(tmp_path):
+    """The x86-avx2 in-place GEMM (64->16 @23x23) prefetches in its innermost FMA loop, one line per
+    64 bytes of a tile's row, and still spills nothing; with weights past half the L1 (256->32) it
+    does not prefetch."""
+    if not shutil.which("objdump"):
+        pytest.skip("objdump (binutils) is not installed")
+    from disasm import innermost_fma_loops, stack_accesses
+    from test_arm_schedules import conv_library
+    from edgec.targets.schedules.pack import pointwise_tile
+    _, tile = pointwise_tile(targets.get("x86-avx2"), 16, 23 * 23)
+    loops = innermost_fma_loops(conv_library(tmp_path, "x86-avx2", 64, 16, 23, 1))
+    main = max(loops, key=len)
+    prefetches = [a for o, a in main if o == "prefetcht0"]
+    assert len(prefetches) >= -(-tile * 4 // pointwise.LINE_BYTES), main
+    assert not stack_accesses(main), stack_accesses(main)
+    (tmp_path / "wide").mkdir()
+    loops = innermost_fma_loops(conv_library(tmp_path / "wide", "x86-avx2", 256, 32, 23, 1))
+    assert not [o for body in loops for o, _ in body if o.startswith("prefetch")]
