@@ -552,3 +552,60 @@ def test_int8_flat_pointwise_reads_its_input_in_place(tmp_path, recwarn, monkeyp
     for name, g, w in zip(("y1", "y2"), got, wants):
         assert g.shape == (1, 20, *hw) and np.ptp(g) > 10 and np.array_equal(g, ref[name]), name
         assert np.abs(g.astype(int) - w.astype(int)).max() <= 1, name
+
+
+# 128 channels at 55x55 (a depthwise input past INPUT_L2_SHARE of the 256 KiB L2) and 28x28 (below it:
+# 16 blocks of 8 lanes, 4 groups of plane_blocks), depthwise at stride 1 and 2
+PLANES = [(3, 16, 3, 2, 1, "x", "a"), (16, 128, 3, 2, 1, "a", "b"), (128, 128, 3, 2, 128, "b", "c"),
+          (128, 128, 3, 1, 128, "c", "y1"), (128, 128, 3, 2, 128, "c", "y2")]
+
+
+def test_int8_small_depthwise_copies_its_planes_in_its_one_parallel_loop(tmp_path, recwarn, monkeypatch):
+    """A depthwise conv whose input is below INPUT_L2_SHARE copies its channel groups' padded planes
+    in the group's parallel iteration: one parallel loop (no copy pass of its own: a second fork and
+    join of the pool). Exact vs the IR reference, within one step of onnxruntime, no fallback."""
+    from edgec.compiler.interp import interpret
+    from edgec.compiler.passes import run_passes
+    from edgec.frontends.onnx import from_onnx
+    from edgec.runtime import load
+    from edgec.targets.schedules import int8
+    model = qconv_layers_model(str(tmp_path / "p.onnx"), PLANES, 3, (220, 220), ["y1", "y2"])
+    p = targets.get("x86-avx2")
+    assert int8.plane_blocks(16, 8) == 4 and int8.copies_rows(55 * 55 * 128, p) and not int8.copies_rows(28 * 28 * 128, p)
+    loops = {}
+    schedule = int8.schedule
+
+    def spy(func, kernel, p):
+        out = schedule(func, kernel, p)
+        loops[tuple(kernel["output_shapes"][0])] = out.script().count("T.parallel")
+        return out
+    monkeypatch.setattr(int8, "schedule", spy)
+    x = np.random.default_rng(1).integers(0, 256, (1, 3, 220, 220)).astype(np.uint8)
+    got = load(api.compile(model, p, str(tmp_path / "p.edgec"), progress=False)).run({"x": x})
+    assert not [w for w in recwarn if "falling back" in str(w.message)], [str(w.message) for w in recwarn]
+    # (writing NCHW graph outputs: a parallel write-back of their own; the stride-2 one on one thread)
+    assert loops[(1, 28, 28, 128)] == 1 and loops[(1, 128, 28, 28)] == 2 and loops[(1, 128, 14, 14)] == 0, loops
+    ref = interpret(run_passes(from_onnx(onnx.load(model))), {"x": x})
+    wants = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    for name, g, w in zip(("y1", "y2"), got, wants):
+        assert g.shape == ((1, 128, 14, 14) if name == "y2" else (1, 128, 28, 28)) and np.ptp(g) > 10, name
+        assert np.array_equal(g, ref[name]), name
+        assert np.abs(g.astype(int) - w.astype(int)).max() <= 1, name
+
+
+@pytest.mark.arm
+def test_arm_int8_small_depthwise_planes_under_qemu(tmp_path, monkeypatch):
+    """The model of the test above for rpi5 (sdot; 4-lane depthwise blocks, 8 to a group) under
+    qemu: within one step of onnxruntime."""
+    import arm_env
+    from edgec.targets.schedules import int8
+    arm_env.require_tools()
+    monkeypatch.setattr(arm_env, "QEMU_CPU", "cortex-a76")
+    assert int8.plane_blocks(32, 4) == 8
+    model = qconv_layers_model(str(tmp_path / "p.onnx"), PLANES, 3, (220, 220), ["y1", "y2"])
+    art = api.compile(model, "rpi5", str(tmp_path / "p.edgec"), progress=False)
+    x = np.random.default_rng(1).integers(0, 256, (1, 3, 220, 220)).astype(np.uint8)
+    wants = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    for got, want in zip(arm_env.run_artifact(art, [x], tmp_path, 2), wants):
+        assert got.shape == want.shape and np.ptp(want) > 10
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1

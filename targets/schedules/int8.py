@@ -24,10 +24,11 @@ a pixel tile in turn.
 
 A depthwise conv (one input channel per output channel) takes the same kernel shape with no
 channel reduction: each tile's accumulators sum their own channels' taps, a vector of channels
-(the input's, laid out channels-last) times a vector of packed weights, lane by lane; output rows
-outside the channel blocks, so the input rows of one output row stay in L1 across its channels;
-one channel block per tile (no broadcast to share), and an input larger than INPUT_L2_SHARE of the
-L2 is copied (padded) row by row as the output rows need it.
+(the input's, laid out channels-last) times a vector of packed weights, lane by lane; one channel
+block per tile (no broadcast to share). An input larger than INPUT_L2_SHARE of the L2 is copied
+(padded) row by row as the output rows need it, output rows outside the channel blocks, so the
+input rows of one output row stay in L1 across its channels; a smaller one by groups of channel
+blocks (plane_blocks), each group's padded planes copied and computed in one parallel iteration.
 """
 import functools
 
@@ -222,7 +223,14 @@ def schedule(func, kernel, preset):
         tiles, shares = int(sch.get(xo).extent), 1 if pixel_major else int(sch.get(bo).extent)
         band, xo = sch.split(xo, [None, max([d for d in range(1, tiles + 1)
                                              if tiles % d == 0 and tiles // d * shares >= PARALLEL_SHARES] or [1])])
-    if depthwise:  # rows outside the channel blocks: the input rows a row reads (all channels) stay in L1
+    # (a depthwise conv copying input rows per output row: the rows parallel, the channel blocks inside)
+    dw_rows = depthwise and copies_rows(_bytes(sch, sch.get_sblock("qconv_input"), 4), preset)
+    planes = depthwise and not dw_rows and plane_blocks(int(sch.get(bo).extent), lanes)
+    if planes:  # channel groups outermost, each copying its own channels' padded planes
+        go, bo = sch.split(bo, [None, planes])
+        outer = [n, go]
+        sch.reorder(*outer, y, bo, xo, ry, rx, xi, bi, oi)
+    elif depthwise:  # rows outside the channel blocks: the input rows a row reads (all channels) stay in L1
         outer = [n, y, bo]
         sch.reorder(*outer, xo, ry, rx, xi, bi, oi)
     else:  # (pixel-major: the channel groups inside each pixel tile)
@@ -247,8 +255,6 @@ def schedule(func, kernel, preset):
         sch.vectorize(sch.split(sch.get_loops(unpack)[-1], [None, lanes])[1])
     else:
         sch.vectorize(sch.get_loops(local)[-1])
-    # (a depthwise conv copying input rows per output row: the rows parallel, the channel blocks inside)
-    dw_rows = depthwise and copies_rows(_bytes(sch, sch.get_sblock("qconv_input"), 4), preset)
     fused = sch.fuse(*outer[:2]) if dw_rows else sch.fuse(*outer)
     if par:
         sch.parallel(fused)
@@ -278,7 +284,7 @@ def schedule(func, kernel, preset):
     sch.unroll(xi)
     sch.unroll(bi)
     if has_block(sch, "qconv_input"):
-        _schedule_input(sch, sch.get_sblock("qconv_input"), fused if dw_rows else None, flat, par)
+        _schedule_input(sch, sch.get_sblock("qconv_input"), fused if dw_rows or planes else None, flat, par)
     vec = max(preset.vector_bits // 32, 4)
     if not nhwc:
         generic._schedule_block(sch, unpack, vec, par)
@@ -300,6 +306,14 @@ def _schedule_input(sch, src, at, flat, par):
         sch.vectorize(sch.split(chans, [None, 16])[1])
     elif int(sch.get(chans).extent) <= 64:
         sch.vectorize(chans)
+
+
+def plane_blocks(blocks, lanes):
+    """Channel blocks of LANES per group of a depthwise conv whose input is not copied row by row
+    (copies_rows): the fewest that span PLANE_BYTES of a pixel and divide BLOCKS; 0 where that
+    leaves fewer than PLANE_GROUPS groups (the input then copied in a pass of its own)."""
+    per = next((d for d in range(1, blocks + 1) if blocks % d == 0 and d * lanes >= PLANE_BYTES), blocks)
+    return per if blocks // per >= PLANE_GROUPS else 0
 
 
 def weights_in_l1(nbytes, preset):
@@ -382,6 +396,15 @@ INPUT_L2_SHARE = 0.5
 # -> 0.054-0.060, 384 @14 0.043 -> 0.038-0.040; 1 thread unchanged (0.079-0.082, 0.063-0.068,
 # 0.043-0.044); 960 @7 (0.028) and 576 s2 @7 (0.024) slower on two threads (0.030-0.034)
 DEPTHWISE_FLOP_COST = 2.5
+# A depthwise conv whose input is below INPUT_L2_SHARE runs groups of channel blocks (PLANE_BYTES of
+# each pixel, at least PLANE_GROUPS groups) in parallel, each padding (copying) its own channels'
+# planes and computing them: one parallel region, where a copy pass of its own forked and joined the
+# pool twice per conv (MobileNetV2's 3x3 384 @14: 0.043 ms on one AVX2 core, 0.042 on two).
+# MobileNetV2 7-bit, AVX2, in-model minima of alternated processes (loaded machine): 2 threads 384 @14
+# 0.028-0.041 -> 0.025-0.034 ms, 576 @14 0.047-0.059 -> 0.036-0.052; 1 thread unchanged (0.044, 0.065;
+# 192 @28 0.089 -> 0.081). 64 bytes: the same on one thread
+PLANE_BYTES = 32
+PLANE_GROUPS = 4
 PARALLEL_SHARES = 8  # a flat conv's parallel iterations (channel groups x bands of pixels), at least
 PAIR_BLOCKS = 5  # an odd count of output channel blocks from this many on gets a zero block to pair up
 
