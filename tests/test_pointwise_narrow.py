@@ -83,3 +83,12 @@ def test_avx2_in_place_gemm_prefetches_in_its_reduction_loop(tmp_path):
     (tmp_path / "wide").mkdir()
     loops = innermost_fma_loops(conv_library(tmp_path / "wide", "x86-avx2", 256, 32, 23, 1))
     assert not [o for body in loops for o, _ in body if o.startswith("prefetch")]
+
+
+def test_avx2_tile_has_at_least_three_channels():
+    """AVX2's 16 registers allow a tile of 2 channels x 4 pixel vectors; it is never chosen (MobileNetV2's
+    32->16 @112 took it: 8 channel blocks, each re-reading the tile's rows), 4 x 3 instead."""
+    from edgec.targets.schedules.pack import pointwise_tile
+    avx2 = targets.get("x86-avx2")
+    assert pointwise_tile(avx2, 16, 112 * 112) == (4, 24)
+    assert all(pointwise_tile(avx2, o, p)[0] >= 3 for o in (2, 8, 16, 32, 34) for p in (64, 3136, 12544))
