@@ -366,9 +366,9 @@ def test_pointwise_tail_gemm(tmp_path, rng, preset, case):
                                   (256, 128, (24, 24), ("relu",), 2), (480, 192, (13, 13), ("relu",), 1)],
                          ids=["odd-chunks", "even-chunks", "strided", "padded-pixels"])
 def test_pointwise_copy_per_chunk(tmp_path, rng, monkeypatch, preset, case):
-    """Input panels copied per pixel chunk inside the parallel loop (an odd number of chunks: the
-    channel blocks in halves too, each copying its chunk; channel by channel, or tile by tile from
-    a strided input) match numpy."""
+    """Input panels copied per pixel chunk inside the parallel loop (49 tiles: chunks of 5, the
+    last one of 4, see chunk_tiles; channel by channel, or tile by tile from a strided input)
+    match numpy."""
     if preset != "host" and "avx2" not in open("/proc/cpuinfo").read():
         pytest.skip("this machine has no AVX2 to run x86-avx2 code")
     from edgec.targets.schedules import pointwise
@@ -456,14 +456,16 @@ def test_pointwise_in_place_choice():
 
 
 def test_pointwise_chunks_even_where_they_copy():
-    """Pixel chunks that copy their own panels come in an even number where a divisor at least half
-    the largest gives one (MobileNet's 128->128 @56: 196 tiles, 7 chunks -> 14), so that the channel
-    blocks are not split in halves each copying the chunk; otherwise (49 tiles, or a pass copying all
-    panels) the largest divisor."""
+    """Pixel chunks that copy their own panels come in an even number, so that the channel blocks
+    are not split in halves each copying the chunk: the largest divisor at least half the largest
+    that gives one (MobileNet's 128->128 @56: 196 tiles, 7 chunks of 28 -> 14 of 14), else chunks of
+    equal size but the last (ResNet-50's 512->128 @28: 49 tiles, 7 of 7 -> 10 of 5); the largest
+    divisor with one chunk, an even batch, or a pass copying all panels (N = 0)."""
     from edgec.targets.schedules.pointwise import chunk_tiles
     assert chunk_tiles(196, 32, 1) == 14 and chunk_tiles(196, 16, 1) == 14 and chunk_tiles(784, 128, 1) == 98
-    assert chunk_tiles(196, 32, 0) == 28 and chunk_tiles(49, 16, 1) == 7 and chunk_tiles(196, 32, 2) == 28
-    assert chunk_tiles(6, 3, 1) == 3  # (the even count's divisor, 2, below half of 3: kept)
+    assert chunk_tiles(49, 8, 1) == 5 and chunk_tiles(49, 32, 1) == 5 and chunk_tiles(50, 32, 1) == 25
+    assert chunk_tiles(49, 64, 1) == 49 and chunk_tiles(49, 8, 2) == 7 and chunk_tiles(196, 32, 0) == 28
+    assert chunk_tiles(196, 32, 2) == 28 and chunk_tiles(3, 1, 1) == 1  # (no even count: 3 chunks, in halves)
 
 
 @pytest.mark.parametrize("preset,c,o,hw,k", [("x86-avx2", 64, 64, 14, 3), ("x86-avx2", 64, 64, 30, 3),
