@@ -40,7 +40,13 @@ def schedule(sch, kernel, preset):
     copy_per_chunk), except a projection with weights small enough to stay in L1, which runs tile
     by tile reading the NCHW rows in place (see reads_in_place, prefetch_next_tile); where the
     node has a `tail`, the pixels after the whole tiles are a GEMM of their own, in whole vectors
-    (see tail_gemm)."""
+    (see tail_gemm). Tried and not kept (ResNet-50 and MobileNet v1 in model, AVX2, 1 thread,
+    thread-time minima alternated): the pixel tiles outer and the channel blocks inner, the reduction cut so that a
+    tile's panel stays in half of the L1 and the weights stream from L2 (GotoBLAS' order): 512->512
+    @14 1.27 -> 1.39-1.45 ms, 32->64 @112 0.68 -> 0.90, 64->256 @56 + add 1.29 -> 2.0 (a row stream
+    per output channel); only 128->128 @56 gained (1.28 -> 1.21). 6 x 16 tiles everywhere (fewer
+    panel loads per FMA): within noise. A tail of whole vectors over two channel blocks (8
+    accumulators, not 4): LLVM spilled one, no gain."""
     conv, unpack = sch.get_sblock("conv2d_pointwise"), sch.get_sblock("conv2d_unpack")
     n, o, oh, ow = (int(iv.dom.extent) for iv in sch.get(unpack).iter_vars)
     block, tile = pointwise_tile(preset, o, oh * ow)
@@ -274,7 +280,13 @@ def copy_per_chunk(sch, nn, qo, bi, chunks, blocks, lanes, par, strided):
     thread-time minima alternated, tile by tile -> channel by channel: ResNet-50, 1 thread,
     256->64 @56 1.47-1.50 -> 1.40-1.42 ms (14 tiles), 128->512 @28 + add 1.42-1.44 -> 1.36-1.41
     (7), 512->128 @28 within noise; but 1x1 s2 256->512 @28 (a gather) 2.71 -> 3.04, and
-    MobileNetV2's 16->96 @112 (196 tiles) at 2 threads 0.65-0.67 -> 0.71-0.74."""
+    MobileNetV2's 16->96 @112 (196 tiles) at 2 threads 0.65-0.67 -> 0.71-0.74. The copy is where
+    these layers trail onnxruntime (which runs NCHWc and copies nothing): perf, AVX2, 1 thread, in
+    model, share of the kernel's time: 256->64 @56 22%, 512->128 @28 16% (then copied twice: see
+    chunk_tiles), MobileNet v1's 128->128 @56 19% (the same). Tried and not kept (in model,
+    thread-time minima alternated): a software prefetch of the channel two rows ahead (256->64 @56
+    1.38-1.39 -> 1.34-1.37 ms, the rest within noise); the chunk's panels in a quarter of L2, not
+    half (within noise in model; 256->64 @56 standalone 1.66 -> 1.38-1.55)."""
     parts = 2 if chunks % 2 and blocks % 2 == 0 else 1
     bo = sch.split(bi, [parts, None])[0] if parts > 1 else None
     outer = sch.fuse(*[l for l in (nn, qo, bo) if l is not None])
