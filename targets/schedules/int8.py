@@ -394,8 +394,12 @@ INPUT_L2_SHARE = 0.5
 # (it ran on one thread below 3.3 MFLOP). MobileNetV2 7-bit, AVX2, in-model minima alternated, load
 # ~4: 2 threads 3x3 192 @28 0.080 -> 0.052-0.066 ms, 144 s2 @28 0.081 -> 0.054-0.058, 576 @14 0.063
 # -> 0.054-0.060, 384 @14 0.043 -> 0.038-0.040; 1 thread unchanged (0.079-0.082, 0.063-0.068,
-# 0.043-0.044); 960 @7 (0.028) and 576 s2 @7 (0.024) slower on two threads (0.030-0.034)
-DEPTHWISE_FLOP_COST = 2.5
+# 0.043-0.044); 960 @7 (0.028) and 576 s2 @7 (0.024) were slower on two threads (0.030-0.034) with
+# their copy pass; copying planes in their one parallel loop (plane_blocks) they gain, so from 0.48
+# MFLOP a depthwise conv forks (2.5: 1.33). MobileNetV2 7-bit, in-model minima of alternated
+# processes, load ~3.5, 2.5 -> 7: 2 threads 960 @7 0.028-0.034 -> 0.023-0.026 ms (x3), 576 s2 @7
+# 0.025-0.028 -> 0.022-0.024, 192 s2 @14 0.030-0.033 -> 0.029; 1 thread +0.001-0.002 ms each
+DEPTHWISE_FLOP_COST = 7
 # A depthwise conv whose input is below INPUT_L2_SHARE runs groups of channel blocks (PLANE_BYTES of
 # each pixel, at least PLANE_GROUPS groups) in parallel, each padding (copying) its own channels'
 # planes and computing them: one parallel region, where a copy pass of its own forked and joined the
