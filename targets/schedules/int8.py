@@ -406,7 +406,8 @@ DEPTHWISE_FLOP_COST = 7
 # pool twice per conv (MobileNetV2's 3x3 384 @14: 0.043 ms on one AVX2 core, 0.042 on two).
 # MobileNetV2 7-bit, AVX2, in-model minima of alternated processes (loaded machine): 2 threads 384 @14
 # 0.028-0.041 -> 0.025-0.034 ms, 576 @14 0.047-0.059 -> 0.036-0.052; 1 thread unchanged (0.044, 0.065;
-# 192 @28 0.089 -> 0.081). 64 bytes: the same on one thread
+# 192 @28 0.089 -> 0.081). At load ~2 (10 rounds) within noise: 384 @14 0.027-0.039 -> 0.026-0.038,
+# 576 @14 0.077-0.078 -> 0.075-0.076, 192 @28 0.051 -> 0.049. 64 bytes: the same on one thread
 PLANE_BYTES = 32
 PLANE_GROUPS = 4
 PARALLEL_SHARES = 8  # a flat conv's parallel iterations (channel groups x bands of pixels), at least
