@@ -66,7 +66,7 @@ class _Thread:
         self.main = self.vm["main"]
         self.staging = [None] * len(model.inputs)
         self.checked = False
-        self.policy = contention.Policy() if model.device_type == "cpu" else None
+        self.policy = contention.for_this_thread() if model.device_type == "cpu" else None
 
 
 class Model:

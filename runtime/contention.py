@@ -15,6 +15,7 @@ a pinned worker whose core another process holds cannot move to a free core whil
 region waits for it. Set EDGEC_ADAPT_THREADS=0 to turn both off.
 """
 import os
+import threading
 import time
 
 INTERVAL = 0.1  # seconds between two looks at the machine's load
@@ -44,6 +45,19 @@ def runnable_tasks():
     except (OSError, ValueError, IndexError):
         return None
     return total, own
+
+
+_local = threading.local()
+
+
+def for_this_thread():
+    """The calling thread's Policy, shared by every model it runs: TVM's pool is per calling thread,
+    and a policy per model took the pool another model's policy had shrunk under contention for
+    the count asked for, so a second model loaded in a busy moment stayed on one thread."""
+    pol = getattr(_local, "policy", None)
+    if pol is None:
+        pol = _local.policy = Policy()
+    return pol
 
 
 class Policy:

@@ -73,6 +73,29 @@ def test_outputs_under_contention_match_onnxruntime(fake_load, tmp_path):
     model.close()
 
 
+def test_a_second_model_gets_the_pool_back_when_the_machine_frees(fake_load, tmp_path):
+    """One policy per calling thread: a model loaded while another model's policy had shrunk the
+    pool takes the count asked for as its wish, not the shrunk one (it stayed on one thread)."""
+    src = os.path.join(HERE, "..", "examples", "digits_cnn.onnx")
+    path = edgec.compile(src, "host", str(tmp_path / "cnn.edgec"), progress=False)
+    first = edgec.runtime.load(path)
+    full = min(_pool(2), os.cpu_count() or 1)
+    if full < 2:
+        pytest.skip("TVM's pool holds one worker here (TVM_NUM_THREADS=1?)")
+    fake_load["now"] = (5, 1)
+    first.run(first.random_inputs(0))
+    assert _pool() == 1
+    second = edgec.runtime.load(path)
+    fake_load["now"] = (1, 1)
+    x = second.random_inputs(1)
+    got = second.run(x)
+    assert _pool() == full
+    want = ort.InferenceSession(src, providers=["CPUExecutionProvider"]).run(None, x)
+    np.testing.assert_allclose(got[0], want[0], rtol=RTOL, atol=ATOL)
+    first.close()
+    second.close()
+
+
 def _affinities():
     """{thread id: allowed cores} of this process's threads."""
     out = {}
