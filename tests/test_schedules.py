@@ -290,6 +290,16 @@ def test_conv_flat_rows(tmp_path, rng, preset):
     assert not conv.attrs.get("flat_rows"), conv.attrs
 
 
+def test_conv_chunk_grows_where_its_band_input_fits_l1():
+    """The direct conv's chunk of input channels takes half of L1 for its weights where the chunk's
+    input for the band fits in the other half, else a quarter (pack.conv_cache_blocks)."""
+    from edgec.targets.schedules.pack import conv_cache_blocks
+    avx2 = targets.get("x86-avx2")
+    assert conv_cache_blocks(avx2, 512, 9, 1, 49, 16, (16, 16, 3)) == (16, 1)  # ResNet-50's 512 s2 @7 (flat)
+    assert conv_cache_blocks(avx2, 512, 9, 1, 49, 16) == (8, 1)  # no input given: a quarter
+    assert conv_cache_blocks(avx2, 256, 9, 14, 14, 16, (30, 30, 3)) == (8, 14)  # 16 channels: 57 KB of input
+
+
 def test_pointwise_with_few_input_channels_is_a_gemm(tmp_path, rng):
     """A 1x1 conv with few input channels and no stride runs as the pointwise GEMM (with a tail)
     even where its pixels are not whole tiles and it has few output channels."""

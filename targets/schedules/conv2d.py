@@ -54,7 +54,9 @@ def schedule(func, kernel, preset):
     n, bi, y, x, oi, rc, ry, rx = sch.get_loops(conv)
     oh, ow = int(sch.get(y).extent), int(sch.get(x).extent)
     taps = int(sch.get(ry).extent) * int(sch.get(rx).extent)
-    chunk, band = conv_cache_blocks(preset, int(sch.get(rc).extent), taps, oh, ow, int(sch.get(oi).extent))
+    data = [int(v) for v in sch.get(conv).reads[0].source.shape]  # (the padded input)
+    plane = (*data[2:], int(sch.get(ry).extent)) if len(data) == 4 and not nhwc else None  # (NCHW)
+    chunk, band = conv_cache_blocks(preset, int(sch.get(rc).extent), taps, oh, ow, int(sch.get(oi).extent), plane)
     out = [int(v) for v in sch.get(unpack).writes[0].source.shape]
     flat = oh == 1 and out[1 if nhwc else 2] > 1  # (compiler/ops/packed.py flat_pixels: one row of all pixels)
     if flat and not nhwc:  # (one size, a partial last tile)

@@ -84,15 +84,28 @@ def conv_row_padding(preset, ow):
     return t if ow % t and padded < cover_cost(preset, conv_width_tiles(preset, ow)) else 1
 
 
-def conv_cache_blocks(preset, channels, taps, oh, ow, block):
+def conv_cache_blocks(preset, channels, taps, oh, ow, block, input_plane=None):
     """(input channels per chunk, output rows per band) of the direct conv: the reduction runs one
     chunk of input channels at a time over a band of output rows, so that the chunk's weights
-    (channels x taps x block) stay in a quarter of L1 while every pixel of the band uses them, and
-    the band's partial sums (rows x OW x block) in a sixteenth of L2 (measured on AVX2 vs one
-    pass over all channels per pixel tile: 1.6x at 128->128 @56, 1.4x at 512->512 @7)."""
-    chunk = divisor(channels, max(1, preset.l1_kib * 1024 // 4 // (taps * block * 4)))
+    (channels x taps x block) stay in L1 while every pixel of the band uses them, and the band's
+    partial sums (rows x OW x block) in a sixteenth of L2 (measured on AVX2 vs one pass over all
+    channels per pixel tile: 1.6x at 128->128 @56, 1.4x at 512->512 @7). The weights take a quarter
+    of L1, or up to half where the chunk's input for the band fits in the other half (fewer chunks:
+    each register tile loads and stores its accumulators once per chunk). INPUT_PLANE: (rows,
+    columns, kernel rows) of the padded input, None for a quarter. AVX2, 1 thread, in model
+    (ResNet-50), per-kernel minima alternated, 4 runs, chunks of 8 -> 16 channels: 3x3 512->512 s2
+    @7 -0.15 to -0.20 ms in 3 runs (+0.03 in one) of 3.4-3.7, s1 @7 about -0.02 of 3.3; where the
+    band's input of 16 channels outgrew half of L1 (256->256 s2 @14, 57 KB), +0.05 of 3.0: there a
+    quarter."""
     band = divisor(oh, max(1, preset.l2_kib * 1024 // 16 // (ow * block * 4)))
-    return chunk, band
+    weights = taps * block * 4
+    most = preset.l1_kib * 1024 // 4 // weights
+    if input_plane is not None:
+        h, w, kh = input_plane
+        rows = min(h, -(-h * band // oh) + kh)  # input rows of a band of output rows
+        fits = preset.l1_kib * 1024 // 2 // (rows * w * 4)
+        most = max(most, min(2 * most, fits))
+    return divisor(channels, max(1, most)), band
 
 
 def conv_flat_rows(preset, kh, kw, oh, ow, nchw=True):
