@@ -57,6 +57,21 @@ def test_pool_follows_free_cores_within_the_wish(fake_load):
     _pool(2)
 
 
+def test_pool_keeps_its_threads_where_workers_sleep(fake_load, monkeypatch):
+    """With TVM_THREAD_POOL_SPIN_COUNT=0 idle workers sleep instead of yielding their core's time
+    slices away: the pool keeps the count asked for under contention (and shrinks without it)."""
+    if _pool(2) < 2:
+        pytest.skip("TVM's pool holds one worker here (TVM_NUM_THREADS=1?)")
+    fake_load["now"] = (3, 1)
+    monkeypatch.setenv("TVM_THREAD_POOL_SPIN_COUNT", "0")
+    contention.Policy(cores=2).before_run()
+    assert _pool() == 2
+    monkeypatch.setenv("TVM_THREAD_POOL_SPIN_COUNT", "300000")
+    contention.Policy(cores=2).before_run()
+    assert _pool() == 1
+    _pool(2)
+
+
 def test_outputs_under_contention_match_onnxruntime(fake_load, tmp_path):
     src = os.path.join(HERE, "..", "examples", "digits_cnn.onnx")
     model = edgec.runtime.load(edgec.compile(src, "host", str(tmp_path / "cnn.edgec"), progress=False))
