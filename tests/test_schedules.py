@@ -93,7 +93,7 @@ CASES = [  # c, o, (h, w), (kh, kw), groups, stride, dilation, pads
     # planes over half of L1 are built per band of output rows (the bands share rows)
     (4, 4, (60, 130), (3, 3), 4, 1, 1, (1, 1, 1, 1)),
     (4, 4, (64, 131), (3, 3), 4, 2, 1, (1, 1, 1, 1)),  # strided: odd padded width, a column added
-    # 1-D depthwise (one row: the plane's padding fill is placed under the channel loop)
+    # 1-D depthwise (one row: the plane's padding is written under the channel loop)
     (8, 8, (1, 40), (1, 5), 8, 1, 1, (0, 2, 0, 2)),
     (8, 8, (1, 41), (1, 5), 8, 2, 1, (0, 2, 0, 1)),
     # grouped pointwise convs as one GEMM per group (ShuffleNet's): groups' channels not a whole
