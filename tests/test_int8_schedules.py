@@ -454,12 +454,18 @@ def test_arm_int8_large_depthwise_and_pixel_major_pointwise_under_qemu(tmp_path,
     """The model of the test above for rpi4 (Cortex-A72) under qemu: within one step of onnxruntime.
     (The depthwise input copy had read the row above its input; qemu maps that input's buffer at the
     start of a mapping, and it segfaulted.)"""
+    _arm_within_one_step(tmp_path, monkeypatch, "rpi4", "cortex-a72", BIG_DW, 5, (83, 89))
+
+
+def _arm_within_one_step(tmp_path, monkeypatch, target, cpu, layers, channels, hw):
+    """The layers' model (qconv_layers_model) compiled for TARGET and run under qemu as CPU: both
+    outputs within one quantization step of onnxruntime."""
     import arm_env
     arm_env.require_tools()
-    monkeypatch.setattr(arm_env, "QEMU_CPU", "cortex-a72")
-    model = qconv_layers_model(str(tmp_path / "d.onnx"), BIG_DW, 5, (83, 89), ["y1", "y2"])
-    art = api.compile(model, "rpi4", str(tmp_path / "d.edgec"), progress=False)
-    x = np.random.default_rng(1).integers(0, 256, (1, 5, 83, 89)).astype(np.uint8)
+    monkeypatch.setattr(arm_env, "QEMU_CPU", cpu)
+    model = qconv_layers_model(str(tmp_path / "m.onnx"), layers, channels, hw, ["y1", "y2"])
+    art = api.compile(model, target, str(tmp_path / "m.edgec"), progress=False)
+    x = np.random.default_rng(1).integers(0, 256, (1, channels, *hw)).astype(np.uint8)
     wants = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})
     for got, want in zip(arm_env.run_artifact(art, [x], tmp_path, 2), wants):
         assert got.shape == want.shape and np.ptp(want) > 10
@@ -597,15 +603,6 @@ def test_int8_small_depthwise_copies_its_planes_in_its_one_parallel_loop(tmp_pat
 def test_arm_int8_small_depthwise_planes_under_qemu(tmp_path, monkeypatch):
     """The model of the test above for rpi5 (sdot; 4-lane depthwise blocks, 8 to a group) under
     qemu: within one step of onnxruntime."""
-    import arm_env
     from edgec.targets.schedules import int8
-    arm_env.require_tools()
-    monkeypatch.setattr(arm_env, "QEMU_CPU", "cortex-a76")
     assert int8.plane_blocks(32, 4) == 8
-    model = qconv_layers_model(str(tmp_path / "p.onnx"), PLANES, 3, (220, 220), ["y1", "y2"])
-    art = api.compile(model, "rpi5", str(tmp_path / "p.edgec"), progress=False)
-    x = np.random.default_rng(1).integers(0, 256, (1, 3, 220, 220)).astype(np.uint8)
-    wants = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})
-    for got, want in zip(arm_env.run_artifact(art, [x], tmp_path, 2), wants):
-        assert got.shape == want.shape and np.ptp(want) > 10
-        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+    _arm_within_one_step(tmp_path, monkeypatch, "rpi5", "cortex-a76", PLANES, 3, (220, 220))
