@@ -191,7 +191,6 @@ def _schedule_rows(sch, kernel, preset, pooled):
     _, _, _, stride, _, wq = (int(v) for v in sch.get(copy).writes[0].source.shape)
     # each plane's rows read as one flat index: q + tap offset, a contiguous vector per tap
     sch.transform_layout(copy, ("write", 0), lambda nn, cc, i, j, r, col: (nn, cc, i, j, r * wq + col))
-    inline_epilogue(sch, unpack)
     par = worth_parallel(kernel)
     lanes = pack_lanes(preset)
     nn, bi, r, oi, q, rc, ry, rx = sch.get_loops(conv)

@@ -88,7 +88,7 @@ def schedule(sch, kernel, preset):
             fused = write_back_at(sch, acc, unpack, at, ow, padded == oh * ow)
         chunks = n * -(-padded // chunk)
         if in_place:
-            x = sch.get(sch.get_sblock("conv2d_pixels_copy")).reads[0].source
+            x = pixels_input(sch)
             sch.compute_inline(sch.get_sblock("conv2d_pixels_copy"))
             done.append("conv2d_pixels_copy")
             # a padded last tile: the images a loop of their own (LoopPartition splits the tile loop
@@ -241,9 +241,14 @@ def prefetch_next_tile(func, x, n, t, rc_var, tile):
     return func.with_body(tvm_ffi.structural_map(func.body, add))
 
 
+def pixels_input(sch):
+    """The pointwise conv's NCHW input buffer (what its pixel panels are copied from)."""
+    return sch.get(sch.get_sblock("conv2d_pixels_copy")).reads[0].source
+
+
 def input_plane(sch):
     """Pixels per channel of the pointwise conv's NCHW input (its output's, without a stride)."""
-    x = sch.get(sch.get_sblock("conv2d_pixels_copy")).reads[0].source
+    x = pixels_input(sch)
     return int(x.shape[2]) * int(x.shape[3])
 
 
