@@ -78,6 +78,7 @@ def schedule_model(path):
     m.output(m.conv(x, 16, 16, group=16, stride=2, pad=0))  # depthwise stride 2, its copy reads the input
     for h, stride in [(30, 1), (32, 2)]:  # depthwise planes over half of L1: built per band of rows
         m.output(m.conv(m.input((1, 4, h, 131)), 4, 4, group=4, stride=stride))
+    m.output(m.conv(m.input((1, 5, 48, 53)), 5, 5, group=5, stride=2))  # strided, over an eighth of L1: bands of 6 rows
     m.output(m.conv(m.input((1, 16, 6, 8)), 16, 36, k=1, pad=0, group=4))  # grouped 1x1: a GEMM per group
     img = m.input((1, 3, 15, 13))
     stem = m.conv(img, 3, 16, k=7, stride=2, pad=3)  # 3 input channels

@@ -35,12 +35,31 @@ PLANES = [  # c, (h, w), (kh, kw), stride, pads (top, left, bottom, right): none
     (3, (11, 19), (3, 3), 2, (2, 2, 0, 0)),  # left and top only, two columns
     (4, (16, 23), (5, 5), 3, (2, 1, 2, 2)),  # stride 3: the left pad not a whole step
     (4, (64, 131), (3, 3), 2, (1, 1, 1, 1)),  # plane over half of L1: built per band of rows
+    (5, (48, 53), (3, 3), 2, (0, 0, 1, 1)),  # strided, over an eighth of L1: bands of 6 rows (AVX2)
     (5, (13, 21), (3, 3), 1, (1, 1, 1, 1)),  # stride 1: a pad column on both sides
     (7, (16, 23), (5, 5), 1, (2, 1, 2, 2)),  # stride 1, pads of 1 and 2 columns
     (9, (11, 8), (3, 3), 1, (0, 1, 2, 0)),  # stride 1, left and bottom only
     (3, (1, 41), (1, 5), 1, (0, 2, 0, 2)),  # a one-row plane
     (4, (60, 130), (3, 3), 1, (1, 1, 1, 1)),  # stride 1 per band of rows
 ]
+
+
+@pytest.mark.parametrize("plane,oh,stride,band", [
+    (51528, 56, 2, 4),  # MobileNet's 96 @112 s2 (113 rows of 2 x 57): an eighth of L1
+    (51528, 56, 1, 14),  # the same plane at stride 1: half of L1
+    (15048, 28, 2, 7),  # 144 @56 s2
+    (15048, 28, 1, None),  # fits half of L1
+    (3480, 14, 2, None),  # fits an eighth
+    (203400, 112, 2, 8),  # 224-wide: no band of 4+ rows in an eighth, so half of L1's
+    (38544, 32, 2, 8),  # the same fallback (test_depthwise_plane_without_fill's 64 x 131 s2)
+    (12936, 24, 2, 6),  # and its 48 x 53 s2: bands of 6 rows
+    (30000, 7, 2, None),  # 7 rows: no divisor from MIN_BAND fits
+])
+def test_depthwise_band_rows(plane, oh, stride, band):
+    """A depthwise plane over half of L1 (AVX2's 32 KB) is built per band of output rows; a strided
+    one (de-interleaved) over an eighth, where bands of MIN_BAND rows or more fit there."""
+    from edgec.targets.schedules.depthwise import band_rows
+    assert band_rows(plane, oh, targets.get("x86-avx2").l1_kib * 1024, stride) == band
 
 
 @pytest.mark.parametrize("preset", ["host", "x86-avx2"])

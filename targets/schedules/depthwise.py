@@ -11,16 +11,16 @@ from .pool import contiguous_reads
 def schedule(sch, kernel, preset):
     """A conv2d with one input channel per output channel (depthwise): per (batch, channel), the
     channel's padded plane is built (in cache; per band of output rows where the plane would take
-    over half of L1), written once: its column loop cut at the input's edges, so inside them it is
-    a plain vector copy with no bounds test per element, zeros only outside them. Each output row
-    (computed in whole vectors: the lowering rounds a depthwise row up to a multiple of
-    compiler/lower/nn.DEPTHWISE_ROW columns, the write-back drops the extra ones), in chunks of up
-    to 4 vectors that divide it, accumulates over the taps in registers, then the epilogue writes
-    the chunk. A strided conv (stride s) reads its plane de-interleaved, column q * s + phase at
-    [phase][q], so each tap's row is contiguous and vectorizes like stride 1 (read in place, a
-    stride-2 row was element-wise gathers or LLVM's shuffles per tap); the padded plane is written
-    in that layout directly (the lowering pads its width to a multiple of s), an unpadded input is
-    copied into it. Returns None for other convs."""
+    over half of L1, a strided one's over an eighth: band_rows), written once: its column loop cut
+    at the input's edges, so inside them it is a plain vector copy with no bounds test per element,
+    zeros only outside them. Each output row (computed in whole vectors: the lowering rounds a
+    depthwise row up to a multiple of compiler/lower/nn.DEPTHWISE_ROW columns, the write-back drops
+    the extra ones), in chunks of up to 4 vectors that divide it, accumulates over the taps in
+    registers, then the epilogue writes the chunk. A strided conv (stride s) reads its plane
+    de-interleaved, column q * s + phase at [phase][q], so each tap's row is contiguous and
+    vectorizes like stride 1 (read in place, a stride-2 row was element-wise gathers or LLVM's
+    shuffles per tap); the padded plane is written in that layout directly (the lowering pads its
+    width to a multiple of s), an unpadded input is copied into it. Returns None for other convs."""
     try:
         conv = sch.get_sblock("conv2d")
     except Exception:  # noqa: BLE001
@@ -138,22 +138,47 @@ def _copy_inside(sch, plane, stride):
 
 
 def _band(sch, plane, oh, preset):
-    """Output rows per band where a channel's whole plane would take over half of L1 (the conv then
-    read its taps from L2): the largest divisor of OH whose share of the plane fits there. None where
-    the plane fits, or where no band of MIN_BAND rows does (the rows a band shares with the next,
-    copied twice, would cost more than L2 reads)."""
+    """Output rows per band of the conv's plane PLANE (see band_rows); a de-interleaved plane
+    (n, c, row, phase, q) is a strided conv's."""
     buf = sch.get(plane).writes[0].source
-    rows, row = int(buf.shape[2]), 1
-    for v in buf.shape[3:]:
-        row *= int(v)
-    plane, budget = rows * row * buf.dtype.bits // 8, preset.l1_kib * 1024 // 2
-    if plane <= budget:
-        return None
-    band = max(b for b in range(1, oh + 1) if oh % b == 0 and (b == 1 or b * plane <= budget * oh))
-    return band if band >= MIN_BAND else None
+    size = buf.dtype.bits // 8
+    for v in buf.shape[2:]:
+        size *= int(v)
+    stride = int(buf.shape[3]) if len(buf.shape) == 5 else 1
+    return band_rows(size, oh, preset.l1_kib * 1024, stride)
+
+
+def band_rows(plane, oh, l1, stride):
+    """Output rows per band where a channel's whole plane (PLANE bytes, OH output rows) would take
+    over half of L1 (L1 bytes; the conv then read its taps from L2): the largest divisor of OH whose
+    share of the plane fits there. None where the plane fits, or where no band of MIN_BAND rows
+    does (the rows a band shares with the next, copied twice, would cost more than L2 reads).
+    A strided conv's bands are smaller where they can be (MIN_BAND rows or more): their share of
+    the plane fits in L1 / STRIDED_BAND_L1_SHARE. Its de-interleaving copy then alternates with the
+    taps every few rows, so the input stream (from L2/L3: MobileNet's 56- and 112-wide planes come
+    from a 1x1 conv's MB-sized output) keeps coming while the taps compute (perf, in model: the copy
+    was 50-60% of a stride-2 kernel's samples, piled on the stores that wait for its loads). AVX2,
+    standalone conv+mul+clip, per-kernel minima of 20 alternated rounds, half of L1 -> an eighth,
+    1 thread, 3 runs: 144 @56 s2 (unbanded -> bands of 7) 0.161/0.170/0.166 -> 0.148/0.160/0.158 ms,
+    128 @56 s2 0.147/0.157/0.156 -> 0.130/0.147/0.143, 96 @112 s2 (14 -> 4 rows) 0.409/0.400/0.397
+    -> 0.378/0.392/0.381, 64 @112 s2 0.270/0.265/0.256 -> 0.253/0.266/0.261; 2 threads, 2 runs:
+    144 @56 0.081/0.093 -> 0.068/0.071, 128 @56 0.070/0.084 -> 0.062/0.064, 96 @112 0.173/0.271 ->
+    0.167/0.167, 64 @112 0.119/0.142 -> 0.105/0.134. In MobileNet v1/v2 (busier machine) the same
+    kernels moved -9%..+4% run to run. A quarter of L1 (96 @112: bands of 8) and a sixteenth (2
+    rows) measured no better than an eighth. Stride 1 keeps half of L1: an eighth there was within
+    noise (32 @112 0.17-0.19 ms either way)."""
+    for share in (STRIDED_BAND_L1_SHARE, 2) if stride > 1 else (2,):
+        budget = l1 // share
+        if plane <= budget:
+            return None
+        band = max(b for b in range(1, oh + 1) if oh % b == 0 and (b == 1 or b * plane <= budget * oh))
+        if band >= MIN_BAND:
+            return band
+    return None
 
 
 MIN_BAND = 4
+STRIDED_BAND_L1_SHARE = 8
 PARALLEL_GROUPS = 32
 
 
