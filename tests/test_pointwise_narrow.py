@@ -36,7 +36,8 @@ def _projection(c, o, batch, hw, post):
 @pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "serial"])
 @pytest.mark.parametrize("preset", ["host", "x86-avx2"])
 @pytest.mark.parametrize("case", [(40, 12, 2, (13, 11), ("relu",)), (64, 16, 3, (9, 23), ("add", "relu")),
-                                  (24, 24, 2, (8, 8), ())], ids=["2x143px", "3x207px-add", "2x64px"])
+                                  (24, 24, 2, (8, 8), ()), (80, 58, 2, (41, 43), ("add", "relu"))],
+                         ids=["2x143px", "3x207px-add", "2x64px", "streamed-2x1763px-add"])
 def test_in_place_prefetch_matches_numpy(tmp_path, monkeypatch, preset, parallel, case):
     """A projection read in place prefetches the next tile's rows (clamped to each image; batches
     of 2-3 images, pixels no whole number of tiles) and matches numpy."""
@@ -51,6 +52,7 @@ def test_in_place_prefetch_matches_numpy(tmp_path, monkeypatch, preset, parallel
     compile_graph(g, targets.get(preset), str(tmp_path / "m.edgec"), progress=False)
     p = targets.get(preset)
     assert len(calls) == (p.arch == "x86_64"), calls
+    assert all(loc == (2 if o > pointwise.IN_PLACE_ROWS else 3) for loc in calls), calls  # (streamed: into L2)
     m = load(str(tmp_path / "m.edgec"))
     rng = np.random.default_rng(1)
     feed = {v.name: rng.standard_normal(v.shape).astype(v.dtype) for v in g.inputs}
@@ -63,6 +65,28 @@ def test_prefetch_choice():
     avx2, rpi4 = targets.get("x86-avx2"), targets.get("rpi4")
     assert pointwise.prefetches(avx2, 128 * 32) and pointwise.prefetches(avx2, 144 * 24)
     assert not pointwise.prefetches(avx2, 256 * 32) and not pointwise.prefetches(rpi4, 64 * 16)
+
+
+def test_streamed_in_place_choice():
+    """x86 projections of up to 64 channels whose input outgrows the L2 read it in place (ResNet-50's
+    256->64 @56 where a quarter of the L2 holds its weights, 64->64 @56), prefetching into L2; not
+    where the input fits the L2 (MobileNetV2's 384->64 @14) or a tile's rows outgrow half the L1
+    (384->32 @27, 24-pixel tiles), nor with more channels, a stride, or on rpi4. The projections
+    whose weights fit the L1 keep their choice (192->32 @28: in place, no prefetch)."""
+    import dataclasses
+    avx2, rpi4 = targets.get("x86-avx2"), targets.get("rpi4")
+    assert not pointwise.in_place(avx2, 256, 64, 6, 3136, 16, False)  # (67 KB of weights: past a quarter of 256 KB)
+    for p in (avx2, dataclasses.replace(avx2, l2_kib=512)):  # (znver3's L2)
+        assert pointwise.in_place(p, 256, 64, 6, 3136, 16, False) == (p.l2_kib == 512)
+        assert pointwise.in_place(p, 64, 64, 6, 3136, 16, False)
+        assert pointwise.prefetch_locality(p, 256, 64, 256 * 66) == 2
+        assert pointwise.prefetch_locality(p, 64, 64, 64 * 66) == 2
+        assert not pointwise.in_place(p, 384, 64, 6, 196, 16, False)
+        assert not pointwise.in_place(p, 256, 128, 6, 3136, 16, False)
+        assert not pointwise.in_place(p, 256, 64, 6, 3136, 16, True)
+        assert not pointwise.in_place(p, 384, 32, 4, 729, 24, False)
+        assert pointwise.in_place(p, 192, 32, 6, 784, 16, False) and pointwise.prefetch_locality(p, 192, 32, 192 * 36) is None
+    assert not pointwise.in_place(rpi4, 256, 64, 8, 3136, 16, False)
 
 
 def test_avx2_in_place_gemm_prefetches_in_its_reduction_loop(tmp_path):

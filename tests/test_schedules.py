@@ -372,7 +372,7 @@ def test_pointwise_tail_gemm(tmp_path, rng, preset, case):
 
 
 @pytest.mark.parametrize("preset", ["host", "x86-avx2"])
-@pytest.mark.parametrize("case", [(256, 48, (28, 28), ("add", "relu"), 1), (512, 36, (16, 16), ("relu",), 1),
+@pytest.mark.parametrize("case", [(256, 72, (28, 28), ("add", "relu"), 1), (512, 36, (16, 16), ("relu",), 1),
                                   (256, 128, (24, 24), ("relu",), 2), (480, 192, (13, 13), ("relu",), 1)],
                          ids=["odd-chunks", "even-chunks", "strided", "padded-pixels"])
 def test_pointwise_copy_per_chunk(tmp_path, rng, monkeypatch, preset, case):
@@ -462,7 +462,8 @@ def test_pointwise_in_place_choice():
     assert not padded_last_tile(p, 256, 4, 169, 24) and not pointwise_gemm(256, 48, 169, 24, False, False)
     assert not in_place(p, 32, 128, 4, 729, 24, False) and not in_place(p, 128, 32, 4, 729, 24, True)
     assert in_place(p, 256, 32, 4, 729, 24, False) and not in_place(p, 384, 32, 4, 729, 24, False)  # (L1: 32 KB)
-    assert not in_place(p, 64, 64, 6, 3136, 16, False)  # (64 output row streams: copied panels)
+    assert in_place(p, 64, 64, 6, 3136, 16, False)  # (an input past the L2: streamed, see test_pointwise_narrow)
+    assert not in_place(p, 64, 64, 6, 1024, 16, False)  # (64 output row streams, the input in L2: copied panels)
 
 
 def test_pointwise_chunks_even_where_they_copy():

@@ -16,12 +16,16 @@ TAIL_CHAINS = 6
 # 0.150-0.155 -> 0.113-0.125 ms, 144->32 @28 0.111 -> 0.090; 2.0 gained nothing more)
 WEIGHTS_L1_SHARE = 1.0
 # output channels up to which a pointwise conv reads its input in place: its tiles outer write one
-# output row stream per channel (ResNet-50's 64->64 @56, 16.9 KB of weights, in place 0.41 -> 0.47 ms)
+# output row stream per channel (ResNet-50's 64->64 @56, 16.9 KB of weights, in place without a
+# prefetch 0.41 -> 0.47 ms; with one into L2 it gains, see STREAMED_ROWS)
 IN_PLACE_ROWS = 32
 PADDING_SHARE = 1 / 32  # of the pixels up to which a pointwise GEMM pads its last tile instead of a tail
 # of the L1 for the weights of an in-place GEMM up to which its tiles prefetch the next tile's rows
 PREFETCH_L1_SHARE = 0.5
 LINE_BYTES = 64  # cache line (x86)
+# output channels up to which a projection whose input outgrows the L2 reads it in place too, its
+# weights in PANEL_SHARE of the L2 (see streams_in_place)
+STREAMED_ROWS = 64
 
 
 def schedule(sch, kernel, preset):
@@ -37,8 +41,9 @@ def schedule(sch, kernel, preset):
     and the write-back (bias, epilogue) is a pass of its own (see write_back_pass); otherwise it
     runs on each accumulator tile before the next (see write_back_at). The tiles read the input
     copied into one contiguous panel per pixel tile, per pixel chunk where there are several (see
-    copy_per_chunk), except a projection with weights small enough to stay in L1, which runs tile
-    by tile reading the NCHW rows in place (see reads_in_place, prefetch_next_tile); where the
+    copy_per_chunk), except a projection with weights small enough to stay in L1, or a narrow one
+    whose input outgrows the L2, which runs tile by tile reading the NCHW rows in place (see
+    reads_in_place, streams_in_place, prefetch_next_tile); where the
     node has a `tail`, the pixels after the whole tiles are a GEMM of their own, in whole vectors
     (see tail_gemm). Tried and not kept (ResNet-50 and MobileNet v1 in model, AVX2, 1 thread,
     thread-time minima alternated): the pixel tiles outer and the channel blocks inner, the reduction cut so that a
@@ -59,7 +64,7 @@ def schedule(sch, kernel, preset):
     lanes = pack_lanes(preset)
     kc = divisor(channels, preset.l2_kib * 1024 * PANEL_SHARE // (4 * block))
     tail = has_block(sch, "conv2d_pointwise_tail")
-    in_place = kc == channels and reads_in_place(sch, channels * blocks * block, oh * ow, padded, tail, preset)
+    in_place = kc == channels and reads_in_place(sch, channels * blocks * block, oh * ow, padded, tail, preset, tile)
     copies = kc == channels and not tail and not in_place  # (the chunks copy their own panels)
     chunk = tile * chunk_tiles(padded // tile, preset.l2_kib * 1024 * L2_SHARE // (4 * kc * tile), n if copies else 0)
     # with a tail and more weights than pixels (ResNet-50's 7x7 layers: 2-8 MB of weights), every
@@ -96,10 +101,11 @@ def schedule(sch, kernel, preset):
             image = nn if padded > oh * ow and n > 1 else None
             tiles = sch.fuse(qo, qc) if image else sch.fuse(nn, qo, qc)
             parallel(sch, tiles, par)
-            if prefetches(preset, channels * blocks * block):
+            locality = prefetch_locality(preset, channels, o, channels * blocks * block)
+            if locality:
                 t = sch.get(tiles).loop_var
                 of = (sch.get(image).loop_var, t) if image else (t // (padded // tile), t % (padded // tile))
-                prefetch = (x, *of, sch.get(rc).loop_var, tile)
+                prefetch = (x, *of, sch.get(rc).loop_var, tile, locality)
         elif chunks > 1 and not tail:
             copy_per_chunk(sch, nn, qo, bi, chunks, blocks, lanes, par, input_plane(sch) != oh * ow)
             done.append("conv2d_pixels_copy")
@@ -146,7 +152,7 @@ def simplified(func):
     return s_tir.transform.StmtSimplify()(tvm.IRModule({"main": func}))["main"]
 
 
-def reads_in_place(sch, weights, pixels, padded, tail, preset):
+def reads_in_place(sch, weights, pixels, padded, tail, preset, tile):
     """Whether the GEMM runs pixel tile by pixel tile, every channel block passing over a tile
     while its input rows are in L1, read straight from the NCHW rows (the copy block inlined: each
     channel's row in its own plane) instead of from copied panels: for a projection (no more
@@ -157,7 +163,8 @@ def reads_in_place(sch, weights, pixels, padded, tail, preset):
     1 thread, thread-time minima alternated, in MobileNetV2: 32->16 @112 0.288 -> 0.257 ms,
     96->24 and 144->24 @56 0.239 -> 0.195; standalone 144->24 @56 0.35 -> 0.26. Not where the
     weights do not fit (in ResNet-50, reading in place with the channel blocks outer: 256->64 @56
-    1.46 -> 1.58, 512->128 @28 1.29 -> 1.40; tiles outer 1.53-1.67) nor for an expansion, whose
+    1.46 -> 1.58, 512->128 @28 1.29 -> 1.40; tiles outer 1.53-1.67, without a prefetch: with one
+    into L2 where the input outgrows the L2 it gains, see streams_in_place) nor for an expansion, whose
     tiles outer write one output row stream per channel (16->96 @112 0.78 -> 1.73 standalone).
     Pixels that are no whole number of tiles (SqueezeNet's 55x55, 27x27, 13x13) are where the
     pointwise convs fall behind onnxruntime: AVX2, 1 thread, thread-time minima, standalone conv +
@@ -176,9 +183,36 @@ def reads_in_place(sch, weights, pixels, padded, tail, preset):
     0.135 -> 0.107 ms, but in SqueezeNet, after the max pool, 0.154 -> 0.208 (see in_place)."""
     channels = int(sch.get(sch.get_sblock("conv2d_pixels_copy")).reads[0].source.shape[1])
     out = int(sch.get(sch.get_sblock("conv2d_unpack")).iter_vars[1].dom.extent)
-    return not tail and out <= min(channels, IN_PLACE_ROWS) \
-        and weights * 4 <= preset.l1_kib * 1024 * WEIGHTS_L1_SHARE \
-        and pixels == input_plane(sch)
+    return not tail and pixels == input_plane(sch) and (
+        fits_l1(preset, channels, out, weights) or streams_in_place(preset, channels, out, weights, pixels, tile))
+
+
+def fits_l1(preset, in_channels, out_channels, weights):
+    """A projection of at most IN_PLACE_ROWS output channels whose WEIGHTS (floats) fit in
+    WEIGHTS_L1_SHARE of the L1 (see reads_in_place)."""
+    return out_channels <= min(in_channels, IN_PLACE_ROWS) and weights * 4 <= preset.l1_kib * 1024 * WEIGHTS_L1_SHARE
+
+
+def streams_in_place(preset, in_channels, out_channels, weights, pixels, tile):
+    """Whether a projection with more weights than the L1 holds reads its input in place all the
+    same (see reads_in_place): on x86, with at most STREAMED_ROWS output channels, WEIGHTS (floats)
+    in PANEL_SHARE of the L2, the cache lines of a TILE's rows (PIXELS per row) in half the L1
+    and an input that outgrows the L2, so that the copy into panels would read it from L3 or
+    memory in a pass the FMAs wait for, where in place each tile's rows are prefetched into L2
+    while the tile before computes (prefetch_locality); the weights stream from L2 once per tile.
+    AVX2 (znver3), per-kernel minima alternated, copied -> in place, ResNet-50, 1 thread: 256->64
+    @56 (67 KB of weights, 3.2 MB of input, a 16 KB tile) 1.213-1.217 -> 1.133-1.174 ms (three
+    runs), 64->64 @56 (800 KB of input) 0.322 -> 0.310-0.321; 2 threads (load ~5) 256->64 @56
+    0.639-0.650 -> 0.620-0.627, 64->64 0.183 -> 0.189 (noise level); Inception v2, 1 thread:
+    64->64 @56 0.329 -> 0.292, 192->64 and 256->64 @28 0.217-0.290 -> 0.203-0.279 (x7);
+    Inception v1's 64->64 @55 0.405 -> 0.344; standalone conv + relu 256->64 @56 1.251 -> 1.183.
+    Not where the input fits the L2 (MobileNetV2's 384->64 @14, 300 KB, just written by the
+    depthwise conv: 0.113 -> 0.139-0.156) nor where a tile's rows outgrow half the L1 (standalone
+    384->32 @27, 24-pixel tiles over 2-3 lines of 384 rows: 0.255 -> 0.290)."""
+    lines = -(-tile * 4 // LINE_BYTES) + bool(tile * 4 % LINE_BYTES or pixels * 4 % LINE_BYTES)
+    return preset.arch == "x86_64" and out_channels <= min(in_channels, STREAMED_ROWS) \
+        and weights * 4 <= preset.l2_kib * 1024 * PANEL_SHARE and in_channels * pixels * 4 > preset.l2_kib * 1024 \
+        and in_channels * lines * LINE_BYTES <= preset.l1_kib * 1024 // 2
 
 
 def in_place(preset, in_channels, out_channels, block, pixels, tile, strided):
@@ -189,8 +223,8 @@ def in_place(preset, in_channels, out_channels, block, pixels, tile, strided):
     0.115-0.121 ms; 64->16 @55 (774 KB, past the L2, written by the max pool just before) 0.141 ->
     0.125 since the tile's accumulators stay in registers (ACC_SCOPE; before, 0.160-0.167 -> 0.183-0.197)."""
     weights = in_channels * -(-out_channels // block) * block
-    return not strided and out_channels <= min(in_channels, IN_PLACE_ROWS) \
-        and weights * 4 <= preset.l1_kib * 1024 * WEIGHTS_L1_SHARE
+    return not strided and (fits_l1(preset, in_channels, out_channels, weights)
+                            or streams_in_place(preset, in_channels, out_channels, weights, pixels, tile))
 
 
 def padded_last_tile(preset, channels, block, pixels, tile):
@@ -205,6 +239,18 @@ def padded_last_tile(preset, channels, block, pixels, tile):
     return channels * block * 4 <= preset.l2_kib * 1024 * PANEL_SHARE and padding <= pixels * PADDING_SHARE
 
 
+def prefetch_locality(preset, in_channels, out_channels, weights):
+    """The locality hint of an in-place GEMM's prefetch of the next tile's rows (WEIGHTS: floats),
+    None for none: 3 (L1) where prefetches says so; 2 (L2: the L1 keeps the tile) where the GEMM
+    reads in place only since its input streams (streams_in_place; in ResNet-50, AVX2, 1 thread,
+    per-kernel minima alternated, 3 -> 2: 64->64 @56 0.319 -> 0.310 ms, 256->64 @56 within
+    noise). None for the other projections read in place: MobileNetV2's 192->32 @28 (24 KB of
+    weights) ran 0.113 -> 0.147 ms with either."""
+    if prefetches(preset, weights):
+        return 3
+    return None if preset.arch != "x86_64" or fits_l1(preset, in_channels, out_channels, weights) else 2
+
+
 def prefetches(preset, weights):
     """Whether an in-place GEMM (see reads_in_place) prefetches the next tile's input rows (see
     prefetch_next_tile): on x86, with WEIGHTS (floats) in PREFETCH_L1_SHARE of the L1 (the next
@@ -213,7 +259,7 @@ def prefetches(preset, weights):
     return preset.arch == "x86_64" and weights * 4 <= preset.l1_kib * 1024 * PREFETCH_L1_SHARE
 
 
-def prefetch_next_tile(func, x, n, t, rc_var, tile):
+def prefetch_next_tile(func, x, n, t, rc_var, tile, locality=3):
     """FUNC with a software prefetch, in each step of the in-place GEMM's reduction loop RC_VAR, of
     the next pixel tile's cache lines in input channel rc of X (NCHW): the tile reads one short
     piece of every input row, a stream per channel, more than the hardware prefetchers follow,
@@ -231,7 +277,7 @@ def prefetch_next_tile(func, x, n, t, rc_var, tile):
     for k in range(-(-tile * 4 // LINE_BYTES)):
         p = tirx.min((t + 1) * tile + k * (LINE_BYTES // 4), h * w - 1)
         addr = tirx.call_intrin("handle", "tirx.address_of", tirx.BufferLoad(x, [n, rc_var, p // w, p % w]))
-        lines.append(tirx.Evaluate(tirx.call_intrin("void", "tirx.prefetch", addr, 0, 3, 1)))
+        lines.append(tirx.Evaluate(tirx.call_intrin("void", "tirx.prefetch", addr, 0, locality, 1)))
 
     def add(loop):
         if isinstance(loop, tirx.For) and loop.loop_var.same_as(rc_var):
@@ -291,7 +337,11 @@ def copy_per_chunk(sch, nn, qo, bi, chunks, blocks, lanes, par, strided):
     chunk_tiles), MobileNet v1's 128->128 @56 19% (the same). Tried and not kept (in model,
     thread-time minima alternated): a software prefetch of the channel two rows ahead (256->64 @56
     1.38-1.39 -> 1.34-1.37 ms, the rest within noise); the chunk's panels in a quarter of L2, not
-    half (within noise in model; 256->64 @56 standalone 1.66 -> 1.38-1.55)."""
+    half (within noise in model; 256->64 @56 standalone 1.66 -> 1.38-1.55); a prefetch of the next
+    chunk's rows in each reduction step of every channel block (ResNet-50, per-kernel minima:
+    256->64 @56 1.21-1.24 -> 1.33-1.37, 64->256 @56 + add 1.14-1.16 -> 1.45-1.54, into L1 or
+    L2 alike); the tiles outer and the channel blocks inner within a chunk (each tile's panel in
+    L1 for all blocks: 256->64 @56 1.21 -> 1.22-1.23, 64->64 @56 0.323 -> 0.337)."""
     parts = 2 if chunks % 2 and blocks % 2 == 0 else 1
     bo = sch.split(bi, [parts, None])[0] if parts > 1 else None
     outer = sch.fuse(*[l for l in (nn, qo, bo) if l is not None])
