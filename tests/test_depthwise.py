@@ -36,6 +36,8 @@ PLANES = [  # c, (h, w), (kh, kw), stride, pads (top, left, bottom, right): none
     (4, (16, 23), (5, 5), 3, (2, 1, 2, 2)),  # stride 3: the left pad not a whole step
     (4, (64, 131), (3, 3), 2, (1, 1, 1, 1)),  # plane over half of L1: built per band of rows
     (5, (48, 53), (3, 3), 2, (0, 0, 1, 1)),  # strided, over an eighth of L1: bands of 6 rows (AVX2)
+    (3, (9, 30), (3, 3), 2, (0, 0, 1, 1)),  # 15 steps inside: a vector of 8, one of 4, 3 single steps
+    (5, (14, 14), (3, 3), 2, (0, 0, 1, 1)),  # MobileNet's 14-wide s2: a vector of 4, 3 single steps
     (5, (13, 21), (3, 3), 1, (1, 1, 1, 1)),  # stride 1: a pad column on both sides
     (7, (16, 23), (5, 5), 1, (2, 1, 2, 2)),  # stride 1, pads of 1 and 2 columns
     (9, (11, 8), (3, 3), 1, (0, 1, 2, 0)),  # stride 1, left and bottom only
@@ -60,6 +62,20 @@ def test_depthwise_band_rows(plane, oh, stride, band):
     one (de-interleaved) over an eighth, where bands of MIN_BAND rows or more fit there."""
     from edgec.targets.schedules.depthwise import band_rows
     assert band_rows(plane, oh, targets.get("x86-avx2").l1_kib * 1024, stride) == band
+
+
+@pytest.mark.parametrize("preset,lanes", [("x86-avx2", 8), ("rpi4", 4)])
+def test_strided_plane_copy_deinterleaved(preset, lanes):
+    """A strided plane's copy inside the input loads stride x lanes contiguous columns per vector of
+    steps and shuffles each phase out (schedules.depthwise.deinterleave), then half vectors: 28
+    columns after a left pad, at stride 2, are 13 steps inside: a vector of 8 and one of 4 on AVX2,
+    3 vectors of 4 on NEON, then one single step; no annotation is left for the lowering."""
+    preset = targets.get(preset)
+    (kernel, func), = lowered_kernels(_depthwise(6, 28, 2), preset)
+    script = schedules.schedule(func, kernel, preset).script()
+    evens = ", ".join(str(2 * k) for k in range(lanes))
+    assert f"T.Shuffle([columns], [{evens}])" in script and "edgec_deinterleave" not in script
+    assert script.count(f"T.float32x{2 * lanes}]") == 1 and (lanes == 4 or "T.float32x8]" in script)
 
 
 @pytest.mark.parametrize("preset", ["host", "x86-avx2"])
