@@ -14,11 +14,13 @@ RULES = {}
 
 
 PARALLEL_MIN_WORK = 10e6  # below this (FLOP_WORK per FLOP, 16 per output element, ...) a kernel runs on one thread
-# A FLOP counts as FLOP_WORK: from 3.3 MFLOP (~45 us on one AVX2 core) a kernel forks. MobileNetV2's
+# A FLOP counts as FLOP_WORK: from 2.9 MFLOP (~40 us on one AVX2 core) a kernel forks. MobileNetV2's
 # 1x1 convs of 5-10 MFLOP (0.06-0.15 ms on one AVX2 core: 64->384 @14, 192->32 @28 + add) ran on
 # one thread while the second idled (2 threads, busy 2-core AVX2 machine, fastest runs: 0.147 ->
-# 0.109-0.121 ms).
-FLOP_WORK = 3
+# 0.109-0.121 ms). Was 3 (from 3.3 MFLOP): SqueezeNet's 1x1 48->192 @13 (3.15 MFLOP, 0.043 ms on one
+# core) stayed serial; forking, in model, 2 threads, per-kernel minima of 40 alternated rounds:
+# 0.043 -> 0.026-0.028 ms (x2).
+FLOP_WORK = 3.5
 # A memory-bound kernel (a depthwise conv) spends its time streaming bytes: 384 channels @14
 # depthwise (1.4 MFLOP, far below PARALLEL_MIN_WORK; 0.6 MB read and written) takes ~55 us on one
 # AVX2 core, long enough to gain from a second thread. Each byte such a schedule streams counts as

@@ -91,7 +91,7 @@ def _schedule_block(sch, block, lanes, parallel=True):
         total *= ext
         if total >= _MIN_PARALLEL:
             break
-    if fused and parallel:
+    if fused and parallel and total > 1:  # (a parallel loop of one iteration still forks the pool)
         p = sch.fuse(*fused) if len(fused) > 1 else fused[0]
         sch.parallel(p)
     if inner is not None:

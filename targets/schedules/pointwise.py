@@ -1,6 +1,6 @@
 """Pointwise (1x1) conv on CPU as a cache-blocked GEMM over pixels; the compute and the weight
 panel layout come from compiler/lower/packed.py and pack.py."""
-from . import generic, worth_parallel
+from . import buffer_bytes, generic, worth_parallel
 from .common import ACC_SCOPE, divisor, has_block, inline_epilogue, parallel, schedule_rest
 from .pack import lanes as pack_lanes, pointwise_tile
 
@@ -67,6 +67,8 @@ def schedule(sch, kernel, preset):
     in_place = kc == channels and reads_in_place(sch, channels * blocks * block, oh * ow, padded, tail, preset, tile)
     copies = kc == channels and not tail and not in_place  # (the chunks copy their own panels)
     chunk = tile * chunk_tiles(padded // tile, preset.l2_kib * 1024 * L2_SHARE // (4 * kc * tile), n if copies else 0)
+    if copies and one_chunk(preset, channels, blocks * block, padded):
+        chunk = padded
     # with a tail and more weights than pixels (ResNet-50's 7x7 layers: 2-8 MB of weights), every
     # channel block runs its whole tiles and then its tail while its weights are in cache: the
     # weights stream from memory once, not once per pixel chunk plus once for the tail (in
@@ -132,13 +134,24 @@ def schedule(sch, kernel, preset):
             sch.decompose_reduction(t_block, t_rc)
     sch.decompose_reduction(conv, init_at)
     if not fused:
-        write_back_pass(sch, unpack, ow, lanes, par)
+        write_back_pass(sch, unpack, ow, lanes, par and pass_forks(sch, unpack))
     if "conv2d_pixels_copy" not in done:  # the input panels in a pass of their own
-        generic._schedule_block(sch, sch.get_sblock("conv2d_pixels_copy"), lanes, par)
+        copy = sch.get_sblock("conv2d_pixels_copy")
+        generic._schedule_block(sch, copy, lanes, par and pass_forks(sch, copy))
         done.append("conv2d_pixels_copy")
     schedule_rest(sch, preset, done, par)
     func = simplified(sch.mod["main"])
     return prefetch_next_tile(func, *prefetch) if prefetch else func
+
+
+def pass_forks(sch, block):
+    """Whether a pass of its own (the panel copy, the write-back) of a parallel GEMM forks the pool
+    again: where the bytes it streams (reads and writes) are worth a parallel region. A small
+    expansion forked up to three times (SqueezeNet's 48->192 @13: a 67 KB copy, the GEMM, the
+    write-back); its copy now runs on the calling thread (see worth_parallel for its numbers;
+    64->256 @13, copy 90 KB, 2 threads, per-kernel minima: 0.042 -> 0.040 ms)."""
+    nbytes = sum(buffer_bytes(r.source) for r in (*sch.get(block).reads, *sch.get(block).writes))
+    return worth_parallel({}, streamed=nbytes)
 
 
 def simplified(func):
@@ -225,6 +238,19 @@ def in_place(preset, in_channels, out_channels, block, pixels, tile, strided):
     weights = in_channels * -(-out_channels // block) * block
     return not strided and (fits_l1(preset, in_channels, out_channels, weights)
                             or streams_in_place(preset, in_channels, out_channels, weights, pixels, tile))
+
+
+def one_chunk(preset, channels, out_channels, padded):
+    """Whether a copied GEMM keeps an image's PADDED pixels in one chunk, its panels copied in a pass
+    of their own and the channel blocks in parallel, each passing over every tile: where its weights
+    (CHANNELS x OUT_CHANNELS floats) outgrow the L2 and the whole panel fits in it. In pixel chunks
+    (rows in L2_SHARE) every chunk streams all the weights from L3 again, and the chunks were the
+    parallel loop: SqueezeNet's 512->1000 @13 (2 MB of weights, 11 tiles of 16 pixels) split 6/5
+    over 2 threads, now 167 channel blocks. AVX2 (znver3), in model (+ relu + global pool), per-kernel
+    minima alternated: 2 threads, 40 rounds, 1.081 -> 1.004 ms (20 rounds, with the threshold
+    change alone: 1.129 -> 1.101); 1 thread 2.03-2.11 -> 2.04-2.06 (noise level)."""
+    l2 = preset.l2_kib * 1024
+    return channels * out_channels * 4 > l2 and channels * padded * 4 <= l2
 
 
 def padded_last_tile(preset, channels, block, pixels, tile):
