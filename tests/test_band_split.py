@@ -9,10 +9,10 @@ import pytest
 from edgec import targets
 from edgec.compiler.build import compile_graph, lowered_kernels
 from edgec.compiler.interp import interpret
-from edgec.compiler.ir import Graph
 from edgec.runtime import load
 from edgec.targets import schedules
 from edgec.targets.schedules import conv2d
+from test_small_parallel import _pointwise
 
 AVX2 = "avx2" in open("/proc/cpuinfo").read()
 
@@ -26,18 +26,6 @@ def test_split_band_choice():
     assert conv2d.split_band(3, 13, 1) == 1
 
 
-def _conv(c, o, hw):  # (1x1 rows: no flat row, which has one band)
-    rng = np.random.default_rng(0)
-    g = Graph("c3")
-    x = g.add_input("x", (1, c) + hw)
-    w = g.add_const((rng.standard_normal((o, c, 1, 1)) / np.sqrt(c)).astype("float32"))
-    y, = g.add_node("conv2d", [x, w, g.add_const(rng.standard_normal(o).astype("float32"))],
-                    {"groups": 1, "strides": [1, 1], "dilations": [1, 1], "pads": [0] * 4})
-    y, = g.add_node("relu", [y])
-    g.outputs = [y]
-    return g
-
-
 @pytest.mark.parametrize("preset", ["host", "x86-avx2"])
 def test_split_bands_match_numpy(tmp_path, monkeypatch, preset):
     """1x1 100->40 @13x13 + relu, as SqueezeNet's 384->48 (3 channel blocks, the last partial; 13 rows in bands of 7 and 6)."""
@@ -48,7 +36,7 @@ def test_split_bands_match_numpy(tmp_path, monkeypatch, preset):
     calls = []
     orig = conv2d.split_band
     monkeypatch.setattr(conv2d, "split_band", lambda *a: calls.append((a, orig(*a))) or calls[-1][1])
-    g = _conv(100, 40, (13, 13))
+    g = _pointwise(100, 40, (13, 13), post=("relu",))  # (1x1 rows: no flat row, which has one band)
     (kernel, func), = lowered_kernels(g, p)
     script = schedules.schedule(func, kernel, p).script()
     assert calls and calls[-1][1] < 13, calls
