@@ -1,6 +1,8 @@
 """Pieces the CPU conv/dense schedules share: fusing the epilogue into the write-back, parallel
 loops, vectorizing in pieces, and handing the remaining blocks (a fused pool, elementwise tails) to
 their schedules."""
+from tvm import tirx
+
 from . import generic
 from .pool import POOL_BLOCKS, schedule_pool_block
 
@@ -60,3 +62,13 @@ def schedule_rest(sch, preset, names, par=True):
               if sch.get(b).name_hint in POOL_BLOCKS and sch.get(b).name_hint not in names]:
         names += schedule_pool_block(sch, b, preset, par)  # may inline blocks after it: listed first
     generic.schedule_remaining(sch, preset, names, par)
+
+
+LINE_BYTES = 64  # cache line (x86)
+
+
+def prefetch(buffer, indices, locality):
+    """A software prefetch (read) of the cache line holding BUFFER[INDICES] into the cache level
+    LOCALITY names (3: L1, 2: L2), as a statement."""
+    addr = tirx.call_intrin("handle", "tirx.address_of", tirx.BufferLoad(buffer, indices))
+    return tirx.Evaluate(tirx.call_intrin("void", "tirx.prefetch", addr, 0, locality, 1))

@@ -26,13 +26,12 @@ from tvm.s_tir import Schedule
 from tvm.sym import pattern
 
 from . import depthwise, generic, pointwise, rule, winograd, worth_parallel
-from .common import divisor, has_block, inline_epilogue, parallel, schedule_rest, vectorize
+from .common import LINE_BYTES, divisor, has_block, inline_epilogue, parallel, prefetch, schedule_rest, vectorize
 from .pack import conv_cache_blocks, conv_flat_tile, conv_params, conv_rows_chunk, conv_width_tile, conv_width_tiles
 from .pack import pointwise_tile, width_tile
 from .pack import lanes as pack_lanes
 from .pool import POOL_BLOCKS, schedule_pool_under
 
-LINE_BYTES = 64  # cache line (x86)
 # the parallel loop's split: TVM gives each of T threads a contiguous run of ceil(iterations / T)
 # iterations, and the pool's size is known only at run time. Judged at 2 threads (EVEN_SPLIT: the
 # busiest thread's share of the rows x 2), never worse at 4 than the cache's band.
@@ -221,8 +220,7 @@ def prefetch_next_chunk(func, weight, rc_var, scope, chunk):
         for k in range(per):
             line = tirx.min((loop.loop_var - loop.min) * per + k, lines - 1)
             at = [bi, rc_var * chunk + chunk, tirx.const(0, dtype), tirx.const(0, dtype), line * floats]
-            addr = tirx.call_intrin("handle", "tirx.address_of", tirx.BufferLoad(weight, at))
-            pre.append(tirx.Evaluate(tirx.call_intrin("void", "tirx.prefetch", addr, 0, 2, 1)))
+            pre.append(prefetch(weight, at, 2))
         return tirx.For(loop.loop_var, loop.min, loop.extent, loop.kind, tirx.SeqStmt(pre + [loop.body]),
                         loop.thread_binding, loop.annotations)
     return func.with_body(tvm_ffi.structural_map(func.body, [(tirx.For, add)]))

@@ -1,7 +1,7 @@
 """Pointwise (1x1) conv on CPU as a cache-blocked GEMM over pixels; the compute and the weight
 panel layout come from compiler/lower/packed.py and pack.py."""
 from . import buffer_bytes, generic, worth_parallel
-from .common import ACC_SCOPE, divisor, has_block, inline_epilogue, parallel, schedule_rest
+from .common import ACC_SCOPE, LINE_BYTES, divisor, has_block, inline_epilogue, parallel, prefetch, schedule_rest
 from .pack import lanes as pack_lanes, pointwise_tile
 
 PANEL_SHARE = 0.25  # of the L2 for a pointwise conv's weight panel (reduction chunk x channel block)
@@ -22,7 +22,6 @@ IN_PLACE_ROWS = 32
 PADDING_SHARE = 1 / 32  # of the pixels up to which a pointwise GEMM pads its last tile instead of a tail
 # of the L1 for the weights of an in-place GEMM up to which its tiles prefetch the next tile's rows
 PREFETCH_L1_SHARE = 0.5
-LINE_BYTES = 64  # cache line (x86)
 # output channels up to which a projection whose input outgrows the L2 reads it in place too, its
 # weights in PANEL_SHARE of the L2 (see streams_in_place)
 STREAMED_ROWS = 64
@@ -302,8 +301,7 @@ def prefetch_next_tile(func, x, n, t, rc_var, tile, locality=3):
     lines = []
     for k in range(-(-tile * 4 // LINE_BYTES)):
         p = tirx.min((t + 1) * tile + k * (LINE_BYTES // 4), h * w - 1)
-        addr = tirx.call_intrin("handle", "tirx.address_of", tirx.BufferLoad(x, [n, rc_var, p // w, p % w]))
-        lines.append(tirx.Evaluate(tirx.call_intrin("void", "tirx.prefetch", addr, 0, locality, 1)))
+        lines.append(prefetch(x, [n, rc_var, p // w, p % w], locality))
 
     def add(loop):
         if isinstance(loop, tirx.For) and loop.loop_var.same_as(rc_var):
