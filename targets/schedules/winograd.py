@@ -66,21 +66,41 @@ L2_SHARE = 1.0  # of the L2 for a block's transformed input V (all points and ch
 MIN_CHANNELS = 64  # input and output channels from which the transforms pay for themselves
 MIN_TILES = 49  # output tiles (per image) from which the GEMM's rows pay for streaming u once per block
 BLOCK_TILES = 24  # tiles per block at least (see plan)
+# fewer channels: at least FEW_CHANNELS in, FEW_OUT_CHANNELS out (two of AVX2's channel blocks) and
+# FEW_MFLOP of multiply-adds in the direct conv's terms (see plan)
+FEW_CHANNELS, FEW_OUT_CHANNELS, FEW_MFLOP = 16, 32, 20
+
+
+def few_channels(channels, out_channels, tiles, m):
+    """Whether a conv with fewer than MIN_CHANNELS in or out channels takes Winograd anyway (plan)."""
+    flops = 2 * 9 * channels * out_channels * tiles * m * m
+    return channels >= FEW_CHANNELS and out_channels >= FEW_OUT_CHANNELS and flops >= FEW_MFLOP * 1e6
 
 
 def plan(preset, channels, out_channels, oh, ow, m=2):
     """conv2d_winograd's attrs (m, block, tile, rows) for a CHANNELS -> OUT_CHANNELS 3x3 stride-1
-    conv with OH x OW outputs on PRESET, or None where the direct conv stays: x86 only (NEON
-    unmeasured), at least MIN_CHANNELS in and out and MIN_TILES tiles. Measured on AVX2 (znver3),
-    1 thread, thread-time minima alternated, direct -> Winograd: in ResNet-50 64->64 @56 2.84-2.91
-    -> 1.94-2.07 ms, 128->128 @28 2.80-2.87 -> 1.69-1.77, 256->256 @14 2.78-2.86 -> 2.26-2.40; in
-    SqueezeNet 64->256 @13 0.63 -> 0.49-0.58; standalone conv + relu 512->512 @7 (16 tiles, u 16 MB
-    streamed per block) 4.4-4.9 -> 6.0-8.2, 16->64 @55 0.87 -> 1.34, 48->192 @13 0.41 -> 0.44,
-    32->128 @27 0.78 -> 0.76 (few channels: the transforms, ~40% of the time at 64 channels, do not
-    pay). Blocks: V in L2_SHARE of the L2 (256->256 @14: blocks of 2 tile rows 2.9 ms, all 7 rows 3.8;
-    64->64 @56 blocks of 2 rows 2.97, 4 rows 2.48, 8 rows 3.87)."""
+    conv with OH x OW outputs on PRESET, or None where the direct conv (or the row conv) stays: x86
+    only (NEON unmeasured), at least MIN_TILES tiles and MIN_CHANNELS in and out, or fewer as
+    few_channels allows. Measured on AVX2 (znver3), 1 thread, thread-time minima alternated, direct
+    -> Winograd: in ResNet-50 64->64 @56 2.84-2.91 -> 1.94-2.07 ms, 128->128 @28 2.80-2.87 ->
+    1.69-1.77, 256->256 @14 2.78-2.86 -> 2.26-2.40; in SqueezeNet 64->256 @13 0.63 -> 0.49-0.58;
+    standalone conv + relu 512->512 @7 (16 tiles, u 16 MB streamed per block) 4.4-4.9 -> 6.0-8.2.
+    Few channels, per-kernel minima of alternated rounds (kab), row conv or direct -> Winograd, 1
+    thread / 2 threads: in SqueezeNet 3x3 16->64 @55 (row conv) 0.680 -> 0.624 / 0.433 -> 0.410 and
+    0.652 -> 0.512 / 0.416 -> 0.348, 32->128 @27 (row conv) 0.614 -> 0.392 / 0.380 -> 0.245,
+    48->192 @13 (direct, 32 MFLOP) 0.299 -> 0.242 / 0.215 -> 0.156; DenseNet-121 128->32 @56 2.51-2.57
+    -> 1.84-1.91 (1 thread), @28 0.615-0.637 -> 0.508-0.526; standalone conv + relu 16->32 @56 (29
+    MFLOP) 0.330 -> 0.275 / 0.201 -> 0.202. Left direct: 32->16 @56 0.331 -> 0.347 / 0.203 -> 0.218
+    and 16->16 @56 0.174 -> 0.171 / 0.117 -> 0.127 (one channel block out: the transforms' share
+    doubles); 16->16 @56 is also the smallest work (14 MFLOP), whence FEW_MFLOP; that leaves out
+    DenseNet's 128->32 @14 (14 MFLOP, a gain: 0.152 -> 0.130 / 0.193 -> 0.151) with 32->128 @14
+    (the same work, unmeasured); VGG-19's 3->64 @224 3.10 -> 10.4 (the transforms are the whole
+    work). An older standalone measurement had put 16->64 @55 at 0.87 -> 1.34 and kept every conv
+    under 64 channels direct. Blocks: V in L2_SHARE of the L2 (256->256 @14: blocks of 2 tile rows
+    2.9 ms, all 7 rows 3.8; 64->64 @56 blocks of 2 rows 2.97, 4 rows 2.48, 8 rows 3.87)."""
     alpha, th, tw = m + 2, -(-oh // m), -(-ow // m)
-    if preset.arch != "x86_64" or min(channels, out_channels) < MIN_CHANNELS or th * tw < MIN_TILES:
+    if preset.arch != "x86_64" or th * tw < MIN_TILES or min(channels, out_channels) < MIN_CHANNELS and \
+            not few_channels(channels, out_channels, th * tw, m):
         return None
     block, tile = conv_params(preset)
     per_row = alpha * alpha * tw * channels * 4

@@ -1,0 +1,72 @@
+"""3x3 stride-1 convs with few channels on x86 (targets/schedules/winograd.py few_channels): which of
+them take Winograd with the default bounds (SqueezeNet's and DenseNet's layers), and the compiled
+kernel on shapes that take that branch with channels, tiles and blocks that do not divide
+(host and x86-avx2, parallel and serial) against the numpy reference."""
+import warnings
+
+import numpy as np
+import pytest
+
+from edgec import targets
+from edgec.compiler.build import compile_graph
+from edgec.compiler.interp import interpret
+from edgec.compiler.ir import Graph
+from edgec.runtime import load
+from edgec.targets import schedules
+from edgec.targets.schedules.winograd import plan
+
+
+def test_few_channel_choice():
+    avx2 = targets.get("x86-avx2")
+    taken = [(16, 64, 55, 55), (32, 128, 27, 27), (48, 192, 13, 13),  # SqueezeNet's expand 3x3
+             (128, 32, 56, 56), (128, 32, 28, 28), (16, 32, 56, 56)]  # DenseNet's @56 and @28
+    left = [(128, 32, 14, 14), (32, 128, 14, 14),  # under FEW_MFLOP
+            (32, 16, 56, 56), (16, 16, 56, 56), (64, 16, 56, 56),  # one channel block out
+            (8, 64, 56, 56), (3, 64, 224, 224),  # few input channels: the row conv
+            (16, 24, 13, 19), (64, 64, 12, 14)]  # small; fewer than MIN_TILES tiles
+    assert all(plan(avx2, *s) for s in taken)
+    assert not any(plan(avx2, *s) for s in left)
+    assert plan(targets.get("rpi4"), 16, 64, 55, 55) is None  # (NEON: unmeasured)
+
+
+def _graph(n, c, o, hw, pads, post):
+    rng = np.random.default_rng(0)
+    g = Graph("few")
+    x = g.add_input("x", (n, c) + hw)
+    w = g.add_const((rng.standard_normal((o, c, 3, 3)) / np.sqrt(c * 9)).astype("float32"))
+    b = g.add_const(rng.standard_normal(o).astype("float32"))
+    y, = g.add_node("conv2d", [x, w, b], {"pads": list(pads), "strides": [1, 1], "groups": 1, "dilations": [1, 1]})
+    for op in post:
+        if op == "add":
+            s = g.add_input("skip", g.values[y].shape)
+            y, = g.add_node("add", [y, s])
+        else:
+            y, = g.add_node(op, [y])
+    g.outputs = [y]
+    return g
+
+
+CASES = [  # n, c, o, (h, w), pads, epilogue: channels no whole vector / block, odd sizes
+    (1, 20, 40, (45, 43), (1, 1, 1, 1), ("relu",)),  # 23 x 22 tiles, the last row and column cut
+    (1, 24, 36, (47, 45), (0, 1, 2, 0), ("add", "relu")),  # asymmetric pads
+]
+
+
+@pytest.mark.parametrize("preset", ["host", "x86-avx2"])
+@pytest.mark.parametrize("par", ["parallel", "serial"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"c{c[1]}o{c[2]}h{c[3][0]}w{c[3][1]}")
+def test_few_channel_winograd_matches_numpy(tmp_path, monkeypatch, preset, par, case):
+    if "avx2" not in open("/proc/cpuinfo").read():
+        pytest.skip("this machine has no AVX2 to run x86 code")
+    n, c, o, hw, pads, post = case
+    monkeypatch.setattr(schedules, "PARALLEL_MIN_WORK", 0 if par == "parallel" else float("inf"))
+    g = _graph(n, c, o, hw, pads, post)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compile_graph(g, targets.get(preset), str(tmp_path / "m.edgec"), progress=False)
+    assert not [str(w.message) for w in caught if "falling back" in str(w.message)]
+    m = load(str(tmp_path / "m.edgec"))
+    assert [k["ops"][0] for k in m.kernels] == ["conv2d_winograd"]
+    rng = np.random.default_rng(1)
+    feed = {v.name: rng.standard_normal(v.shape).astype(v.dtype) for v in g.inputs}
+    np.testing.assert_allclose(m.run(feed)[0], interpret(g, feed)[g.outputs[0]], rtol=1e-4, atol=1e-5)
