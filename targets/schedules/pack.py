@@ -249,6 +249,13 @@ def pointwise_tail(preset, pixels, tile):
     return tail if pixels > tile and 0 < tail < tile else 0
 
 
+# of the pixels up to which a projection (< 128 output channels) pads its last tile to run as the GEMM
+# (pointwise.PADDING_SHARE allows more where the GEMM runs anyway): in SqueezeNet, AVX2, 1 thread,
+# per-kernel minima alternated, 169 pixels padded to 176 as the GEMM instead of the direct conv:
+# 384->48 @13 0.076 -> 0.085 ms, 256->48 @13 0.052 -> 0.055, 384->64 @13 0.095 -> 0.101
+PROJECTION_PADDING = 1 / 32
+
+
 def pointwise_gemm(in_channels, out_channels, pixels, tile, strided, padded_in_tile=False):
     """Whether a pointwise conv runs as the GEMM (else as the direct conv, or over padded rows):
     always when its pixels are a whole number of tiles without a stride, or a few short of it with
@@ -262,8 +269,8 @@ def pointwise_gemm(in_channels, out_channels, pixels, tile, strided, padded_in_t
     thread-time minima alternated, direct conv -> GEMM with a padded last tile: 256->32 @27 0.230 ->
     0.179 ms (read in place: 64->16 @55 0.141 -> 0.125, see pointwise.in_place); not at 13x13
     (169 pixels, 23 of 192 padded: 384->48 0.087 -> 0.098 with a tail)."""
-    return out_channels >= 128 or not strided and (pixels % tile == 0 or padded_in_tile
-                                                   or in_channels <= ROWS_MAX_CHANNELS)
+    padded = padded_in_tile and -(-pixels // tile) * tile - pixels <= pixels * PROJECTION_PADDING
+    return out_channels >= 128 or not strided and (pixels % tile == 0 or padded or in_channels <= ROWS_MAX_CHANNELS)
 
 
 def dense_block(preset):

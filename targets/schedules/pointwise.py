@@ -19,7 +19,9 @@ WEIGHTS_L1_SHARE = 1.0
 # output row stream per channel (ResNet-50's 64->64 @56, 16.9 KB of weights, in place without a
 # prefetch 0.41 -> 0.47 ms; with one into L2 it gains, see STREAMED_ROWS)
 IN_PLACE_ROWS = 32
-PADDING_SHARE = 1 / 32  # of the pixels up to which a pointwise GEMM pads its last tile instead of a tail
+# of the pixels up to which a pointwise GEMM pads its last tile instead of a tail (was 1/32; 1/24
+# takes SqueezeNet's 13x13 expansions, 169 pixels padded to 176: see padded_last_tile)
+PADDING_SHARE = 1 / 24
 # of the L1 for the weights of an in-place GEMM up to which its tiles prefetch the next tile's rows
 PREFETCH_L1_SHARE = 0.5
 # output channels up to which a projection whose input outgrows the L2 reads it in place too, its
@@ -259,7 +261,10 @@ def padded_last_tile(preset, channels, block, pixels, tile):
     PADDING_SHARE of the pixels padded. AVX2, 1 thread, thread-time minima alternated, in
     SqueezeNet: 16->64 @55 0.141 -> 0.120 ms (twice), 32->128 @27 0.106-0.113 -> 0.093-0.095;
     not at 14x14 (196 pixels padded to 216), in ResNet-50: 256->1024 + add 1.49-1.55 -> 1.57-1.61,
-    1024->256 1.35-1.40 -> 1.43-1.47."""
+    1024->256 1.35-1.40 -> 1.43-1.47. At 13x13 (169 pixels padded to 176, 4.1%), in SqueezeNet,
+    AVX2 (znver3), 1 thread, per-kernel minima alternated (kab), tail -> padded: 64->256 @13
+    0.070-0.071 -> 0.067-0.069 ms (x2), 48->192 @13 0.042-0.043 -> 0.040-0.041 (x2); not for its
+    projections, which stay the direct conv (see pack.PROJECTION_PADDING)."""
     padding = -(-pixels // tile) * tile - pixels
     return channels * block * 4 <= preset.l2_kib * 1024 * PANEL_SHARE and padding <= pixels * PADDING_SHARE
 
