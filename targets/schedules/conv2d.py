@@ -89,7 +89,7 @@ def schedule(func, kernel, preset):
     out = [int(v) for v in sch.get(unpack).writes[0].source.shape]
     flat = oh == 1 and out[1 if nhwc else 2] > 1  # (compiler/ops/packed.py flat_pixels: one row of all pixels)
     if flat and not nhwc:  # (one size, a partial last tile)
-        tile = conv_flat_tile(preset, ow)
+        tile = conv_flat_tile(preset, ow, taps == 1 and "nhwc_in" not in sch.get(conv).annotations)  # (flat_rows)
     else:
         tile = conv_width_tile(preset, out[1] * out[2] if flat else out[2] if nhwc else out[3])
         if ow % tile:  # rows not padded to whole tiles (a node without `width_tile`): a partial tile

@@ -109,7 +109,7 @@ def conv_cache_blocks(preset, channels, taps, oh, ow, block, input_plane=None):
 
 
 def conv_flat_rows(preset, kh, kw, oh, ow, nchw=True):
-    """Whether a KHxKW direct conv (NCHW, not 1x1) with OH output rows of OW pixels computes all
+    """Whether a KHxKW direct conv (NCHW; a 1x1 on x86 only) with OH output rows of OW pixels computes all
     its output pixels as one flat row (compiler/lower/packed.py: register tiles spanning image rows)
     instead of row by row: where a row is narrower than the widest tile, or where the flat row's
     tiles (conv_flat_tile, the last one partial) cost less than OH rows of conv_width_tiles (tile_cost
@@ -119,20 +119,27 @@ def conv_flat_rows(preset, kh, kw, oh, ow, nchw=True):
     @10 1.29 -> 1.36 (a tie: rows); before the exact covers: 256->256 @14 2.84 -> 3.22, 512->512
     @4 1.28 -> 1.21."""
     _, most = conv_params(preset)
-    if not nchw or kh * kw == 1:
+    pointwise = kh * kw == 1
+    if not nchw or pointwise and preset.arch != "x86_64":  # (a flat 1x1 measured on AVX2 only)
         return False
     if ow < most:
         return True
-    t = conv_flat_tile(preset, oh * ow)
+    t = conv_flat_tile(preset, oh * ow, pointwise)
     return -(-(oh * ow) // t) * tile_cost(preset, t) < oh * cover_cost(preset, conv_width_tiles(preset, ow))
 
 
-def conv_flat_tile(preset, pixels):
+def conv_flat_tile(preset, pixels, pointwise=False):
     """The register tile of a direct conv's flat row of PIXELS (one size, a partial last tile):
-    conv_width_tile where it divides the row, else the tile that wastes the fewest lanes (larger
-    wins ties): a flat row is not padded (see conv_flat_rows)."""
+    conv_width_tile where it divides the row or the conv is 1x1 (POINTWISE), else the tile that
+    wastes the fewest lanes (larger wins ties): a flat row is not padded (see conv_flat_rows).
+    A 1x1's flat row (SqueezeNet's projections: 169 pixels in 28 tiles of 6 and one of 1, were 13
+    rows of 4 + 4 + 5): AVX2, in model, per-kernel minima alternated (kab, 16 rounds, 3 runs), 1
+    thread: 512->64 @13 0.136-0.141 -> 0.123-0.127 ms, 384->64 0.097-0.102 -> 0.094-0.096, 384->48
+    0.077-0.078 -> 0.072, 256->48 0.052-0.054 -> 0.049-0.050; flat in tiles of 5 (34, the last of 4):
+    0.135, 0.098, 0.073, 0.051. 2 threads: 512->64 0.088-0.090 -> 0.073-0.074, 384->64 0.066-0.067
+    -> 0.057-0.058, the 48s unchanged (3 channel blocks, the only parallel loop of a flat row)."""
     t = conv_width_tile(preset, pixels)
-    return t if pixels % t == 0 else width_tile(pixels, conv_params(preset)[1])
+    return t if pixels % t == 0 or pointwise else width_tile(pixels, conv_params(preset)[1])
 
 
 def width_tile(ow, most):

@@ -1,0 +1,50 @@
+"""A direct 1x1 conv (a projection left off the GEMM, pack.PROJECTION_PADDING) computes its pixels
+as one flat row on x86 (pack.conv_flat_rows), in the cheapest register tile with a partial last
+one (pack.conv_flat_tile): SqueezeNet's 169 pixels in 28 tiles of 6 and one of 1, not rows of
+4 + 4 + 5. Numerics against numpy (host, x86-avx2) on pixels and channels that are no whole number
+of tiles and blocks, batches of 2, parallel and serial; rpi4 keeps its rows (not measured there)."""
+import numpy as np
+import pytest
+
+from edgec import targets
+from edgec.compiler.build import compile_graph
+from edgec.compiler.interp import interpret
+from edgec.compiler.passes import run_passes
+from edgec.runtime import load
+from edgec.targets import schedules
+from edgec.targets.schedules.pack import conv_flat_rows, conv_flat_tile
+from test_pointwise_narrow import _projection
+
+AVX2 = "avx2" in open("/proc/cpuinfo").read()
+
+
+def test_flat_tile_choice():
+    """1x1 at 13x13 on AVX2: a flat row in tiles of 6; KxK flat rows keep the tile that wastes
+    fewest lanes (ResNet-50's 3x3 @28 and @14 keep their rows); rpi4's 1x1s keep their rows."""
+    p = targets.get("x86-avx2")
+    assert conv_flat_rows(p, 1, 1, 13, 13) and conv_flat_tile(p, 169, True) == 6
+    assert conv_flat_tile(p, 169) == 5 and conv_flat_tile(p, 49) == 5
+    assert not conv_flat_rows(p, 3, 3, 28, 28) and not conv_flat_rows(p, 3, 3, 14, 14)
+    assert not conv_flat_rows(targets.get("rpi4"), 1, 1, 13, 13)
+
+
+@pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "serial"])
+@pytest.mark.parametrize("preset", ["host", "x86-avx2"])
+@pytest.mark.parametrize("case", [(384, 48, (13, 13), ("relu",)), (200, 40, (15, 15), ("add", "relu")),
+                                  (288, 40, (14, 14), ())], ids=["384-48@13", "200-40@15-add", "288-40@14"])
+def test_flat_projection_matches_numpy(tmp_path, monkeypatch, preset, parallel, case):
+    """169, 225 and 196 pixels (partial last tiles of 1, 3 and 4), 48 and 40 output channels
+    (partial blocks of 16), batch 2: the flat direct 1x1 matches numpy."""
+    if preset != "host" and not AVX2:
+        pytest.skip("this machine has no AVX2 to run x86-avx2 code")
+    monkeypatch.setattr(schedules, "PARALLEL_MIN_WORK", 0 if parallel else float("inf"))
+    c, o, hw, post = case
+    g = _projection(c, o, 2, hw, post)
+    conv, = [n for n in run_passes(_projection(c, o, 2, hw, post), preset=targets.get(preset)).nodes
+             if n.op == "conv2d_packed"]
+    assert conv.attrs.get("flat_rows") and "tile" not in conv.attrs  # (the direct conv, not the GEMM)
+    compile_graph(g, targets.get(preset), str(tmp_path / "m.edgec"), progress=False)
+    m = load(str(tmp_path / "m.edgec"))
+    rng = np.random.default_rng(1)
+    feed = {v.name: rng.standard_normal(v.shape).astype(v.dtype) for v in g.inputs}
+    np.testing.assert_allclose(m.run(feed)[0], interpret(g, feed)[g.outputs[0]], rtol=1e-4, atol=1e-5)
