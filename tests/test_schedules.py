@@ -270,7 +270,8 @@ def test_conv_flat_rows(tmp_path, rng, preset):
     """Direct convs whose rows cost more tiles than one flat row of all pixels compute that flat
     row (pack.conv_flat_rows: the layout pass marks them `flat_rows`, rows not padded), tiles
     spanning image rows, and match the numpy reference with bias + relu fused; rows covered as
-    cheaply (14, 10: ties; 11: flat tiles of 3), 1x1 convs and channels-last convs keep their rows."""
+    cheaply (14, 10: ties; 11: flat tiles of 3), channels-last convs and ARM's 1x1 convs keep their
+    rows (x86's direct 1x1 convs go flat: tests/test_flat_tile.py)."""
     if "avx2" not in open("/proc/cpuinfo").read():
         pytest.skip("this machine has no AVX2 to run x86 code")
     from edgec.compiler.passes import run_passes
@@ -278,7 +279,8 @@ def test_conv_flat_rows(tmp_path, rng, preset):
     avx2 = targets.get("x86-avx2")
     assert conv_flat_rows(avx2, 3, 3, 7, 7) and conv_flat_rows(avx2, 3, 3, 4, 4) and conv_flat_rows(avx2, 3, 3, 13, 13)
     assert conv_flat_rows(targets.get("rpi4"), 3, 3, 7, 7)
-    assert not any(conv_flat_rows(avx2, 3, 3, w, w) for w in (14, 11, 10)) and not conv_flat_rows(avx2, 1, 1, 7, 7)
+    assert not any(conv_flat_rows(avx2, 3, 3, w, w) for w in (14, 11, 10)) and not conv_flat_rows(targets.get("rpi4"), 1, 1, 7, 7)
+    assert conv_flat_rows(avx2, 1, 1, 7, 7) and not conv_flat_rows(avx2, 1, 1, 7, 7, nchw=False)
     assert not conv_flat_rows(avx2, 3, 3, 7, 7, nchw=False)
     for c, o, hw, k, groups, stride, dil, pads in FLAT_ROWS:
         g = _conv_graph(rng, c, o, hw, k, groups, stride, dil, pads, post=("relu",))
