@@ -29,6 +29,14 @@ def divisor(n, most):
     return max(d for d in range(1, n + 1) if n % d == 0 and (d <= most or d == 1))
 
 
+def inside_steps(left, width, stride, extent):
+    """The steps [lo, hi) of a copy's column loop (EXTENT steps; step q reads input columns
+    q * STRIDE - LEFT + phase, phase < STRIDE) whose every phase reads inside the input's WIDTH
+    columns: from ceil(LEFT / STRIDE) to (LEFT + WIDTH) // STRIDE, within [0, EXTENT]."""
+    lo = min(extent, -(-left // stride))
+    return lo, max(lo, min(extent, (left + width) // stride))
+
+
 def vectorize(sch, loop, lanes):
     """Vectorize LOOP in pieces of up to 4 vectors (one vector, with a tail, if none divides it)."""
     ext = int(sch.get(loop).extent)

@@ -22,11 +22,15 @@ is written back per tile, a vector of channels per pixel; else chunks of at leas
 (whole cache lines of each pixel) as above.
 """
 import tvm
-from tvm.s_tir import Schedule
+import tvm_ffi
+from tvm import tirx
+from tvm.ir import TensorLoad
+from tvm.s_tir import SBlockRealize, Schedule
 from tvm.sym import pattern
 
 from . import depthwise, generic, pointwise, rule, winograd, worth_parallel
-from .common import LINE_BYTES, divisor, has_block, inline_epilogue, parallel, prefetch, schedule_rest, vectorize
+from .common import (LINE_BYTES, divisor, has_block, inline_epilogue, inside_steps, parallel, prefetch, schedule_rest,
+                     vectorize)
 from .pack import conv_cache_blocks, conv_flat_tile, conv_params, conv_rows_chunk, conv_width_tile, conv_width_tiles
 from .pack import pointwise_tile, width_tile
 from .pack import lanes as pack_lanes
@@ -185,11 +189,6 @@ def prefetch_next_chunk(func, weight, rc_var, scope, chunk):
     s2 @14 2.71-2.73 -> 2.55-2.57, 128->128 s2 @28 2.69-2.73 -> 2.66-2.70; 2 threads 512 s2 @7 1.64
     -> 1.54, 256 s2 @14 1.74 -> 1.67. Not in the reduction loop: there the prefetch, a memory
     access to LLVM, kept the register tile's accumulators in memory (512 s2 @7 +27%)."""
-    import tvm_ffi
-    from tvm import tirx
-    from tvm.ir import TensorLoad
-    from tvm.s_tir import SBlockRealize
-
     floats = LINE_BYTES // 4
     lines = -(-chunk * int(weight.shape[2]) * int(weight.shape[3]) * int(weight.shape[4]) // floats)
 
@@ -334,8 +333,7 @@ def _schedule_copy(sch, copy, lanes, par):
         return generic._schedule_block(sch, copy, lanes, par)
     stride, left, width = int(coef[0]), -int(coef[2]), int(x.source.shape[-1])
     wq = int(sch.get(loops[5]).extent)
-    lo = min(wq, -(-left // stride))  # first column inside for every phase
-    hi = max(lo, min(wq, (width + left - stride) // stride + 1))  # past the last one
+    lo, hi = inside_steps(left, width, stride, wq)
     parallel(sch, sch.fuse(*loops[:5]), par)
     parts = [n for n in (lo, hi - lo) if n > 0]
     if hi < wq and parts:

@@ -7,7 +7,7 @@ from tvm.sym.analyzer import Analyzer
 from tvm.sym import pattern
 
 from . import buffer_bytes, worth_parallel
-from .common import divisor, inline_epilogue, schedule_rest, vectorize
+from .common import divisor, inline_epilogue, inside_steps, schedule_rest, vectorize
 from .pack import lanes as pack_lanes
 from .pool import contiguous_reads
 
@@ -134,8 +134,7 @@ def _copy_inside(sch, plane, stride, lanes):
     if stride > 1:
         q, phase = sch.split(q, [None, stride])  # column q * stride + phase
         sch.unroll(phase)
-    # steps q whose every phase is inside [left, left + width): from ceil(left / s) to (left + width) // s
-    lo, hi = -(-left // stride), min((left + int(read.source.shape[3])) // stride, int(sch.get(q).extent))
+    lo, hi = inside_steps(left, int(read.source.shape[3]), stride, int(sch.get(q).extent))
     vectors, rest = [], max(hi - lo, 0)  # strided: the inside in vectors of LANES steps, then halves
     width = lanes if stride > 1 else 0
     while width >= MIN_DEINTERLEAVE:
