@@ -2,18 +2,15 @@
 them take Winograd with the default bounds (SqueezeNet's and DenseNet's layers), and the compiled
 kernel on shapes that take that branch with channels, tiles and blocks that do not divide
 (host and x86-avx2, parallel and serial) against the numpy reference."""
-import warnings
-
 import numpy as np
 import pytest
 
 from edgec import targets
-from edgec.compiler.build import compile_graph
 from edgec.compiler.interp import interpret
-from edgec.compiler.ir import Graph
-from edgec.runtime import load
 from edgec.targets import schedules
 from edgec.targets.schedules.winograd import plan
+
+from test_winograd import _graph, compiled_winograd, seeded_feed
 
 
 def test_few_channel_choice():
@@ -27,23 +24,6 @@ def test_few_channel_choice():
     assert all(plan(avx2, *s) for s in taken)
     assert not any(plan(avx2, *s) for s in left)
     assert plan(targets.get("rpi4"), 16, 64, 55, 55) is None  # (NEON: unmeasured)
-
-
-def _graph(n, c, o, hw, pads, post):
-    rng = np.random.default_rng(0)
-    g = Graph("few")
-    x = g.add_input("x", (n, c) + hw)
-    w = g.add_const((rng.standard_normal((o, c, 3, 3)) / np.sqrt(c * 9)).astype("float32"))
-    b = g.add_const(rng.standard_normal(o).astype("float32"))
-    y, = g.add_node("conv2d", [x, w, b], {"pads": list(pads), "strides": [1, 1], "groups": 1, "dilations": [1, 1]})
-    for op in post:
-        if op == "add":
-            s = g.add_input("skip", g.values[y].shape)
-            y, = g.add_node("add", [y, s])
-        else:
-            y, = g.add_node(op, [y])
-    g.outputs = [y]
-    return g
 
 
 CASES = [  # n, c, o, (h, w), pads, epilogue: channels no whole vector / block, odd sizes
@@ -61,12 +41,5 @@ def test_few_channel_winograd_matches_numpy(tmp_path, monkeypatch, preset, par, 
     n, c, o, hw, pads, post = case
     monkeypatch.setattr(schedules, "PARALLEL_MIN_WORK", 0 if par == "parallel" else float("inf"))
     g = _graph(n, c, o, hw, pads, post)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        compile_graph(g, targets.get(preset), str(tmp_path / "m.edgec"), progress=False)
-    assert not [str(w.message) for w in caught if "falling back" in str(w.message)]
-    m = load(str(tmp_path / "m.edgec"))
-    assert [k["ops"][0] for k in m.kernels] == ["conv2d_winograd"]
-    rng = np.random.default_rng(1)
-    feed = {v.name: rng.standard_normal(v.shape).astype(v.dtype) for v in g.inputs}
+    m, feed = compiled_winograd(tmp_path, g, preset), seeded_feed(g)
     np.testing.assert_allclose(m.run(feed)[0], interpret(g, feed)[g.outputs[0]], rtol=1e-4, atol=1e-5)

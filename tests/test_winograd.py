@@ -44,6 +44,22 @@ def _graph(n, c, o, hw, pads=(1, 1, 1, 1), post=(), stride=1, k=3, groups=1, dil
     return g
 
 
+def compiled_winograd(tmp_path, g, preset):
+    """G compiled for PRESET as one conv2d_winograd kernel (no schedule falling back), loaded."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compile_graph(g, targets.get(preset), str(tmp_path / "m.edgec"), progress=False)
+    assert not [str(w.message) for w in caught if "falling back" in str(w.message)]
+    m = load(str(tmp_path / "m.edgec"))
+    assert [k["ops"][0] for k in m.kernels] == ["conv2d_winograd"]
+    return m
+
+
+def seeded_feed(g):
+    rng = np.random.default_rng(1)
+    return {v.name: rng.standard_normal(v.shape).astype(v.dtype) for v in g.inputs}
+
+
 @pytest.mark.parametrize("n,c,k,hw,pads", [(2, 5, 7, (7, 9), (1, 1, 1, 1)), (1, 3, 17, (1, 1), (1, 1, 1, 1)),
                                            (1, 4, 20, (13, 13), (0, 1, 2, 0)), (1, 6, 4, (3, 8), (0, 0, 0, 0))])
 def test_reference_is_the_conv(n, c, k, hw, pads):
@@ -98,14 +114,7 @@ def test_compiled_matches_reference(tmp_path, monkeypatch, preset, par, case):
         plan = winograd.plan
         monkeypatch.setattr(winograd, "plan", lambda *a, **kw: dict(plan(*a, **kw), rows=rows))
     g = _graph(n, c, k, hw, pads, post)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        compile_graph(g, targets.get(preset), str(tmp_path / "m.edgec"), progress=False)
-    assert not [str(w.message) for w in caught if "falling back" in str(w.message)]
-    m = load(str(tmp_path / "m.edgec"))
-    assert [k["ops"][0] for k in m.kernels] == ["conv2d_winograd"]
-    rng = np.random.default_rng(1)
-    feed = {v.name: rng.standard_normal(v.shape).astype(v.dtype) for v in g.inputs}
+    m, feed = compiled_winograd(tmp_path, g, preset), seeded_feed(g)
     got = m.run(feed)[0]
     want = interpret(g, feed)[g.outputs[0]]  # the direct conv's numpy reference (the graph before the passes)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

@@ -2,19 +2,16 @@
 run of memory for the output transform to read back. The layout, and the compiled kernel against
 numpy on shapes that divide neither the tiles, the register tile, the blocks of tile rows nor the
 channel blocks."""
-import warnings
-
 import numpy as np
 import pytest
 
 from edgec import targets
-from edgec.compiler.build import compile_graph, lowered_kernels
+from edgec.compiler.build import lowered_kernels
 from edgec.compiler.interp import interpret
-from edgec.runtime import load
 from edgec.targets import schedules
 from edgec.targets.schedules import winograd
 
-from test_winograd import _graph
+from test_winograd import _graph, compiled_winograd, seeded_feed
 
 
 @pytest.fixture(autouse=True)
@@ -45,12 +42,5 @@ def test_compiled_matches_numpy(tmp_path, monkeypatch, preset, par):
     plan = winograd.plan
     monkeypatch.setattr(winograd, "plan", lambda *a, **kw: dict(plan(*a, **kw), rows=3))  # 3 blocks, last partial
     g = _graph(2, 20, 40, (15, 17), (1, 1, 1, 1), ("add", "relu"))  # 8 x 9 tiles (cut), 40 = 2.5 blocks
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        compile_graph(g, targets.get(preset), str(tmp_path / "m.edgec"), progress=False)
-    assert not [str(w.message) for w in caught if "falling back" in str(w.message)]
-    m = load(str(tmp_path / "m.edgec"))
-    assert [k["ops"][0] for k in m.kernels] == ["conv2d_winograd"]
-    rng = np.random.default_rng(1)
-    feed = {v.name: rng.standard_normal(v.shape).astype(v.dtype) for v in g.inputs}
+    m, feed = compiled_winograd(tmp_path, g, preset), seeded_feed(g)
     np.testing.assert_allclose(m.run(feed)[0], interpret(g, feed)[g.outputs[0]], rtol=1e-4, atol=1e-5)
