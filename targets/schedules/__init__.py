@@ -7,6 +7,8 @@ schedule. Register a specialised one with `@rule(kind, arch=...)`.
 import warnings
 
 import numpy as np
+import tvm_ffi
+from tvm import tirx
 
 from . import generic
 
@@ -50,6 +52,11 @@ def buffer_bytes(buf):
     for v in buf.shape:
         n *= int(getattr(v, "value", 1))
     return n
+
+
+def substitute(expr, mapping):
+    """EXPR with each variable of MAPPING (a dict keyed by tirx.Var) replaced by its value."""
+    return tvm_ffi.structural_map(expr, [(tirx.Var, lambda v: mapping.get(v, v))])
 
 
 def argument_bytes(func):

@@ -52,8 +52,9 @@ def _unevenness(outer, oh, b, threads):
 def split_band(outer, oh, band):
     """Rows per band of the direct conv's parallel loop (OUTER batch x channel blocks, OH rows, BAND
     from the caches): the fewest bands (a partial last one) that split the loop evenly over 2 threads
-    and no worse over 4 than BAND does (SqueezeNet's 1x1 384->48 @13: 3 blocks of one band, split
-    2/1 -> bands of 7, 6 iterations); a band sized for the cache is never enlarged. AVX2 (2-core
+    and no worse over 4 than BAND does (SqueezeNet's 1x1 384->48 @13, when it ran in rows: 3 blocks
+    of one band, split 2/1 -> bands of 7, 6 iterations; on x86 it now runs as one flat row, see
+    pack.conv_flat_rows); a band sized for the cache is never enlarged. AVX2 (2-core
     znver3), in model, per-kernel minima of 80 alternated rounds, 2 threads: SqueezeNet's 384->48
     @13 + relu 0.056 -> 0.047 ms and 0.038 -> 0.034 (old twice: 0.056, 0.038); four blocks (384->64,
     512->64 @13, already even) cut in 2 bands anyway (8 iterations): 0.086 -> 0.092, 0.065 -> 0.068."""

@@ -6,7 +6,7 @@ from tvm import tirx
 from tvm.sym.analyzer import Analyzer
 from tvm.sym import pattern
 
-from . import buffer_bytes, worth_parallel
+from . import buffer_bytes, substitute, worth_parallel
 from .common import divisor, inline_epilogue, inside_steps, schedule_rest, vectorize
 from .pack import lanes as pack_lanes
 from .pool import contiguous_reads
@@ -193,8 +193,8 @@ def _deinterleaved(loop, ana):
 
     def at(expr, phase):  # EXPR with the block's variables bound at step FIRST and PHASE
         outer = {loop.loop_var: first, phases.loop_var: tirx.IntImm(index, phase)}
-        binds = {v.var: _substitute(b, outer) for v, b in zip(block.iter_vars, realize.iter_values)}
-        return ana.simplify(_substitute(expr, binds))
+        binds = {v.var: substitute(b, outer) for v, b in zip(block.iter_vars, realize.iter_values)}
+        return ana.simplify(substitute(expr, binds))
 
     column = block.iter_vars[-1].var
     rows = [t for t in _conjuncts(cond) if not _uses(t, column)]  # the pad rows' test
@@ -217,10 +217,6 @@ def _deinterleaved(loop, ana):
 
 _IF_THEN_ELSE = tirx.if_then_else(tirx.Var("c", "bool"), tirx.FloatImm("float32", 1.0),
                                    tirx.FloatImm("float32", 0.0)).op
-
-
-def _substitute(expr, mapping):
-    return tvm_ffi.structural_map(expr, [(tirx.Var, lambda v: mapping.get(v, v))])
 
 
 def _conjuncts(cond):

@@ -18,7 +18,7 @@ from tvm.sym import pattern
 from tvm.sym.analyzer import Analyzer
 from tvm.s_tir import SBlockRealize, Schedule
 
-from . import generic, rule, worth_parallel
+from . import generic, rule, substitute, worth_parallel
 
 POOL_BLOCKS = ("max_pool2d", "pool_sum")
 
@@ -192,10 +192,10 @@ def _vector_columns(loop, store, first, lanes, ana, rows=None):
     binds = dict(zip((v.var for v in realize.block.iter_vars), realize.iter_values))
 
     def at(expr, value):  # EXPR (block variables) at loop value VALUE
-        return ana.simplify(_subst(_subst(expr, binds), {lv: value}))
+        return ana.simplify(substitute(substitute(expr, binds), {lv: value}))
 
     def linear(expr):  # EXPR (block variables) as s * loop value + c, constants s and c
-        coef = pattern.detect_linear_equation(ana.simplify(_subst(expr, binds)), [lv])
+        coef = pattern.detect_linear_equation(ana.simplify(substitute(expr, binds)), [lv])
         if len(coef) != 2 or not all(isinstance(c, tirx.IntImm) for c in coef):
             raise _NotStrided
         return int(coef[0]), int(coef[1])
@@ -250,7 +250,7 @@ def _row_vector(rows, outer, start, width, ana):
         coef = pattern.detect_linear_equation(e.indices[-1], [column])
         if len(coef) != 2 or not all(isinstance(c, tirx.IntImm) for c in coef) or int(coef[0]) != 1:
             raise _NotStrided
-        idx = [ana.simplify(_subst(i, sub)) for i in e.indices[:-1]]
+        idx = [ana.simplify(substitute(i, sub)) for i in e.indices[:-1]]
         ramp = tirx.Ramp(ana.simplify(start + coef[1]), tirx.IntImm(str(start.ty), 1), width)
         return tirx.BufferLoad(e.source, idx + [ramp])
     return _vec(store.value, width, load)
@@ -278,10 +278,6 @@ class _NotStrided(Exception):
 
 
 _ISNAN = tirx.isnan(tirx.Var("x", "float32")).op
-
-
-def _subst(expr, mapping):
-    return tvm_ffi.structural_map(expr, [(tirx.Var, lambda v: mapping.get(v, v))])
 
 
 def _has_edges(sch, block):
