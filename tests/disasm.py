@@ -54,3 +54,13 @@ def stack_accesses(body):
 
 def vector_fmas(body):
     return [(o, a) for o, a in body if _FMA.match(o) and ("%ymm" in a or "%zmm" in a or ".4s" in a)]
+
+
+def accumulators(body):
+    """The vector registers BODY's FMAs accumulate into (x86 AT&T: the last operand; aarch64: the
+    first): a register tile's size, as the code holds it."""
+    regs = set()
+    for o, a in vector_fmas(body):
+        ops = [x.strip() for x in a.split(",")]
+        regs.add(ops[-1] if "%" in a else ops[0])
+    return regs

@@ -1,0 +1,47 @@
+"""The x86 register tiles per ISA, proven on the code itself (no AVX-512 machine is needed to
+compile for one): for x86-avx2 (16 ymm) and x86-avx512 (32 zmm), the innermost FMA loops of the
+3x3 direct conv, the Winograd GEMM, the 1x1 GEMM (a tail of 4 pixels; a cache-chunked reduction)
+and the dense GEMV use vector FMAs of the ISA's width, touch no stack slot (no spills), and the
+GEMM's tile holds the accumulators the preset's register file allows (pack.pointwise_tile: 12 of
+AVX2's 16, 24 of AVX-512's 32). Numerics of these schedules: tests/test_schedules.py."""
+import shutil
+
+import pytest
+
+from disasm import accumulators, innermost_fma_loops, library, stack_accesses, vector_fmas
+from edgec import api
+from edgec.targets import get as preset_of
+from edgec.targets.schedules.pack import pointwise_tile
+from test_arm_schedules import _Model, conv_library
+
+pytestmark = pytest.mark.skipif(not shutil.which("objdump"), reason="objdump (binutils) is not installed")
+REGISTER = {"x86-avx2": "%ymm", "x86-avx512": "%zmm"}
+CONVS = [(512, 512, 7, 3), (64, 64, 56, 3), (512, 512, 14, 1), (3072, 128, 7, 1)]
+
+
+def assert_fits(loops, preset):
+    assert loops, "no FMA loop found"
+    for body in loops:
+        fmas = vector_fmas(body)
+        assert len(fmas) >= 8 and all(REGISTER[preset] in a for _, a in fmas), body
+        assert not stack_accesses(body), stack_accesses(body)
+
+
+@pytest.mark.parametrize("preset", list(REGISTER))
+@pytest.mark.parametrize("c,o,hw,k", CONVS, ids=["3x3@7", "winograd@56", "1x1-tail@14", "1x1-chunked@7"])
+def test_x86_conv_tiles_fit_registers(tmp_path, preset, c, o, hw, k):
+    loops = innermost_fma_loops(conv_library(tmp_path, preset, c, o, hw, k))
+    assert_fits(loops, preset)
+    if k == 1:  # the GEMM's whole tiles: channels x pixel vectors accumulators
+        channels, pixels = pointwise_tile(preset_of(preset), o, hw * hw)
+        tile = channels * pixels // (preset_of(preset).vector_bits // 32)
+        assert tile >= {"x86-avx2": 12, "x86-avx512": 24}[preset]
+        assert max(len(accumulators(b)) for b in loops) == tile
+
+
+@pytest.mark.parametrize("preset", list(REGISTER))
+def test_x86_dense_tile_fits_registers(tmp_path, preset):
+    m = _Model()
+    m.output(m.dense(m.node("Flatten", [m.input((1, 1000))]), 1000, 300))
+    art = api.compile(m.save(str(tmp_path / "dense.onnx")), preset, str(tmp_path / "d.edgec"), progress=False)
+    assert_fits(innermost_fma_loops(library(art, tmp_path)), preset)
