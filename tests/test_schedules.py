@@ -336,33 +336,46 @@ def test_pointwise_tile_fits_registers(preset):
 @pytest.mark.parametrize("preset", ["x86-avx2", "x86-avx512", "rpi4"])
 def test_pointwise_tail_is_whole_vectors_after_whole_tiles(preset):
     """Pixels after the whole tiles are a GEMM of their own in whole vectors, narrower than a tile
-    (ResNet-50's 14x14 = 196 pixels on AVX2: 192 + a tail of 8); on x86 up to TAIL_PIXELS leftover
-    pixels exactly (7x7 = 49: 48 + 1)."""
-    from edgec.targets.schedules.pack import TAIL_PIXELS, lanes, pointwise_tail
+    (7x7 = 49 pixels in 16-pixel vectors on AVX-512: 48 + 1 vector); on x86 up to TAIL_PIXELS
+    leftover pixels exactly (7x7 = 49: 48 + 1); and on x86 a tail with fewer than FMA_CHAINS
+    accumulators takes in the last whole tile, in sub-tiles of at least that many (ResNet-50's
+    14x14 = 196 pixels on AVX2 in 4 x 24 tiles: 168 + a tail of 32, two sub-tiles of 2 vectors)."""
+    from edgec.targets.schedules.pack import FMA_CHAINS, TAIL_PIXELS, lanes, pointwise_tail, tail_vectors
     p = targets.get(preset)
+    n = lanes(p)
     for o, pixels in [(2048, 49), (512, 49), (256, 196), (128, 20), (64, 3136), (1000, 1), (130, 15)]:
         mr, nr = pointwise_tile(p, o, pixels)
-        main, tail = pixels // nr * nr, pointwise_tail(p, pixels, nr)
-        exact = p.arch == "x86_64" and pixels - main <= TAIL_PIXELS
+        tail = pointwise_tail(p, pixels, nr, mr)
+        main = -(-(pixels - tail) // nr) * nr
+        exact = p.arch == "x86_64" and pixels % nr <= TAIL_PIXELS
         if tail:
-            assert main > 0 and (tail == pixels - main if exact else tail % lanes(p) == 0), (o, pixels, nr, tail)
-            assert pixels <= main + tail < main + nr, (o, pixels, nr, tail)
+            assert main > 0 and (tail == pixels - main if exact else tail % n == 0), (o, pixels, nr, tail)
+            assert pixels <= main + tail < main + (2 * nr if tail > nr else nr), (o, pixels, nr, tail)
+        if tail > nr:  # (taken in the last whole tile: sub-tiles of at least FMA_CHAINS accumulators)
+            assert p.arch == "x86_64" and mr * tail_vectors(p, mr, tail // n) >= FMA_CHAINS, (o, pixels, mr, tail)
     if p.arch == "x86_64":
-        assert [pointwise_tail(p, n, 64) for n in (129, 130, 131)] == [1, 2, -(-3 // lanes(p)) * lanes(p)]
+        assert [pointwise_tail(p, px, 64, 8) for px in (129, 130, 131)] == [1, 2, n]  # (8 accumulators: no fold)
+    if preset == "x86-avx2":  # 196 = 7 x 24 + 28 pixels in 2 sub-tiles of 4 x 16
+        assert pointwise_tile(p, 256, 196) == (4, 24) and pointwise_tail(p, 196, 24, 4) == 32
+        assert tail_vectors(p, 4, 4) == 2
     if preset != "x86-avx512":  # (64-pixel tiles there: 49 pixels are one tile)
-        assert pointwise_tail(p, 49, pointwise_tile(p, 2048, 49)[1]) > 0
+        assert pointwise_tail(p, 49, *reversed(pointwise_tile(p, 2048, 49))) > 0
 
 
 @pytest.mark.parametrize("preset", ["host", "x86-avx2"])
 @pytest.mark.parametrize("case", [(64, 128, (7, 7), 1, 1, ("add", "relu")), (48, 128, (7, 7), 1, 2, ("relu",)),
                                   (32, 272, (7, 7), 2, 1, ("relu",)), (32, 128, (14, 14), 1, 1, ("relu",)),
-                                  (40, 136, (5, 10), 1, 1, ("relu",)), (36, 130, (3, 17), 1, 1, ("relu",))],
-                         ids=["p49add", "p49s2", "p49g2", "p196", "p50", "p51"])
+                                  (40, 136, (5, 10), 1, 1, ("relu",)), (36, 130, (3, 17), 1, 1, ("relu",)),
+                                  (40, 136, (14, 14), 1, 1, ("add", "relu")), (24, 128, (14, 14), 1, 2, ("relu",)),
+                                  (32, 272, (14, 14), 2, 1, ())],
+                         ids=["p49add", "p49s2", "p49g2", "p196", "p50", "p51", "p196add", "p196s2", "p196g2"])
 def test_pointwise_tail_gemm(tmp_path, rng, preset, case):
     """GEMMs with a tail (7x7 pixels: plain with a residual add, stride 2, grouped) match numpy, and
     with fewer channels than pixels (14x14: the tail a loop of its own); on x86 tails of 1 and 2
     pixels (49, 50) exactly (sums of neighbouring channel blocks in flight, the last group partial:
-    22 blocks of 6), of 3 (51) in a whole vector."""
+    22 blocks of 6), of 3 (51) in a whole vector; on x86, 14x14 in 4 x 24 tiles takes the last
+    whole tile into the tail (168 + 32: two sub-tiles, the second past the image), with a residual
+    add, a stride, groups (136 channels each: 34 blocks of 4)."""
     if preset != "host" and "avx2" not in open("/proc/cpuinfo").read():
         pytest.skip("this machine has no AVX2 to run x86-avx2 code")
     from edgec.compiler.passes import run_passes
@@ -370,6 +383,8 @@ def test_pointwise_tail_gemm(tmp_path, rng, preset, case):
     g = _conv_graph(rng, c, o, (hw[0] * stride, hw[1] * stride), (1, 1), groups, stride, post=post)
     conv = run_passes(g, preset=targets.get(preset)).nodes[0]
     assert conv.attrs.get("tile") and conv.attrs.get("tail"), conv.attrs
+    if preset == "x86-avx2" and hw == (14, 14):
+        assert (conv.attrs["tile"], conv.attrs["tail"]) == (24, 32), conv.attrs
     _check(tmp_path, g, preset)
 
 

@@ -129,22 +129,36 @@ def _pointwise(x, wp, b, o, s, oh, ow, tile, g=1, tail=0):
     nb, og = blocks // g, o // g
     pixels = oh * ow
     padded = -(-pixels // tile) * tile
-    main = pixels // tile * tile if tail else padded  # pixels of the GEMM in whole tiles
+    # pixels of the GEMM in whole tiles (a tail may take in the last whole one: pack.pointwise_tail)
+    main = -(-(pixels - tail) // tile) * tile if tail else padded
     # the input as panels, one per pixel tile: (tiles, C, tile), so that a tile's reduction reads
     # one contiguous block (from the NCHW rows: one cache line per channel, every channel on
     # another page; measured on AVX2, thread time in ResNet-50: 64->256 @56 + add 2.3 -> 1.6 ms)
     # (`likely`: LoopPartition splits off the padded last tile, see compiler/build.py)
-    xp = te.compute((n, padded // tile, c, tile), lambda nn, t, cc, i: te.if_then_else(
-        tirx.likely(t * tile + i < pixels), x[nn, cc, (t * tile + i) // ow * s[0], (t * tile + i) % ow * s[1]],
-        tirx.const(0, x.dtype)), name="conv2d_pixels_copy")
+    def copy(shape, pixel, name, past):  # PAST: some of its pixels lie past the image's (zeros)
+        def value(*idx):
+            nn, cc, q = pixel(*idx)
+            v = x[nn, cc, q // ow * s[0], q % ow * s[1]]
+            return te.if_then_else(tirx.likely(q < pixels), v, tirx.const(0, x.dtype)) if past else v
+        return te.compute(shape, value, name=name)
+
+    xp = copy((n, main // tile, c, tile), lambda nn, t, cc, i: (nn, cc, t * tile + i), "conv2d_pixels_copy",
+              main > pixels)
+    # the tail's pixels a panel of their own, (C, tail): its rows contiguous, not a few pixels of
+    # each row of a padded tile's panel (two such panels where the tail took in the last whole tile)
+    xt = copy((n, c, tail), lambda nn, cc, i: (nn, cc, main + i), "conv2d_pixels_copy_tail",
+              main + tail > pixels) if tail else None
 
     def xs(nn, cc, q):
         return xp[nn, q // tile, cc, q % tile]
 
     def gemm(width, start, name):
         rc = te.reduce_axis((0, ci), "rc")  # a grouped conv: block bi reads its group's ci channels
+
+        def pixel(nn, cc, q):
+            return xt[nn, cc, q] if start else xs(nn, cc, q)
         return te.compute((n, blocks, block, width), lambda nn, bi, oi, q: te.sum(
-            xs(nn, rc if g == 1 else (bi // nb) * ci + rc, start + q) * wp[bi, rc, 0, 0, oi], axis=rc), name=name)
+            pixel(nn, rc if g == 1 else (bi // nb) * ci + rc, q) * wp[bi, rc, 0, 0, oi], axis=rc), name=name)
 
     # TAIL: the pixels after the whole tiles as a GEMM of their own, `tail` pixels (whole vectors) wide
     acc = gemm(main, 0, "conv2d_pointwise")

@@ -215,7 +215,7 @@ def _conv_attrs(graph, node, w, preset, block, direct=False):
                                                                          pixels, nr, strided, padded)):
         attrs["block"], attrs["tile"] = mr, nr  # a GEMM: tile of `block` channels x `tile` pixels
         # (pixels after the whole tiles; read in place, a padded last tile instead)
-        attrs["tail"] = 0 if in_place or padded else pointwise_tail(preset, pixels, nr)
+        attrs["tail"] = 0 if in_place or padded else pointwise_tail(preset, pixels, nr, mr)
     elif not direct and (rows := conv_rows_tile(preset, w.shape, int(out[2]), int(out[3]), wq,
                                                 node.attrs.get("strides", [1, 1]), g)):
         attrs["block"], attrs["row_tile"], attrs["row_band"] = rows  # the direct conv over padded rows, a GEMM's tile

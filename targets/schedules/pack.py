@@ -241,19 +241,40 @@ def pointwise_tile(preset, out_channels, pixels, write_back_pass=False):
 
 
 TAIL_PIXELS = 2  # leftover pixels up to which the pointwise GEMM's tail broadcasts pixels (x86)
+# independent accumulators that keep AVX2's two FMA pipes busy through their 4-cycle latency: a
+# tail register tile with fewer waits on its chains (4 channels x 1 vector: half the FMA rate)
+FMA_CHAINS = 8
 
 
-def pointwise_tail(preset, pixels, tile):
+def pointwise_tail(preset, pixels, tile, block):
     """Pixels of the pointwise GEMM's tail: those after the whole tiles, computed by a GEMM of their
     own instead of in a padded last tile (0: no tail). In whole pixel vectors; but on x86 up to
     TAIL_PIXELS leftover pixels exactly, each broadcast against a block's channels (pointwise.py
     tail_gemm): one whole pixel vector for 7x7 = 3 x 16 + 1 pixels was 8 lanes of work for one
-    and a sixth of the kernel's time (2048->512 @7, AVX2)."""
+    and a sixth of the kernel's time (2048->512 @7, AVX2). On x86, a tail whose register tile
+    (BLOCK channels x its vectors) holds fewer than FMA_CHAINS accumulators takes the last whole
+    tile in too, computed in sub-tiles of at least that many (tail_vectors): 14x14 = 196 pixels in
+    tiles of 4 x 24 were 8 tiles + a tail of 1 vector (4 of its 8 pixels padding), whose 4 chains
+    ran at half the FMA rate (perf, AVX2, MobileNet v1's 512->512 @14: 7.3% of the kernel's time
+    for 2% of its pixels); now 7 tiles + 28 pixels in 2 sub-tiles of 2 vectors."""
     n, left = lanes(preset), pixels % tile
     if pixels > tile and 0 < left <= TAIL_PIXELS and preset.arch == "x86_64":
         return left
     tail = -(-left // n) * n
-    return tail if pixels > tile and 0 < tail < tile else 0
+    if not (pixels > tile and 0 < tail < tile):
+        return 0
+    folded = -(-(left + tile) // n) * n
+    if preset.arch == "x86_64" and block * (tail // n) < FMA_CHAINS and pixels >= 2 * tile \
+            and block * tail_vectors(preset, block, folded // n) >= FMA_CHAINS:
+        return folded
+    return tail
+
+
+def tail_vectors(preset, block, vectors):
+    """Pixel vectors per register tile of a whole-vector tail of VECTORS: the most that divide them
+    with BLOCK channels x that many accumulators within pointwise_tile's budget."""
+    budget = min(preset.regs - 4, 24)
+    return max(s for s in range(1, vectors + 1) if vectors % s == 0 and (block * s <= budget or s == 1))
 
 
 # of the pixels up to which a projection (< 128 output channels) pads its last tile to run as the GEMM

@@ -2,7 +2,7 @@
 panel layout come from compiler/lower/packed.py and pack.py."""
 from . import buffer_bytes, generic, worth_parallel
 from .common import ACC_SCOPE, LINE_BYTES, divisor, has_block, inline_epilogue, parallel, prefetch, schedule_rest
-from .pack import lanes as pack_lanes, pointwise_tile
+from .pack import lanes as pack_lanes, pointwise_tile, tail_vectors
 
 PANEL_SHARE = 0.25  # of the L2 for a pointwise conv's weight panel (reduction chunk x channel block)
 L2_SHARE = 0.5  # of the L2 for the input rows of a pointwise conv's pixel chunk
@@ -128,7 +128,7 @@ def schedule(sch, kernel, preset):
     sch.vectorize(qi)
     if tail:
         t_block = sch.get_sblock("conv2d_pointwise_tail")
-        t_outer, t_rc = tail_gemm(sch, t_block, lanes, par and not merge)
+        t_outer, t_rc = tail_gemm(sch, t_block, preset, par and not merge)
         if merge:
             parallel(sch, sch.merge(outer, t_outer), par)
         if t_rc is not None:
@@ -140,6 +140,9 @@ def schedule(sch, kernel, preset):
         copy = sch.get_sblock("conv2d_pixels_copy")
         generic._schedule_block(sch, copy, lanes, par and pass_forks(sch, copy))
         done.append("conv2d_pixels_copy")
+    if tail:  # the tail's panel (compiler/lower/packed.py), a pass of its own too
+        copy = sch.get_sblock("conv2d_pixels_copy_tail")
+        generic._schedule_block(sch, copy, lanes, par and pass_forks(sch, copy))
     schedule_rest(sch, preset, done, par)
     func = simplified(sch.mod["main"])
     return prefetch_next_tile(func, *prefetch) if prefetch else func
@@ -430,7 +433,7 @@ def write_back_at(sch, acc, unpack, qc, ow, whole=True):
     return True
 
 
-def tail_gemm(sch, tail, lanes, par):
+def tail_gemm(sch, tail, preset, par):
     """The GEMM of the pixels after the whole tiles (see compiler/lower/packed.py): per channel
     block one register tile of `block` channels x its few pixel vectors, the reduction innermost.
     Returns its loop over the channel blocks and its reduction loop (the caller may merge the
@@ -442,6 +445,7 @@ def tail_gemm(sch, tail, lanes, par):
     (LLVM may fold such partial sums back into one chain: with fast-math they are reassociable).
     Measured on AVX2, 1 thread, thread-time minima alternated, vs one whole pixel vector for
     7x7 = 3 x 16 + 1 pixels: 2048->512 @7 1.49 -> 1.35 ms, 512->2048 @7 1.73 -> 1.44 standalone."""
+    lanes = pack_lanes(preset)
     nn, bi, oi, q, rc = sch.get_loops(tail)
     few = int(sch.get(q).extent)
     if few % lanes and int(sch.get(bi).extent) >= TAIL_CHAINS // few:
@@ -473,12 +477,18 @@ def tail_gemm(sch, tail, lanes, par):
         sch.decompose_reduction(rf, f_rco)
         sch.decompose_reduction(tail, oi)
         return outer, None
-    qv, qi = sch.split(q, [None, lanes])
-    sch.reorder(nn, bi, rc, oi, qv, qi)
+    vectors = few // lanes
+    sub = tail_vectors(preset, int(sch.get(oi).extent), vectors)
+    if sub < vectors:  # (a tail that took in the last whole tile: sub-tiles, see pack.pointwise_tail)
+        qs, qv, qi = sch.split(q, [None, sub, lanes])
+        sch.reorder(nn, bi, qs, rc, oi, qv, qi)
+    else:
+        qs, (qv, qi) = None, sch.split(q, [None, lanes])
+        sch.reorder(nn, bi, rc, oi, qv, qi)
     outer = sch.fuse(nn, bi)
     parallel(sch, outer, par)
     acc = sch.cache_write(tail, 0, ACC_SCOPE)
-    sch.reverse_compute_at(acc, outer)
+    sch.reverse_compute_at(acc, qs if qs is not None else outer)
     sch.vectorize(sch.get_loops(acc)[-1])
     sch.unroll(oi)
     sch.unroll(qv)
