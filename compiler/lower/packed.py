@@ -11,7 +11,8 @@ so does an NCHW conv with short rows, its `flat_rows`: register tiles spanning i
 schedule (targets/schedules/conv2d.py) keys on these block names. A pointwise conv (1x1, no padding; grouped: a GEMM per group) whose node carries a pixel
 `tile` is a GEMM instead: block `conv2d_pointwise` computes (N, blocks, block, P) over the output
 pixels P = OH*OW (padded to whole tiles) read from the input copied by `conv2d_pixels_copy` into one panel
-(C x tile, contiguous) per pixel tile, so that pixels are the vector lanes and the write-back
+(C x tile, contiguous) per pixel tile (a `tail` GEMM's pixels: `conv2d_pixels_copy_tail`, C x tail), so
+that pixels are the vector lanes and the write-back
 `conv2d_unpack` reads contiguous rows. `dense_packed` is the same with (M, N) output: block `dense_packed` computes
 (M, blocks, block), block `dense_unpack` writes (M, N) with the bias.
 """

@@ -78,7 +78,14 @@ def schedule(sch, kernel, preset):
     # registers and LLVM reloaded one from the stack in the tail's FMA loop. A tail of a few pixels
     # is a loop of its own, streaming the weights again (see tail_gemm: merged, each output channel's
     # sum was one chain of dependent FMAs; AVX2, 1 thread, thread-time minima, standalone 2048->512
-    # @7 (4 MB) merged 1.43 ms, not 1.25; 960->160 @7 0.202 -> 0.191 with the tail's chains over blocks)
+    # @7 (4 MB) merged 1.43 ms, not 1.25; 960->160 @7 0.202 -> 0.191 with the tail's chains over blocks).
+    # Tried and not kept (MobileNet v1, AVX2, 1 thread, in model, kab minima both orders): merged per
+    # group of the tail's channel blocks (the main blocks split alike): 1024->1024 @7 + global pool's
+    # tail 10.2% -> 4.7% of the kernel (perf) but the whole tiles slower, 1.155 -> 1.166 / 1.179 ->
+    # 1.152 ms (noise); a prefetch into L2 of the next channel block's weights (> L2 in all), a share
+    # before each tile's reduction: 512->512 @14 -2% / +1% (noise), 1024->1024 @7 +14%, 512->1024
+    # @7 +8% (a third of 24 KB per tile, a burst); inside the reduction loop it kept LLVM from holding
+    # the accumulators in registers (stored every step).
     few = tail and int(sch.get(sch.get_loops(sch.get_sblock("conv2d_pointwise_tail"))[3]).extent) % lanes
     merge = par and tail and not few and kc == channels and blocks * block > padded \
         and kc * (padded + tile) * 4 <= preset.l2_kib * 1024
@@ -444,7 +451,12 @@ def tail_gemm(sch, tail, preset, par):
     partial); with fewer blocks, the reduction cut into partial sums (rfactor), then totalled
     (LLVM may fold such partial sums back into one chain: with fast-math they are reassociable).
     Measured on AVX2, 1 thread, thread-time minima alternated, vs one whole pixel vector for
-    7x7 = 3 x 16 + 1 pixels: 2048->512 @7 1.49 -> 1.35 ms, 512->2048 @7 1.73 -> 1.44 standalone."""
+    7x7 = 3 x 16 + 1 pixels: 2048->512 @7 1.49 -> 1.35 ms, 512->2048 @7 1.73 -> 1.44 standalone.
+    A tail of whole vectors that took in the last whole tile (pack.pointwise_tail) runs in
+    sub-tiles of pack.tail_vectors vectors, each a pass over the reduction (8 accumulators for
+    4 x 24 tiles). Tried and not kept: the one-vector tail of 4 x 24 tiles with its reduction cut
+    in two partial sums (rfactor, 8 chains): LLVM spilled two of them, MobileNet v1's 512->512 @14
+    1.137-1.145 -> 1.132-1.143 ms (noise)."""
     lanes = pack_lanes(preset)
     nn, bi, oi, q, rc = sch.get_loops(tail)
     few = int(sch.get(q).extent)
