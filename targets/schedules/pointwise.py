@@ -424,7 +424,10 @@ def write_back_at(sch, acc, unpack, qc, ow, whole=True):
     vectorized, so that in the whole tiles the simplifier drops the check and LLVM vectorizes the
     stores (the unrolled accumulators stay in registers). Measured on AVX2, 1 thread, thread-time
     minima, standalone conv + relu 64->16 @49 (in place, 101 tiles of 24): 0.137 ms as the direct
-    conv, 0.099 this way (the vectorized write-back with its check: 3.4 ms)."""
+    conv, 0.099 this way (the vectorized write-back with its check: 3.4 ms). Tried and not kept: a
+    prefetch (into L1) of the next tile's residual rows, one line per reduction step (ResNet-50,
+    AVX2, 1 thread, kab minima: 64->256 @56 + add 1.18-1.19 -> 1.32 ms, 128->512 @28 + add
+    1.12-1.17 -> 1.31-1.33; the step's channel and line cost a division each)."""
     sch.transform_block_layout(unpack, lambda nn, f, yy, xx: (nn, f, yy * ow + xx))
     sch.compute_inline(acc)
     try:
