@@ -217,6 +217,26 @@ def test_one_loop_kernel_with_packed_weights(seq):
     assert loops[0].attrs["step_rows"] == [1]
 
 
+@pytest.mark.parametrize("peepholes", [0.0, 0.3])
+def test_zero_peepholes_are_dropped_from_the_loop_kernel(peepholes, tmp_path):
+    """An LSTM whose P is all zero (ONNX's default, here given explicitly) runs its loop kernel without
+    P (no peephole loads and multiply-adds per unit and step); nonzero peepholes stay. Both match
+    onnxruntime, compiled for the host and AVX2."""
+    model = mk.recurrent_model(op="LSTM", seq=6, batch=2, inp=8, hidden=24)
+    p = np.random.default_rng(3).uniform(-peepholes, peepholes, (1, 72)).astype(np.float32)
+    model.graph.initializer.append(numpy_helper.from_array(p, "P"))
+    model.graph.node[0].input.extend(["", "", "", "P"])  # sequence_lens, initial_h, initial_c absent
+    g = run_passes(from_onnx(model), preset=targets.get("x86-avx2"))
+    loop = next(n for n in g.nodes if n.op == "lstm_loop")
+    assert len(loop.inputs) == (7 if peepholes else 6)  # X, WP, bias, h0, c0, RP (, P)
+    feed = {"X": _x(dict(seq=6, batch=2, inp=8))}
+    expected = _ort(model, feed)
+    for target in ("host", "x86-avx2"):
+        out = str(tmp_path / f"{target}.edgec")
+        compile_graph(from_onnx(model), targets.get(target), out, progress=False)
+        _check(runtime.load(out).run(feed), expected)
+
+
 def test_batch_rows_share_weight_loads_at_the_packed_tile_width():
     """AVX2, batch 3 LSTM: the step's tile is 3 rows x 4 gates x 1 vector (12 of 16 ymm), and RP is
     packed at that width (8 lanes), so the tile streams whole cache lines of RP once per step

@@ -19,7 +19,8 @@ Loop kernels (made by the pass; weights packed per hidden tile of `lanes` units,
 WP[d, tile, i, gate, lane] = W[d, gate*H + tile*lanes + lane, i], RP likewise from R;
 bias = W bias + R bias except the GRU h gate's R bias with linear_before_reset):
 
-    lstm_loop(X, WP, bias[D,4H], h0, c0, RP, P [, lens]) -> Y, Y_h, Y_c    every direction, all steps
+    lstm_loop(X, WP, bias[D,4H], h0, c0, RP [, P] [, lens]) -> Y, Y_h, Y_c   every direction, all steps
+                                                                           (no P: all-zero peepholes)
     gru_loop(X, WP, bias[D,3H], h0, RP, rbh[D,H] [, lens]) -> Y, Y_h       attrs above + seq
     rnn_loop(X, WP, bias[D,H], h0, RP [, lens]) -> Y, Y_h
 """
@@ -44,6 +45,10 @@ class NumpyMath:
     maximum, minimum, where = np.maximum, np.minimum, np.where
 
     @staticmethod
+    def sigmoid(x):
+        return 1 / (1 + np.exp(-x))
+
+    @staticmethod
     def c(v, like):
         return v
 
@@ -53,7 +58,7 @@ def activate(m, act, x):
     name, alpha, beta = act[0], m.c(act[1], x), m.c(act[2], x)
     one, zero = m.c(1.0, x), m.c(0.0, x)
     if name == "sigmoid":
-        return one / (one + m.exp(-x))
+        return m.sigmoid(x)
     if name == "tanh":
         return m.tanh(x)
     if name == "relu":
@@ -83,16 +88,20 @@ def _clip(m, a, x):
     return m.minimum(m.maximum(x, m.c(-a["clip"], x)), m.c(a["clip"], x))
 
 
+def _peep(pre, p, k, c):
+    return pre[k] if p is None else pre[k] + p[k] * c
+
+
 def lstm_c(m, a, acts, pre, c, p):
-    """pre = (i, o, f, c~) pre-activations with biases; p = peepholes (i, o, f). -> c'."""
+    """pre = (i, o, f, c~) pre-activations with biases; p = peepholes (i, o, f), None where all zero. -> c'."""
     f_, g_ = acts[0], acts[1]
-    i = activate(m, f_, _clip(m, a, pre[0] + p[0] * c))
-    f = m.c(1.0, i) - i if a.get("input_forget") else activate(m, f_, _clip(m, a, pre[2] + p[2] * c))
+    i = activate(m, f_, _clip(m, a, _peep(pre, p, 0, c)))
+    f = m.c(1.0, i) - i if a.get("input_forget") else activate(m, f_, _clip(m, a, _peep(pre, p, 2, c)))
     return f * c + i * activate(m, g_, _clip(m, a, pre[3]))
 
 
 def lstm_h(m, a, acts, pre, c_new, p):
-    o = activate(m, acts[0], _clip(m, a, pre[1] + p[1] * c_new))
+    o = activate(m, acts[0], _clip(m, a, _peep(pre, p, 1, c_new)))
     return o * activate(m, acts[2], c_new)
 
 
@@ -265,7 +274,7 @@ def reference_steps(kind, a, xp, h, c, rt, extra, lens, acts, reverse):
         if kind == "lstm":
             pre = xt + hr
             hn, cn = lstm_update(NumpyMath, a, acts, [pre[:, k * hid:(k + 1) * hid] for k in range(4)], c,
-                                 [extra[k * hid:(k + 1) * hid] for k in range(3)])
+                                 None if extra is None else [extra[k * hid:(k + 1) * hid] for k in range(3)])
             c = np.where(v, cn, c)
         elif kind == "gru":
             z, r = gru_gates(NumpyMath, a, acts, xt[:, :hid] + hr[:, :hid], xt[:, hid:2 * hid] + hr[:, hid:2 * hid])
