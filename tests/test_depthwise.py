@@ -1,4 +1,6 @@
 """Depthwise conv schedule decisions that the numerics tests (tests/test_schedules.py) do not show."""
+import re
+
 import numpy as np
 import pytest
 
@@ -36,8 +38,10 @@ PLANES = [  # c, (h, w), (kh, kw), stride, pads (top, left, bottom, right): none
     (4, (16, 23), (5, 5), 3, (2, 1, 2, 2)),  # stride 3: the left pad not a whole step
     (4, (64, 131), (3, 3), 2, (1, 1, 1, 1)),  # plane over half of L1: built per band of rows
     (5, (48, 53), (3, 3), 2, (0, 0, 1, 1)),  # strided, over an eighth of L1: bands of 6 rows (AVX2)
-    (3, (9, 30), (3, 3), 2, (0, 0, 1, 1)),  # 15 steps inside: a vector of 8, one of 4, 3 single steps
-    (5, (14, 14), (3, 3), 2, (0, 0, 1, 1)),  # MobileNet's 14-wide s2: a vector of 4, 3 single steps
+    (3, (9, 30), (3, 3), 2, (0, 0, 1, 1)),  # 15 steps inside: vectors of 8, 4 and 2 steps, a single step
+    (5, (14, 14), (3, 3), 2, (0, 0, 1, 1)),  # MobileNet's 14-wide s2: a vector of 4, 3 single steps (AVX2)
+    (6, (7, 28), (3, 3), 2, (0, 0, 1, 1)),  # MobileNet's 28-wide s2: vectors of 8, 4 and 2 steps (AVX2)
+    (4, (9, 45), (3, 3), 2, (1, 1, 1, 1)),  # a left pad, 22 steps inside: 16 + 4 + 2 (AVX2), 20 + 2 (NEON)
     (5, (13, 21), (3, 3), 1, (1, 1, 1, 1)),  # stride 1: a pad column on both sides
     (7, (16, 23), (5, 5), 1, (2, 1, 2, 2)),  # stride 1, pads of 1 and 2 columns
     (9, (11, 8), (3, 3), 1, (0, 1, 2, 0)),  # stride 1, left and bottom only
@@ -62,6 +66,24 @@ def test_depthwise_band_rows(plane, oh, stride, band):
     one (de-interleaved) over an eighth, where bands of MIN_BAND rows or more fit there."""
     from edgec.targets.schedules.depthwise import band_rows
     assert band_rows(plane, oh, targets.get("x86-avx2").l1_kib * 1024, stride) == band
+
+
+@pytest.mark.parametrize("preset,hw,steps", [("x86-avx2", 28, [16, 8, 4]), ("x86-avx2", 14, [8]),
+                                             ("rpi4", 28, [8, 4]), ("rpi4", 14, [8, 4])])
+def test_strided_plane_copy_half_vectors(preset, hw, steps):
+    """After a whole vector of steps, the copy's rest inside the input goes in halves down to 2 steps
+    (MIN_DEINTERLEAVE); without one, down to MIN_DEINTERLEAVE_ALONE: a 28-wide stride-2 input
+    ("same" padding, 14 steps) is 8 + 4 + 2 steps on AVX2, 12 + 2 on NEON; a 14-wide one (7 steps)
+    4 steps and 3 single ones on AVX2, 4 + 2 + 1 on NEON. STEPS: the loads' widths in columns."""
+    preset = targets.get(preset)
+    g = Graph("dw")
+    x = g.add_input("x", (1, 4, hw, hw))
+    w = g.add_const(np.ones((4, 1, 3, 3), "float32"))
+    y, = g.add_node("conv2d", [x, w], {"groups": 4, "strides": [2, 2], "dilations": [1, 1], "pads": [0, 0, 1, 1]})
+    g.outputs = [y]
+    (kernel, func), = lowered_kernels(g, preset)
+    script = schedules.schedule(func, kernel, preset).script()
+    assert sorted({int(n) for n in re.findall(r"columns: T.let\[T.float32x(\d+)\]", script)}, reverse=True) == steps
 
 
 @pytest.mark.parametrize("preset,lanes", [("x86-avx2", 8), ("rpi4", 4)])
@@ -137,3 +159,27 @@ def test_parallel_depthwise_groups_of_planes(tmp_path, monkeypatch, preset):
     got, want = load(str(tmp_path / "m.edgec")).run(feed), interpret(g, feed)
     for o, a in zip(g.outputs, got):
         np.testing.assert_allclose(a, want[o], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.arm
+def test_depthwise_planes_on_rpi4_match_onnxruntime(tmp_path, monkeypatch):
+    """The PLANES convs (strided copies in vectors of 4 steps and halves of them down to 2, pad
+    columns on either side, bands of rows) on rpi4 under qemu, in parallel, against onnxruntime."""
+    import arm_env
+    import onnx
+    from edgec import api
+    from test_arm import check, onnxruntime_outputs
+    from test_arm_schedules import _Model
+    arm_env.require_tools()
+    monkeypatch.setattr(schedules, "PARALLEL_MIN_WORK", 0)
+    m = _Model()
+    for c, hw, k, s, pads in PLANES:
+        w = m._const(m.rng.standard_normal((c, 1) + k))
+        m.output(m.node("Conv", [m.input((1, c) + hw), w], group=c, strides=[s] * 2, pads=list(pads), kernel_shape=list(k)))
+    model = m.save(str(tmp_path / "planes.onnx"))
+    art = api.compile(model, "rpi4", str(tmp_path / "m.edgec"), progress=False)
+    rng = np.random.default_rng(1)
+    inputs = {i.name: rng.standard_normal([d.dim_value for d in i.type.tensor_type.shape.dim]).astype(np.float32)
+              for i in onnx.load(model).graph.input}
+    expected = onnxruntime_outputs(model, inputs)
+    check(arm_env.run_artifact(art, inputs.values(), tmp_path, len(expected)), expected)

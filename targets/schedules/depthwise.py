@@ -137,7 +137,7 @@ def _copy_inside(sch, plane, stride, lanes):
     lo, hi = inside_steps(left, int(read.source.shape[3]), stride, int(sch.get(q).extent))
     vectors, rest = [], max(hi - lo, 0)  # strided: the inside in vectors of LANES steps, then halves
     width = lanes if stride > 1 else 0
-    while width >= MIN_DEINTERLEAVE:
+    while width >= MIN_DEINTERLEAVE and (width >= MIN_DEINTERLEAVE_ALONE or vectors and vectors[0][1] == lanes):
         if rest >= width:
             vectors.append((rest // width * width, width))
             rest -= vectors[-1][0]
@@ -150,7 +150,16 @@ def _copy_inside(sch, plane, stride, lanes):
 
 
 DEINTERLEAVE = "edgec_deinterleave"  # loop annotation: de-interleave this copy in vectors of N steps
-MIN_DEINTERLEAVE = 4  # the narrowest such vector; fewer steps stay LLVM's
+# The narrowest such vector, after a whole vector of steps (fewer steps stay LLVM's, one at a time),
+# and without one. 2 steps after a vector: a 28-wide stride-2 input's 14 steps inside as 8 + 4 + 2
+# (were 8 + 4 and two single steps). AVX2, in model, per-kernel minima alternated (kab, 8-10
+# rounds, busy machine), 256 @28 s2 (MobileNet v1) 1 thread 0.056-0.059 -> 0.048-0.052 ms, 2 threads
+# 0.042-0.063 -> 0.035-0.056; 192 @28 s2 (MobileNetV2) 0.044-0.046 -> 0.039-0.040, 2 threads 0.025
+# -> 0.022 and 0.050 -> 0.042; every other kernel compiles to the same code. A 2-step vector
+# without a whole one before it (a 14-wide input's 7 steps as 4 + 2 + 1) made LLVM unroll the
+# whole plane loop into the conv: 512 @14 s2 0.027 -> 0.038 ms, 576 @14 s2 0.030 -> 0.043.
+MIN_DEINTERLEAVE = 2
+MIN_DEINTERLEAVE_ALONE = 4
 
 
 def deinterleave(func):
