@@ -1,7 +1,7 @@
 """TE computes for elementwise ops (topi handles broadcasting)."""
 from tvm import te, tirx, topi
 
-from . import lowering
+from . import fastmath, lowering
 
 
 def _c(x, v):
@@ -19,6 +19,32 @@ def nan_min(v, c):
     return te.min(c, v)
 
 
+def _fast(fn, fallback):
+    """float32: FN(x, bind) of fastmath's polynomial forms (vectorizes; the `exp` / `tanh`
+    intrinsics are a scalar libm call per lane); other dtypes FALLBACK."""
+    def lowered(x, v):
+        return fastmath.expression(fn, v) if x.dtype == "float32" else fallback(x, v)
+    return lowered
+
+
+def _sigmoid_op(v, bind):
+    """sigmoid, 0 below -88 (past exp_parts' clamp): x * sigmoid(x) at -inf is then NaN, as numpy
+    and onnxruntime have it."""
+    v = bind(v)
+    return tirx.Select(v < fastmath.f32(-88), fastmath.f32(0), fastmath.sigmoid(v, bind))
+
+
+def _swish_op(v, bind):
+    v = bind(v)
+    return v * _sigmoid_op(v, bind)
+
+
+_expm1 = _fast(fastmath.expm1, lambda x, v: te.exp(v) - _c(x, 1))  # (elu's and selu's x <= 0)
+_sigmoid = _fast(_sigmoid_op, lambda x, v: _c(x, 1) / (_c(x, 1) + te.exp(-v)))
+_tanh = _fast(fastmath.tanh, lambda x, v: te.tanh(v))
+_swish = _fast(_swish_op, lambda x, v: v * (_c(x, 1) / (_c(x, 1) + te.exp(-v))))
+
+
 def _unary(fn):
     return lambda a, x: te.compute(x.shape, lambda *i: fn(a, x, x(*i)), name="ew")
 
@@ -26,10 +52,10 @@ def _unary(fn):
 UNARY = {
     "relu": lambda a, x, v: nan_max(v, _c(x, 0)),
     "leaky_relu": lambda a, x, v: tirx.Select(v >= _c(x, 0), v, v * _c(x, a.get("alpha", 0.01))),
-    "sigmoid": lambda a, x, v: _c(x, 1) / (_c(x, 1) + te.exp(-v)),
+    "sigmoid": lambda a, x, v: _sigmoid(x, v),
     "hard_sigmoid": lambda a, x, v: nan_min(nan_max(v * _c(x, a.get("alpha", 0.2)) + _c(x, a.get("beta", 0.5)),
                                                     _c(x, 0)), _c(x, 1)),
-    "tanh": lambda a, x, v: te.tanh(v),
+    "tanh": lambda a, x, v: _tanh(x, v),
     "exp": lambda a, x, v: te.exp(v),
     "log": lambda a, x, v: te.log(v),
     "sqrt": lambda a, x, v: te.sqrt(v),
@@ -39,11 +65,12 @@ UNARY = {
     "ceil": lambda a, x, v: te.ceil(v),
     "reciprocal": lambda a, x, v: _c(x, 1) / v,
     "erf": lambda a, x, v: te.erf(v),
-    "elu": lambda a, x, v: tirx.Select(v > _c(x, 0), v, _c(x, a.get("alpha", 1.0)) * (te.exp(v) - _c(x, 1))),
+    "elu": lambda a, x, v: tirx.Select(v > _c(x, 0), v, _c(x, a.get("alpha", 1.0)) * _expm1(x, v)),
     "selu": lambda a, x, v: _c(x, a.get("gamma", 1.0507009873554805)) * tirx.Select(
-        v > _c(x, 0), v, _c(x, a.get("alpha", 1.6732632423543772)) * (te.exp(v) - _c(x, 1))),
+        v > _c(x, 0), v, _c(x, a.get("alpha", 1.6732632423543772)) * _expm1(x, v)),
     "softplus": lambda a, x, v: te.max(v, _c(x, 0)) + tirx.log1p(te.exp(-te.abs(v))),
     "softsign": lambda a, x, v: v / (_c(x, 1) + te.abs(v)),
+    "swish": lambda a, x, v: _swish(x, v),
     "hard_swish": lambda a, x, v: v * te.min(te.max(v / _c(x, 6) + _c(x, 0.5), _c(x, 0)), _c(x, 1)),
     "thresholded_relu": lambda a, x, v: tirx.Select(v > _c(x, a.get("alpha", 1.0)), v, _c(x, 0)),
 }

@@ -59,7 +59,6 @@ prefetch of the next tile before the gate math (1-2% slower) or of RP ahead in t
 512: 20-37% slower).
 The kernels come scheduled: the `recurrent` schedule rule leaves them as they are.
 """
-import math
 from contextlib import contextmanager, nullcontext
 
 from tvm import te, tirx
@@ -67,7 +66,7 @@ from tvm.script.ir_builder import IRBuilder
 from tvm.script.ir_builder import tirx as T
 
 from ..ops.recurrent import GATES, gru_gates, gru_update, lstm_c, lstm_h, rnn_update, step_inputs
-from . import lowering
+from . import fastmath, lowering
 
 
 def _f(v):
@@ -90,48 +89,16 @@ class TirMath:
         return te.min(c, x)
 
     @staticmethod
-    def _exp_parts(x, scale=1, precise=True):
-        """(s, q) with e^(SCALE*x) = s + s*q: SCALE*x = n ln2 + r, |r| <= ln2/2, s = 2^n, q = e^r - 1 by
-        its Taylor series r(1 + r/2 + ... + r^6/7!) (truncation 2e-9 relative, no cancellation near
-        0); SCALE*x clamped to [-87, 88], the range where 2^n is a normal float32 (a NaN stays NaN).
-        SCALE (1 or -1) is folded into the constants, which saves the negation: r = SCALE*u with
-        u = x - n ln2 / SCALE, the series' k-th coefficient times SCALE^k. PRECISE: ln2 in two parts
-        (n*hi is exact); else float32 ln2 in one multiply-add, 1.9e-9 off: |n| * 1.9e-9 relative error,
-        at most 2.4e-7 and below 5e-8 for |SCALE*x| < 17, beyond which sigmoid and tanh saturate."""
-        lo, hi = sorted((-87.0 / scale, 88.0 / scale))
-        x = T.bind(te.max(_f(lo), te.min(_f(hi), x)))
-        n = T.bind(te.floor(x * _f(scale / math.log(2)) + _f(0.5)))
-        if precise:
-            u = T.bind(x - n * _f(0.693359375 / scale) - n * _f(-2.12194440e-4 / scale))
-        else:
-            u = T.bind(x - n * _f(math.log(2) / scale))
-        p = _f(scale ** 7 / math.factorial(7))
-        for k in range(6, 0, -1):
-            p = p * u + _f(scale ** k / math.factorial(k))
-        s = T.bind(tirx.reinterpret("float32", tirx.shift_left(n.astype("int32") + 127, 23)))
-        return s, p * u
-
-    @staticmethod
     def exp(x):
-        s, q = TirMath._exp_parts(x)
-        return s * q + s
+        return fastmath.exp(x, T.bind)
 
     @staticmethod
     def sigmoid(x):
-        """1 / (1 + e^-x) = 1 / (s*q + (s + 1)) with e^-x's parts."""
-        s, q = TirMath._exp_parts(x, -1, precise=False)
-        return _f(1) / (s * q + (s + _f(1)))
+        return fastmath.sigmoid(x, T.bind)
 
     @staticmethod
     def tanh(x):
-        """tanh(x) = m / (-2 - m) with m = e^(-2x) - 1 = s*q + (s - 1) (see _exp_parts; 2x is exact): one
-        exp-like evaluation and a division, accurate near 0 (m = q there) without a series of its own.
-        Sigmoid's scale, so the two share their constants: LLVM keeps the kernel's constants in registers
-        on rpi4 (32 vector registers), and variants with more of them (rounding n by adding 1.5 * 2^23,
-        a shorter fitted series) spilled a GRU GEMV's accumulators there."""
-        s, q = TirMath._exp_parts(_f(2) * x, -1, precise=False)
-        m = T.bind(s * q + (s - _f(1)))
-        return m / (_f(-2) - m)
+        return fastmath.tanh(x, T.bind)
 
     @staticmethod
     def log1p(x):

@@ -79,6 +79,7 @@ _unary("selu", lambda a, x: (_f(x, a.get("gamma", 1.0507009873554805)) *
 _unary("softplus", lambda a, x: _softplus(x).astype(x.dtype))
 _unary("softsign", lambda a, x: (x / (1 + np.abs(x))).astype(x.dtype))
 _unary("hard_swish", lambda a, x: (x * np.clip(x / 6 + _f(x, 0.5), 0, 1)).astype(x.dtype))
+_unary("swish", lambda a, x: (x * (1 / (1 + np.exp(-x)))).astype(x.dtype))  # x * sigmoid(x) (SiLU)
 _unary("thresholded_relu", lambda a, x: np.where(x > _f(x, a.get("alpha", 1.0)), x, _f(x, 0)))
 
 _binary("add", lambda a, x, y: x + y)
