@@ -123,3 +123,19 @@ def test_pools_on_rpi4_match_onnxruntime(tmp_path, monkeypatch):
     inputs = {"x": rng.standard_normal((1, 5, 23, 37)).astype(np.float32)}
     expected = onnxruntime_outputs(model, inputs)
     check(arm_env.run_artifact(art, inputs.values(), tmp_path, len(expected)), expected)
+
+
+@pytest.mark.parametrize("preset,parallel", [("host", True), ("host", False), ("x86-avx2", True)])
+@pytest.mark.parametrize("hw", [(7, 7), (8, 8), (14, 14), (3, 40)], ids=["one-reduction", "no-leftover", "leftover", "flat"])
+def test_global_pools_over_planes_of_any_size(tmp_path, monkeypatch, preset, parallel, hw):
+    """Global average and max pools (rows of partial results as vectors, then the leftover
+    elements; planes under two rows of them one reduction), NaN and infinities included."""
+    g = Graph("global")
+    x = g.add_input("x", (2, 11) + hw)
+    g.outputs = [g.add_node(op, [x])[0] for op in ("global_avg_pool", "global_max_pool")]
+    feed = {"x": np.random.default_rng(3).standard_normal((2, 11) + hw).astype(np.float32)}
+    feed["x"][0, 2, 0, 1], feed["x"][1, 4, -1, -1], feed["x"][1, 7, 1, 0] = np.nan, np.inf, -np.inf
+    _, got = _run(tmp_path, g, preset, feed, monkeypatch, parallel)
+    want = interpret(g, feed)
+    for o, a in zip(g.outputs, got):
+        np.testing.assert_allclose(a, want[o], rtol=1e-5, atol=1e-6, err_msg=o)

@@ -155,19 +155,53 @@ lowering("max_pool2d")(lambda a, x: _pool(a, x, "max"))
 lowering("avg_pool2d")(lambda a, x: _pool(a, x, "avg"))
 
 
+GLOBAL_LANES = 32  # partial results per channel of a global pool (4 AVX2 vectors, 8 NEON ones)
+
+
+def _global_pool(x, reduce):
+    """(N, C) totals of REDUCE (te.sum or nan_max) over each channel's plane, in two stages: stage
+    `global_pool_lanes` reduces the plane as rows of GLOBAL_LANES contiguous elements into that many
+    partial results (a vector loop: one chain of dependent adds per channel ran at one add per
+    4 cycles), stage `global_pool_total` the partials and the leftover elements. Planes of fewer than
+    two rows: one reduction."""
+    n, c, *dims = (int(v) for v in x.shape)
+    size = int(np.prod(dims))
+
+    def at(nn, cc, k):  # the plane's element k (row-major)
+        idx = []
+        for d in reversed(dims):
+            idx.append(k % d)
+            k = k // d
+        return x[(nn, cc, *reversed(idx))]
+    v = GLOBAL_LANES if size >= 2 * GLOBAL_LANES else 1
+    rows, left = size // v, size % v
+    if v == 1:
+        k = te.reduce_axis((0, size), "k")
+        return te.compute((n, c), lambda nn, cc: reduce(at(nn, cc, k), axis=k), name="global_pool_total")
+    ko = te.reduce_axis((0, rows), "ko")
+    part = te.compute((n, c, v), lambda nn, cc, lane: reduce(at(nn, cc, ko * v + lane), axis=ko),
+                      name="global_pool_lanes")
+    j = te.reduce_axis((0, v + left), "j")
+    if not left:
+        return te.compute((n, c), lambda nn, cc: reduce(part[nn, cc, j], axis=j), name="global_pool_total")
+    return te.compute((n, c), lambda nn, cc: reduce(tirx.Select(  # (both operands read: both in bounds)
+        j < v, part[nn, cc, te.min(j, v - 1)], at(nn, cc, rows * v + te.max(j - v, 0))), axis=j),
+        name="global_pool_total")
+
+
 @lowering("global_avg_pool")
 def global_avg_pool(a, x):
-    axes = list(range(2, len(x.shape)))
-    n = int(np.prod([int(x.shape[i]) for i in axes]))
-    sm = topi.sum(x, axis=axes, keepdims=True)
-    return te.compute(sm.shape, lambda *i: sm(*i) * tirx.const(1.0 / n, x.dtype), name="global_avg_pool")
+    total = _global_pool(x, te.sum)
+    scale = tirx.const(1.0 / int(np.prod([int(d) for d in x.shape[2:]])), x.dtype)
+    return te.compute(tuple(x.shape[:2]) + (1,) * (len(x.shape) - 2), lambda nn, cc, *_: total[nn, cc] * scale,
+                      name="global_avg_pool")
 
 
 @lowering("global_max_pool")
 def global_max_pool(a, x):
-    axes = [te.reduce_axis((0, x.shape[i]), f"r{i}") for i in range(2, len(x.shape))]
-    return te.compute(tuple(x.shape[:2]) + (1,) * len(axes),
-                      lambda n, c, *_: nan_max(x[(n, c, *axes)], axis=axes), name="global_max_pool")
+    total = _global_pool(x, nan_max)
+    return te.compute(tuple(x.shape[:2]) + (1,) * (len(x.shape) - 2), lambda nn, cc, *_: total[nn, cc],
+                      name="global_max_pool")
 
 
 @lowering("batch_norm")
