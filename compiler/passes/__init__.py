@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import EdgecError
-from . import (conv_as_dense, dead_code, decompose, fold_batch_norm, fold_constants, fold_pad, fold_qdq, fuse, layout, remove_identity,
-               unroll_recurrent)
+from . import (conv_as_dense, dead_code, decompose, fold_batch_norm, fold_constants, fold_pad, fold_qdq, fold_swish, fuse, layout,
+               reduce_as_pool, remove_identity, sink_transposes, unroll_recurrent)
 
 
 @dataclass
@@ -38,10 +38,14 @@ def _p(module):
 # constant weights), dead code sweeps what folding left behind, fusion groups the simplified
 # graph, the layout hook sees the final kernels; QDQ islands become int8 kernels before folding
 # would turn their int8 weights into float ones; zero pads fold into convs before dead code sweeps
-# the transposes that folding a Keras (NHWC) pad leaves unread; convs that are dense layers turn
-# into dense ones once batch-norm folding has changed their weights
-PIPELINE = [_p(remove_identity), _p(fold_qdq), _p(decompose), _p(unroll_recurrent), _p(fold_constants), _p(fold_pad),
-            _p(dead_code), _p(fold_batch_norm), _p(conv_as_dense), _p(fuse), _p(layout)]
+# the transposes that folding a Keras (NHWC) pad leaves unread; transposes sink through the ops
+# between them before that (meeting their inverses), and the reductions they leave NCHW become
+# global pools; convs that are dense layers turn into dense ones once batch-norm folding has changed
+# their weights; swish compositions fold into one op (after constant folding computed their
+# constants) so that fusion can take them into the conv
+PIPELINE = [_p(remove_identity), _p(fold_qdq), _p(decompose), _p(unroll_recurrent), _p(fold_constants),
+            _p(sink_transposes), _p(reduce_as_pool), _p(fold_pad), _p(dead_code), _p(fold_batch_norm),
+            _p(conv_as_dense), _p(fold_swish), _p(fuse), _p(layout)]
 
 
 def names():

@@ -28,7 +28,7 @@ NAME = "layout"
 
 # element by element in any layout, when every operand is 4-D or one value (checked in layout_free)
 LAYOUT_FREE = frozenset({"relu", "leaky_relu", "clip", "sigmoid", "hard_sigmoid", "tanh", "elu", "selu", "softplus",
-                         "softsign", "hard_swish", "thresholded_relu", "add", "sub", "mul", "div", "maximum",
+                         "softsign", "hard_swish", "swish", "thresholded_relu", "add", "sub", "mul", "div", "maximum",
                          "minimum", "prelu"})
 BRIDGE_SHARE = 4  # an NHWC group's transposes back to NCHW may move at most 1/4 of the elements its convs touch
 # Off: measured slower in place. ResNet-50, AVX2 (znver3), 1 thread, per-kernel thread-time minima
