@@ -437,6 +437,11 @@ def write_back_at(sch, acc, unpack, qc, ow, whole=True):
         return False
     channels, pixels = sch.get_loops(unpack)[-2:]
     sch.unroll(channels)  # (constant indices: LLVM keeps the accumulators in registers)
+    tile = int(sch.get(pixels).extent)
+    if whole and tile % ow == 0 and tile > ow:
+        # a tile of whole rows: a vector per row (one spanning two rows stored element by element)
+        rows, pixels = sch.split(pixels, [tile // ow, ow])
+        sch.unroll(rows)
     if whole:
         sch.vectorize(pixels)
     else:
