@@ -92,4 +92,31 @@ def test_reductions_over_the_spatial_axes_become_global_pools():
                  g.add_node("reduce_max", [x], {"axes": [-1, -2], "keepdims": True})[0],
                  g.add_node("reduce_mean", [x], {"axes": [2, 3], "keepdims": False})[0],
                  g.add_node("reduce_mean", [x], {"axes": [1, 2], "keepdims": True})[0]]
-    assert ops(apply(g, reduce_as_pool)) == ["global_avg_pool", "global_max_pool", "reduce_mean", "reduce_mean"]
+    assert ops(apply(g, reduce_as_pool)) == ["global_avg_pool", "global_max_pool", "global_avg_pool", "reshape",
+                                             "reduce_mean"]
+
+
+def keras_frontend_se(c=8, hw=9):
+    """A squeeze-excitation block as the Keras frontend writes it: NCHW values, transposed to NHWC
+    where a layer reads NHWC (GlobalAveragePooling2D without keepdims, Multiply)."""
+    g = Graph("se")
+    x = g.add_input("x", (1, c, hw, hw))
+    a, = g.add_node("relu", [g.add_node("conv2d", [x, g.add_const(w(c, c, 3, 3))], {"pads": [1] * 4})[0]])
+    at, = g.add_node("transpose", [a], {"perm": NHWC})
+    m, = g.add_node("reduce_mean", [at], {"axes": [1, 2], "keepdims": False})
+    r, = g.add_node("reshape", [m], {"shape": [1, 1, 1, c]})
+    e, = g.add_node("sigmoid", [g.add_node("conv2d", [g.add_node("transpose", [r], {"perm": NCHW})[0],
+                                                      g.add_const(w(c, c, 1, 1))])[0]])
+    gate, = g.add_node("transpose", [e], {"perm": NHWC})
+    y, = g.add_node("mul", [at, gate])
+    z, = g.add_node("conv2d", [g.add_node("transpose", [y], {"perm": NCHW})[0], g.add_const(w(c, c, 1, 1))])
+    g.outputs = [z]
+    return g
+
+
+def test_keras_frontend_se_block_moves_only_its_vector():
+    g = keras_frontend_se()
+    after = run_passes(g, check=True)
+    moved = [after.values[n.outputs[0]].shape for n in after.nodes if n.op == "transpose"]
+    assert all(np.prod(s) <= 8 for s in moved), moved  # (the C-vector's reshape to NCHW)
+    assert "global_avg_pool" in ops(after)

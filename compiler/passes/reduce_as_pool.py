@@ -3,6 +3,7 @@ global pool:
 
     y = reduce_mean(x[N, C, H, W]; axes [2, 3], keepdims)  ->  y = global_avg_pool(x)
     y = reduce_max(x; axes [2, 3], keepdims)                ->  y = global_max_pool(x)
+    y = reduce_mean(x; axes [2, 3]) (no keepdims)          ->  y = reshape(global_avg_pool(x), [N, C])
 
 (what a squeeze-excitation block's mean becomes once sink_transposes has moved it to NCHW): the
 global pools' kernel reduces each plane in vector rows of partial results and fuses after a conv,
@@ -16,12 +17,17 @@ POOLS = {"reduce_mean": "global_avg_pool", "reduce_max": "global_max_pool"}
 
 
 def run(graph):
-    for i, node in enumerate(graph.nodes):
-        if node.op not in POOLS or len(node.inputs) != 1 or not node.attrs.get("keepdims", True):
-            continue
-        x = graph.values[node.inputs[0]]
-        if len(x.shape) != 4 or not x.dtype.startswith("float") or \
+    nodes = []
+    for node in graph.nodes:
+        x = graph.values[node.inputs[0]] if node.inputs else None
+        if node.op not in POOLS or len(node.inputs) != 1 or len(x.shape) != 4 or not x.dtype.startswith("float") or \
                 sorted(a % 4 for a in node.attrs.get("axes", range(4))) != [2, 3]:
-            continue
-        graph.nodes[i] = make_node(graph, POOLS[node.op], node.inputs, node.name, node.source, outputs=node.outputs)
+            nodes.append(node)
+        elif node.attrs.get("keepdims", True):
+            nodes.append(make_node(graph, POOLS[node.op], node.inputs, node.name, node.source, outputs=node.outputs))
+        else:
+            pool = make_node(graph, POOLS[node.op], node.inputs, node.name, node.source)
+            nodes += [pool, make_node(graph, "reshape", pool.outputs, graph.fresh(node.name + "_flat"), node.source,
+                                      outputs=node.outputs, attrs={"shape": list(x.shape[:2])})]
+    graph.nodes = nodes
     return graph

@@ -1,10 +1,13 @@
-"""sink_transposes: move transposes down through the element-by-element ops, pads and keepdims
-reductions after them, so that a transpose meets its inverse and both disappear.
+"""sink_transposes: move transposes down through the element-by-element ops, pads and reductions
+after them, so that a transpose meets its inverse and both disappear.
 
     t = transpose(x; perm p); y = f(t, c)          ->  y' = f(x, c'); y = transpose(y'; p)
     t = transpose(x; p); u = transpose(v; p); y = f(t, u)  ->  y = transpose(f(x, v); p)
-    t = transpose(x; p); y = pad(t; pads) / reduce_mean(t; axes, keepdims)
+    t = transpose(x; p); y = pad(t; pads) / reduce_mean(t; axes)
                                                     ->  the pads / axes moved to x's axis order
+                                                        (no transpose after a reduction that keeps
+                                                        the remaining axes in order: NHWC means
+                                                        over H, W without keepdims)
     transpose(transpose(x; p); q)                   ->  transpose(x; p[q]), nothing where that is
                                                         the identity
 
@@ -42,7 +45,7 @@ def _sinks(graph, node, perm, producers):
     if node.op == "pad":
         return node.attrs.get("mode", "constant") == "constant" and len(node.inputs) == 1
     if node.op in REDUCTIONS:
-        return node.attrs.get("keepdims", True) and len(node.inputs) == 1
+        return len(node.inputs) == 1
     if node.op not in LAYOUT_FREE or len(graph.values[node.outputs[0]].shape) != rank:
         return False
     for i in node.inputs:
@@ -95,7 +98,8 @@ def run(graph):
                     work.append(r)
             elif _sinks(graph, r, perm, producers):
                 sources = [producers[i] for i in r.inputs if i in producers and producers[i].op == "transpose"]
-                work.append(_sink(graph, r, perm, producers, users, after))
+                t2 = _sink(graph, r, perm, producers, users, after)
+                work.extend([t2] if t2 is not None else [])
                 for src in sources:
                     drop_if_unread(src)
         drop_if_unread(t)
@@ -108,7 +112,9 @@ def run(graph):
 
 
 def _sink(graph, node, perm, producers, users, after):
-    """NODE on its operands' axis order (PERM undone), then a transpose by PERM to its old output."""
+    """NODE on its operands' axis order (PERM undone), then a transpose to its old output (PERM;
+    for a reduction without keepdims the order of its kept axes, none where that is the identity).
+    Returns that transpose, or None."""
     inverse = [int(v) for v in np.argsort(perm)]
     rank = len(perm)
     inputs = []
@@ -125,19 +131,26 @@ def _sink(graph, node, perm, producers, users, after):
             inputs.append(i)
         if node in users.get(i, []):
             users[i].remove(node)
-    attrs = dict(node.attrs)
+    attrs, out_perm = dict(node.attrs), list(perm)
     if node.op == "pad":
         p = [int(v) for v in attrs["pads"]]
         attrs["pads"] = [p[inverse[a]] for a in range(rank)] + [p[rank + inverse[a]] for a in range(rank)]
     elif node.op in REDUCTIONS:
-        axes = attrs.get("axes", range(rank))
-        attrs["axes"] = sorted(perm[a % rank] for a in axes)
+        axes = {a % rank for a in attrs.get("axes", range(rank))}
+        attrs["axes"] = sorted(perm[a] for a in axes)
+        if not attrs.get("keepdims", True):  # the kept axes, in x's order: the transpose between them
+            kept = sorted(perm[k] for k in range(rank) if k not in axes)
+            out_perm = [kept.index(perm[k]) for k in range(rank) if k not in axes]
     out = node.outputs[0]
+    if out_perm == list(range(len(out_perm))):  # (a reduction that leaves the kept axes in order)
+        moved = make_node(graph, node.op, inputs, node.name, node.source, outputs=[out], attrs=attrs)
+        node.inputs, node.attrs = moved.inputs, moved.attrs
+        return None
     moved = make_node(graph, node.op, inputs, node.name, node.source, attrs=attrs)
     node.inputs, node.attrs, node.outputs = moved.inputs, moved.attrs, moved.outputs
     producers[node.outputs[0]] = node
     t = make_node(graph, "transpose", [node.outputs[0]], graph.fresh(node.name + "_t"), node.source,
-                  outputs=[out], attrs={"perm": list(perm)})
+                  outputs=[out], attrs={"perm": out_perm})
     producers[out] = t
     users[node.outputs[0]] = [t]
     after.setdefault(id(node), []).append(t)
