@@ -39,10 +39,14 @@ def _swish_op(v, bind):
     return v * _sigmoid_op(v, bind)
 
 
+def _libm_sigmoid(x, v):
+    return _c(x, 1) / (_c(x, 1) + te.exp(-v))
+
+
 _expm1 = _fast(fastmath.expm1, lambda x, v: te.exp(v) - _c(x, 1))  # (elu's and selu's x <= 0)
-_sigmoid = _fast(_sigmoid_op, lambda x, v: _c(x, 1) / (_c(x, 1) + te.exp(-v)))
+_sigmoid = _fast(_sigmoid_op, _libm_sigmoid)
 _tanh = _fast(fastmath.tanh, lambda x, v: te.tanh(v))
-_swish = _fast(_swish_op, lambda x, v: v * (_c(x, 1) / (_c(x, 1) + te.exp(-v))))
+_swish = _fast(_swish_op, lambda x, v: v * _libm_sigmoid(x, v))
 
 
 def _unary(fn):

@@ -214,6 +214,12 @@ def conv_rows_chunk(preset, channels, kh, kw, block, streams):
     return divisor(channels, max(1, min(preset.l1_kib * 1024 // 4 // (kh * kw * block * 4), streamed)))
 
 
+def accumulator_budget(preset):
+    """Vector registers a pointwise register tile may hold as accumulators (the rest: its loaded
+    pixel vectors and a broadcast weight; at most 24, AVX-512's and NEON's 32 registers included)."""
+    return min(preset.regs - 4, 24)
+
+
 def pointwise_tile(preset, out_channels, pixels, write_back_pass=False):
     """(channels, pixels) of the pointwise register tile for OUT_CHANNELS x PIXELS outputs: `nv`
     pixel vectors x `mr` channels of accumulators, plus nv loaded pixel vectors and a broadcast
@@ -221,7 +227,7 @@ def pointwise_tile(preset, out_channels, pixels, write_back_pass=False):
     the one with the least padded work, weighted by its loads per FMA (and the write-back pass
     padding needs), wins."""
     n, regs = lanes(preset), preset.regs
-    budget = min(regs - 4, 24)
+    budget = accumulator_budget(preset)
     best = None
     for nv in (2, 3, 4):  # (one pixel vector: LLVM's scheduling spilled accumulators on AVX2)
         mr = min(budget // nv, (regs - nv - 1) // nv)
@@ -272,8 +278,8 @@ def pointwise_tail(preset, pixels, tile, block):
 
 def tail_vectors(preset, block, vectors):
     """Pixel vectors per register tile of a whole-vector tail of VECTORS: the most that divide them
-    with BLOCK channels x that many accumulators within pointwise_tile's budget."""
-    budget = min(preset.regs - 4, 24)
+    with BLOCK channels x that many accumulators within accumulator_budget."""
+    budget = accumulator_budget(preset)
     return max(s for s in range(1, vectors + 1) if vectors % s == 0 and (block * s <= budget or s == 1))
 
 

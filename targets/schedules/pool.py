@@ -325,19 +325,19 @@ def contiguous_reads(sch, block, axis):
     return True
 
 
-def schedule_global(sch, preset, par):
+def schedule_global(sch, preset, par, lanes_block):
     """A global pool (compiler/lower/nn.py _global_pool) per (batch, channel): the plane's rows of
     partial results in vectors (the row loop outer, GLOBAL_LANES lanes unrolled into vectors
     inner), then the partials' total and the output, while the partials are in L1; a small plane's
     one reduction as a loop of its own (LLVM vectorizes it; across channels, TVM gathered: DenseNet's
     1024 x 7 x 7 ran 3x slower). (The partials are computed at the total's channel loop:
     reverse_compute_at of the total into the partials' loop bounds the total's reduction by the
-    partials' lanes and drops the leftover elements.)"""
+    partials' lanes and drops the leftover elements.) LANES_BLOCK: whether the plane has partials."""
     lanes = max(preset.vector_bits // 32, 4)
     total = sch.get_sblock("global_pool_total")
     n, c, _ = sch.get_loops(total)
     plane = sch.fuse(n, c)
-    if any(sch.get(b).name_hint == "global_pool_lanes" for b in sch.get_child_blocks(sch.get_sblock("root"))):
+    if lanes_block:
         part = sch.get_sblock("global_pool_lanes")
         sch.compute_at(part, plane)
         lane, row = sch.get_loops(part)[-2:]
@@ -355,10 +355,12 @@ def schedule_global(sch, preset, par):
 def schedule(func, kernel, preset):
     sch = Schedule(tvm.IRModule({"main": func}))
     children = sch.get_child_blocks(sch.get_sblock("root"))
-    if any(sch.get(b).name_hint == "global_pool_total" for b in children):
-        schedule_global(sch, preset, worth_parallel(kernel, streamed=kernel.get("bytes", 0)))
+    names = [sch.get(b).name_hint for b in children]
+    if "global_pool_total" in names:
+        par = worth_parallel(kernel, streamed=kernel.get("bytes", 0))
+        schedule_global(sch, preset, par, "global_pool_lanes" in names)
         return sch.mod["main"]
-    blocks = [b for b in children if sch.get(b).name_hint in POOL_BLOCKS]
+    blocks = [b for b, name in zip(children, names) if name in POOL_BLOCKS]
     if len(blocks) != 1:
         return generic.schedule(func, kernel, preset)
     # a pool streams its input and output (a few compares per element): judged by those bytes, a
