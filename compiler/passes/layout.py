@@ -35,6 +35,13 @@ BRIDGE_SHARE = 4  # an NHWC group's transposes back to NCHW may move at most 1/4
 # alternated, NCHW -> NHWC: 3x3 64->64 @56 3.16 -> 2.91 ms, 1x1 256->64 @56 1.72 -> 1.59, but 3x3
 # 256->256 @14 2.97 -> 3.3, 3x3 512->512 @7 3.9-4.1 -> 4.9-5.0, 3x3 s2 256->512 4.4 -> 7.0, 1x1
 # 64->256 @56 + add 1.53-1.78 -> 1.86-2.03; whole model 129 -> 138 ms. Tests turn it on.
+# Nor for the 1x1 convs of MobileNet-style stacks (the blocked layout between kernels that
+# onnxruntime runs, NCHWc): standalone 3x3 -> 1x1 -> 1x1 -> 3x3 chains + relu, AVX2, kab minima of
+# 8 alternated rounds, 1x1 GEMM (NCHW, panel copy) -> direct conv (NHWC in and out, no copy, written
+# back per tile): 1 thread, 512->512 @14 1.126 -> 1.072 ms, 256->512 @14 0.564 -> 0.541, but
+# 1024->1024 @7 1.181 -> 1.740, 256->256 @28 1.073 -> 1.083; 2 threads, 512->512 @14 0.596 ->
+# 0.710, 1024->1024 @7 0.655 -> 1.168, 256->256 @28 0.566 -> 0.724 (the NHWC direct conv splits
+# fewer, larger pieces over the threads). MobileNet's depthwise convs have no NHWC kernel.
 CHANNELS_LAST = False
 
 
