@@ -70,7 +70,7 @@ def schedule(func, kernel, preset):
     sch = Schedule(tvm.IRModule({"main": func}))
     if has_block(sch, "conv2d_pointwise"):
         return pointwise.schedule(sch, kernel, preset)
-    if has_block(sch, "conv2d_rows"):
+    if has_block(sch, "conv2d_rows") or has_block(sch, "conv2d_row_tiles"):
         return schedule_rows(sch, kernel, preset)
     if has_block(sch, "winograd_gemm"):
         return winograd.schedule(sch, kernel, preset)
@@ -256,12 +256,52 @@ POOL_MIN_BLOCKS = 8
 def schedule_rows(sch, kernel, preset):
     """The row conv (_schedule_rows), a fused pool per channel block where TVM can place it."""
     inline_epilogue(sch, sch.get_sblock("conv2d_unpack"))
+    rows = _schedule_row_tiles if has_block(sch, "conv2d_row_tiles") else _schedule_rows
     if _pool_after(sch) is not None:
         try:
-            return _schedule_rows(sch.copy(), kernel, preset, True)
+            return rows(sch.copy(), kernel, preset, True)
         except Exception:  # noqa: BLE001 - reverse_compute_at refused the pool: a pass of its own
             pass
-    return _schedule_rows(sch, kernel, preset, False)
+    return rows(sch, kernel, preset, False)
+
+
+def _schedule_row_tiles(sch, kernel, preset, pooled):
+    """A stem's row conv (compiler/lower/packed.py `_tiled_rows`): per (batch, channel block, output
+    row) -- the parallel loop; per channel block where a pool is fused, the rows in order -- each
+    tile of `block` channels x `tile` pixels of the row keeps its accumulators in registers over
+    all input channels and taps, and is written to NCHW from them with the bias and epilogue. A
+    row's last tile is cut short by the split's predicate, in whole vectors."""
+    conv, unpack, copy = (sch.get_sblock(b) for b in ("conv2d_row_tiles", "conv2d_unpack", "conv2d_rows_copy"))
+    ow = int(sch.get(unpack).iter_vars[3].dom.extent)
+    wq = int(sch.get(copy).writes[0].source.shape[-1])
+    sch.transform_layout(copy, ("write", 0), lambda nn, cc, i, j, r, col: (nn, cc, i, j, r * wq + col))
+    par = worth_parallel(kernel)
+    lanes = pack_lanes(preset)
+    nn, bi, y, oi, q, rc, ry, rx = sch.get_loops(conv)
+    o, oh = (int(iv.dom.extent) for iv in sch.get(unpack).iter_vars[1:3])
+    block, tile = pointwise_tile(preset, o, oh * wq, write_back_pass=True)  # (as pack.conv_rows_tile)
+    if int(sch.get(oi).extent) != block or int(sch.get(q).extent) != ow or ow % lanes:
+        raise ValueError("row conv packed for another tile than this preset's")
+    kh, kw = int(sch.get(ry).extent), int(sch.get(rx).extent)
+    qo, qv, qi = sch.split(q, [None, tile // lanes, lanes])
+    sch.reorder(nn, bi, y, qo, rc, ry, rx, oi, qv, qi)
+    pool = _pool_after(sch) if pooled else None
+    outer = sch.fuse(nn, bi) if pool is not None else sch.fuse(nn, bi, y)
+    parallel(sch, outer, par)
+    for loop in ((ry, rx, oi, qv) if kh * kw <= ROWS_UNROLL_TAPS else (rx, oi, qv)):
+        sch.unroll(loop)
+    sch.vectorize(qi)
+    sch.reverse_compute_at(unpack, qo)
+    f, x = sch.get_loops(unpack)[-2:]
+    xv, xi = sch.split(x, [None, lanes])
+    sch.unroll(f)
+    sch.unroll(xv)
+    sch.vectorize(xi)
+    sch.decompose_reduction(conv, rc)
+    done = schedule_pool_under(sch, pool, preset, outer) if pool is not None else []
+    schedule_rest(sch, preset, ["conv2d_row_tiles", "conv2d_unpack", "conv2d_rows_copy", *done], par)
+    _schedule_copy(sch, copy, lanes, par)
+    return sch.mod["main"]
 
 
 def _schedule_rows(sch, kernel, preset, pooled):
@@ -350,7 +390,8 @@ def _pool_after(sch):
     pool = sch.get_consumers(rows[0]) if len(rows) == 1 else []
     if len(pool) != 1 or sch.get(pool[0]).name_hint not in POOL_BLOCKS:
         return None
-    nn, blocks = (int(v) for v in sch.get(sch.get_sblock("conv2d_rows")).writes[0].source.shape[:2])
+    conv = sch.get_sblock("conv2d_rows" if has_block(sch, "conv2d_rows") else "conv2d_row_tiles")
+    nn, blocks = (int(v) for v in sch.get(conv).writes[0].source.shape[:2])
     return pool[0] if nn * blocks >= POOL_MIN_BLOCKS else None
 
 

@@ -1,0 +1,34 @@
+"""A stem's row conv in register tiles of one output row (compiler/lower/packed.py `_tiled_rows`,
+conv2d._schedule_row_tiles): rows of whole pixel vectors, the last tile of a row cut short by a
+predicate, the bias and epilogue applied to the tile's accumulators and stored straight to NCHW;
+rows that are not whole vectors stay in bands (`_rows`). Numerics against the numpy interpreter on
+rows that are not whole tiles, on the host and x86-avx2 presets; the row conv is x86 only (pack.conv_rows_tile), so rpi4 never takes it."""
+import pytest
+
+from edgec import targets
+from edgec.compiler.build import lowered_kernels
+from edgec.targets import schedules
+from test_schedules import _check, _conv_graph, rng, threading  # noqa: F401 (fixtures)
+
+CASES = [  # c, o, (h, w), (kh, kw), stride, pads (top, left, bottom, right), post
+    (3, 32, (33, 32), (3, 3), 2, (0, 0, 1, 1), ("clip",)),  # a Keras "same" stem: rows of 16, a short tile
+    (3, 20, (21, 97), (3, 3), 2, (0, 0, 0, 0), ("relu",)),  # rows of 48 and a partial channel block
+    (3, 24, (45, 63), (7, 7), 2, (3, 3, 3, 3), ("relu",)),  # a 7x7 stem: kernel rows a loop, rows of 32
+    (4, 12, (37, 33), (5, 5), 2, (2, 1, 2, 1), ()),  # 5x5, 4 channels, asymmetric pads, rows of 16
+    (3, 64, (45, 49), (3, 3), 2, (0, 0, 0, 0), ("relu", "max_pool2d")),  # a pool fused per channel block
+    (3, 16, (37, 29), (3, 3), 2, (1, 1, 1, 1), ("relu",))]  # rows of 15 (a partial vector): in bands
+
+
+@pytest.mark.parametrize("preset", ["host", "x86-avx2"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}x{c[1]}k{c[3][0]}w{c[2][1]}" + "".join(c[6]))
+def test_stem_row_tiles_match_numpy(tmp_path, rng, preset, case):  # noqa: F811
+    if "avx2" not in open("/proc/cpuinfo").read():
+        pytest.skip("this machine has no AVX2 to run x86 code")
+    c, o, hw, k, stride, pads, post = case
+    g = _conv_graph(rng, c, o, hw, k, stride=stride, pads=pads, post=post)
+    (kernel, func), = lowered_kernels(g, targets.get(preset))
+    script = schedules.schedule(func, kernel, targets.get(preset)).script()
+    tiled = 'T.sblock("conv2d_row_tiles_update")' in script
+    assert tiled == (case is not CASES[-1]) and tiled != ('T.sblock("conv2d_rows_update")' in script)
+    _check(tmp_path, _conv_graph(rng, c, o, hw, k, stride=stride, pads=pads, post=post), preset,
+           want_ops=["conv2d_packed", *post])
