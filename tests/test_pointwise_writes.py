@@ -1,0 +1,57 @@
+"""The in-place pointwise GEMM's prefetch of the output lines its next tile writes
+(pointwise.prefetch_writes): only with a short reduction (at most OUT_PREFETCH_CHANNELS input
+channels) and on x86, where the next tile's rows are prefetched too; numerics against the
+interpreter on shapes that do not divide the tiles or the channel blocks (the channel and pixel
+clamped), batches of several images, with a residual add."""
+import numpy as np
+import pytest
+
+from edgec import targets
+from edgec.compiler.build import compile_graph
+from edgec.compiler.interp import interpret
+from edgec.runtime import load
+from edgec.targets import schedules
+from edgec.targets.schedules import pointwise
+from test_pointwise_narrow import AVX2, _projection
+
+
+@pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "serial"])
+@pytest.mark.parametrize("preset", ["host", "x86-avx2"])
+@pytest.mark.parametrize("case", [(40, 12, 2, (13, 11), ("relu",), True),
+                                  (64, 16, 3, (9, 23), ("add", "relu"), True),
+                                  (64, 58, 1, (47, 45), ("relu",), True),
+                                  (80, 58, 2, (41, 43), ("add", "relu"), True),
+                                  (160, 16, 2, (12, 14), ("add", "relu"), False)],
+                         ids=["2x143px", "3x207px-add", "streamed-2115px", "streamed-2x1763px-add", "160ch-none"])
+def test_write_prefetch_matches_numpy(tmp_path, monkeypatch, preset, parallel, case):
+    if preset != "host" and not AVX2:
+        pytest.skip("this machine has no AVX2 to run x86-avx2 code")
+    monkeypatch.setattr(schedules, "PARALLEL_MIN_WORK", 0 if parallel else float("inf"))
+    c, o, batch, hw, post, short = case
+    p = targets.get(preset)
+    if not pointwise.in_place(p, c, o, 6, hw[0] * hw[1], 16, False):
+        pytest.skip("this preset's caches do not read this projection in place")
+    calls, reads = [], []
+    orig, orig_reads = pointwise.prefetch_writes, pointwise.prefetch_next_tile
+    monkeypatch.setattr(pointwise, "prefetch_writes", lambda *a: calls.append(a[-2:]) or orig(*a))
+    monkeypatch.setattr(pointwise, "prefetch_next_tile", lambda *a: reads.append(a) or orig_reads(*a))
+    g = _projection(c, o, batch, hw, post)
+    compile_graph(g, p, str(tmp_path / "m.edgec"), progress=False)
+    assert len(reads) == (p.arch == "x86_64")
+    assert len(calls) == (p.arch == "x86_64" and short), calls
+    m = load(str(tmp_path / "m.edgec"))
+    rng = np.random.default_rng(1)
+    feed = {v.name: rng.standard_normal(v.shape).astype(v.dtype) for v in g.inputs}
+    np.testing.assert_allclose(m.run(feed)[0], interpret(g, feed)[g.outputs[0]], rtol=1e-4, atol=1e-5)
+
+
+def test_no_write_prefetch_off_x86(tmp_path, monkeypatch):
+    """rpi4 (NEON) reads such a projection in place without any prefetch: none for the writes."""
+    calls = []
+    monkeypatch.setattr(pointwise, "prefetch_writes", lambda *a: calls.append(a))
+    g = _projection(40, 12, 2, (13, 11), ("relu",))
+    try:
+        compile_graph(g, targets.get("rpi4"), str(tmp_path / "m.edgec"), progress=False)
+    except Exception as e:  # noqa: BLE001 - no cross toolchain on this machine
+        pytest.skip(f"rpi4 does not compile here: {e}")
+    assert not calls
