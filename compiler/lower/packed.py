@@ -103,7 +103,7 @@ def _rows(x, wp, b, o, p, s, d, oh, ow, tile, band):
     n, c, h, wd = (int(v) for v in x.shape)
     blocks, ci, kh, kw, block = (int(v) for v in wp.shape)
     wq = -(-(wd + p[1] + p[3]) // s[1])
-    if c <= ROWS_STEM_CHANNELS and ow % _vector_unit(tile) == 0:
+    if c <= ROWS_STEM_CHANNELS:
         return _tiled_rows(x, wp, b, o, p, s, d, oh, ow, tile, wq)
     padded = -(-(band * wq) // tile) * tile
     bands = -(-oh // band)
@@ -134,21 +134,21 @@ def _vector_unit(tile):
 
 def _tiled_rows(x, wp, b, o, p, s, d, oh, ow, tile, wq):
     """The row conv of a stem (at most ROWS_STEM_CHANNELS input channels: the whole reduction in one
-    chunk) whose rows are whole pixel vectors: block `conv2d_row_tiles` computes (N, blocks, OH,
-    block, OW), pixel (y, x) and tap (ry, rx) reading flat pixel (y + ry * D0 // S0) * WQ + x + rx *
-    D1 // S1 of its phase plane (`conv2d_rows_copy`, as in `_rows`), so that each register tile lies
-    in one output row (the schedule cuts a row's last tile short) and `conv2d_unpack` (bias and
-    epilogue) writes it to NCHW from its registers: no band of partial sums, no write-back pass.
-    AVX2, 1 thread, in model, per-kernel minima alternated (kab): MobileNet v1's 3x3 s2 3->32 @224
-    + clip 0.461 -> 0.291 ms (rows padded to whole 24-pixel tiles instead: 0.304), MobileNetV2's
-    0.462-0.482 -> 0.324, ShuffleNet's 3x3 s2 3->24 + relu + max pool 0.482 -> 0.354, ResNet-50's
-    7x7 s2 3->64 + relu (its pool a pass) 3.09-3.11 -> 2.77-2.91; 2 threads (busy machine)
-    MobileNet v1's 0.511 -> 0.305.
-    A row of 111 (SqueezeNet's stem) stays in bands: its last vector partial, TVM wrote each tile's
-    pixels back one by one (0.82 -> 1.34 ms)."""
+    chunk): block `conv2d_row_tiles` computes (N, blocks, OH, block, OW') with OW' = OW padded to
+    whole pixel vectors, pixel (y, x) and tap (ry, rx) reading flat pixel (y + ry * D0 // S0) * WQ
+    + x + rx * D1 // S1 of its phase plane (`conv2d_rows_copy`, as in `_rows`; a padded lane reads
+    on into the next row and is dropped), so that each register tile lies in one output row (the
+    schedule cuts a row's last tile short) and `conv2d_unpack` (bias and epilogue) writes it to NCHW
+    from its registers: no band of partial sums, no write-back pass. AVX2, 1 thread, in model,
+    per-kernel minima alternated (kab): MobileNet v1's 3x3 s2 3->32 @224 + clip 0.438-0.461 ->
+    0.288 ms (rows padded to whole 24-pixel tiles instead: 0.304), MobileNetV2's 0.462-0.482 ->
+    0.324, ShuffleNet's 3x3 s2 3->24 + relu + max pool 0.482 -> 0.354, SqueezeNet's 3->64 (rows of
+    111) + relu + max pool 0.808 -> 0.662, ResNet-50's 7x7 s2 3->64 + relu (its pool a pass)
+    3.09-3.11 -> 2.77-2.91; 2 threads (busy machine) MobileNet v1's 0.511 -> 0.305."""
     n, c, h, wd = (int(v) for v in x.shape)
     blocks, ci, kh, kw, block = (int(v) for v in wp.shape)
-    last = (oh - 1 + (kh - 1) * d[0] // s[0]) * wq + ow + (kw - 1) * d[1] // s[1]  # (past the last read)
+    owp = -(-ow // _vector_unit(tile)) * _vector_unit(tile)
+    last = (oh - 1 + (kh - 1) * d[0] // s[0]) * wq + owp + (kw - 1) * d[1] // s[1]  # (past the last read)
     rows = -(-last // wq)
     xr = te.compute((n, c, s[0], s[1], rows, wq), lambda nn, cc, i, j, r, col: te.if_then_else(
         tirx.all(r * s[0] + i >= p[0], r * s[0] + i < h + p[0], col * s[1] + j >= p[1], col * s[1] + j < wd + p[1]),
@@ -158,7 +158,7 @@ def _tiled_rows(x, wp, b, o, p, s, d, oh, ow, tile, wq):
     def tap(nn, y, q):
         t = (y + ry * d[0] // s[0]) * wq + q + rx * d[1] // s[1]
         return xr[nn, rc, ry * d[0] % s[0], rx * d[1] % s[1], t // wq, t % wq]
-    acc = te.compute((n, blocks, oh, block, ow), lambda nn, bi, y, oi, q: te.sum(
+    acc = te.compute((n, blocks, oh, block, owp), lambda nn, bi, y, oi, q: te.sum(
         tap(nn, y, q) * wp[bi, rc, ry, rx, oi], axis=[rc, ry, rx]), name="conv2d_row_tiles")
 
     def unpack(nn, f, yy, xx):
