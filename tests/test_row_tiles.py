@@ -48,3 +48,21 @@ def test_avx2_stem_row_tiles_write_back_is_vector_code(tmp_path):
                          check=True).stdout
     ops = [line.split()[1] for line in asm.splitlines() if line.strip() and ":" in line and len(line.split()) > 1]
     assert ops.count("vmaxps") >= 4 * 3 and ops.count("vmaxss") <= 4, (ops.count("vmaxps"), ops.count("vmaxss"))
+
+
+@pytest.mark.parametrize("preset", ["host", "x86-avx2"])
+def test_stem_row_tiles_batch_2_match_numpy(tmp_path, rng, preset):  # noqa: F811
+    """Two images: the batch is part of the parallel loop over (image, channel block, row)."""
+    from edgec.compiler.ir import Graph
+    if "avx2" not in open("/proc/cpuinfo").read():
+        pytest.skip("this machine has no AVX2 to run x86 code")
+    g = Graph("conv")
+    x = g.add_input("x", (2, 3, 21, 47))
+    w = g.add_const((rng.standard_normal((20, 3, 3, 3)) / 5).astype("float32"))
+    y, = g.add_node("conv2d", [x, w, g.add_const(rng.standard_normal(20).astype("float32"))],
+                    {"groups": 1, "strides": [2, 2], "dilations": [1, 1], "pads": [0, 0, 0, 0]})
+    y, = g.add_node("relu", [y])
+    g.outputs = [y]
+    (kernel, func), = lowered_kernels(g, targets.get(preset))
+    assert 'T.sblock("conv2d_row_tiles_update")' in schedules.schedule(func, kernel, targets.get(preset)).script()
+    _check(tmp_path, g, preset, want_ops=["conv2d_packed", "relu"])
