@@ -49,7 +49,8 @@ def schedule(sch, kernel, preset):
     whose input outgrows the L2, which runs tile by tile reading the NCHW rows in place (see
     reads_in_place, streams_in_place, prefetch_next_tile); where the
     node has a `tail`, the pixels after the whole tiles are a GEMM of their own, in whole vectors
-    (see tail_gemm). Tried and not kept (ResNet-50 and MobileNet v1 in model, AVX2, 1 thread,
+    (see tail_gemm), or one pixel folded into each channel block's last tile (see fold_tail).
+    Tried and not kept (ResNet-50 and MobileNet v1 in model, AVX2, 1 thread,
     thread-time minima alternated): the pixel tiles outer and the channel blocks inner, the reduction cut so that a
     tile's panel stays in half of the L1 and the weights stream from L2 (GotoBLAS' order): 512->512
     @14 1.27 -> 1.39-1.45 ms, 32->64 @112 0.68 -> 0.90, 64->256 @56 + add 1.29 -> 2.0 (a row stream
@@ -92,7 +93,15 @@ def schedule(sch, kernel, preset):
     few = tail and int(sch.get(sch.get_loops(sch.get_sblock("conv2d_pointwise_tail"))[3]).extent) % lanes
     merge = par and tail and not few and kc == channels and blocks * block > padded \
         and kc * (padded + tile) * 4 <= preset.l2_kib * 1024
-    if merge:
+    # a one-pixel tail folded into each channel block's last whole tile (see fold_tail), all the
+    # tiles one chunk where their panels and a block's weights fit in L2 (2048->512 @7: 3 chunks
+    # of one tile before); only where the tail's accumulator leaves a register for its pixel
+    # (6 x 16 tiles on AVX2: a 4 x 24 tile's spilled, 512->512 @5x29 0.793 -> 0.834 ms; so did a
+    # two-pixel tail's); in a parallel region only, as `merge` (serial, LLVM reloaded the head
+    # tiles' panel pointer from the stack in their reduction loop: test_schedules' 1024->128 @7)
+    fold = par and tail and few == 1 and kc == channels and not in_place and not merge \
+        and kc * (padded + block) * 4 <= preset.l2_kib * 1024 and (block + 1) * (tile // lanes) + 2 <= preset.regs
+    if merge or fold:
         chunk = padded
     qo, qc, qv, qi = sch.split(q, [None, chunk // tile, tile // lanes, lanes])
     done, fused, prefetch, writes = ["conv2d_pointwise", "conv2d_unpack"], False, None, None
@@ -138,7 +147,13 @@ def schedule(sch, kernel, preset):
     sch.unroll(oi)
     sch.unroll(qv)  # one vector register per (channel, vector) accumulator
     sch.vectorize(qi)
-    if tail:
+    folded = None
+    if fold:
+        # (the tail's pixels folded into each channel block's last tile: see fold_tail)
+        t_block = sch.get_sblock("conv2d_pointwise_tail")
+        t_outer, t_rc = fold_tail_loops(sch, t_block)
+        folded = [t_outer, t_rc, outer, qc, rc]
+    elif tail:
         t_block = sch.get_sblock("conv2d_pointwise_tail")
         t_outer, t_rc = tail_gemm(sch, t_block, preset, par and not merge)
         if merge:
@@ -155,8 +170,13 @@ def schedule(sch, kernel, preset):
     if tail:  # the tail's panel (compiler/lower/packed.py), a pass of its own too
         copy = sch.get_sblock("conv2d_pixels_copy_tail")
         generic._schedule_block(sch, copy, lanes, par and pass_forks(sch, copy))
+        if folded:
+            folded.append(sch.get_loops(copy)[0])
     schedule_rest(sch, preset, done, par)
+    if folded:
+        folded = [sch.get(loop).loop_var for loop in folded] + [int(sch.get(qc).extent)]
     func = simplified(sch.mod["main"])
+    func = fold_tail(func, *folded) if folded else func
     func = prefetch_next_tile(func, *prefetch) if prefetch else func
     return prefetch_writes(func, *writes) if writes else func
 
@@ -556,3 +576,83 @@ def tail_gemm(sch, tail, preset, par):
     sch.unroll(qv)
     sch.vectorize(qi)
     return outer, rc
+
+
+def fold_tail_loops(sch, tail):
+    """The loops of a few-pixel tail GEMM to be folded into the whole tiles (fold_tail): per channel
+    block (the images and blocks fused, as the whole tiles'), the reduction, then the pixels and the
+    block's channels (a vector); one accumulator per pixel. Returns (block loop, reduction loop)."""
+    nn, bi, oi, q, rc = sch.get_loops(tail)
+    sch.reorder(nn, bi, rc, q, oi)
+    outer = sch.fuse(nn, bi)
+    acc = sch.cache_write(tail, 0, ACC_SCOPE)
+    sch.reverse_compute_at(acc, outer)
+    for loop in sch.get_loops(acc)[1:]:
+        sch.unroll(loop)
+    sch.unroll(q)
+    sch.vectorize(oi)
+    sch.decompose_reduction(tail, rc)
+    return outer, rc
+
+
+def fold_tail(func, t_outer, t_rc, outer, qc, rc, copy, tiles):
+    """FUNC with the few-pixel tail GEMM (loops T_OUTER over channel blocks, T_RC its reduction)
+    folded into the whole tiles' (OUTER over the same blocks, QC over TILES pixel tiles, RC their
+    reduction): each block's last tile runs the tail's FMAs in its reduction loop, reading the
+    block's weight vector while it is in L1 (the tile's broadcasts load the same line), its
+    accumulators initialized before and written after that tile. The tail's pixel panel (its copy's
+    loop COPY) is moved before the whole tiles. A tail GEMM of its own (tail_gemm) had read all the
+    weights again, from L3 (perf: 9-10% of MobileNet v1's 1024->1024 @7 for 2% of its pixels);
+    folded, the tile's loop is 13 FMAs per step instead of 12, one weight vector assembled from two
+    loads (6 lanes). AVX2 (znver3), 1 thread, in model, kab per-kernel minima (10 rounds, two or
+    three runs): MobileNet v1 1024->1024 @7 + global pool 1.181-1.186 -> 1.134-1.144 ms, 512->1024
+    @7 0.578-0.584 -> 0.555-0.556 (vs onnxruntime, fastest runs: 1.09-1.10x -> 1.01x each);
+    ResNet-50 1x1 s2 1024->2048 @7 2.390-2.465 -> 2.256-2.335, 512->2048 + add 1.179-1.200 ->
+    1.131-1.152 (+ global pool 1.202-1.211 -> 1.140-1.148), 2048->512 1.161-1.175 -> 1.127-1.141
+    (one chunk of tiles now, was three); MobileNetV2's 7x7 projections and expansions 3-8% faster
+    (320->1280 + pool 0.518-0.522 -> 0.492, 960->320 0.361-0.365 -> 0.342-0.344, 160->960
+    0.185-0.192 -> 0.173-0.181); SqueezeNet has no such tail (unchanged). 2 threads: the shared
+    machine's minima swung with the order of the artifacts (0.6-1.7x), not measured."""
+    import tvm_ffi
+    from tvm import tirx
+    from . import substitute
+    parts = {}
+
+    def take(loop):  # (the tail's loop nest: its parts kept, the nest itself dropped)
+        if isinstance(loop, tirx.For) and loop.loop_var.same_as(t_outer):
+            body = list(loop.body.seq)
+            at = next(i for i, s in enumerate(body) if isinstance(s, tirx.For) and s.loop_var.same_as(t_rc))
+            parts.update(before=body[:at], update=body[at].body, after=body[at + 1:])
+            return tirx.Evaluate(0)
+        return loop
+    func = func.with_body(tvm_ffi.structural_map(func.body, take))
+    as_main = {t_outer: outer, t_rc: rc}
+
+    def fold_rc(loop):
+        if isinstance(loop, tirx.For) and loop.loop_var.same_as(rc):
+            return tirx.For(loop.loop_var, loop.min, loop.extent, loop.kind,
+                            tirx.SeqStmt([loop.body, substitute(parts["update"], as_main)]),
+                            loop.thread_binding, loop.annotations)
+        return loop
+
+    def fold(loop):
+        if isinstance(loop, tirx.For) and loop.loop_var.same_as(qc):
+            last = substitute(loop.body, {qc: tirx.IntImm("int64", tiles - 1)})
+            last = tvm_ffi.structural_map(last, fold_rc)
+            head = [tirx.For(loop.loop_var, loop.min, tiles - 1, loop.kind, loop.body, loop.thread_binding,
+                             loop.annotations)] if tiles > 1 else []
+            return tirx.SeqStmt([*head, *[substitute(s, as_main) for s in parts["before"]], last,
+                                 *[substitute(s, as_main) for s in parts["after"]]])
+        return loop
+
+    def first_copy(seq):
+        if isinstance(seq, tirx.SeqStmt):
+            body = list(seq.seq)
+            at = [i for i, s in enumerate(body) if isinstance(s, tirx.For) and s.loop_var.same_as(copy)]
+            main = [i for i, s in enumerate(body) if isinstance(s, tirx.For) and s.loop_var.same_as(outer)]
+            if at and main and at[0] > main[0]:
+                body.insert(main[0], body.pop(at[0]))
+                return tirx.SeqStmt(body)
+        return seq
+    func = func.with_body(tvm_ffi.structural_map(func.body, first_copy))
+    return func.with_body(tvm_ffi.structural_map(func.body, fold))

@@ -1,0 +1,52 @@
+"""The pointwise GEMM's few-pixel tail folded into each channel block's last whole tile
+(pointwise.fold_tail: 7x7 = 3 x 16 + 1 pixels on x86): numerics against the interpreter on shapes
+whose channels do not divide the blocks, batches of two images, a residual add, parallel and
+serial; not folded: a two-pixel tail, a 4 x 24 tile's (on AVX2 their accumulators spilled), a
+serial function's (a pointer spilled: test_schedules' register checks); rpi4 has no few-pixel
+tail, so nothing is folded there."""
+import numpy as np
+import pytest
+
+from edgec import targets
+from edgec.compiler.build import compile_graph
+from edgec.compiler.interp import interpret
+from edgec.runtime import load
+from edgec.targets import schedules
+from edgec.targets.schedules import pointwise
+from test_pointwise_narrow import AVX2, _projection
+
+
+@pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "serial"])
+@pytest.mark.parametrize("preset", ["host", "x86-avx2"])
+@pytest.mark.parametrize("case", [(40, 130, 1, (7, 7), ("relu",), True),
+                                  (24, 50, 2, (7, 7), ("add", "relu"), True),
+                                  (40, 131, 1, (5, 10), ("relu",), False),
+                                  (200, 130, 2, (5, 29), (), False)],
+                         ids=["130ch-49px", "2x49px-add", "50px-unfolded", "4x24-tile-unfolded"])
+def test_folded_tail_matches_numpy(tmp_path, monkeypatch, preset, parallel, case):
+    if preset != "host" and not AVX2:
+        pytest.skip("this machine has no AVX2 to run x86-avx2 code")
+    monkeypatch.setattr(schedules, "PARALLEL_MIN_WORK", 0 if parallel else float("inf"))
+    c, o, batch, hw, post, folded = case
+    folds = []
+    orig = pointwise.fold_tail
+    monkeypatch.setattr(pointwise, "fold_tail", lambda *a: folds.append(a[-1]) or orig(*a))
+    g = _projection(c, o, batch, hw, post)
+    compile_graph(g, targets.get(preset), str(tmp_path / "m.edgec"), progress=False)
+    assert bool(folds) == (folded and parallel), folds
+    m = load(str(tmp_path / "m.edgec"))
+    rng = np.random.default_rng(1)
+    feed = {v.name: rng.standard_normal(v.shape).astype(v.dtype) for v in g.inputs}
+    np.testing.assert_allclose(m.run(feed)[0], interpret(g, feed)[g.outputs[0]], rtol=1e-4, atol=1e-5)
+
+
+def test_no_fold_off_x86(tmp_path, monkeypatch):
+    """rpi4 (NEON) computes 7x7's last pixel in a whole-vector tail: nothing folded."""
+    folds = []
+    monkeypatch.setattr(pointwise, "fold_tail", lambda *a: folds.append(a))
+    g = _projection(40, 130, 1, (7, 7), ("relu",))
+    try:
+        compile_graph(g, targets.get("rpi4"), str(tmp_path / "m.edgec"), progress=False)
+    except Exception as e:  # noqa: BLE001 - no cross toolchain on this machine
+        pytest.skip(f"rpi4 does not compile here: {e}")
+    assert not folds
