@@ -20,7 +20,6 @@ from tvm import te, tirx
 
 from ..ops.nn import _pair
 from ..ops.packed import flat_pixels
-from ...targets.schedules.pack import ROWS_STEM_CHANNELS
 from . import lowering
 from .nn import _pad4
 
@@ -39,6 +38,8 @@ def conv2d_packed(a, x, wp, b=None):
         raise ValueError("channels-last convs run the direct conv: the layout pass gives them no GEMM tile")
     if a.get("tile") and kh == kw == 1 and not any(p):
         return _pointwise(x, wp, b, o, s, oh, ow, a["tile"], g, a.get("tail", 0))
+    if a.get("row_width"):
+        return _tiled_rows(x, wp, b, o, p, s, d, oh, ow, a["row_width"])
     if a.get("row_tile"):
         return _rows(x, wp, b, o, p, s, d, oh, ow, a["row_tile"], a.get("row_band", oh))
     flat = flat_pixels(a, kh, kw)  # one row of oh * ow pixels
@@ -103,8 +104,6 @@ def _rows(x, wp, b, o, p, s, d, oh, ow, tile, band):
     n, c, h, wd = (int(v) for v in x.shape)
     blocks, ci, kh, kw, block = (int(v) for v in wp.shape)
     wq = -(-(wd + p[1] + p[3]) // s[1])
-    if c <= ROWS_STEM_CHANNELS:
-        return _tiled_rows(x, wp, b, o, p, s, d, oh, ow, tile, wq)
     padded = -(-(band * wq) // tile) * tile
     bands = -(-oh // band)
     last = (bands - 1) * band * wq + padded + (kh - 1) * d[0] // s[0] * wq + (kw - 1) * d[1] // s[1]  # (past the last read)
@@ -127,15 +126,10 @@ def _rows(x, wp, b, o, p, s, d, oh, ow, tile, band):
     return te.compute((n, o, oh, ow), unpack, name="conv2d_unpack")
 
 
-def _vector_unit(tile):
-    """Pixels per vector of a row conv's TILE as far as the lowering can tell (AVX2's 8, AVX-512's 16)."""
-    return next(u for u in (16, 8, 4, 1) if tile % u == 0)
-
-
-def _tiled_rows(x, wp, b, o, p, s, d, oh, ow, tile, wq):
-    """The row conv of a stem (at most ROWS_STEM_CHANNELS input channels: the whole reduction in one
-    chunk): block `conv2d_row_tiles` computes (N, blocks, OH, block, OW') with OW' = OW padded to
-    whole pixel vectors, pixel (y, x) and tap (ry, rx) reading flat pixel (y + ry * D0 // S0) * WQ
+def _tiled_rows(x, wp, b, o, p, s, d, oh, ow, owp):
+    """The row conv of a stem (the node's `row_width`, targets/schedules/pack.py conv_row_width: the
+    whole reduction in one chunk): block `conv2d_row_tiles` computes (N, blocks, OH, block, OWP),
+    OWP = OW padded to whole pixel vectors, pixel (y, x) and tap (ry, rx) reading flat pixel (y + ry * D0 // S0) * WQ
     + x + rx * D1 // S1 of its phase plane (`conv2d_rows_copy`, as in `_rows`; a padded lane reads
     on into the next row and is dropped), so that each register tile lies in one output row (the
     schedule cuts a row's last tile short) and `conv2d_unpack` (bias and epilogue) writes it to NCHW
@@ -147,7 +141,7 @@ def _tiled_rows(x, wp, b, o, p, s, d, oh, ow, tile, wq):
     3.09-3.11 -> 2.77-2.91; 2 threads (busy machine) MobileNet v1's 0.511 -> 0.305."""
     n, c, h, wd = (int(v) for v in x.shape)
     blocks, ci, kh, kw, block = (int(v) for v in wp.shape)
-    owp = -(-ow // _vector_unit(tile)) * _vector_unit(tile)
+    wq = -(-(wd + p[1] + p[3]) // s[1])
     last = (oh - 1 + (kh - 1) * d[0] // s[0]) * wq + owp + (kw - 1) * d[1] // s[1]  # (past the last read)
     rows = -(-last // wq)
     xr = te.compute((n, c, s[0], s[1], rows, wq), lambda nn, cc, i, j, r, col: te.if_then_else(

@@ -203,11 +203,12 @@ def pointwise(node, w):
 def _conv_attrs(graph, node, w, preset, block, direct=False):
     """conv2d_packed's attrs for NODE with OIHW weight W: the pointwise GEMM's tile, the row conv's,
     or the direct conv's row padding (always the latter where DIRECT)."""
-    from ...targets.schedules.pack import (conv_flat_rows, conv_row_padding, conv_rows_tile, pointwise_gemm,
-                                           pointwise_tail, pointwise_tile)
+    from ...targets.schedules.pack import (conv_flat_rows, conv_row_padding, conv_row_width, conv_rows_tile,
+                                           pointwise_gemm, pointwise_tail, pointwise_tile)
     from ...targets.schedules.pointwise import in_place as pointwise_in_place, padded_last_tile
     g = node.attrs.get("groups", 1)
-    attrs = {k: v for k, v in node.attrs.items() if k not in ("tile", "tail", "row_tile", "row_band", "width_tile", "flat_rows")}
+    attrs = {k: v for k, v in node.attrs.items() if k not in ("tile", "tail", "row_tile", "row_band", "row_width",
+                                                                 "width_tile", "flat_rows")}
     attrs.update(out_channels=int(w.shape[0]), block=block)
     out = nchw(node.attrs, "out_layout", graph.values[node.outputs[0]].shape)
     pixels = int(out[2] * out[3])
@@ -225,7 +226,9 @@ def _conv_attrs(graph, node, w, preset, block, direct=False):
         attrs["tail"] = 0 if in_place or padded else pointwise_tail(preset, pixels, nr, mr)
     elif not direct and (rows := conv_rows_tile(preset, w.shape, int(out[2]), int(out[3]), wq,
                                                 node.attrs.get("strides", [1, 1]), g)):
-        attrs["block"], attrs["row_tile"], attrs["row_band"] = rows  # the direct conv over padded rows, a GEMM's tile
+        attrs["block"], attrs["row_tile"], band = rows  # the direct conv over padded rows, a GEMM's tile
+        width = conv_row_width(preset, int(w.shape[1]), int(out[3]))  # (a stem: tiles in one output row)
+        attrs.update({"row_width": width} if width else {"row_band": band})
     else:  # the direct conv: rows (or all pixels as one row) in whole register tiles of `width_tile` pixels
         nchw_io = "NHWC" not in (attrs.get("in_layout"), attrs.get("out_layout"))
         if conv_flat_rows(preset, int(w.shape[2]), int(w.shape[3]), int(out[2]), int(out[3]), nchw_io):

@@ -187,6 +187,15 @@ def conv_rows_tile(preset, weight_shape, oh, ow, wq, strides, groups):
     return block, tile, conv_rows_band(preset, oh, wq, block, tile)
 
 
+def conv_row_width(preset, channels, ow):
+    """The padded row width of a stem's row conv (at most ROWS_STEM_CHANNELS input channels, the
+    whole reduction in one chunk): OW in whole pixel vectors, each register tile in one output row
+    and written to NCHW from its registers (compiler/lower/packed.py `_tiled_rows`); 0 for a row
+    conv with more channels, which computes bands of rows (conv_rows_band)."""
+    n = lanes(preset)
+    return -(-ow // n) * n if channels <= ROWS_STEM_CHANNELS else 0
+
+
 def conv_rows_band(preset, oh, wq, block, tile):
     """Output rows per band of the row conv: the band's partial sums (rows x WQ x block) in a
     quarter of L2, written back to NCHW band by band while they are in cache. Each band's pixels
