@@ -101,16 +101,14 @@ def _rows(x, wp, b, o, p, s, d, oh, ow, tile, band):
     plane (ry * D0 % S0, rx * D1 % S1), so that pixels are the vector lanes and each band's
     accumulators are whole output rows (written back band by band); the columns past OW of each
     row are computed and dropped by `conv2d_unpack`."""
-    n, c, h, wd = (int(v) for v in x.shape)
+    n, wd = int(x.shape[0]), int(x.shape[3])
     blocks, ci, kh, kw, block = (int(v) for v in wp.shape)
     wq = -(-(wd + p[1] + p[3]) // s[1])
     padded = -(-(band * wq) // tile) * tile
     bands = -(-oh // band)
     last = (bands - 1) * band * wq + padded + (kh - 1) * d[0] // s[0] * wq + (kw - 1) * d[1] // s[1]  # (past the last read)
     rows = -(-last // wq)
-    xr = te.compute((n, c, s[0], s[1], rows, wq), lambda nn, cc, i, j, r, col: te.if_then_else(
-        tirx.all(r * s[0] + i >= p[0], r * s[0] + i < h + p[0], col * s[1] + j >= p[1], col * s[1] + j < wd + p[1]),
-        x[nn, cc, r * s[0] + i - p[0], col * s[1] + j - p[1]], tirx.const(0, x.dtype)), name="conv2d_rows_copy")
+    xr = _phase_planes(x, p, s, rows, wq)
     rc, ry, rx = te.reduce_axis((0, ci), "rc"), te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx")
 
     def tap(nn, r, q):
@@ -126,6 +124,15 @@ def _rows(x, wp, b, o, p, s, d, oh, ow, tile, band):
     return te.compute((n, o, oh, ow), unpack, name="conv2d_unpack")
 
 
+def _phase_planes(x, p, s, rows, wq):
+    """Block `conv2d_rows_copy`: the padded NCHW input X as S0 x S1 phase planes of ROWS x WQ
+    (plane (i, j) holds the padded pixels (r * S0 + i, col * S1 + j), zeros outside the input)."""
+    n, c, h, wd = (int(v) for v in x.shape)
+    return te.compute((n, c, s[0], s[1], rows, wq), lambda nn, cc, i, j, r, col: te.if_then_else(
+        tirx.all(r * s[0] + i >= p[0], r * s[0] + i < h + p[0], col * s[1] + j >= p[1], col * s[1] + j < wd + p[1]),
+        x[nn, cc, r * s[0] + i - p[0], col * s[1] + j - p[1]], tirx.const(0, x.dtype)), name="conv2d_rows_copy")
+
+
 def _tiled_rows(x, wp, b, o, p, s, d, oh, ow, owp):
     """The row conv of a stem (the node's `row_width`, targets/schedules/pack.py conv_row_width: the
     whole reduction in one chunk): block `conv2d_row_tiles` computes (N, blocks, OH, block, OWP),
@@ -139,14 +146,12 @@ def _tiled_rows(x, wp, b, o, p, s, d, oh, ow, owp):
     0.324, ShuffleNet's 3x3 s2 3->24 + relu + max pool 0.482 -> 0.354, SqueezeNet's 3->64 (rows of
     111) + relu + max pool 0.808 -> 0.662, ResNet-50's 7x7 s2 3->64 + relu (its pool a pass)
     3.09-3.11 -> 2.77-2.91; 2 threads (busy machine) MobileNet v1's 0.511 -> 0.305."""
-    n, c, h, wd = (int(v) for v in x.shape)
+    n, wd = int(x.shape[0]), int(x.shape[3])
     blocks, ci, kh, kw, block = (int(v) for v in wp.shape)
     wq = -(-(wd + p[1] + p[3]) // s[1])
     last = (oh - 1 + (kh - 1) * d[0] // s[0]) * wq + owp + (kw - 1) * d[1] // s[1]  # (past the last read)
     rows = -(-last // wq)
-    xr = te.compute((n, c, s[0], s[1], rows, wq), lambda nn, cc, i, j, r, col: te.if_then_else(
-        tirx.all(r * s[0] + i >= p[0], r * s[0] + i < h + p[0], col * s[1] + j >= p[1], col * s[1] + j < wd + p[1]),
-        x[nn, cc, r * s[0] + i - p[0], col * s[1] + j - p[1]], tirx.const(0, x.dtype)), name="conv2d_rows_copy")
+    xr = _phase_planes(x, p, s, rows, wq)
     rc, ry, rx = te.reduce_axis((0, ci), "rc"), te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx")
 
     def tap(nn, y, q):

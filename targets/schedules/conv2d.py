@@ -285,15 +285,10 @@ def _schedule_row_tiles(sch, kernel, preset, pooled):
     block, tile = pointwise_tile(preset, o, oh * wq, write_back_pass=True)  # (as pack.conv_rows_tile)
     if int(sch.get(oi).extent) != block or int(sch.get(q).extent) % lanes or int(sch.get(q).extent) < ow:
         raise ValueError("row conv packed for another tile than this preset's")
-    kh, kw = int(sch.get(ry).extent), int(sch.get(rx).extent)
     qo, qv, qi = sch.split(q, [None, tile // lanes, lanes])
     sch.reorder(nn, bi, y, qo, rc, ry, rx, oi, qv, qi)
     pool = _pool_after(sch) if pooled else None
-    outer = sch.fuse(nn, bi) if pool is not None else sch.fuse(nn, bi, y)
-    parallel(sch, outer, par)
-    for loop in ((ry, rx, oi, qv) if kh * kw <= ROWS_UNROLL_TAPS else (rx, oi, qv)):
-        sch.unroll(loop)
-    sch.vectorize(qi)
+    outer = _row_loops(sch, (nn, bi, y), pool, par, (ry, rx, oi, qv, qi))
     sch.reverse_compute_at(unpack, qo)
     f, x = sch.get_loops(unpack)[-2:]
     xv, xi = sch.split(x, [None, lanes])
@@ -305,6 +300,22 @@ def _schedule_row_tiles(sch, kernel, preset, pooled):
     schedule_rest(sch, preset, ["conv2d_row_tiles", "conv2d_unpack", "conv2d_rows_copy", *done], par)
     _schedule_copy(sch, copy, lanes, par)
     return _likely_bounds(sch.mod["main"], "conv2d_unpack") if ow % tile else sch.mod["main"]
+
+
+def _row_loops(sch, parallel_loops, pool, par, tile_loops):
+    """The row conv's parallel loop and register tile: (batch, channel block, rows) fused and
+    parallel (without the rows where a POOL is fused per channel block); the tile's kernel rows (a
+    large kernel's stay a loop, ROWS_UNROLL_TAPS), columns, channels and pixel vectors unrolled, its
+    lanes vectorized. TILE_LOOPS: (ry, rx, oi, qv, qi). Returns the parallel loop."""
+    nn, bi, rows = parallel_loops
+    ry, rx, oi, qv, qi = tile_loops
+    outer = sch.fuse(nn, bi) if pool is not None else sch.fuse(nn, bi, rows)
+    parallel(sch, outer, par)
+    taps = int(sch.get(ry).extent) * int(sch.get(rx).extent)
+    for loop in ((ry, rx, oi, qv) if taps <= ROWS_UNROLL_TAPS else (rx, oi, qv)):
+        sch.unroll(loop)
+    sch.vectorize(qi)
+    return outer
 
 
 def _likely_bounds(func, name):
@@ -346,11 +357,7 @@ def _schedule_rows(sch, kernel, preset, pooled):
     rco, rci = sch.split(rc, [None, chunk])
     sch.reorder(nn, bi, r, rco, qo, rci, ry, rx, oi, qv, qi)
     pool = _pool_after(sch) if pooled else None
-    outer = sch.fuse(nn, bi) if pool is not None else sch.fuse(nn, bi, r)
-    parallel(sch, outer, par)
-    for loop in ((ry, rx, oi, qv) if kh * kw <= ROWS_UNROLL_TAPS else (rx, oi, qv)):
-        sch.unroll(loop)
-    sch.vectorize(qi)
+    outer = _row_loops(sch, (nn, bi, r), pool, par, (ry, rx, oi, qv, qi))
     # the band's rows written back right after its reduction (its partial sums still in cache): its
     # accumulators as rows of WQ, so that the write-back reads whole rows (TVM solves its domain
     # from them); the padded last tile runs into a row of its own that nothing reads (no padding to

@@ -535,13 +535,7 @@ def tail_gemm(sch, tail, preset, par):
         sch.reorder(nn, bo, rc, bc, q, oi)
         outer = sch.fuse(nn, bo)
         parallel(sch, outer, par)
-        acc = sch.cache_write(tail, 0, ACC_SCOPE)
-        sch.reverse_compute_at(acc, outer)
-        for loop in sch.get_loops(acc)[1:]:
-            sch.unroll(loop)
-        sch.unroll(bc)
-        sch.unroll(q)
-        sch.vectorize(oi)
+        pixel_accumulators(sch, tail, outer, [bc, q], oi)
         return outer, rc
     if few % lanes:
         chains = divisor(int(sch.get(rc).extent), max(1, TAIL_CHAINS // few))
@@ -585,14 +579,21 @@ def fold_tail_loops(sch, tail):
     nn, bi, oi, q, rc = sch.get_loops(tail)
     sch.reorder(nn, bi, rc, q, oi)
     outer = sch.fuse(nn, bi)
+    pixel_accumulators(sch, tail, outer, [q], oi)
+    sch.decompose_reduction(tail, rc)
+    return outer, rc
+
+
+def pixel_accumulators(sch, tail, outer, unrolled, channels):
+    """A few-pixel tail's sums in registers: its accumulators per iteration of OUTER (unrolled: one
+    register each), the loops UNROLLED, the block's CHANNELS a vector (a pixel broadcast against them)."""
     acc = sch.cache_write(tail, 0, ACC_SCOPE)
     sch.reverse_compute_at(acc, outer)
     for loop in sch.get_loops(acc)[1:]:
         sch.unroll(loop)
-    sch.unroll(q)
-    sch.vectorize(oi)
-    sch.decompose_reduction(tail, rc)
-    return outer, rc
+    for loop in unrolled:
+        sch.unroll(loop)
+    sch.vectorize(channels)
 
 
 def fold_tail(func, t_outer, t_rc, outer, qc, rc, copy, tiles):
