@@ -1,9 +1,10 @@
 """The x86 register tiles per ISA, proven on the code itself (no AVX-512 machine is needed to
 compile for one): for x86-avx2 (16 ymm) and x86-avx512 (32 zmm), the innermost FMA loops of the
-3x3 direct conv, the Winograd GEMM, the 1x1 GEMM (a tail of 4 pixels; a cache-chunked reduction)
-and the dense GEMV use vector FMAs of the ISA's width, touch no stack slot (no spills), and the
-GEMM's tile holds the accumulators the preset's register file allows (pack.pointwise_tile: 12 of
-AVX2's 16, 24 of AVX-512's 32). Numerics of these schedules: tests/test_schedules.py."""
+3x3 direct conv, the Winograd GEMM, the 1x1 GEMM (a tail of 4 pixels; a cache-chunked reduction;
+a 7x7 image's leftover pixel folded into its last tile), the stems' row tiles and the dense GEMV
+use vector FMAs of the ISA's width, touch no stack slot (no spills), and the GEMM's tile holds the
+accumulators the preset's register file allows (pack.pointwise_tile: 12 of AVX2's 16, 24 of
+AVX-512's 32). Numerics of these schedules: tests/test_schedules.py."""
 import shutil
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from disasm import accumulators, innermost_fma_loops, library, stack_accesses, vector_fmas
 from edgec import api
 from edgec.targets import get as preset_of
+from edgec.targets.schedules import conv2d, pointwise
 from edgec.targets.schedules.pack import pointwise_tile
 from test_arm_schedules import _Model, conv_library
 
@@ -37,6 +39,20 @@ def test_x86_conv_tiles_fit_registers(tmp_path, preset, c, o, hw, k):
         tile = channels * pixels // (preset_of(preset).vector_bits // 32)
         assert tile >= {"x86-avx2": 12, "x86-avx512": 24}[preset]
         assert max(len(accumulators(b)) for b in loops) == tile
+
+
+@pytest.mark.parametrize("preset", list(REGISTER))
+@pytest.mark.parametrize("c,o,hw,k,stride", [(3, 32, 224, 3, 2), (3, 64, 224, 7, 2), (1024, 1024, 7, 1, 1)],
+                         ids=["stem-row-tiles", "7x7-stem-row-tiles", "1x1-folded-pixel@7"])
+def test_x86_stem_and_folded_tiles_fit_registers(tmp_path, monkeypatch, preset, c, o, hw, k, stride):
+    """A stem's row tiles (conv2d._schedule_row_tiles) and a 7x7 image's leftover pixel folded into
+    the 1x1 GEMM's last tile (pointwise.fold_tail, 13 FMAs a step on AVX2; AVX-512's 1x1 tiles
+    leave no single pixel over at 7x7) hold in registers too."""
+    used = []
+    for module, name in ((conv2d, "_schedule_row_tiles"), (pointwise, "fold_tail")):
+        monkeypatch.setattr(module, name, lambda *a, _f=getattr(module, name), _n=name: used.append(_n) or _f(*a))
+    assert_fits(innermost_fma_loops(conv_library(tmp_path, preset, c, o, hw, k, stride)), preset)
+    assert used == (["_schedule_row_tiles"] if c == 3 else ["fold_tail"] if preset == "x86-avx2" else []), used
 
 
 @pytest.mark.parametrize("preset", list(REGISTER))
