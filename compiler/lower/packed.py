@@ -136,16 +136,17 @@ def _phase_planes(x, p, s, rows, wq):
 def _tiled_rows(x, wp, b, o, p, s, d, oh, ow, owp):
     """The row conv of a stem (the node's `row_width`, targets/schedules/pack.py conv_row_width: the
     whole reduction in one chunk): block `conv2d_row_tiles` computes (N, blocks, OH, block, OWP),
-    OWP = OW padded to whole pixel vectors, pixel (y, x) and tap (ry, rx) reading flat pixel (y + ry * D0 // S0) * WQ
-    + x + rx * D1 // S1 of its phase plane (`conv2d_rows_copy`, as in `_rows`; a padded lane reads
-    on into the next row and is dropped), so that each register tile lies in one output row (the
-    schedule cuts a row's last tile short) and `conv2d_unpack` (bias and epilogue) writes it to NCHW
-    from its registers: no band of partial sums, no write-back pass. AVX2, 1 thread, in model,
-    per-kernel minima alternated (kab): MobileNet v1's 3x3 s2 3->32 @224 + clip 0.438-0.461 ->
-    0.288 ms (rows padded to whole 24-pixel tiles instead: 0.304), MobileNetV2's 0.462-0.482 ->
-    0.324, ShuffleNet's 3x3 s2 3->24 + relu + max pool 0.482 -> 0.354, SqueezeNet's 3->64 (rows of
-    111) + relu + max pool 0.808 -> 0.662, ResNet-50's 7x7 s2 3->64 + relu (its pool a pass)
-    3.09-3.11 -> 2.77-2.91; 2 threads (busy machine) MobileNet v1's 0.511 -> 0.305."""
+    OWP = OW padded to whole pixel vectors, pixel (y, x) and tap (ry, rx) reading flat pixel
+    (y + ry * D0 // S0) * WQ + x + rx * D1 // S1 of its phase plane (`conv2d_rows_copy`, as in
+    `_rows`; a padded lane reads on into the next row and is dropped), so that each register tile
+    lies in one output row (the schedule cuts a row's last tile short) and `conv2d_unpack` (bias
+    and epilogue) writes it to NCHW from its registers: no band of partial sums, no write-back
+    pass. AVX2, 1 thread, in model, per-kernel minima alternated (kab): MobileNet v1's 3x3 s2
+    3->32 @224 + clip 0.438-0.461 -> 0.288 ms (rows padded to whole 24-pixel tiles instead:
+    0.304), MobileNetV2's 0.462-0.482 -> 0.324, ShuffleNet's 3x3 s2 3->24 + relu + max pool 0.482
+    -> 0.354, SqueezeNet's 3->64 (rows of 111) + relu + max pool 0.808 -> 0.662, ResNet-50's 7x7
+    s2 3->64 + relu (its pool a pass) 3.09-3.11 -> 2.77-2.91; 2 threads (busy machine) MobileNet
+    v1's 0.511 -> 0.305."""
     n, wd = int(x.shape[0]), int(x.shape[3])
     blocks, ci, kh, kw, block = (int(v) for v in wp.shape)
     wq = -(-(wd + p[1] + p[3]) // s[1])

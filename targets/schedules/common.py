@@ -75,8 +75,8 @@ def schedule_rest(sch, preset, names, par=True):
 LINE_BYTES = 64  # cache line (x86)
 
 
-def prefetch(buffer, indices, locality):
-    """A software prefetch (read) of the cache line holding BUFFER[INDICES] into the cache level
-    LOCALITY names (3: L1, 2: L2), as a statement."""
+def prefetch(buffer, indices, locality, write=False):
+    """A software prefetch (for reading, or for WRITE) of the cache line holding BUFFER[INDICES]
+    into the cache level LOCALITY names (3: L1, 2: L2), as a statement."""
     addr = tirx.call_intrin("handle", "tirx.address_of", tirx.BufferLoad(buffer, indices))
-    return tirx.Evaluate(tirx.call_intrin("void", "tirx.prefetch", addr, 0, locality, 1))
+    return tirx.Evaluate(tirx.call_intrin("void", "tirx.prefetch", addr, int(write), locality, 1))

@@ -265,8 +265,9 @@ def pointwise_tail(preset, pixels, tile, block):
     """Pixels of the pointwise GEMM's tail: those after the whole tiles, computed by a GEMM of their
     own instead of in a padded last tile (0: no tail). In whole pixel vectors; but on x86 up to
     TAIL_PIXELS leftover pixels exactly, each broadcast against a block's channels (pointwise.py
-    tail_gemm; one pixel in the last whole tile's reduction loop, pointwise.fold_tail): one whole pixel vector for 7x7 = 3 x 16 + 1 pixels was 8 lanes of work for one
-    and a sixth of the kernel's time (2048->512 @7, AVX2). On x86, a tail whose register tile
+    tail_gemm; one pixel in the last whole tile's reduction loop, pointwise.fold_tail): one whole
+    pixel vector for 7x7 = 3 x 16 + 1 pixels was 8 lanes of work for one and a sixth of the
+    kernel's time (2048->512 @7, AVX2). On x86, a tail whose register tile
     (BLOCK channels x its vectors) holds fewer than FMA_CHAINS accumulators takes the last whole
     tile in too, computed in sub-tiles of at least that many (tail_vectors): 14x14 = 196 pixels in
     tiles of 4 x 24 were 8 tiles + a tail of 1 vector (4 of its 8 pixels padding), whose 4 chains

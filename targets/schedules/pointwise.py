@@ -374,8 +374,7 @@ def prefetch_writes(func, y, n, t, block_var, block, tile):
         p = tirx.min(t * tile + k * (LINE_BYTES // 4), h * w - 1)
         for oi in range(block):
             c = tirx.min(block_var * block + oi, channels - 1)
-            addr = tirx.call_intrin("handle", "tirx.address_of", tirx.BufferLoad(y, [n, c, p // w, p % w]))
-            lines.append(tirx.Evaluate(tirx.call_intrin("void", "tirx.prefetch", addr, 1, 3, 1)))
+            lines.append(prefetch(y, [n, c, p // w, p % w], 3, write=True))
 
     def add(loop):  # (before the reduction loop: the first loop inside the channel block's)
         if isinstance(loop, tirx.For) and loop.loop_var.same_as(block_var):
@@ -612,8 +611,10 @@ def fold_tail(func, t_outer, t_rc, outer, qc, rc, copy, tiles):
     1.131-1.152 (+ global pool 1.202-1.211 -> 1.140-1.148), 2048->512 1.161-1.175 -> 1.127-1.141
     (one chunk of tiles now, was three); MobileNetV2's 7x7 projections and expansions 3-8% faster
     (320->1280 + pool 0.518-0.522 -> 0.492, 960->320 0.361-0.365 -> 0.342-0.344, 160->960
-    0.185-0.192 -> 0.173-0.181); SqueezeNet has no such tail (unchanged). 2 threads: the shared
-    machine's minima swung with the order of the artifacts (0.6-1.7x), not measured."""
+    0.185-0.192 -> 0.173-0.181); SqueezeNet has no such tail (unchanged). 2 threads, quiet machine,
+    kab minima (8 rounds, twice): ResNet-50's 1x1 s2 1024->2048 @7 1.217-1.269 -> 1.155-1.166 ms,
+    512->2048 + add 0.611-0.623 -> 0.575-0.581, 2048->512 0.624-0.626 -> 0.583-0.589; MobileNet
+    v1's 1024->1024 @7 + pool 0.644 -> 0.609, 512->1024 @7 0.307 -> 0.289."""
     import tvm_ffi
     from tvm import tirx
     from . import substitute
