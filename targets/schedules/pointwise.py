@@ -612,7 +612,7 @@ def fold_tail(func, t_outer, t_rc, outer, qc, rc, copy, tiles):
     (one chunk of tiles now, was three); MobileNetV2's 7x7 projections and expansions 3-8% faster
     (320->1280 + pool 0.518-0.522 -> 0.492, 960->320 0.361-0.365 -> 0.342-0.344, 160->960
     0.185-0.192 -> 0.173-0.181); SqueezeNet has no such tail (unchanged). 2 threads, quiet machine,
-    kab minima (8 rounds, twice): ResNet-50's 1x1 s2 1024->2048 @7 1.217-1.269 -> 1.155-1.166 ms,
+    kab minima (8 rounds; ResNet-50 two runs, MobileNet v1 one): ResNet-50's 1x1 s2 1024->2048 @7 1.217-1.269 -> 1.155-1.166 ms,
     512->2048 + add 0.611-0.623 -> 0.575-0.581, 2048->512 0.624-0.626 -> 0.583-0.589; MobileNet
     v1's 1024->1024 @7 + pool 0.644 -> 0.609, 512->1024 @7 0.307 -> 0.289."""
     import tvm_ffi
