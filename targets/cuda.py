@@ -39,6 +39,7 @@ class CudaPreset(Preset):
     gpu_arch: str = "sm_80"
     host: dict = field(default_factory=lambda: {"kind": "llvm"})
     unsupported: str = ""  # why this GPU cannot run TVM 0.27's CUDA runtime ("" = it can)
+    sms: int = 80  # streaming multiprocessors of the preset's typical GPU (passes/split_k.py sizes grids by it)
 
     def tvm_target(self):
         import tvm
@@ -55,21 +56,21 @@ class CudaPreset(Preset):
         return dict(super().to_json(), gpu_arch=self.gpu_arch, host=self.host)
 
 
-def _cuda(name, arch, description, host=None, host_arch=host_arch(), cross_cc="", tools=(), unsupported=""):
+def _cuda(name, arch, description, sms, host=None, host_arch=host_arch(), cross_cc="", tools=(), unsupported=""):
     register(CudaPreset(name, description, {"kind": "cuda", "arch": arch}, host_arch, device="cuda",
                         cross_cc=cross_cc, vector_bits=0, tools=["nvcc", *tools], gpu_arch=arch,
-                        host=host or {"kind": "llvm"}, unsupported=unsupported))
+                        host=host or {"kind": "llvm"}, unsupported=unsupported, sms=sms))
 
 
-_cuda("cuda", "sm_80", "NVIDIA GPU, Ampere (sm_80: A100) and newer through PTX")
-_cuda("cuda-sm75", "sm_75", "NVIDIA GPU, Turing (sm_75: T4, RTX 20xx)")
-_cuda("cuda-sm86", "sm_86", "NVIDIA GPU, Ampere (sm_86: RTX 30xx, A10, A40)")
-_cuda("cuda-sm89", "sm_89", "NVIDIA GPU, Ada (sm_89: L4, L40, RTX 40xx)")
-_cuda("cuda-sm90", "sm_90", "NVIDIA GPU, Hopper (sm_90: H100, H200)")
+_cuda("cuda", "sm_80", "NVIDIA GPU, Ampere (sm_80: A100) and newer through PTX", 108)
+_cuda("cuda-sm75", "sm_75", "NVIDIA GPU, Turing (sm_75: T4, RTX 20xx)", 40)
+_cuda("cuda-sm86", "sm_86", "NVIDIA GPU, Ampere (sm_86: RTX 30xx, A10, A40)", 72)
+_cuda("cuda-sm89", "sm_89", "NVIDIA GPU, Ada (sm_89: L4, L40, RTX 40xx)", 58)
+_cuda("cuda-sm90", "sm_90", "NVIDIA GPU, Hopper (sm_90: H100, H200)", 132)
 _JETSON_HOST = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mattr": ["+neon"]}
-_cuda("jetson-orin", "sm_87", "NVIDIA Jetson AGX Orin / Orin NX / Orin Nano (sm_87, Cortex-A78AE host)",
+_cuda("jetson-orin", "sm_87", "NVIDIA Jetson AGX Orin / Orin NX / Orin Nano (sm_87, Cortex-A78AE host)", 16,
       dict(_JETSON_HOST, mcpu="cortex-a78ae"), "aarch64", "aarch64-linux-gnu-gcc", ["aarch64-linux-gnu-gcc"])
-_cuda("jetson-xavier", "sm_72", "NVIDIA Jetson AGX Xavier / Xavier NX (sm_72, Carmel host)",
+_cuda("jetson-xavier", "sm_72", "NVIDIA Jetson AGX Xavier / Xavier NX (sm_72, Carmel host)", 8,
       dict(_JETSON_HOST, mcpu="carmel"), "aarch64", "aarch64-linux-gnu-gcc", ["aarch64-linux-gnu-gcc"],
       unsupported="a CUDA 13 driver for sm_72: CUDA 13 (whose libcudart.so.13 TVM 0.27's runtime links) dropped "
                   "Volta/Xavier, and Xavier's JetPack 5 ships CUDA 11.4")

@@ -12,7 +12,7 @@ import numpy as np
 
 from ...errors import EdgecError
 from . import (conv_as_dense, dead_code, decompose, fold_batch_norm, fold_constants, fold_pad, fold_qdq, fold_swish, fuse, layout,
-               reduce_as_pool, remove_identity, sink_transposes, unroll_recurrent)
+               reduce_as_pool, remove_identity, sink_transposes, split_k, unroll_recurrent)
 
 
 @dataclass
@@ -42,10 +42,12 @@ def _p(module):
 # between them before that (meeting their inverses), and the reductions they leave NCHW become
 # global pools; convs that are dense layers turn into dense ones once batch-norm folding has changed
 # their weights; swish compositions fold into one op (after constant folding computed their
-# constants) so that fusion can take them into the conv
+# constants) so that fusion can take them into the conv; on CUDA, convs too small to fill the GPU
+# split their reduction (after batch-norm folding, so the bias is final) before fusion groups the
+# sum with the bias and activation
 PIPELINE = [_p(remove_identity), _p(fold_qdq), _p(decompose), _p(unroll_recurrent), _p(fold_constants),
             _p(sink_transposes), _p(reduce_as_pool), _p(fold_pad), _p(dead_code), _p(fold_batch_norm),
-            _p(conv_as_dense), _p(fold_swish), _p(fuse), _p(layout)]
+            _p(conv_as_dense), _p(fold_swish), _p(split_k), _p(fuse), _p(layout)]
 
 
 def names():
