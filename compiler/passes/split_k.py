@@ -7,9 +7,14 @@ convs over input-channel chunks, computed as one grouped conv (S times the threa
 
 dlight's GEMM rule gives a thread block 32 output pixels x 64 output channels and runs the whole
 reduction (C*kh*kw) inside it, so a deep layer at a small resolution gets a handful of blocks:
-ResNet-50's 3x3 512->512 @7x7 had 16 blocks on an H200's 132 SMs. Measured on an H200 (sm_90),
-batch 1, as ONNX-level rewrites before this pass existed: that conv (+ relu) 0.486 -> 0.159 ms with
-S = 8; ResNet-50 5.14 -> 2.80 ms end to end (44 of its convs split); VGG-19 6.92 -> 6.25 ms.
+ResNet-50's 3x3 512->512 @7x7 had 16 blocks on an H200's 132 SMs (0.486 ms; split into S = 8,
+0.154 ms). Measured on an H200 (sm_90), batch 1, end to end, whole -> split: ResNet-50 5.09 ->
+2.64 ms (44 convs split), DenseNet-121 9.67 -> 4.86, Inception v1 3.47 -> 2.73-2.79, Inception v2
+5.56 -> 3.26, ZFNet-512 1.74 -> 1.19, AlexNet 1.00 -> 0.85, VGG-19 6.79 -> 6.18, MobileNetV2
+2.64-2.71 -> 2.53-2.57, MobileNet v1 and ShuffleNet unchanged, SqueezeNet 0.755-0.770 ->
+0.783-0.799 (its splits are 1x1 convs of 2-6 MMACs, where two more launches cost more than the
+grid gains; but leaving convs under 8, 16 or 32 MMACs whole lost Inception v1 50-83% of its gain
+and Inception v2 6-77%).
 S doubles while the grid has fewer than two waves of blocks (the preset's SM count) and each chunk
 keeps at least MIN_CHUNK input channels. Only convs with constant weights (and bias), float32.
 The bias (and whatever element-wise ops follow) joins the sum's epilogue kernel after fusion.

@@ -1,0 +1,164 @@
+"""Run prebuilt CUDA artifacts on a GPU machine that has no TVM compiler, no nvcc and no network.
+
+The GPU half of a GPU check whose compile half ran elsewhere (examples/gpu_prepare.py): it needs
+numpy, the TVM runtime (TVM_USE_RUNTIME_LIB=1 works), the CUDA runtime library and the NVIDIA
+driver; onnxruntime and PyTorch only for the references and the baseline.
+
+    python examples/gpu_run.py DIR [--out gpu_run.md] [--rounds 5] [--profile NAME ...]
+
+For every DIR/NAME.edgec:
+- DIR/NAME.ref.npz (inputs `in:<name>`, outputs `out:<name>`, computed by onnxruntime on the CPU
+  of the machine that compiled): the artifact's outputs on the GPU must match them elementwise
+  (rtol 1e-4, atol 1e-5, the same bar as `edgec verify`);
+- DIR/NAME.onnx: onnxruntime on this machine's CPU is the reference (seeded inputs), and the same
+  graph run by PyTorch on the GPU (cuDNN, fp32: TF32 off) is the latency baseline, both called as
+  users call them (numpy in, numpy out, so host<->device copies count on both sides), in
+  alternating ~0.3 s blocks; medians of ROUNDS blocks.
+Writes a markdown table (and .json beside it); exits 1 if any artifact fails to load or to match.
+"""
+import argparse
+import glob
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+import edgec  # noqa: E402
+from onnx_torch import TorchGraph  # noqa: E402
+
+RTOL, ATOL = 1e-4, 1e-5
+
+
+def seeded_inputs(specs, seed=0):
+    rng = np.random.default_rng(seed)
+    return {name: rng.standard_normal(shape).astype(np.float32) for name, shape in specs}
+
+
+def compare(outs, refs):
+    """(passed, max_abs, max_rel) of OUTS against REFS elementwise."""
+    ok, mabs, mrel = True, 0.0, 0.0
+    for a, e in zip(outs, refs):
+        if a.shape != e.shape:
+            return False, float("inf"), float("inf")
+        d = np.abs(a.astype(np.float64) - e)
+        ok &= bool(np.all(d <= ATOL + RTOL * np.abs(e)))
+        mabs = max(mabs, float(d.max(initial=0)))
+        mrel = max(mrel, float((d / np.maximum(np.abs(e), 1e-30)).max(initial=0)))
+    return ok, mabs, mrel
+
+
+def block_time(fn, seconds=0.3):
+    """Calls of FN for about SECONDS; the median time of one call."""
+    times, stop = [], time.perf_counter() + seconds
+    while time.perf_counter() < stop or len(times) < 5:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def alternate(engines, rounds):
+    """{name: median of the per-block medians}, the engines' blocks alternating."""
+    for fn in engines.values():  # warm-up: cuDNN autotuning, lazy module loading
+        for _ in range(10):
+            fn()
+    out = {name: [] for name in engines}
+    for _ in range(rounds):
+        for name, fn in engines.items():
+            out[name].append(block_time(fn))
+    return {name: float(np.median(v)) for name, v in out.items()}
+
+
+def check(art, rounds, profile):
+    name = Path(art).name[:-len(".edgec")]
+    row = {"model": name}
+    t0 = time.perf_counter()
+    m = edgec.load(art)
+    row["load_s"] = round(time.perf_counter() - t0, 2)
+    base = art[:-len(".edgec")]
+    onnx_path = base + ".onnx"
+    if os.path.exists(base + ".ref.npz"):
+        ref = np.load(base + ".ref.npz")
+        feeds = {k[3:]: ref[k] for k in ref.files if k.startswith("in:")}
+        expected = [ref["out:" + o["name"]] for o in m.outputs]
+        row["reference"] = "onnxruntime CPU (compile machine)"
+    else:
+        import onnxruntime as ort
+        ort.set_default_logger_severity(3)  # old zoo files list their weights as inputs: one warning each
+        sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+        feeds = seeded_inputs([(i["name"], i["shape"]) for i in m.inputs])
+        expected = sess.run([o["name"] for o in m.outputs], feeds)
+        row["reference"] = f"onnxruntime {ort.__version__} CPU"
+    outs = m.run(feeds)
+    row["passed"], row["max_abs"], row["max_rel"] = compare(outs, expected)
+    engines = {"edgec": lambda: m.run(feeds)}
+    if os.path.exists(onnx_path):
+        try:
+            g = TorchGraph(onnx_path)
+            t_out = g.run_numpy(feeds)
+            row["torch_max_abs"] = compare(t_out, expected)[1]
+            engines["torch"] = lambda: g.run_numpy(feeds)
+        except Exception as e:  # noqa: BLE001 - no baseline for this model; edgec's numbers still count
+            row["torch"] = f"no baseline: {type(e).__name__}: {e}"[:300]
+    times = alternate(engines, rounds)
+    row["edgec_ms"] = times["edgec"] * 1e3
+    if "torch" in times:
+        row["torch_ms"] = times["torch"] * 1e3
+        row["ratio"] = times["edgec"] / times["torch"]
+    if profile:
+        p = m.profile(feeds, repeat=20)
+        row["kernel_sum_ms"] = p.kernel_sum * 1e3
+        row["top"] = [(r["kernel"], r["kind"], round(r["median_s"] * 1e6, 1)) for r in p.rows[:12]]
+    return row
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("dir")
+    ap.add_argument("--out", default="gpu_run.md")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--profile", nargs="*", default=[], help="models to profile per kernel")
+    args = ap.parse_args(argv)
+    from edgec.runtime import cuda
+    gpu, sm = cuda.gpu_info(cuda._driver())
+    head = f"# prebuilt CUDA artifacts on {gpu} (sm_{sm[0]}{sm[1]})"
+    try:
+        import torch
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+        head += f"; baseline PyTorch {torch.__version__} (cuDNN {torch.backends.cudnn.version()}, fp32, TF32 off)"
+    except ImportError:
+        head += "; no PyTorch: no baseline"
+    print(head, flush=True)
+    rows, failed = [], []
+    for art in sorted(glob.glob(os.path.join(args.dir, "*.edgec"))):
+        name = Path(art).name[:-len(".edgec")]
+        try:
+            row = check(art, args.rounds, name in args.profile)
+        except Exception as e:  # noqa: BLE001 - report every artifact, then fail
+            row = {"model": name, "error": f"{type(e).__name__}: {e}"[:300]}
+        if not row.get("passed"):
+            failed.append(name)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+
+    def f(r, k, fmt):
+        return fmt.format(r[k]) if r.get(k) is not None else "-"
+    lines = [head, "", "| model | verify | max abs err | edgec ms | torch ms | edgec/torch | torch max abs err |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        status = r.get("error") or ("PASS" if r.get("passed") else "FAIL")
+        lines.append(f"| {r['model']} | {status} | {f(r, 'max_abs', '{:.2e}')} | {f(r, 'edgec_ms', '{:.3f}')} | "
+                     f"{f(r, 'torch_ms', '{:.3f}')} | {f(r, 'ratio', '{:.2f}')} | {f(r, 'torch_max_abs', '{:.2e}')} |")
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    Path(args.out).with_suffix(".json").write_text(json.dumps({"gpu": gpu, "sm": sm, "rows": rows}, indent=1))
+    print("\n".join(lines))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
