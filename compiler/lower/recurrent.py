@@ -261,6 +261,10 @@ class _Direction:
     def registers(self, shape):
         return T.alloc_buffer(shape, "float32", scope="local")
 
+    def weight(self, m, t, k, g, ji):
+        """Packed weights M (WP or RP) of tile T, row K, gate G, lane JI."""
+        return m[self.d, t, k, g, ji]
+
     def project(self):
         """xp[d, t*B + b, :] = X[t, b, :] . W^T + bias for all steps, per tile of WP (its weights stay
         in cache) and `project_rows` rows of X at a time (each weight load feeds that many FMAs)."""
@@ -270,7 +274,8 @@ class _Direction:
         with (T.parallel if self.par_tiles else T.serial)(0, tiles) as jt:
             for rows in self.row_groups(self.seq * n, self.a.get("project_rows", 1)):
                 xs = [lambda i, tb=tb: self.x[tb // n, tb % n, i] for tb in rows]
-                acc = self.gemv(gates, int(self.x.shape[2]), xs, lambda i, g, ji: self.wp[d, jt, i, g, ji], lanes)
+                acc = self.gemv(gates, int(self.x.shape[2]), xs, lambda i, g, ji: self.weight(self.wp, jt, i, g, ji),
+                                lanes)
                 for r, tb in enumerate(rows):
                     for gi, g in enumerate(gates):
                         with T.vectorized(0, lanes) as ji:
@@ -384,7 +389,7 @@ class _Direction:
             for group in self.row_groups(self.n, rows):
                 with self.tiles(turn, chunk * per, per) as t:
                     acc = self.gemv(gates, self.hid, [lambda k, b=b: vec(b, k) for b in group],
-                                    lambda k, g, ji: self.rp[d, t, k, g, ji])
+                                    lambda k, g, ji: self.weight(self.rp, t, k, g, ji))
                     for r, b in enumerate(group):
                         with T.vectorized(0, lanes) as ji:
                             j = t * lanes + ji
@@ -412,7 +417,9 @@ class GpuMath(TirMath):
 
 
 class _GpuDirection(_Direction):
-    """Direction D on a CUDA GPU: a thread per hidden unit (tiles of one lane, see unroll_recurrent).
+    """Direction D on a CUDA GPU: a thread per hidden unit. The weights come packed as one tile of
+    every unit (unit-minor, see unroll_recurrent.tile_lanes); here each unit is a tile of one lane,
+    reading its weights at `weight`, so that a warp's loads are coalesced.
     Kernel 1 projects the input: a block per (step, batch) row of X. Kernel 2 runs the steps: a
     block per batch row, its threads walk the time loop together, each computing its units' gates;
     a barrier before every pass over the units makes the state the previous pass wrote (global
@@ -420,8 +427,12 @@ class _GpuDirection(_Direction):
 
     def __init__(self, *args):
         super().__init__(*args)
+        self.nj, self.lanes = self.hid, 1
         self.threads = max(t for t in range(1, min(self.nj, 1024) + 1) if self.nj % t == 0)
     math = GpuMath
+
+    def weight(self, m, t, k, g, ji):
+        return m[self.d, 0, k, g, t]
 
     def registers(self, shape):
         return T.decl_buffer(shape, "float32", scope="local")
@@ -434,7 +445,7 @@ class _GpuDirection(_Direction):
                 with T.serial(0, self.nj // self.threads) as k:
                     jt = k * self.threads + t
                     acc = self.gemv(gates, int(self.x.shape[2]), [lambda i: self.x[row // n, row % n, i]],
-                                    lambda i, g, ji: self.wp[d, jt, i, g, ji])
+                                    lambda i, g, ji: self.weight(self.wp, jt, i, g, ji))
                     for gi, g in enumerate(gates):
                         col = g * hid + jt
                         T.buffer_store(self.xp, acc[0, gi, 0] + self.bias[d, col], [d, row, col])

@@ -37,7 +37,9 @@ def tile_lanes(hidden, preset=None):
     """Hidden units per tile: two vectors of the preset's width (8 floats without a preset) when
     they divide HIDDEN, else the largest power of two below that which does."""
     if preset is not None and preset.device == "cuda":
-        return 1  # a GPU thread per hidden unit
+        # one tile of every unit, unit-minor: a GPU thread per unit, and a warp's threads read 32
+        # consecutive weights (with a tile per unit each thread's weights were H*G floats apart)
+        return hidden
     lanes = 2 * (preset.vector_bits if preset is not None else 256) // 32
     while hidden % lanes:
         lanes //= 2
