@@ -17,7 +17,8 @@ grid gains; but leaving convs under 8, 16 or 32 MMACs whole lost Inception v1 50
 and Inception v2 6-77%).
 S doubles while the grid has fewer than two waves of blocks (the preset's SM count) and each chunk
 keeps at least MIN_CHUNK input channels. Only convs with constant weights (and bias), float32.
-The bias (and whatever element-wise ops follow) joins the sum's epilogue kernel after fusion.
+The sum is a kernel of its own (fusion does not anchor on reductions); the bias and the
+element-wise ops after it (relu, a residual add) fuse into one more.
 """
 import numpy as np
 
