@@ -67,8 +67,11 @@ class TorchGraph:
         k = len(pads) // 2
         ceil = bool(at.get("ceil_mode", 0))
         if pads[:k] != pads[k:]:
-            if kind == "avg" and not at.get("count_include_pad", 0):
-                raise NotImplementedError("AveragePool with asymmetric pads")
+            if kind == "avg" and not at.get("count_include_pad", 0):  # divide by the window's unpadded count
+                ones = F.pad(self.torch.ones_like(x[:, :1]), _pairs(pads))
+                x = F.pad(x, _pairs(pads))
+                return (F.avg_pool2d(x, ks, at.get("strides", 1), 0, ceil_mode=ceil)
+                        / F.avg_pool2d(ones, ks, at.get("strides", 1), 0, ceil_mode=ceil))
             x, pads = F.pad(x, _pairs(pads), value=-float("inf") if kind == "max" else 0.0), [0] * 2 * k
         if kind == "max":
             return F.max_pool2d(x, ks, at.get("strides", 1), pads[:k], ceil_mode=ceil)
