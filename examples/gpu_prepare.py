@@ -76,7 +76,7 @@ def main(argv=None):
     ap.add_argument("--recurrent", action="store_true", help="examples/recurrent_models.py's set")
     ap.add_argument("--constant-weights", action="store_true")
     ap.add_argument("--pack", help="also write OUT_DIR as a .tar.xz archive")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)  # model paths may follow the flags
     out = Path(args.out)
     work = out / "src"
     work.mkdir(parents=True, exist_ok=True)
