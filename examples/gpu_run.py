@@ -15,6 +15,13 @@ For every DIR/NAME.edgec:
   users call them (numpy in, numpy out, so host<->device copies count on both sides), in
   alternating ~0.3 s blocks; medians of ROUNDS blocks.
 Writes a markdown table (and .json beside it); exits 1 if any artifact fails to load or to match.
+
+The H200 run of examples/bench_results.md set up the runtime like this, offline: the apache-tvm-ffi
+wheel for the machine's Python installed with `pip install --no-deps --target SITE`; the
+apache-tvm wheel's `tvm/` folder copied into SITE without `lib/libtvm_compiler.so` (17 MB instead of
+300); a folder PKG holding a link `edgec` -> this repository; then
+`PYTHONPATH=SITE:PKG TVM_USE_RUNTIME_LIB=1 python examples/gpu_run.py DIR`. libcudart.so.13 came
+from the machine's nvidia-cuda-runtime package (edgec's runtime finds it there, see runtime/cuda.py).
 """
 import argparse
 import glob
