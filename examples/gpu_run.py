@@ -35,6 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 import edgec  # noqa: E402
+from edgec.runtime.compare import compare as compare_output  # noqa: E402
 from onnx_torch import TorchGraph  # noqa: E402
 
 RTOL, ATOL = 1e-4, 1e-5
@@ -46,16 +47,9 @@ def seeded_inputs(specs, seed=0):
 
 
 def compare(outs, refs):
-    """(passed, max_abs, max_rel) of OUTS against REFS elementwise."""
-    ok, mabs, mrel = True, 0.0, 0.0
-    for a, e in zip(outs, refs):
-        if a.shape != e.shape:
-            return False, float("inf"), float("inf")
-        d = np.abs(a.astype(np.float64) - e)
-        ok &= bool(np.all(d <= ATOL + RTOL * np.abs(e)))
-        mabs = max(mabs, float(d.max(initial=0)))
-        mrel = max(mrel, float((d / np.maximum(np.abs(e), 1e-30)).max(initial=0)))
-    return ok, mabs, mrel
+    """(passed, max_abs, max_rel) of OUTS against REFS elementwise (`edgec verify`'s element rule)."""
+    reports = [compare_output(str(i), a, e, RTOL, ATOL) for i, (a, e) in enumerate(zip(outs, refs))]
+    return all(r.passed for r in reports), max(r.max_abs for r in reports), max(r.max_rel for r in reports)
 
 
 def block_time(fn, seconds=0.3):
