@@ -9,21 +9,15 @@ conv schedules would compute one output pixel as a whole register tile of pixels
 1024->1000 head: 16 pixels' work for 1), the dense schedule streams the weights once. Only convs
 with constant weights (and bias) rewrite; it runs after batch-norm folding has changed the weights.
 """
-from .rewrite import make_node
+from .rewrite import constant_conv, make_node
 
 NAME = "conv_as_dense"
 
 
 def _covers_input(graph, node):
-    if node.op != "conv2d" or node.attrs.get("groups", 1) != 1 or len(node.inputs) < 2:
+    if not constant_conv(graph, node) or any(int(p) for p in node.attrs.get("pads", [0, 0, 0, 0])):
         return False
     x, w = graph.values[node.inputs[0]], graph.values[node.inputs[1]]
-    if w.name not in graph.constants or x.dtype != "float32" or len(x.shape) != 4 or len(w.shape) != 4:
-        return False
-    if len(node.inputs) > 2 and node.inputs[2] not in graph.constants:
-        return False
-    if any(int(p) for p in node.attrs.get("pads", [0, 0, 0, 0])):
-        return False
     return tuple(x.shape[2:]) == tuple(w.shape[2:])
 
 

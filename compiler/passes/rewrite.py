@@ -17,6 +17,16 @@ def sole_consumer(graph, value, users=None):
     return readers[0]
 
 
+def constant_conv(graph, node):
+    """NODE is a float32 conv2d of groups 1 on 4-D tensors whose weights (and bias) are constants."""
+    if node.op != "conv2d" or node.attrs.get("groups", 1) != 1 or len(node.inputs) < 2:
+        return False
+    x, w = graph.values[node.inputs[0]], graph.values[node.inputs[1]]
+    if w.name not in graph.constants or x.dtype != "float32" or len(x.shape) != 4 or len(w.shape) != 4:
+        return False
+    return len(node.inputs) < 3 or node.inputs[2] in graph.constants
+
+
 def merge_source(into, node):
     """Append NODE's user layer names to INTO's, so profiles still name the removed layer."""
     into.source += [s for s in node.source if s not in into.source]

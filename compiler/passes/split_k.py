@@ -22,7 +22,7 @@ element-wise ops after it (relu, a residual add) fuse into one more.
 """
 import numpy as np
 
-from .rewrite import make_node
+from .rewrite import constant_conv, make_node
 
 NAME = "split_k"
 
@@ -43,21 +43,13 @@ def splits(c, grid, sms):
     return s
 
 
-def _candidate(graph, node):
-    if node.op != "conv2d" or node.attrs.get("groups", 1) != 1 or len(node.inputs) < 2:
-        return False
-    x, w = graph.values[node.inputs[0]], graph.values[node.inputs[1]]
-    return (w.name in graph.constants and x.dtype == "float32" and len(w.shape) == 4
-            and (len(node.inputs) < 3 or node.inputs[2] in graph.constants))
-
-
 def run(graph, preset=None):
     if preset is None or preset.device != "cuda":
         return graph
     nodes, graph.nodes = graph.nodes, []
     for node in nodes:
         s = 1
-        if _candidate(graph, node):
+        if constant_conv(graph, node):
             n, o, oh, ow = graph.values[node.outputs[0]].shape
             s = splits(graph.values[node.inputs[0]].shape[1], blocks(n, o, oh, ow), preset.sms)
         if s == 1:
