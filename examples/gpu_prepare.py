@@ -38,15 +38,16 @@ def constant_weights(model):
     return model
 
 
-def reference(onnx_path, out_npz, seed=0):
-    import onnxruntime as ort
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(seed)
-    feeds = {i.name: rng.standard_normal([d if isinstance(d, int) else 1 for d in i.shape]).astype(np.float32)
-             for i in sess.get_inputs()}
-    outs = sess.run(None, feeds)
+def reference(onnx_path, artifact, out_npz):
+    """OUT_NPZ: the artifact's seeded inputs (those `edgec verify` draws) and onnxruntime's outputs."""
+    from edgec.api import reference_outputs
+    from edgec.runtime import random_inputs
+    from edgec.runtime.artifact import read_manifest
+    manifest = read_manifest(artifact)
+    feeds = random_inputs(manifest["inputs"], 0)
+    _, outs = reference_outputs(onnx_path, feeds)
     np.savez(out_npz, **{f"in:{k}": v for k, v in feeds.items()},
-             **{f"out:{o.name}": v for o, v in zip(sess.get_outputs(), outs)})
+             **{f"out:{o['name']}": v for o, v in zip(manifest["outputs"], outs)})
 
 
 def sources(args, work):
@@ -86,14 +87,14 @@ def main(argv=None):
             name += "_cw"
             onnx.save(constant_weights(onnx.load(str(path))), out / f"{name}.onnx")
             path = out / f"{name}.onnx"
-        else:
-            reference(path, out / f"{name}.ref.npz")
         jobs.append((name, path))
 
     def compile_one(job):
         name, path = job
         r = subprocess.run([sys.executable, "-m", "edgec", "compile", str(path), "--target", args.target,
                             "-o", str(out / f"{name}.edgec")], capture_output=True, text=True)
+        if r.returncode == 0 and not args.constant_weights:
+            reference(path, out / f"{name}.edgec", out / f"{name}.ref.npz")
         return name, r.returncode, (r.stdout + r.stderr).strip().splitlines()[-1:]
 
     failed = 0

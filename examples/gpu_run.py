@@ -13,7 +13,7 @@ For every DIR/NAME.edgec:
 - DIR/NAME.onnx: onnxruntime on this machine's CPU is the reference (seeded inputs), and the same
   graph run by PyTorch on the GPU (cuDNN, fp32: TF32 off) is the latency baseline, both called as
   users call them (numpy in, numpy out, so host<->device copies count on both sides), in
-  alternating ~0.3 s blocks; medians of ROUNDS blocks.
+  `edgec bench`'s alternating blocks (ROUNDS of them per engine); median latency.
 Writes a markdown table (and .json beside it); exits 1 if any artifact fails to load or to match.
 
 The H200 run of examples/bench_results.md set up the runtime like this, offline: the apache-tvm-ffi
@@ -35,15 +35,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 import edgec  # noqa: E402
+from edgec.bench import alternate  # noqa: E402
 from edgec.runtime.compare import compare as compare_output  # noqa: E402
 from onnx_torch import TorchGraph  # noqa: E402
 
 RTOL, ATOL = 1e-4, 1e-5
-
-
-def seeded_inputs(specs, seed=0):
-    rng = np.random.default_rng(seed)
-    return {name: rng.standard_normal(shape).astype(np.float32) for name, shape in specs}
 
 
 def compare(outs, refs):
@@ -52,26 +48,13 @@ def compare(outs, refs):
     return all(r.passed for r in reports), max(r.max_abs for r in reports), max(r.max_rel for r in reports)
 
 
-def block_time(fn, seconds=0.3):
-    """Calls of FN for about SECONDS; the median time of one call."""
-    times, stop = [], time.perf_counter() + seconds
-    while time.perf_counter() < stop or len(times) < 5:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
-def alternate(engines, rounds):
-    """{name: median of the per-block medians}, the engines' blocks alternating."""
-    for fn in engines.values():  # warm-up: cuDNN autotuning, lazy module loading
+def medians(engines, rounds):
+    """{name: median seconds per call}: `edgec bench`'s alternating blocks, after a warm-up
+    (cuDNN's autotuning, lazy module loading)."""
+    for fn in engines.values():
         for _ in range(10):
             fn()
-    out = {name: [] for name in engines}
-    for _ in range(rounds):
-        for name, fn in engines.items():
-            out[name].append(block_time(fn))
-    return {name: float(np.median(v)) for name, v in out.items()}
+    return {name: float(np.median(t)) for name, t in alternate(engines, rounds).items()}
 
 
 def check(art, rounds, profile):
@@ -91,7 +74,7 @@ def check(art, rounds, profile):
         import onnxruntime as ort
         ort.set_default_logger_severity(3)  # old zoo files list their weights as inputs: one warning each
         sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
-        feeds = seeded_inputs([(i["name"], i["shape"]) for i in m.inputs])
+        feeds = m.random_inputs(0)
         expected = sess.run([o["name"] for o in m.outputs], feeds)
         row["reference"] = f"onnxruntime {ort.__version__} CPU"
     outs = m.run(feeds)
@@ -105,7 +88,7 @@ def check(art, rounds, profile):
             engines["torch"] = lambda: g.run_numpy(feeds)
         except Exception as e:  # noqa: BLE001 - no baseline for this model; edgec's numbers still count
             row["torch"] = f"no baseline: {type(e).__name__}: {e}"[:300]
-    times = alternate(engines, rounds)
+    times = medians(engines, rounds)
     row["edgec_ms"] = times["edgec"] * 1e3
     if "torch" in times:
         row["torch_ms"] = times["torch"] * 1e3
