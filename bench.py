@@ -48,7 +48,7 @@ def peak_gflops(threads, seen=0.0):
     """The machine's float32 peak on THREADS threads (cached per CPU and thread count). A cached
     peak below SEEN (GFLOP/s an engine just reached) was measured on a busy machine: it is measured
     again and the cache keeps the better of the two."""
-    key = f"{_cpu_name()}|{threads}"
+    key = f"{cpu_name()}|{threads}"
     try:
         cache = json.loads(PEAK_CACHE.read_text())
     except (OSError, ValueError):
@@ -79,8 +79,13 @@ def _cpuinfo(*keys):
     return ""
 
 
-def _cpu_name():
-    return _cpuinfo("model name") or platform.processor() or platform.machine()
+def cpu_name():
+    """This CPU's name, with its family and model numbers where /proc/cpuinfo has them: virtual
+    machines of one pool may all report "AMD EPYC" for a Zen 1 and a Zen 3 core (the peak cache
+    is keyed by it, and tables from different machines must say which is which)."""
+    name = _cpuinfo("model name") or platform.processor() or platform.machine()
+    family, model = _cpuinfo("cpu family"), _cpuinfo("model")
+    return f"{name} (family {family}, model {model})" if family and model else name
 
 
 def isa():
@@ -152,7 +157,7 @@ def bench_threads(model, target="host", thread_counts=None, repeat=5, input_shap
         gpu, note = art.device_type == "cuda", None
         if gpu and onnx_path and not _ort_has_cuda():
             onnx_path, note = None, "onnxruntime-gpu is not installed: no CUDA execution provider to compare with"
-        common = {"model": art.name, "target": art.manifest["target"]["name"], "isa": isa(), "cpu": _cpu_name(),
+        common = {"model": art.name, "target": art.manifest["target"]["name"], "isa": isa(), "cpu": cpu_name(),
                   "repeat": repeat, "block_s": BLOCK_S, "compile_s": compile_s,
                   "gflop": sum(k.get("flops", 0) for k in art.kernels) / 1e9,
                   "onnxruntime": _ort_version() if onnx_path else None, "peak_method": PEAK_METHOD,

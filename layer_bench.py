@@ -169,7 +169,7 @@ def bench_layers(model, target="host", thread_counts=None, runs=20, input_shapes
     """`layer_rows` for each of THREAD_COUNTS (default: 1 and all cores) of MODEL (.onnx, compiled
     first, or an .edgec artifact next to its .onnx); a list of dicts with the rows."""
     from . import api
-    from .bench import _cpu_name, _onnx_for, isa, set_threads
+    from .bench import _onnx_for, cpu_name, isa, set_threads
     from .runtime import load
     thread_counts = thread_counts or sorted({1, os.cpu_count() or 1})
     with tempfile.TemporaryDirectory(prefix="edgec-layers-") as tmp:
@@ -187,7 +187,7 @@ def bench_layers(model, target="host", thread_counts=None, runs=20, input_shapes
         for threads in thread_counts:
             set_threads(threads)
             results.append({"model": art.name, "target": art.manifest["target"]["name"], "isa": isa(),
-                            "cpu": _cpu_name(), "threads": threads, "runs": runs,
+                            "cpu": cpu_name(), "threads": threads, "runs": runs,
                             "rows": layer_rows(art, onnx_path, threads, runs)})
         art.close()
     set_threads(os.cpu_count() or 1)

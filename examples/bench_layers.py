@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edgec.bench import bench, isa
+from edgec.bench import bench, cpu_name, isa
 
 
 def conv_layers(path):
@@ -58,7 +58,7 @@ def main(argv=None):
     p.add_argument("--kernel", type=int, help="only convs with this kernel size (e.g. 3)")
     p.add_argument("--out", help="also write the markdown table here")
     a = p.parse_args(argv)
-    rows = [f"ISA {isa()}, target {a.target}, {a.threads} thread(s), load average at start {os.getloadavg()[0]:.1f}",
+    rows = [f"ISA {isa()}, {cpu_name()}, target {a.target}, {a.threads} thread(s), load average at start {os.getloadavg()[0]:.1f}",
             "", "| layer | input | weight | stride | edgec GFLOP/s | ORT GFLOP/s | edgec/ORT speed |",
             "|---|---|---|---|---|---|---|"]
     print("\n".join(rows), flush=True)

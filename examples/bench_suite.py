@@ -22,7 +22,7 @@ import onnx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from zoo import light_models, load_light, randomize_weights  # noqa: E402
 
-from edgec.bench import bench_threads, isa  # noqa: E402
+from edgec.bench import bench_threads, cpu_name, isa  # noqa: E402
 
 BURN = "import os, time\nend = time.time() + {limit}\nwhile time.time() < end and os.getppid() == {parent}:\n" \
        "    sum(range(100000))\n"
@@ -67,7 +67,7 @@ def main(argv=None):
         p.error("--busy must be between 0 and 64")
     names = [] if a.models == "none" else a.models.split(",") if a.models else light_models()
     threads = [int(t) for t in a.threads.split(",")] if a.threads else sorted({1, os.cpu_count() or 1})
-    head = (f"ISA {isa()}, {os.cpu_count()} cores, target {a.target}, {a.busy} busy background process(es), "
+    head = (f"ISA {isa()}, {cpu_name()}, {os.cpu_count()} cores, target {a.target}, {a.busy} busy background process(es), "
             f"load average at start {os.getloadavg()[0]:.1f}; medians of {a.repeat} rounds of alternating "
             "~0.4 s blocks, onnxruntime with default options")
     nospin = " ORT no-spin ms |" if a.no_spin else ""

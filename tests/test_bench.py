@@ -25,7 +25,7 @@ def test_bench_json(tmp_path, capsys, monkeypatch):
 def test_peak_measured_on_a_busy_machine_is_measured_again(tmp_path, monkeypatch):
     import edgec.bench as bench
     monkeypatch.setattr(bench, "PEAK_CACHE", tmp_path / "peak.json")
-    key = f"{bench._cpu_name()}|1"
+    key = f"{bench.cpu_name()}|1"
     bench.PEAK_CACHE.write_text(json.dumps({key: 0.5}))
     assert bench.peak_gflops(1) == 0.5  # a cached peak serves while nothing beats it
     peak = bench.peak_gflops(1, seen=0.75)  # an engine beat it: the cache was taken under load
@@ -35,3 +35,16 @@ def test_peak_measured_on_a_busy_machine_is_measured_again(tmp_path, monkeypatch
 def test_bench_rejects_non_onnx(tmp_path, capsys):
     assert main(["bench", str(tmp_path / "m.keras"), "--repeat", "1"]) == 2
     assert "edgec: error:" in capsys.readouterr().err
+
+
+def test_cpu_name_tells_microarchitectures_apart(monkeypatch):
+    """Two VMs of the pool both say "AMD EPYC" (a Zen 1 and a Zen 3): the name that keys the peak
+    cache and heads the tables carries the family and model numbers."""
+    import edgec.bench as bench
+    info = {"model name": "AMD EPYC", "cpu family": "23", "model": "1"}
+    monkeypatch.setattr(bench, "_cpuinfo", lambda *keys: next((info[k] for k in keys if k in info), ""))
+    zen1 = bench.cpu_name()
+    info.update({"cpu family": "25", "model": "1"})
+    assert zen1 == "AMD EPYC (family 23, model 1)" and bench.cpu_name() != zen1
+    info.pop("cpu family")  # e.g. an ARM board: no family line
+    assert bench.cpu_name() == "AMD EPYC"
