@@ -6,7 +6,8 @@ import pytest
 from edgec.compiler import lower
 from edgec.compiler.interp import interpret
 from edgec.compiler.ir import Graph
-from edgec.compiler.passes import (PIPELINE, check_numerics, conv_as_dense, fold_batch_norm, fold_pad, fuse, remove_identity,
+from edgec.compiler.passes import (PIPELINE, check_numerics, conv_as_dense, fold_batch_norm, fold_pad, fold_scale, fuse,
+                                   remove_identity,
                                    run_passes)
 from edgec.errors import EdgecError
 
@@ -111,6 +112,51 @@ def test_standalone_bn_on_input_becomes_scale_and_shift():
     (z,) = g.add_node("batch_norm", [x] + bn_params(g, 4), name="bn")
     g.outputs = [z]
     assert ops(apply(g, fold_batch_norm)) == ["mul", "add"]
+
+
+# ---- fold_scale -------------------------------------------------------------------------------
+def test_depthwise_scale_and_shift_fold_into_the_conv():
+    """tf2onnx's Keras DepthwiseConv2D + BatchNormalization: conv, mul by (C, 1, 1), add (1, C, 1, 1)."""
+    g = Graph("t")
+    x = g.add_input("x", (1, 6, 7, 7))
+    (y,) = g.add_node("conv2d", [x, g.add_const(w(6, 1, 3, 3))], {"groups": 6, "pads": [1] * 4}, name="dw",
+                      source=["dw"])
+    (m,) = g.add_node("mul", [y, g.add_const(w(6, 1, 1) + 1)], name="bn_mul", source=["bn/mul_1"])
+    (a,) = g.add_node("add", [g.add_const(w(1, 6, 1, 1)), m], name="bn_add", source=["bn/add_1"])
+    (r,) = g.add_node("clip", [a], {"min": 0.0, "max": 6.0}, name="relu6")
+    g.outputs = [r]
+    after = apply(g, fold_scale)
+    assert ops(after) == ["conv2d", "clip"]
+    assert after.nodes[0].source == ["dw", "bn/mul_1", "bn/add_1"] and after.nodes[0].outputs == [a]
+
+
+def test_scale_folds_into_conv_with_bias_and_into_dense():
+    g, y = conv_graph()
+    (m,) = g.add_node("mul", [g.add_const(np.float32(0.5)), y], name="half")  # one value, first operand
+    (s,) = g.add_node("sub", [m, g.add_const(w(4, 1, 1))], name="shift")
+    (f,) = g.add_node("reshape", [s], {"shape": [1, 4 * 64]})
+    (d,) = g.add_node("dense", [f, g.add_const(w(5, 256)), g.add_const(w(1, 5))], name="fc")
+    (e,) = g.add_node("mul", [d, g.add_const(w(5))], name="scale")
+    g.outputs = [e]
+    assert ops(apply(g, fold_scale)) == ["conv2d", "reshape", "dense"]
+
+
+@pytest.mark.parametrize("case", ["other reader", "graph output", "per pixel", "grows the output", "constant minus conv",
+                                  "run-time scale", "infinite scale"])
+def test_scale_not_folded(case):
+    g, y = conv_graph()
+    c = {"per pixel": w(1, 1, 8, 8), "grows the output": w(2, 4, 1, 1), "infinite scale": np.full((4, 1, 1), np.inf, "float32"),
+         }.get(case, w(4, 1, 1))
+    scale = g.add_input("s", (4, 1, 1)) if case == "run-time scale" else g.add_const(c)
+    (m,) = g.add_node("sub" if case == "constant minus conv" else "mul",
+                      [scale, y] if case == "constant minus conv" else [y, scale], name="m")
+    g.outputs = [m, y] if case == "graph output" else [m]
+    if case == "other reader":
+        (r,) = g.add_node("add", [m, y], name="res")
+        g.outputs = [r]
+    after = fold_scale.run(g.copy())
+    assert "mul" in ops(after) or "sub" in ops(after)
+    assert ops(after)[0] == "conv2d" and after.nodes[0].outputs == [y]
 
 
 # ---- fold_pad ---------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import EdgecError
-from . import (conv_as_dense, dead_code, decompose, fold_batch_norm, fold_constants, fold_pad, fold_qdq, fold_swish, fuse, layout,
-               reduce_as_pool, remove_identity, sink_transposes, split_k, unroll_recurrent)
+from . import (conv_as_dense, dead_code, decompose, fold_batch_norm, fold_constants, fold_pad, fold_qdq, fold_scale,
+               fold_swish, fuse, layout, reduce_as_pool, remove_identity, sink_transposes, split_k, unroll_recurrent)
 
 
 @dataclass
@@ -47,7 +47,7 @@ def _p(module):
 # sum with the bias and activation
 PIPELINE = [_p(remove_identity), _p(fold_qdq), _p(decompose), _p(unroll_recurrent), _p(fold_constants),
             _p(sink_transposes), _p(reduce_as_pool), _p(fold_pad), _p(dead_code), _p(fold_batch_norm),
-            _p(conv_as_dense), _p(fold_swish), _p(split_k), _p(fuse), _p(layout)]
+            _p(fold_scale), _p(conv_as_dense), _p(fold_swish), _p(split_k), _p(fuse), _p(layout)]
 
 
 def names():
