@@ -7,8 +7,7 @@ from edgec.compiler import lower
 from edgec.compiler.interp import interpret
 from edgec.compiler.ir import Graph
 from edgec.compiler.passes import (PIPELINE, check_numerics, conv_as_dense, fold_batch_norm, fold_pad, fold_scale, fuse,
-                                   remove_identity,
-                                   run_passes)
+                                   remove_identity, run_passes)
 from edgec.errors import EdgecError
 
 RNG = np.random.default_rng(0)

@@ -13,7 +13,7 @@ New weights are fresh constants (the old ones may be shared); arithmetic is in f
 """
 import numpy as np
 
-from .rewrite import make_node, merge_source, sole_consumer
+from .rewrite import fold_channels, make_node, sole_consumer
 
 NAME = "fold_batch_norm"
 
@@ -44,14 +44,7 @@ def run(graph):
         node = producers.get(bn.inputs[0])
         dtype = graph.values[bn.outputs[0]].dtype
         if _foldable(graph, node, bn, users):
-            w = graph.constants[node.inputs[1]].astype(np.float64)
-            w = w * s.reshape((-1,) + (1,) * (w.ndim - 1))
-            bias = graph.constants[node.inputs[2]].reshape(-1) if len(node.inputs) > 2 else 0.0
-            b = bias * s + shift
-            node.inputs = [node.inputs[0], graph.add_const(w.astype(dtype), graph.fresh(f"{node.name}_w")),
-                           graph.add_const(b.astype(dtype), graph.fresh(f"{node.name}_b"))]
-            node.outputs = list(bn.outputs)
-            merge_source(node, bn)
+            fold_channels(graph, node, bn, s, shift)
             producers[bn.outputs[0]] = node
             continue
         rank = len(graph.values[bn.inputs[0]].shape)

@@ -21,7 +21,7 @@ keeps the mul's/add's layer names in its `source`. Arithmetic is in float64.
 """
 import numpy as np
 
-from .rewrite import merge_source, sole_consumer
+from .rewrite import fold_channels, sole_consumer
 
 NAME = "fold_scale"
 
@@ -56,19 +56,11 @@ def _fold(graph, node, producers, users):
     per_channel = _per_channel(graph.constants[c], out.shape, 1 if prod.op == "conv2d" else len(out.shape) - 1)
     if per_channel is None or not out.dtype.startswith("float") or graph.values[node.outputs[0]].shape != out.shape:
         return False
-    w = graph.constants[prod.inputs[1]].astype(np.float64)
-    channels = w.shape[0]
-    b = graph.constants[prod.inputs[2]].astype(np.float64).reshape(-1) if len(prod.inputs) > 2 else np.zeros(channels)
-    v = np.broadcast_to(per_channel, (channels,))
+    v = np.broadcast_to(per_channel, (graph.constants[prod.inputs[1]].shape[0],))
     if node.op == "mul":
-        w, b = w * v.reshape((-1,) + (1,) * (w.ndim - 1)), b * v
+        fold_channels(graph, prod, node, scale=v)
     else:
-        b = b + v if node.op == "add" else b - v
-    dtype = graph.values[y].dtype
-    inputs = [prod.inputs[0], graph.add_const(w.astype(dtype), graph.fresh(f"{prod.name}_w"))]
-    prod.inputs = inputs + [graph.add_const(b.astype(dtype), graph.fresh(f"{prod.name}_b"))]
-    prod.outputs = list(node.outputs)
-    merge_source(prod, node)
+        fold_channels(graph, prod, node, shift=v if node.op == "add" else -v)
     producers[node.outputs[0]] = prod
     return True
 

@@ -1,4 +1,5 @@
 """Helpers the passes share for rewriting a Graph in place (not a pass)."""
+import numpy as np
 
 
 def replace_uses(graph, old, new):
@@ -25,6 +26,26 @@ def constant_conv(graph, node):
     if w.name not in graph.constants or x.dtype != "float32" or len(x.shape) != 4 or len(w.shape) != 4:
         return False
     return len(node.inputs) < 3 or node.inputs[2] in graph.constants
+
+
+def fold_channels(graph, node, into, scale=None, shift=None):
+    """Fold `INTO = NODE's output * SCALE + SHIFT` (float64 vectors over its output channels; None:
+    none) into NODE, a conv2d or dense with constant weights (and bias): new weight and bias
+    constants, and NODE takes over INTO's outputs and layer names (INTO is then dropped)."""
+    dtype = graph.values[into.outputs[0]].dtype
+    w, b = node.inputs[1], node.inputs[2] if len(node.inputs) > 2 else None
+    bias = graph.constants[b].astype(np.float64).reshape(-1) if b is not None else 0.0
+    if scale is not None:
+        weights = graph.constants[w].astype(np.float64)
+        w = graph.add_const((weights * scale.reshape((-1,) + (1,) * (weights.ndim - 1))).astype(dtype),
+                            graph.fresh(f"{node.name}_w"))
+        bias = bias * scale
+    if shift is not None:
+        bias = bias + shift
+    bias = np.broadcast_to(bias, (graph.constants[w].shape[0],))
+    node.inputs = [node.inputs[0], w, graph.add_const(bias.astype(dtype), graph.fresh(f"{node.name}_b"))]
+    node.outputs = list(into.outputs)
+    merge_source(node, into)
 
 
 def merge_source(into, node):
