@@ -187,12 +187,16 @@ def _bridge(graph, v, readers, maker, users, output):
 
 
 # ---- weights -----------------------------------------------------------------------------------
-def packable(graph, node, block):
+def packable(graph, node, preset):
+    """The output channels per block of NODE's packed weight (pack.conv_block), or 0 where NODE
+    stays a plain conv2d (not float32 with a constant weight, or a block over half padding)."""
     if node.op != "conv2d" or node.inputs[1] not in graph.constants:
-        return False
+        return 0
+    from ...targets.schedules.pack import conv_block
     w = graph.constants[node.inputs[1]]
-    g = node.attrs.get("groups", 1)
-    return w.dtype.name == "float32" and w.ndim == 4 and (w.shape[0] // g) * 2 >= block
+    per_group = w.shape[0] // node.attrs.get("groups", 1)
+    block = conv_block(preset, per_group)
+    return block if w.dtype.name == "float32" and w.ndim == 4 and per_group * 2 >= block else 0
 
 
 def pointwise(node, w):
@@ -266,14 +270,15 @@ def pack_conv_weights(graph, preset):
     float32 activations channels-last between direct convs (channels_last); return GRAPH."""
     if preset is None or preset.device != "cpu":
         return graph
-    from ...targets.schedules.pack import conv_params, dense_block
-    block, _ = conv_params(preset)
-    weights = {}
+    from ...targets.schedules.pack import dense_block
+    weights = {}  # id(node) -> (weight, block)
     for node in graph.nodes:
         if not CHANNELS_LAST and winograd(graph, node, preset):  # (channels-last: the direct conv)
             continue
-        if packable(graph, node, block):
-            weights[id(node)] = w = graph.constants[node.inputs[1]]
+        block = packable(graph, node, preset)
+        if block:
+            w = graph.constants[node.inputs[1]]
+            weights[id(node)] = w, block
             node.attrs = _conv_attrs(graph, node, w, preset, block)
             node.op = "conv2d_packed"
     if CHANNELS_LAST:  # (a conv with few input channels keeps its row form: NCHW rows)
@@ -281,7 +286,7 @@ def pack_conv_weights(graph, preset):
     for node in graph.nodes:
         if id(node) not in weights:
             continue
-        w = weights[id(node)]
+        w, block = weights[id(node)]
         if "NHWC" in (node.attrs.get("in_layout"), node.attrs.get("out_layout")):
             node.attrs = _conv_attrs(graph, node, w, preset, block, direct=True)
         g = node.attrs.get("groups", 1)

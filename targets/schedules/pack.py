@@ -16,16 +16,31 @@ def lanes(preset):
 
 
 def conv_params(preset):
-    """(block, max width tile): block = output channels per accumulator row (one or two vectors),
-    the width tile = how many such rows fit in the vector registers with room for operands."""
+    """(block, max width tile): block = output channels per accumulator row (two vectors: each
+    broadcast input pixel feeds two FMAs), the width tile = how many such rows fit in the vector
+    registers with room for operands. AVX-512 took one-vector blocks (16 channels, 14 pixels) until
+    measured on an Intel AVX-512 machine: a load per FMA held the FMA pipes; with two vectors, in
+    model, 1 thread, 3x3 512->512 @7 1.97 -> 1.68 ms, Winograd 128->128 @28 1.07 -> 0.97, 1x1 s2
+    1024->2048 1.48 -> ~1.7 (noise-level elsewhere); ResNet-50 0.94x. conv_block may take one vector."""
     n = lanes(preset)
-    block = n if n >= 16 else 2 * n
+    block = 2 * n
     vecs = block // n
     # x86 FMAs read the weight vector from memory; aarch64's fmla needs every operand in a register,
     # and LLVM's schedule of the unrolled kernel taps keeps ~16 weight vectors live (measured: a
     # 7 x 2-vector tile spilled on cortex-a72, 6 x 2 did not; tests/test_arm_schedules.py checks)
     accumulators = preset.regs - (4 if preset.arch == "x86_64" else 20)
     return block, max(2, min(14, accumulators // vecs))
+
+
+def conv_block(preset, out_channels):
+    """Output channels per block of a direct or Winograd conv with OUT_CHANNELS (per group):
+    conv_params' two vectors, but one on AVX-512 where two pad more channels (ShuffleNet's grouped
+    1x1s, 34 channels a group: padded to 64, not 48, 0.12 -> 0.16 ms in model, 1 thread)."""
+    block, _ = conv_params(preset)
+    n = lanes(preset)
+    if n >= 16 and -(-out_channels // block) * block > -(-out_channels // n) * n:
+        return n
+    return block
 
 
 def conv_width_tile(preset, ow):

@@ -15,7 +15,7 @@ thread, kab minima: 1.605 -> 1.704 ms (4 tiles, spills), 1.614 (2 tiles); 16->64
 """
 from . import worth_parallel
 from .common import inline_epilogue, parallel, schedule_rest, vectorize
-from .pack import conv_params, lanes as pack_lanes
+from .pack import conv_block, conv_params, lanes as pack_lanes
 
 
 def schedule(sch, kernel, preset):
@@ -106,7 +106,13 @@ def plan(preset, channels, out_channels, oh, ow, m=2):
     if preset.arch != "x86_64" or th * tw < MIN_TILES or min(channels, out_channels) < MIN_CHANNELS and \
             not few_channels(channels, out_channels, th * tw, m):
         return None
-    block, tile = conv_params(preset)
+    # AVX-512 doubles the direct conv's FMA rate, not the transforms' or u's stream: there Winograd
+    # only where u (all points) fits the L2. ResNet-50 in model, Intel AVX-512 (2 MB L2), 1 thread,
+    # direct -> Winograd: 128->128 @28 (u 1 MB) 1.26-1.31 -> 0.96-0.98 ms, 64->64 @56 (256 KB)
+    # 1.33-1.38 -> 1.27-1.49, but 256->256 @14 (u 4 MB) 1.13-1.16 -> 1.42-1.47
+    if preset.vector_bits >= 512 and alpha * alpha * channels * out_channels * 4 > preset.l2_kib * 1024:
+        return None
+    block, tile = conv_block(preset, out_channels), conv_params(preset)[1]
     per_row = alpha * alpha * tw * channels * 4
     # at least BLOCK_TILES tiles per block (u, streamed once per block, used by each of them; the
     # block's V then past the L2), at most half the tile rows (two blocks: one per thread; one block
