@@ -14,6 +14,7 @@ from edgec.runtime import load
 from edgec.targets import schedules
 from edgec.targets.schedules.pack import conv_flat_rows, conv_flat_tile
 from test_pointwise_narrow import _projection
+from structure import fixed
 
 AVX2 = "avx2" in open("/proc/cpuinfo").read()
 
@@ -42,7 +43,8 @@ def test_flat_projection_matches_numpy(tmp_path, monkeypatch, preset, parallel, 
     g = _projection(c, o, 2, hw, post)
     conv, = [n for n in run_passes(_projection(c, o, 2, hw, post), preset=targets.get(preset)).nodes
              if n.op == "conv2d_packed"]
-    assert conv.attrs.get("flat_rows") and "tile" not in conv.attrs  # (the direct conv, not the GEMM)
+    # (the direct conv, not the GEMM: AVX-512's 288->40 @14 is a GEMM)
+    assert not fixed(preset) or conv.attrs.get("flat_rows") and "tile" not in conv.attrs
     compile_graph(g, targets.get(preset), str(tmp_path / "m.edgec"), progress=False)
     m = load(str(tmp_path / "m.edgec"))
     rng = np.random.default_rng(1)

@@ -13,6 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgec import api, targets
 from disasm import _BRANCH, _LINE, _TARGET, library, stack_accesses
+from structure import fixed
 
 
 def qconv_model(path, c=32, o=40, hw=11, k=3, stride=1, seed=0, wmax=63, group=1):
@@ -436,7 +437,9 @@ def test_int8_large_depthwise_copies_rows_and_small_pointwise_runs_pixel_major(t
     convs = [n for n in graph.nodes if n.op == "qconv2d_packed"]
     assert [(n.attrs.get("in_layout"), n.attrs.get("out_layout")) for n in convs] == [
         (None, "NHWC"), ("NHWC", "NHWC"), ("NHWC", "NHWC"), ("NHWC", None), ("NHWC", None)]
-    assert all(copies_rows(int(np.prod(graph.values[n.inputs[0]].shape)), p) for n in convs if n.attrs.get("groups", 1) > 1)
+    if fixed(preset):  # (a 2 MB L2 holds the inputs)
+        assert all(copies_rows(int(np.prod(graph.values[n.inputs[0]].shape)), p)
+                   for n in convs if n.attrs.get("groups", 1) > 1)
     assert weights_in_l1(graph.constants[convs[2].inputs[1]].nbytes, p)
     x = np.random.default_rng(1).integers(0, 256, (1, 5, 83, 89)).astype(np.uint8)
     got = load(api.compile(model, preset, str(tmp_path / "d.edgec"), progress=False)).run({"x": x})

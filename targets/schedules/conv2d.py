@@ -49,6 +49,16 @@ def _unevenness(outer, oh, b, threads):
     return max(sum(rows[i:i + step]) for i in range(0, len(rows), step)) * threads / sum(rows)
 
 
+def _ragged_groups(in_channels, group_channels, out_channels, block):
+    """Whether a grouped conv (GROUP_CHANNELS input channels a group) has groups that end inside a
+    channel block of BLOCK. Its write-back cannot follow the blocks (reverse_compute_at): TVM gives
+    each block's write-back BLOCK channels from its first, into the next group's, which another
+    iteration of the parallel loop computes (a race: ShuffleNet's 112-channel 1x1 in 4 groups of
+    28 in one block of 32, and 40 in 4 groups of 10 on AVX2, wrong in parallel); it is a pass of its own."""
+    groups = in_channels // group_channels
+    return groups > 1 and (out_channels // groups) % block != 0
+
+
 def split_band(outer, oh, band):
     """Rows per band of the direct conv's parallel loop (OUTER batch x channel blocks, OH rows, BAND
     from the caches): the fewest bands (a partial last one) that split the loop evenly over 2 threads
@@ -101,7 +111,9 @@ def schedule(func, kernel, preset):
             tile = width_tile(ow, most)
     channels = int(sch.get(rc).extent)
     prefetch = None
-    if nhwc or "nhwc_in" in sch.get(conv).annotations:
+    ragged = _ragged_groups(data[3 if "nhwc_in" in sch.get(conv).annotations else 1], channels,
+                            out[3 if nhwc else 1], int(sch.get(oi).extent))
+    if (nhwc or "nhwc_in" in sch.get(conv).annotations) and not ragged:
         xo, xi = sch.split(x, [None, tile])
         # channels-last (compiler/passes/layout.py): per band of output rows (of flat pixels) whose
         # input (all channels) fits in half of L2, every channel block passes over the band; where a
@@ -155,6 +167,8 @@ def schedule(func, kernel, preset):
             sch.reorder(n, bi, y, rc, yi, x, rx, rci, ry, oi)
         sch.vectorize(oi)
         try:
+            if ragged:
+                raise ValueError("a group ends inside a channel block")
             if flat:  # (the write-back's pixels as the one flat row, as above)
                 sch.transform_block_layout(unpack, lambda nn, f, yy, xx: (nn, f, yy * out[3] + xx))
             sch.reverse_compute_at(unpack, y)
