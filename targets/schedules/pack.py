@@ -18,10 +18,12 @@ def lanes(preset):
 def conv_params(preset):
     """(block, max width tile): block = output channels per accumulator row (two vectors: each
     broadcast input pixel feeds two FMAs), the width tile = how many such rows fit in the vector
-    registers with room for operands. AVX-512 took one-vector blocks (16 channels, 14 pixels) until
-    measured on an Intel AVX-512 machine: a load per FMA held the FMA pipes; with two vectors, in
-    model, 1 thread, 3x3 512->512 @7 1.97 -> 1.68 ms, Winograd 128->128 @28 1.07 -> 0.97, 1x1 s2
-    1024->2048 1.48 -> ~1.7 (noise-level elsewhere); ResNet-50 0.94x. conv_block may take one vector."""
+    registers with room for operands. AVX-512 took one-vector blocks (16 channels x 14 pixels: a
+    weight load per 14 FMAs, and each FMA's broadcast a load too) until measured on an Intel
+    AVX-512 machine (2 MB L2): with two vectors, ResNet-50 in model, 1 thread, per-kernel minima
+    alternated, 3x3 512->512 @7 1.93 -> 1.59 ms, Winograd 64->64 @56 1.59 -> 1.38, 3x3 s2 512 @7
+    1.61 -> 1.70 (the one loss); whole model 0.92x with winograd.plan's AVX-512 rule. conv_block
+    keeps one vector where two pad more channels."""
     n = lanes(preset)
     block = 2 * n
     vecs = block // n

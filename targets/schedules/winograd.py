@@ -106,11 +106,14 @@ def plan(preset, channels, out_channels, oh, ow, m=2):
     if preset.arch != "x86_64" or th * tw < MIN_TILES or min(channels, out_channels) < MIN_CHANNELS and \
             not few_channels(channels, out_channels, th * tw, m):
         return None
-    # AVX-512 doubles the direct conv's FMA rate, not the transforms' or u's stream: there Winograd
-    # only where u (all points) fits the L2. ResNet-50 in model, Intel AVX-512 (2 MB L2), 1 thread,
-    # direct -> Winograd: 128->128 @28 (u 1 MB) 1.26-1.31 -> 0.96-0.98 ms, 64->64 @56 (256 KB)
-    # 1.33-1.38 -> 1.27-1.49, but 256->256 @14 (u 4 MB) 1.13-1.16 -> 1.42-1.47
-    if preset.vector_bits >= 512 and alpha * alpha * channels * out_channels * 4 > preset.l2_kib * 1024:
+    # AVX-512 doubles the direct conv's FMA rate, not the transforms' or u's stream: there a conv
+    # with few tiles (MIN_TILES: 14 x 14) takes Winograd only where u (all points) fits the L2.
+    # ResNet-50 in model, Intel AVX-512 (2 MB L2), 1 thread, direct -> Winograd: 128->128 @28 (u
+    # 1 MB) 1.26-1.31 -> 0.96-0.98 ms, 64->64 @56 (256 KB) 1.33-1.38 -> 1.27-1.49, but 256->256 @14
+    # (u 4 MB, 49 tiles) 1.13-1.16 -> 1.42-1.47. With more tiles u pays: VGG-19 (256 @56, 512 @28
+    # and @14 direct as well) 126 -> 290 ms
+    if preset.vector_bits >= 512 and th * tw <= MIN_TILES and \
+            alpha * alpha * channels * out_channels * 4 > preset.l2_kib * 1024:
         return None
     block, tile = conv_block(preset, out_channels), conv_params(preset)[1]
     per_row = alpha * alpha * tw * channels * 4
