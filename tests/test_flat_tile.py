@@ -50,3 +50,40 @@ def test_flat_projection_matches_numpy(tmp_path, monkeypatch, preset, parallel, 
     rng = np.random.default_rng(1)
     feed = {v.name: rng.standard_normal(v.shape).astype(v.dtype) for v in g.inputs}
     np.testing.assert_allclose(m.run(feed)[0], interpret(g, feed)[g.outputs[0]], rtol=1e-4, atol=1e-5)
+
+
+AVX512 = "avx512f" in open("/proc/cpuinfo").read()
+
+
+def test_avx512_small_image_projections_run_direct():
+    """On AVX-512, 1x1 convs of up to 14 x 14 pixels with a long reduction and whole 32-channel
+    blocks run as the direct conv (pack.pointwise_direct); short reductions, padded channel blocks,
+    larger images and AVX2 keep the GEMM."""
+    avx512, avx2 = targets.get("x86-avx512"), targets.get("x86-avx2")
+
+    def gemm(preset, c, o, hw):
+        conv, = [n for n in run_passes(_projection(c, o, 1, hw, ()), preset=preset).nodes if n.op == "conv2d_packed"]
+        return "tile" in conv.attrs
+    assert not gemm(avx512, 1024, 256, (14, 14)) and not gemm(avx512, 512, 2048, (7, 7))
+    assert gemm(avx512, 64, 384, (14, 14)) and gemm(avx512, 512, 1000, (13, 13)) and gemm(avx512, 512, 128, (28, 28))
+    assert gemm(avx2, 1024, 256, (14, 14))
+
+
+@pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "serial"])
+@pytest.mark.parametrize("case", [(256, 64, (7, 7), ("add", "relu")), (288, 96, (13, 11), ("relu",))],
+                         ids=["256-64@7-add", "288-96@13x11"])
+def test_avx512_direct_projection_matches_numpy(tmp_path, monkeypatch, parallel, case):
+    """The AVX-512 direct 1x1 (two-vector blocks, flat rows with a partial last tile), batch 2."""
+    if not AVX512:
+        pytest.skip("this machine has no AVX-512 to run x86-avx512 code (the choice is tested above)")
+    monkeypatch.setattr(schedules, "PARALLEL_MIN_WORK", 0 if parallel else float("inf"))
+    c, o, hw, post = case
+    g = _projection(c, o, 2, hw, post)
+    p = targets.get("x86-avx512")
+    conv, = [n for n in run_passes(_projection(c, o, 2, hw, post), preset=p).nodes if n.op == "conv2d_packed"]
+    assert "tile" not in conv.attrs and conv.attrs["block"] == 32, conv.attrs
+    compile_graph(g, p, str(tmp_path / "m.edgec"), progress=False)
+    m = load(str(tmp_path / "m.edgec"))
+    rng = np.random.default_rng(1)
+    feed = {v.name: rng.standard_normal(v.shape).astype(v.dtype) for v in g.inputs}
+    np.testing.assert_allclose(m.run(feed)[0], interpret(g, feed)[g.outputs[0]], rtol=1e-4, atol=1e-5)

@@ -208,7 +208,7 @@ def _conv_attrs(graph, node, w, preset, block, direct=False):
     """conv2d_packed's attrs for NODE with OIHW weight W: the pointwise GEMM's tile, the row conv's,
     or the direct conv's row padding (always the latter where DIRECT)."""
     from ...targets.schedules.pack import (conv_flat_rows, conv_row_padding, conv_row_width, conv_rows_tile,
-                                           pointwise_gemm, pointwise_tail, pointwise_tile)
+                                           pointwise_direct, pointwise_gemm, pointwise_tail, pointwise_tile)
     from ...targets.schedules.pointwise import in_place as pointwise_in_place, padded_last_tile
     g = node.attrs.get("groups", 1)
     attrs = {k: v for k, v in node.attrs.items() if k not in ("tile", "tail", "row_tile", "row_band", "row_width",
@@ -223,8 +223,9 @@ def _conv_attrs(graph, node, w, preset, block, direct=False):
     # a grouped conv is one GEMM per group: its output channels per group pay for an input copy
     in_place = g == 1 and pointwise_in_place(preset, int(w.shape[1]), int(w.shape[0]), mr, pixels, nr, strided)
     padded = g == 1 and padded_last_tile(preset, int(w.shape[1]), mr, pixels, nr)
-    if not direct and pointwise(node, w) and (in_place or pointwise_gemm(int(w.shape[1]) * g, int(w.shape[0]) // g,
-                                                                         pixels, nr, strided, padded)):
+    gemm = pointwise(node, w) and not pointwise_direct(preset, int(w.shape[1]), int(w.shape[0]) // g, pixels)
+    if not direct and gemm and (in_place or pointwise_gemm(int(w.shape[1]) * g, int(w.shape[0]) // g,
+                                                           pixels, nr, strided, padded)):
         attrs["block"], attrs["tile"] = mr, nr  # a GEMM: tile of `block` channels x `tile` pixels
         # (pixels after the whole tiles; read in place, a padded last tile instead)
         attrs["tail"] = 0 if in_place or padded else pointwise_tail(preset, pixels, nr, mr)

@@ -334,6 +334,27 @@ def pointwise_gemm(in_channels, out_channels, pixels, tile, strided, padded_in_t
     return out_channels >= 128 or not strided and (pixels % tile == 0 or padded or in_channels <= ROWS_MAX_CHANNELS)
 
 
+# an AVX-512 1x1 conv runs as the direct conv up to these output pixels, from these input channels
+# (see pointwise_direct)
+DIRECT_POINTWISE_PIXELS, DIRECT_POINTWISE_CHANNELS = 196, 256
+
+
+def pointwise_direct(preset, in_channels, out_channels, pixels):
+    """Whether a 1x1 conv (IN_CHANNELS -> OUT_CHANNELS a group, PIXELS output pixels) runs as the
+    direct conv (conv_block's two vectors of channels x up to 14 pixels, the input read in place,
+    no panel copy) rather than the GEMM: on AVX-512, up to 14 x 14 pixels, where the GEMM's 32-64
+    pixel tiles pad or leave a tail and its panel copies weigh most, with a long reduction and
+    whole blocks of output channels. ResNet-50 in model, Intel AVX-512, 1 thread, per-kernel
+    minima alternated, GEMM -> direct: 256->1024 @14 (+ add) 0.63-0.65 -> 0.54-0.55 ms, 1024->256
+    @14 0.62-0.65 -> 0.50-0.52, 1024->512 @14 1.26 -> 0.98, 512->1024 s2 @14 1.35 -> 1.20,
+    512->2048 @7 0.86-0.91 -> 0.71-0.76, 1024->2048 s2 @7 1.77 -> 1.47; at 28 x 28 even or worse
+    (512->128 0.61-0.64 both, 128->512 + add 0.69 -> 0.82), at 56 x 56 up to 2x slower. Short
+    reductions lost (MobileNetV2's 64->384 @14 0.062 -> 0.073, 96->576 0.133 -> 0.144), and so did
+    SqueezeNet's 512->1000 @13 + global pool (0.98 -> 1.10)."""
+    return preset.vector_bits >= 512 and pixels <= DIRECT_POINTWISE_PIXELS and \
+        in_channels >= DIRECT_POINTWISE_CHANNELS and out_channels % conv_params(preset)[0] == 0
+
+
 def dense_block(preset):
     """Output features per dense accumulator tile: 8 vectors, enough FMAs in flight for a GEMV."""
     return 8 * lanes(preset)
