@@ -59,6 +59,8 @@ def compile(model, target="host", output=None, input_shapes=None, disable_passes
     if output is None:
         stem = Path(model).stem if isinstance(model, (str, os.PathLike)) else graph.name
         output = f"{stem}.edgec"
+    if not Path(output).resolve().parent.is_dir():  # (before the compile, not after it)
+        raise EdgecError(f"cannot write the artifact {output}: the folder {Path(output).parent} does not exist")
     info = {"source": os.path.basename(str(model)) if isinstance(model, (str, os.PathLike)) else "keras.Model"}
     if isinstance(model, (str, os.PathLike)):
         from .runtime.artifact import sha256_file

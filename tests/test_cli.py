@@ -88,6 +88,12 @@ def test_wrong_input_dtype_at_run(files):
     _one_line_error(edgec("run", files / "cnn.edgec", "--inputs", files / "bad64.npz"), "dtype float64")
 
 
+def test_compile_into_a_missing_folder(files):
+    """Before the compile: one line naming the folder, not an internal error after it."""
+    _one_line_error(edgec("compile", files / "cnn.onnx", "--input-shape", "input=2,3,8,8", "-o",
+                          files / "no" / "such" / "x.edgec"), "no/such", "does not exist")
+
+
 def test_truncated_onnx(files):
     data = (files / "cnn.onnx").read_bytes()
     (files / "trunc.onnx").write_bytes(data[: len(data) // 2])
