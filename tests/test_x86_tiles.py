@@ -4,7 +4,8 @@ compile for one): for x86-avx2 (16 ymm) and x86-avx512 (32 zmm), the innermost F
 a 7x7 image's leftover pixel folded into its last tile), the stems' row tiles and the dense GEMV
 use vector FMAs of the ISA's width, touch no stack slot (no spills), and the GEMM's tile holds the
 accumulators the preset's register file allows (pack.pointwise_tile: 12 of AVX2's 16, 24 of
-AVX-512's 32). Numerics of these schedules: tests/test_schedules.py."""
+AVX-512's 32; AVX-512's 1x1s at 14x14 and 7x7 run the direct conv, pack.pointwise_direct: up to 28,
+14 pixels x two vectors). Numerics of these schedules: tests/test_schedules.py."""
 import shutil
 
 import pytest
@@ -13,7 +14,7 @@ from disasm import accumulators, innermost_fma_loops, library, stack_accesses, v
 from edgec import api
 from edgec.targets import get as preset_of
 from edgec.targets.schedules import conv2d, pointwise
-from edgec.targets.schedules.pack import pointwise_tile
+from edgec.targets.schedules.pack import pointwise_direct, pointwise_tile
 from test_arm_schedules import _Model, conv_library
 
 pytestmark = pytest.mark.skipif(not shutil.which("objdump"), reason="objdump (binutils) is not installed")
@@ -34,7 +35,11 @@ def assert_fits(loops, preset):
 def test_x86_conv_tiles_fit_registers(tmp_path, preset, c, o, hw, k):
     loops = innermost_fma_loops(conv_library(tmp_path, preset, c, o, hw, k))
     assert_fits(loops, preset)
-    if k == 1:  # the GEMM's whole tiles: channels x pixel vectors accumulators
+    p = preset_of(preset)
+    if k == 1 and pointwise_direct(p, c, o, hw * hw):  # the direct conv: two vectors of channels a pixel
+        most = max(len(accumulators(b)) for b in loops)
+        assert most % 2 == 0 and 16 <= most <= p.regs - 3, most  # (+ two weight vectors and a broadcast)
+    elif k == 1:  # the GEMM's whole tiles: channels x pixel vectors accumulators
         channels, pixels = pointwise_tile(preset_of(preset), o, hw * hw)
         tile = channels * pixels // (preset_of(preset).vector_bits // 32)
         assert tile >= {"x86-avx2": 12, "x86-avx512": 24}[preset]
