@@ -54,9 +54,24 @@ def _ragged_groups(in_channels, group_channels, out_channels, block):
     channel block of BLOCK. Its write-back cannot follow the blocks (reverse_compute_at): TVM gives
     each block's write-back BLOCK channels from its first, into the next group's, which another
     iteration of the parallel loop computes (a race: ShuffleNet's 112-channel 1x1 in 4 groups of
-    28 in one block of 32, and 40 in 4 groups of 10 on AVX2, wrong in parallel); it is a pass of its own."""
+    28 in one block of 32, and 40 in 4 groups of 10 on AVX2, wrong in parallel); it is a pass of its
+    own (not _write_back_per_band)."""
     groups = in_channels // group_channels
     return groups > 1 and (out_channels // groups) % block != 0
+
+
+def _write_back_per_band(sch, unpack, band, flat_width):
+    """Place the write-back UNPACK in the loop over BAND (its pixels as the one flat row of
+    FLAT_WIDTH-pixel image rows where FLAT_WIDTH: TVM maps a row's range to (yy, xx) wrongly);
+    False where TVM refuses (grouped index maps)."""
+    try:
+        if flat_width:
+            sch.transform_block_layout(unpack, lambda nn, f, yy, xx: (nn, f, yy * flat_width + xx))
+        sch.reverse_compute_at(unpack, band)
+        sch.vectorize(sch.get_loops(unpack)[-1])
+        return True
+    except Exception:  # noqa: BLE001 - TVM's refusal
+        return False
 
 
 def split_band(outer, oh, band):
@@ -166,15 +181,8 @@ def schedule(func, kernel, preset):
         else:
             sch.reorder(n, bi, y, rc, yi, x, rx, rci, ry, oi)
         sch.vectorize(oi)
-        try:
-            if ragged:
-                raise ValueError("a group ends inside a channel block")
-            if flat:  # (the write-back's pixels as the one flat row, as above)
-                sch.transform_block_layout(unpack, lambda nn, f, yy, xx: (nn, f, yy * out[3] + xx))
-            sch.reverse_compute_at(unpack, y)
-            sch.vectorize(sch.get_loops(unpack)[-1])
-        except Exception:  # noqa: BLE001 - grouped index maps: write back as a separate pass
-            generic._schedule_block(sch, unpack, pack_lanes(preset), par)
+        if ragged or not _write_back_per_band(sch, unpack, y, flat and out[3]):
+            generic._schedule_block(sch, unpack, pack_lanes(preset), par)  # a separate pass
         parallel(sch, sch.fuse(n, bi, y), par)
         sch.vectorize(sch.get_loops(sch.decompose_reduction(conv, rc))[-1])
         if preset.arch == "x86_64":  # the next chunk's weights, over the band's tiles (a flat row) or rows
