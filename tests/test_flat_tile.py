@@ -87,3 +87,56 @@ def test_avx512_direct_projection_matches_numpy(tmp_path, monkeypatch, parallel,
     rng = np.random.default_rng(1)
     feed = {v.name: rng.standard_normal(v.shape).astype(v.dtype) for v in g.inputs}
     np.testing.assert_allclose(m.run(feed)[0], interpret(g, feed)[g.outputs[0]], rtol=1e-4, atol=1e-5)
+
+
+def _vector_widths(func):
+    """The extents of FUNC's vectorized loops."""
+    import tvm_ffi
+    from tvm import tirx
+    widths = []
+
+    def visit(loop):
+        if loop.kind == tirx.ForKind.VECTORIZED:
+            widths.append(int(loop.extent))
+        return loop
+    tvm_ffi.structural_map(func, [(tirx.For, visit)])
+    return widths
+
+
+@pytest.mark.parametrize("preset", ["x86-avx2", "x86-avx512", "rpi4"])
+def test_long_flat_row_writes_back_in_pieces(preset):
+    """A 5x5 conv of 60 x 5 pixels runs as one flat row of 300 (pack.conv_flat_rows); its write-back
+    is vectorized in pieces, not as one 300-lane vector (LLVM took 11 s on that one, and over 5
+    minutes on 1800 pixels: conv2d.MAX_FLAT_VECTOR)."""
+    from edgec.compiler.build import lowered_kernels
+    from edgec.compiler.ir import Graph
+    from edgec.targets.schedules.pack import lanes
+    p = targets.get(preset)
+    assert conv_flat_rows(p, 5, 5, 60, 5)
+    g = Graph("flat")
+    x = g.add_input("x", (1, 16, 60, 5))
+    w = g.add_const(np.random.default_rng(0).standard_normal((16, 16, 5, 5)).astype("float32"))
+    y, = g.add_node("conv2d", [x, w], {"pads": [2, 2, 2, 2]})
+    y, = g.add_node("relu", [y])
+    g.outputs = [y]
+    (kernel, func), = [kf for kf in lowered_kernels(g, p) if "conv" in kf[0]["name"]]
+    with p.tvm_target():
+        widths = _vector_widths(schedules.schedule(func, kernel, p))
+    assert widths and max(widths) <= 4 * lanes(p), widths  # (pieces of up to 4 vectors)
+
+
+@pytest.mark.parametrize("hw", [(60, 5), (45, 40)])
+def test_long_flat_row_matches_numpy(tmp_path, hw):
+    """Flat rows of 300 and 1800 pixels (5x5 convs, bias, relu) compile in seconds and match numpy."""
+    from edgec.compiler.ir import Graph
+    rng = np.random.default_rng(0)
+    g = Graph("flat")
+    x = g.add_input("x", (1, 12) + hw)
+    w = g.add_const((rng.standard_normal((20, 12, 5, 5)) / 8).astype("float32"))
+    b = g.add_const(rng.standard_normal(20).astype("float32"))
+    y, = g.add_node("conv2d", [x, w, b], {"pads": [2, 2, 2, 2]})
+    y, = g.add_node("relu", [y])
+    g.outputs = [y]
+    compile_graph(g, targets.get("host"), str(tmp_path / "m.edgec"), progress=False)
+    feed = {"x": rng.standard_normal((1, 12) + hw).astype("float32")}
+    np.testing.assert_allclose(load(str(tmp_path / "m.edgec")).run(feed)[0], interpret(g, feed)[y], rtol=1e-4, atol=1e-5)

@@ -97,6 +97,11 @@ CASES = [  # c, o, (h, w), (kh, kw), groups, stride, dilation, pads
     # 1-D depthwise (one row: the plane's padding is written under the channel loop)
     (8, 8, (1, 40), (1, 5), 8, 1, 1, (0, 2, 0, 2)),
     (8, 8, (1, 41), (1, 5), 8, 2, 1, (0, 2, 0, 1)),
+    # depthwise with one output column ([N, C, T, 1] sequences): the write-back (bias) has no loop of
+    # its own under the row loop; vectorizing its innermost loop vectorized the rows and taps too
+    (5, 5, (8, 1), (3, 3), 5, 1, 1, (1, 1, 1, 1)),
+    (16, 16, (9, 1), (3, 1), 16, 1, 1, (1, 0, 1, 0)),
+    (5, 5, (4, 3), (3, 3), 5, 2, 1, (1, 1, 1, 0)),  # stride 2, asymmetric pads: 2 x 1 outputs
     # grouped pointwise convs as one GEMM per group (ShuffleNet's): groups' channels not a whole
     # number of register tiles; pixels in place, or copied (not whole tiles, a stride: only with
     # 128+ output channels per group, see pack.pointwise_gemm)

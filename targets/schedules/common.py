@@ -45,6 +45,15 @@ def vectorize(sch, loop, lanes):
     sch.vectorize(loop)
 
 
+def vectorize_below(sch, block, at):
+    """Vectorize BLOCK's innermost loop where it lies below loop AT (BLOCK was computed at AT): a
+    block whose own loops were all of extent 1 (a one-column row) has none, and vectorizing its
+    innermost loop, AT itself, vectorized the reduction under AT with it (wrong results)."""
+    inner = sch.get_loops(block)[-1]
+    if not sch.get(inner).same_as(sch.get(at)):
+        sch.vectorize(inner)
+
+
 def inline_epilogue(sch, unpack):
     """Fold the elementwise chain after the conv into the write-back block."""
     while True:

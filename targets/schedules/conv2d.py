@@ -60,18 +60,29 @@ def _ragged_groups(in_channels, group_channels, out_channels, block):
     return groups > 1 and (out_channels // groups) % block != 0
 
 
-def _write_back_per_band(sch, unpack, band, flat_width):
+def _write_back_per_band(sch, unpack, band, flat_width, lanes):
     """Place the write-back UNPACK in the loop over BAND (its pixels as the one flat row of
     FLAT_WIDTH-pixel image rows where FLAT_WIDTH: TVM maps a row's range to (yy, xx) wrongly);
-    False where TVM refuses (grouped index maps)."""
+    False where TVM refuses (grouped index maps). A flat row of more than MAX_FLAT_VECTOR pixels is
+    vectorized in pieces of up to 4 vectors of LANES, not as one vector (see MAX_FLAT_VECTOR)."""
     try:
         if flat_width:
             sch.transform_block_layout(unpack, lambda nn, f, yy, xx: (nn, f, yy * flat_width + xx))
         sch.reverse_compute_at(unpack, band)
-        sch.vectorize(sch.get_loops(unpack)[-1])
+        row = sch.get_loops(unpack)[-1]
+        if flat_width and int(sch.get(row).extent) > MAX_FLAT_VECTOR:
+            vectorize(sch, row, lanes)
+        else:
+            sch.vectorize(row)
         return True
     except Exception:  # noqa: BLE001 - TVM's refusal
         return False
+
+
+# pixels of a flat row's write-back up to which it is one vector: each lane's (row, column) of
+# the NCHW result is its own index, and LLVM's time on such a vector grows with its square (64->64
+# 5x5 flat rows, one band, host AVX2: 200 pixels 4 s to compile, 400 23 s, 600 76 s, 1800 > 5 min)
+MAX_FLAT_VECTOR = 256
 
 
 def split_band(outer, oh, band):
@@ -181,7 +192,7 @@ def schedule(func, kernel, preset):
         else:
             sch.reorder(n, bi, y, rc, yi, x, rx, rci, ry, oi)
         sch.vectorize(oi)
-        if ragged or not _write_back_per_band(sch, unpack, y, flat and out[3]):
+        if ragged or not _write_back_per_band(sch, unpack, y, flat and out[3], pack_lanes(preset)):
             generic._schedule_block(sch, unpack, pack_lanes(preset), par)  # a separate pass
         parallel(sch, sch.fuse(n, bi, y), par)
         sch.vectorize(sch.get_loops(sch.decompose_reduction(conv, rc))[-1])

@@ -7,7 +7,7 @@ from tvm.sym.analyzer import Analyzer
 from tvm.sym import pattern
 
 from . import buffer_bytes, substitute, worth_parallel
-from .common import divisor, inline_epilogue, inside_steps, schedule_rest, vectorize
+from .common import divisor, inline_epilogue, inside_steps, schedule_rest, vectorize, vectorize_below
 from .pack import lanes as pack_lanes
 from .pool import contiguous_reads
 
@@ -68,7 +68,7 @@ def schedule(sch, kernel, preset):
     if len(consumers) == 1:
         inline_epilogue(sch, consumers[0])
         sch.reverse_compute_at(consumers[0], at)
-        sch.vectorize(sch.get_loops(consumers[0])[-1])
+        vectorize_below(sch, consumers[0], at)
     nf = _parallel_groups(sch, sch.fuse(n, f), par)
     if not strided:  # a strided row not split above (stride not a constant) is left to LLVM
         sch.vectorize(xi)
