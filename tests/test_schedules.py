@@ -156,6 +156,15 @@ def test_conv2d_fused_epilogue(tmp_path, rng, post):
            want_ops=["conv2d_packed", *post])
 
 
+@pytest.mark.parametrize("o,hw", [(4, (28, 42)), (5, (8, 9)), (4, (28, 40)), (12, (14, 15))])
+def test_global_pool_after_a_generic_conv(tmp_path, rng, o, hw):
+    """A conv with too few output channels for the blocked schedule (generic), relu and a global
+    average pool in one kernel: the pool's total over the partial sums and the leftover pixels
+    (1176 = 36 x 32 + 24) has its channels vectorized inside the reduction; with a Select there,
+    TVM summed garbage (1e21). 28 x 40 has no leftover pixels; 14 x 15 (12 channels) is packed."""
+    _check(tmp_path, _conv_graph(rng, 8, o, hw, (3, 3), pads=(1, 1, 1, 1), post=("relu", "global_avg_pool")))
+
+
 @pytest.mark.parametrize("case", [CASES[i] for i in (15, 16)], ids=["p112", "s2copy"])
 def test_pointwise_write_back_in_tile(tmp_path, rng, case):
     """Bias, residual add and relu computed on the GEMM's accumulator tile (channels and pixels

@@ -184,7 +184,9 @@ def _global_pool(x, reduce):
     j = te.reduce_axis((0, v + left), "j")
     if not left:
         return te.compute((n, c), lambda nn, cc: reduce(part[nn, cc, j], axis=j), name="global_pool_total")
-    return te.compute((n, c), lambda nn, cc: reduce(tirx.Select(  # (both operands read: both in bounds)
+    # if_then_else, not Select: the generic schedule vectorizes the channels inside the reduction
+    # over j, and TVM's vector Select summed garbage (conv 8->4 @28x42 + global pool: 1e21)
+    return te.compute((n, c), lambda nn, cc: reduce(tirx.if_then_else(
         j < v, part[nn, cc, te.min(j, v - 1)], at(nn, cc, rows * v + te.max(j - v, 0))), axis=j),
         name="global_pool_total")
 
