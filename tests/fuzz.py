@@ -20,13 +20,15 @@ from collections import Counter, defaultdict
 MEMORY_HEADROOM = 3 << 30  # bytes the worker may allocate beyond what it holds after importing edgec
 
 
-def run_cases(folder, cases, timeout=30.0, compile_timeout=120.0):
+def run_cases(folder, cases, timeout=30.0, compile_timeout=120.0, worker=__file__):
     """CASES: [(case id, category, file name, compile?)] in FOLDER. Returns {id: (category, outcome, detail)}.
-    A case is a hang after TIMEOUT seconds (COMPILE_TIMEOUT for one that compiles: a busy machine)."""
+    A case is a hang after TIMEOUT seconds (COMPILE_TIMEOUT for one that compiles: a busy machine).
+    WORKER: the script that runs the cases (reads [id, name, compile?] JSON lines, prints
+    [id, outcome, detail] ones; tests/conv_fuzz.py passes its own: name a seed, compile? a target)."""
     results, todo = {}, list(cases)
     while todo:
         env = dict(os.environ, MALLOC_ARENA_MAX="2", TVM_NUM_THREADS="1")  # few address-space reservations
-        proc = subprocess.Popen([sys.executable, __file__, str(folder)], stdin=subprocess.PIPE, env=env,
+        proc = subprocess.Popen([sys.executable, worker, str(folder)], stdin=subprocess.PIPE, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         lines = queue.Queue()
         threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout] + [lines.put(None)], daemon=True).start()
