@@ -49,3 +49,25 @@ def test_the_fuzzer_finds_a_wrong_schedule(tmp_path, monkeypatch):
                       "import conv_fuzz; conv_fuzz.TOLERANCE = -1.0\nconv_fuzz._worker(sys.argv[1])\n")
     results = fuzz.run_cases(tmp_path, [(0, "host", 0, "host")], compile_timeout=180.0, worker=str(worker))
     assert results[0][1] == "fail" and "error" in results[0][2], results
+
+
+@pytest.mark.arm
+@pytest.mark.parametrize("seed", range(9000, 9006))
+def test_conv_stacks_match_onnxruntime_on_rpi4(tmp_path, seed):
+    """The NEON schedules (rpi4 preset), emulated: the bundle's C++ runner under qemu."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    import arm_env
+    from edgec import api
+    arm_env.require_tools()
+    m, desc = conv_fuzz.model(seed)
+    path = str(tmp_path / "m.onnx")
+    onnx.save(m, path)
+    feed = conv_fuzz.inputs(m, seed)
+    want = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    art = api.compile(path, "rpi4", str(tmp_path / "m.edgec"), progress=False)
+    got = arm_env.run_artifact(art, [feed[i.name] for i in m.graph.input], tmp_path, 1)[0]
+    err = np.abs(got - want).max() / (1 + np.abs(want).max())
+    assert got.shape == want.shape and err <= conv_fuzz.TOLERANCE, f"error {err:.2e}: {' | '.join(desc)}"

@@ -57,6 +57,8 @@ def _conv_graph(rng, c, o, hw, k, groups=1, stride=1, dil=1, pads=(0, 0, 0, 0), 
             y, = g.add_node("add", [y, s])
         elif op == "max_pool2d":
             y, = g.add_node("max_pool2d", [y], {"kernel": [2, 2], "strides": [2, 2]})
+        elif op == "avg_pool2d":
+            y, = g.add_node("avg_pool2d", [y], {"kernel": [3, 3], "strides": [1, 1], "pads": [1, 1, 1, 1]})
         else:
             y, = g.add_node(op, [y])
     g.outputs = [y]
@@ -730,3 +732,17 @@ def test_avx2_direct_conv_rows_in_exact_tiles(tmp_path, rng, hw):
     loops = innermost_fma_loops(conv_library(tmp_path, "x86-avx2", 16, 32, hw[1], 3, stride=2))
     assert max(len(vector_fmas(body)) for body in loops) == 36, [len(vector_fmas(b)) for b in loops]
     assert not [stack_accesses(body) for body in loops if stack_accesses(body)]
+
+
+@pytest.mark.parametrize("case", [
+    # c, o, hw, k, groups, stride, pads, post: a strided depthwise conv whose plane is copied (no
+    # padding) over one input row, and depthwise convs with a fused pool after them
+    (512, 512, (2, 8), (1, 1), 512, 2, (0, 0, 0, 0), ("relu", "avg_pool2d")),
+    (1, 7, (1, 22), (1, 1), 1, 2, (0, 0, 0, 0), ("sigmoid",)),
+    (3, 3, (24, 34), (3, 3), 3, 1, (0, 0, 1, 2), ("sigmoid", "max_pool2d")),
+    (8, 8, (7, 36), (1, 1), 8, 2, (0, 0, 0, 0), ("sigmoid", "max_pool2d"))])
+def test_depthwise_with_one_row_or_a_fused_pool(tmp_path, rng, case):
+    """These fell back to the generic schedule (the plane's copy assumed a row loop; the pool's rows
+    could not be placed after the plane's copy was cut into partitions)."""
+    c, o, hw, k, g, s, pads, post = case
+    _check(tmp_path, _conv_graph(rng, c, o, hw, k, g, s, pads=pads, post=post))

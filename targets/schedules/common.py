@@ -45,6 +45,14 @@ def vectorize(sch, loop, lanes):
     sch.vectorize(loop)
 
 
+def loops_below(sch, block, at):
+    """BLOCK's loops inside loop AT (BLOCK computed at AT)."""
+    loops = sch.get_loops(block)
+    stmts = [sch.get(loop) for loop in loops]
+    at = sch.get(at)
+    return next((loops[i + 1:] for i, s in enumerate(stmts) if s.same_as(at)), loops)
+
+
 def vectorize_below(sch, block, at):
     """Vectorize BLOCK's innermost loop where it lies below loop AT (BLOCK was computed at AT): a
     block whose own loops were all of extent 1 (a one-column row) has none, and vectorizing its

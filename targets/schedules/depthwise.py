@@ -7,7 +7,7 @@ from tvm.sym.analyzer import Analyzer
 from tvm.sym import pattern
 
 from . import buffer_bytes, substitute, worth_parallel
-from .common import divisor, inline_epilogue, inside_steps, schedule_rest, vectorize, vectorize_below
+from .common import divisor, inline_epilogue, inside_steps, loops_below, schedule_rest, vectorize, vectorize_below
 from .pack import lanes as pack_lanes
 from .pool import contiguous_reads
 
@@ -79,8 +79,12 @@ def schedule(sch, kernel, preset):
         sch.compute_at(b, nf)
         vectorize(sch, sch.get_loops(b)[-1], lanes)
     if plane is not None:  # each channel's plane just before its conv, while it is in cache
-        _schedule_plane(sch, plane, yo if band else nf, bool(padded), stride, lanes)
+        sch.compute_at(plane, yo if band else nf)
+    # a fused pool before the plane's copy is cut into partitions (_copy_inside): TVM's compute_at
+    # refuses to place blocks in a scope with partitions (the pool's rows: a fallback to generic)
     schedule_rest(sch, preset, names, par)
+    if plane is not None:
+        _schedule_plane(sch, plane, yo if band else nf, bool(padded), stride, lanes)
     return deinterleave(sch.mod["main"])
 
 
@@ -105,14 +109,14 @@ def _parallel_groups(sch, nf, par):
 
 
 def _schedule_plane(sch, plane, at, padded, stride, lanes):
-    """PLANE at loop AT, written once: `_copy_inside` (a strided plane, de-interleaved, reads
-    `stride` neighbouring columns per step: inside the input in vectors of LANES steps and halves
-    of them, loaded whole and shuffled, see `deinterleave`)."""
-    sch.compute_at(plane, at)
+    """PLANE (computed at loop AT), written once: `_copy_inside` (a strided plane, de-interleaved,
+    reads `stride` neighbouring columns per step: inside the input in vectors of LANES steps and
+    halves of them, loaded whole and shuffled, see `deinterleave`)."""
     if not padded:  # a de-interleaved copy of the input, iterating (row, phase, q)
-        _, ph, q = sch.get_loops(plane)[-3:]
-        sch.reorder(q, ph)
-        sch.unroll(ph)
+        own = loops_below(sch, plane, at)  # (a loop of one iteration, one row, is left out)
+        if len(own) >= 2:
+            sch.reorder(own[-1], own[-2])
+        sch.unroll(own[-2] if len(own) >= 2 else own[-1])
         return
     _copy_inside(sch, plane, stride, lanes)
 
