@@ -746,3 +746,22 @@ def test_depthwise_with_one_row_or_a_fused_pool(tmp_path, rng, case):
     could not be placed after the plane's copy was cut into partitions)."""
     c, o, hw, k, g, s, pads, post = case
     _check(tmp_path, _conv_graph(rng, c, o, hw, k, g, s, pads=pads, post=post))
+
+
+def test_depthwise_then_padded_max_pool(tmp_path, rng):
+    """A depthwise conv (stride 3, no bias or activation) read straight by a padded 3x3 max pool:
+    the pool's row pass is the pool schedule's, not placed in the conv's chunks (TVM could not
+    bound its clamped rows there: a fallback to generic)."""
+    g = _conv_graph(rng, 128, 128, (17, 21), (1, 1), 128, 3, bias=False)
+    y, = g.add_node("max_pool2d", [g.outputs[0]], {"kernel": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]})
+    g.outputs = [y]
+    _check(tmp_path, g)
+
+
+@pytest.mark.parametrize("preset", ["host", "x86-avx2"])
+def test_strided_conv_of_one_output_pixel(tmp_path, rng, preset):
+    """A 1x1 stride-3 conv of a 3 x 1 image (one output pixel): the direct conv, not the row conv
+    (fewer pixels than its tile; TVM could not place that write-back: a fallback to generic)."""
+    if preset != "host" and "avx2" not in open("/proc/cpuinfo").read():
+        pytest.skip("this machine has no AVX2 to run x86-avx2 code")
+    _check(tmp_path, _conv_graph(rng, 24, 20, (3, 1), (1, 1), 1, 3, post=("relu",)), preset)

@@ -9,7 +9,7 @@ from tvm.sym import pattern
 from . import buffer_bytes, substitute, worth_parallel
 from .common import divisor, inline_epilogue, inside_steps, loops_below, schedule_rest, vectorize, vectorize_below
 from .pack import lanes as pack_lanes
-from .pool import contiguous_reads
+from .pool import POOL_BLOCKS, contiguous_reads
 
 
 def schedule(sch, kernel, preset):
@@ -59,7 +59,9 @@ def schedule(sch, kernel, preset):
     sch.reorder(*[l for l in (n, f, yo, y, xo, rc, ry, rx, xi) if l is not None])
     at = xo if chunk else y
     strided = not contiguous_reads(sch, conv, 3)
-    consumers = sch.get_consumers(conv)
+    # the epilogue (bias, activation) written per chunk; a pool reading the conv straight (its row
+    # pass: TVM cannot place a padded window's clamped rows there) is the pool schedule's
+    consumers = [b for b in sch.get_consumers(conv) if not sch.get(b).name_hint.startswith(POOL_STAGES)]
     names = ["conv2d", *[sch.get(b).name_hint for b in others + consumers + ([plane] if plane else [])]]
     if chunk:  # the chunk's accumulators stay in registers over the taps
         acc = sch.cache_write(conv, 0, "local")
@@ -284,6 +286,7 @@ def band_rows(plane, oh, l1, stride):
 
 MIN_BAND = 4
 STRIDED_BAND_L1_SHARE = 8
+POOL_STAGES = ("pool_rows", *POOL_BLOCKS)
 PARALLEL_GROUPS = 32
 
 
