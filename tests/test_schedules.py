@@ -765,3 +765,20 @@ def test_strided_conv_of_one_output_pixel(tmp_path, rng, preset):
     if preset != "host" and "avx2" not in open("/proc/cpuinfo").read():
         pytest.skip("this machine has no AVX2 to run x86-avx2 code")
     _check(tmp_path, _conv_graph(rng, 24, 20, (3, 1), (1, 1), 1, 3, post=("relu",)), preset)
+
+
+def test_padded_pool_after_a_small_conv_is_a_kernel_of_its_own(tmp_path, rng):
+    """A 3x3 average pool (padded) after a conv whose output is under 1 KB (8 x 4 x 1 floats):
+    fused, its reads past the plane's edges came from a stack buffer (undefined behaviour: wrong
+    averages on AVX2); it runs as a kernel of its own (fuse.STACK_BYTES)."""
+    g = _conv_graph(rng, 64, 8, (8, 2), (1, 1), 8, 2, post=("relu", "avg_pool2d"))
+    _check(tmp_path, g)
+    assert [k["ops"] for k in load(str(tmp_path / "m.edgec")).kernels] == [["conv2d", "relu"], ["avg_pool2d"]]
+
+
+@pytest.mark.parametrize("case", [
+    (64, 64, (6, 6), (3, 3), 64, 1, (1, 2, 1, 0), ("global_max_pool",)),  # a reduction reads the conv
+    (100, 100, (2, 3), (1, 1), 100, 3, (0, 0, 0, 0), ("clip",))])  # one input element per plane
+def test_depthwise_into_a_global_pool_or_of_one_element(tmp_path, rng, case):
+    c, o, hw, k, g, s, pads, post = case
+    _check(tmp_path, _conv_graph(rng, c, o, hw, k, g, s, pads=pads, post=post))

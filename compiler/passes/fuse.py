@@ -21,6 +21,7 @@ Ops whose compute reads its input more than once (leaky_relu: x >= 0 ? x : a*x) 
 of the inlined expression: a group stops before that growth passes MAX_GROWTH (24 chained leaky
 relus did not compile in 200 s as one kernel).
 """
+from ..ir import fold_bytes
 from ..ops import get_op
 from .rewrite import sole_consumer
 
@@ -56,7 +57,21 @@ def _joins(graph, tail, node, anchor, pooled):
         return False
     if get_op(node.op).kind == "elementwise":
         return graph.values[node.outputs[0]].shape == graph.values[tail.outputs[0]].shape
-    return node.op in POOLS and anchor.op == "conv2d" and not pooled
+    return node.op in POOLS and anchor.op == "conv2d" and not pooled and not _reads_past_a_stack_buffer(graph, tail, node)
+
+
+STACK_BYTES = 1024  # TVM 0.27 places a kernel's intermediate buffers smaller than this on the stack
+
+
+def _reads_past_a_stack_buffer(graph, tail, pool):
+    """Whether POOL, fused, would read its input (TAIL's output) past its edges from a stack buffer:
+    a padded (or ceil-mode) window's taps outside the plane are read and selected away (TVM
+    simplifies the lowering's clamps away under the select), which is undefined behaviour on an
+    alloca: LLVM computed wrong averages (conv 64->8 of a 4 x 1 output + 3x3 average pool, AVX2).
+    Such a pool runs as a kernel of its own, its input a buffer of the graph."""
+    pads = pool.attrs.get("pads") or [0]
+    v = graph.values[tail.outputs[0]]
+    return (any(pads) or pool.attrs.get("ceil_mode")) and fold_bytes(v.shape, v.dtype) < STACK_BYTES
 
 
 def _groups(graph):

@@ -6,7 +6,7 @@ from tvm import tirx
 from tvm.sym.analyzer import Analyzer
 from tvm.sym import pattern
 
-from . import buffer_bytes, substitute, worth_parallel
+from . import buffer_bytes, generic, substitute, worth_parallel
 from .common import divisor, inline_epilogue, inside_steps, loops_below, schedule_rest, vectorize, vectorize_below
 from .pack import lanes as pack_lanes
 from .pool import POOL_BLOCKS, contiguous_reads
@@ -61,7 +61,8 @@ def schedule(sch, kernel, preset):
     strided = not contiguous_reads(sch, conv, 3)
     # the epilogue (bias, activation) written per chunk; a pool reading the conv straight (its row
     # pass: TVM cannot place a padded window's clamped rows there) is the pool schedule's
-    consumers = [b for b in sch.get_consumers(conv) if not sch.get(b).name_hint.startswith(POOL_STAGES)]
+    consumers = [b for b in sch.get_consumers(conv)
+                 if not sch.get(b).name_hint.startswith(POOL_STAGES) and not generic._is_reduction(sch, b)]
     names = ["conv2d", *[sch.get(b).name_hint for b in others + consumers + ([plane] if plane else [])]]
     if chunk:  # the chunk's accumulators stay in registers over the taps
         acc = sch.cache_write(conv, 0, "local")
@@ -116,6 +117,8 @@ def _schedule_plane(sch, plane, at, padded, stride, lanes):
     halves of them, loaded whole and shuffled, see `deinterleave`)."""
     if not padded:  # a de-interleaved copy of the input, iterating (row, phase, q)
         own = loops_below(sch, plane, at)  # (a loop of one iteration, one row, is left out)
+        if not own:  # (one input element per plane)
+            return
         if len(own) >= 2:
             sch.reorder(own[-1], own[-2])
         sch.unroll(own[-2] if len(own) >= 2 else own[-1])
