@@ -184,8 +184,10 @@ def _global_pool(x, reduce):
     j = te.reduce_axis((0, v + left), "j")
     if not left:
         return te.compute((n, c), lambda nn, cc: reduce(part[nn, cc, j], axis=j), name="global_pool_total")
-    # if_then_else, not Select: the generic schedule vectorizes the channels inside the reduction
-    # over j, and TVM's vector Select summed garbage (conv 8->4 @28x42 + global pool: 1e21)
+    # if_then_else, not Select: TVM simplifies the clamps away under a Select, whose two operands
+    # are both read; vectorized over channels (the generic schedule) it read past the partials'
+    # buffer, on the stack when under 1 KB (undefined behaviour: conv 8->4 @28x42 + global pool
+    # summed 1e21); if_then_else reads the chosen operand only
     return te.compute((n, c), lambda nn, cc: reduce(tirx.if_then_else(
         j < v, part[nn, cc, te.min(j, v - 1)], at(nn, cc, rows * v + te.max(j - v, 0))), axis=j),
         name="global_pool_total")

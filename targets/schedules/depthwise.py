@@ -116,12 +116,12 @@ def _schedule_plane(sch, plane, at, padded, stride, lanes):
     reads `stride` neighbouring columns per step: inside the input in vectors of LANES steps and
     halves of them, loaded whole and shuffled, see `deinterleave`)."""
     if not padded:  # a de-interleaved copy of the input, iterating (row, phase, q)
-        own = loops_below(sch, plane, at)  # (a loop of one iteration, one row, is left out)
-        if not own:  # (one input element per plane)
-            return
-        if len(own) >= 2:
+        own = loops_below(sch, plane, at)  # (loops of one iteration, one row or one q, are left out)
+        if len(own) >= 2 and int(sch.get(own[-2]).extent) == stride:  # (row,) phase, q
             sch.reorder(own[-1], own[-2])
-        sch.unroll(own[-2] if len(own) >= 2 else own[-1])
+            sch.unroll(own[-2])
+        elif own and int(sch.get(own[-1]).extent) == stride:  # (row,) phase
+            sch.unroll(own[-1])
         return
     _copy_inside(sch, plane, stride, lanes)
 
