@@ -352,7 +352,10 @@ def pointwise_direct(preset, in_channels, out_channels, pixels):
     512->2048 @7 0.86-0.91 -> 0.71-0.76, 1024->2048 s2 @7 1.77 -> 1.47; at 28 x 28 even or worse
     (512->128 0.61-0.64 both, 128->512 + add 0.69 -> 0.82), at 56 x 56 up to 2x slower. Short
     reductions lost (MobileNetV2's 64->384 @14 0.062 -> 0.073, 96->576 0.133 -> 0.144), and so did
-    SqueezeNet's 512->1000 @13 + global pool (0.98 -> 1.10)."""
+    SqueezeNet's 512->1000 @13 + global pool (0.98 -> 1.10). On AVX2 (znver3, one vector of 8
+    channels, 16 registers) the same rule lost: ResNet-50 in model, 1 thread, per-kernel minima,
+    1024->2048 s2 @7 2.34 -> 3.60 ms, 512->1024 s2 @14 2.29 -> 3.12, the 14x14 ones 3-5% slower;
+    MobileNet v1 even."""
     return preset.vector_bits >= 512 and pixels <= DIRECT_POINTWISE_PIXELS and \
         in_channels >= DIRECT_POINTWISE_CHANNELS and out_channels % conv_params(preset)[0] == 0
 
