@@ -201,8 +201,8 @@ def conv_rows_tile(preset, weight_shape, oh, ow, wq, strides, groups):
             or strided and channels * kh * kw > ROWS_MAX_STRIDED and channels > ROWS_STEM_CHANNELS):
         return None
     block, tile = pointwise_tile(preset, out_channels, oh * wq, write_back_pass=True)
-    if oh * wq < tile:  # fewer pixels than one tile (a 1x1 s3 conv's one output pixel): TVM could
-        return None     # not place the write-back of the padded tile; the direct conv
+    if oh == 1 and wq < tile:  # one output row narrower than a tile (a 1x1 s3 conv's one pixel):
+        return None            # TVM could not place its write-back; the direct conv
     return block, tile, conv_rows_band(preset, oh, wq, block, tile)
 
 
