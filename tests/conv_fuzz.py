@@ -9,6 +9,10 @@ branch of the same input concatenated over channels; the model may end in a glob
 pool and a dense head. Images from 1x1 to 47x47 (smaller with many channels), batch 1 or 2. These
 are the shapes that choose between the schedules' paths (GEMM tiles, tails, flat rows, Winograd,
 strided and one-column depthwise, ragged groups, fused epilogues and pools) and their edges.
+Seeds from LARGE on draw the layers of real networks instead: 1-2 layers, mostly 1x1 and 3x3, of
+up to 2304 channels over images of up to 112x112, batch 1-3 (images of 0.2-6 MB, past the L2: the pointwise
+GEMM's pixel chunks, per-chunk copies, reduction chunks, rows read in place with prefetches,
+merged and folded tails, Winograd over many tiles), each conv at most ~1 GFLOP.
 
 Run as a script, this is the worker of tests/fuzz.py `run_cases`: per case it compiles the seed's
 model for the case's target, runs it on seeded inputs with 2 threads, and compares it with
@@ -24,12 +28,16 @@ import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
 CHANNELS = [1, 2, 3, 4, 5, 7, 8, 12, 16, 20, 24, 32, 40, 48, 64, 72, 96, 100, 128, 144, 160, 256, 320, 512]
+LARGE_CHANNELS = [24, 48, 64, 96, 128, 144, 192, 256, 384, 512, 576, 1024, 2048, 2304]
+LARGE = 1_000_000  # seeds from here on draw the large family
+LARGE_FLOPS = 1e9  # per conv of the large family (its output channels cut to fit)
 TOLERANCE = 1e-4  # max |edgec - onnxruntime| / (1 + max |onnxruntime|)
 
 
 def model(seed):
     """(onnx.ModelProto, [one line per layer]) of SEED."""
     rng = np.random.default_rng(seed)
+    large = seed >= LARGE
     inits, nodes, inputs, desc = [], [], [], []
 
     def const(arr):
@@ -44,7 +52,7 @@ def model(seed):
 
     def conv(x, shape):
         n, c, h, w = shape
-        k = int(rng.choice([1, 1, 1, 3, 3, 3, 3, 5, 7]))
+        k = int(rng.choice([1, 1, 1, 1, 1, 3, 3, 3, 5] if large else [1, 1, 1, 3, 3, 3, 3, 5, 7]))
         kh, kw = (k, k) if rng.random() < 0.9 else (k, int(rng.choice([1, 3])))
         stride = int(rng.choice([1, 1, 1, 2, 2, 3]))
         dil = 2 if rng.random() < 0.1 else 1
@@ -54,7 +62,7 @@ def model(seed):
         if g == c and c > 1:
             o = c * int(rng.choice([1, 1, 1, 2]))
         else:
-            o = max(g, int(rng.choice(CHANNELS)) // g * g)
+            o = max(g, int(rng.choice(LARGE_CHANNELS if large else CHANNELS)) // g * g)
         if rng.random() < 0.3:
             pads = [int(rng.integers(0, kh)), int(rng.integers(0, kw)), int(rng.integers(0, kh)), int(rng.integers(0, kw))]
         else:
@@ -63,6 +71,8 @@ def model(seed):
         ow = (w + pads[1] + pads[3] - dil * (kw - 1) - 1) // stride + 1
         if oh < 1 or ow < 1:
             return None
+        if large:  # (at most LARGE_FLOPS: fewer output channels, whole groups)
+            o = max(g, min(o, int(LARGE_FLOPS / (2 * c // g * kh * kw * oh * ow)) // g * g))
         weights = rng.standard_normal((o, c // g, kh, kw)) / np.sqrt(c // g * kh * kw)
         ins = [x, const(weights)] + ([const(rng.standard_normal(o) * 0.1)] if rng.random() < 0.8 else [])
         y = node("Conv", ins, kernel_shape=[kh, kw], strides=[stride] * 2, dilations=[dil] * 2, pads=pads, group=g)
@@ -70,14 +80,21 @@ def model(seed):
         return y, [n, o, oh, ow]
 
     n = 1 if rng.random() < 0.85 else 2
-    c = int(rng.choice(CHANNELS))
-    side = 20 if c * 9 > 2000 else 48
-    h = int(rng.integers(1, side))
-    w = int(rng.integers(1, side)) if rng.random() < 0.7 else h
+    if large:
+        n = 3 if n == 2 and rng.random() < 0.5 else n
+        c = int(rng.choice(LARGE_CHANNELS))
+        side = int(min(113, np.sqrt(6e6 / 4 / c)))  # (an input of at most ~6 MB)
+        h = int(rng.integers(max(2, int(np.sqrt(2e5 / 4 / c))), side + 1))
+        w = int(rng.integers(max(1, h // 2), side + 1)) if rng.random() < 0.3 else h
+    else:
+        c = int(rng.choice(CHANNELS))
+        side = 20 if c * 9 > 2000 else 48
+        h = int(rng.integers(1, side))
+        w = int(rng.integers(1, side)) if rng.random() < 0.7 else h
     inputs.append(helper.make_tensor_value_info("x", TensorProto.FLOAT, [n, c, h, w]))
     desc.append(f"input {[n, c, h, w]}")
     x, shape = "x", [n, c, h, w]
-    for _ in range(int(rng.integers(1, 4))):
+    for _ in range(int(rng.integers(1, 3 if large else 4))):
         made = conv(x, shape)
         if made is None:
             continue

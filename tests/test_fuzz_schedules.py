@@ -2,8 +2,10 @@
 for `host` and `x86-avx2`, run with 2 threads, against onnxruntime. Every case must match within
 conv_fuzz.TOLERANCE, compile in time and not crash (a worker process per batch, tests/fuzz.py).
 
-`make test` runs 16 seeds on host, 8 on x86-avx2 and 6 on rpi4 under qemu (fixed seeds: a failure
-reproduces); `pytest -m fuzz tests/test_fuzz_schedules.py` runs 600 and 300. It found: depthwise
+`make test` runs 16 seeds on host, 8 on x86-avx2 and 6 on rpi4 under qemu, and 4, 2 and 2 of the
+large family (conv_fuzz.LARGE: real networks' channels and images, past the L2) (fixed seeds: a
+failure reproduces); `pytest -m fuzz tests/test_fuzz_schedules.py` runs 600 and 300, and 400 and
+200 large. It found: depthwise
 convs with one output column and an epilogue (wrong values), a global pool after a generic-scheduled
 conv (garbage), a padded pool fused after a conv of under 1 KB of output (wrong averages), 5x5
 convs whose flat row of 1800 pixels took LLVM over 5 minutes, and six shapes whose kernel fell back
@@ -28,7 +30,12 @@ def _run(tmp_path, target, seeds):
     assert not bad, "\n".join(f"seed {s} ({target}): {o}: {d}" for s, (_, o, d) in sorted(bad.items())[:20])
 
 
-@pytest.mark.parametrize("target,seeds", [("host", range(0, 16)), ("x86-avx2", range(5000, 5008))])
+LARGE = conv_fuzz.LARGE
+
+
+@pytest.mark.parametrize("target,seeds", [("host", range(0, 16)), ("x86-avx2", range(5000, 5008)),
+                                          ("host", range(LARGE, LARGE + 4)),
+                                          ("x86-avx2", range(LARGE + 5000, LARGE + 5002))])
 def test_conv_stacks_match_onnxruntime(tmp_path, target, seeds):
     if target == "x86-avx2" and not AVX2:
         pytest.skip("this machine has no AVX2 to run x86-avx2 code")
@@ -36,7 +43,9 @@ def test_conv_stacks_match_onnxruntime(tmp_path, target, seeds):
 
 
 @pytest.mark.fuzz
-@pytest.mark.parametrize("target,seeds", [("host", range(100, 700)), ("x86-avx2", range(6000, 6300))])
+@pytest.mark.parametrize("target,seeds", [("host", range(100, 700)), ("x86-avx2", range(6000, 6300)),
+                                          ("host", range(LARGE + 100, LARGE + 500)),
+                                          ("x86-avx2", range(LARGE + 6000, LARGE + 6200))])
 def test_conv_stacks_match_onnxruntime_many(tmp_path, target, seeds):
     if target == "x86-avx2" and not AVX2:
         pytest.skip("this machine has no AVX2 to run x86-avx2 code")
@@ -53,7 +62,7 @@ def test_the_fuzzer_finds_a_wrong_schedule(tmp_path):
 
 
 @pytest.mark.arm
-@pytest.mark.parametrize("seed", range(9000, 9006))
+@pytest.mark.parametrize("seed", [*range(9000, 9006), LARGE + 9000, LARGE + 9001])
 def test_conv_stacks_match_onnxruntime_on_rpi4(tmp_path, seed):
     """The NEON schedules (rpi4 preset), emulated: the bundle's C++ runner under qemu."""
     import numpy as np
