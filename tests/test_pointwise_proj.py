@@ -33,6 +33,34 @@ def test_padding_choice_at_13x13():
     assert not pointwise.padded_last_tile(p, 256, 6, 196, 16)
 
 
+def test_padding_allowed_grows_as_the_reduction_shrinks():
+    """A tail's write-back pass costs the GEMM about PASS_CHANNELS_PER_LANE reduction channels per
+    lane: a short reduction pads more of its last tile. AVX-512's 64-pixel tiles at 28x28 (784
+    pixels, 6.1% padding): 128->512 pads (9.4% allowed), 256-> keeps its tail (4.7%); AVX2's
+    16-pixel tiles at 15x15 (6.7%): 32-> pads (18.8%), 128-> keeps its tail."""
+    p512 = targets.get("x86-avx512")
+    assert pointwise.padded_last_tile(p512, 128, 6, 784, 64) and not pointwise.padded_last_tile(p512, 256, 6, 784, 64)
+    p = dataclasses.replace(targets.get("x86-avx2"), l1_kib=32, l2_kib=512)
+    assert pointwise.padded_last_tile(p, 32, 6, 225, 16) and not pointwise.padded_last_tile(p, 128, 6, 225, 16)
+
+
+@pytest.mark.parametrize("preset", ["host", "x86-avx2"])
+def test_short_reduction_pads_its_last_tile(tmp_path, monkeypatch, preset):
+    """32->96 + add + relu @15x15, batch 2, parallel regions forced on: the padded last tile (no
+    tail GEMM, no write-back pass) matches numpy."""
+    if preset != "host" and not AVX2:
+        pytest.skip("this machine has no AVX2 to run x86-avx2 code")
+    monkeypatch.setattr(schedules, "PARALLEL_MIN_WORK", 0)
+    passes = _no_tail(monkeypatch) if fixed(preset) else []
+    g = _projection(32, 96, 2, (15, 15), ("add", "relu"))
+    compile_graph(g, targets.get(preset), str(tmp_path / "m.edgec"), progress=False)
+    assert not passes
+    m = load(str(tmp_path / "m.edgec"))
+    rng = np.random.default_rng(2)
+    feed = {v.name: rng.standard_normal(v.shape).astype(v.dtype) for v in g.inputs}
+    np.testing.assert_allclose(m.run(feed)[0], interpret(g, feed)[g.outputs[0]], rtol=1e-4, atol=1e-5)
+
+
 def _no_tail(monkeypatch):
     passes = []
     monkeypatch.setattr(pointwise, "write_back_pass", lambda *a: passes.append(a))

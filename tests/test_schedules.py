@@ -408,9 +408,9 @@ def test_pointwise_tail_is_whole_vectors_after_whole_tiles(preset):
 
 @pytest.mark.parametrize("preset", ["host", "x86-avx2"])
 @pytest.mark.parametrize("case", [(64, 128, (7, 7), 1, 1, ("add", "relu")), (48, 128, (7, 7), 1, 2, ("relu",)),
-                                  (32, 272, (7, 7), 2, 1, ("relu",)), (32, 128, (14, 14), 1, 1, ("relu",)),
+                                  (32, 272, (7, 7), 2, 1, ("relu",)), (64, 128, (14, 14), 1, 1, ("relu",)),
                                   (40, 136, (5, 10), 1, 1, ("relu",)), (36, 130, (3, 17), 1, 1, ("relu",)),
-                                  (40, 136, (14, 14), 1, 1, ("add", "relu")), (24, 128, (14, 14), 1, 2, ("relu",)),
+                                  (72, 136, (14, 14), 1, 1, ("add", "relu")), (64, 128, (14, 14), 1, 2, ("relu",)),
                                   (32, 272, (14, 14), 2, 1, ())],
                          ids=["p49add", "p49s2", "p49g2", "p196", "p50", "p51", "p196add", "p196s2", "p196g2"])
 def test_pointwise_tail_gemm(tmp_path, rng, preset, case):
@@ -419,7 +419,8 @@ def test_pointwise_tail_gemm(tmp_path, rng, preset, case):
     pixels (49, 50) exactly (sums of neighbouring channel blocks in flight, the last group partial:
     22 blocks of 6), of 3 (51) in a whole vector; on x86, 14x14 in 4 x 24 tiles takes the last
     whole tile into the tail (168 + 32: two sub-tiles, the second past the image), with a residual
-    add, a stride, groups (136 channels each: 34 blocks of 4)."""
+    add, a stride, groups (136 channels each: 34 blocks of 4). (64+ input channels: with fewer,
+    pointwise.padded_last_tile pads the last tile instead.)"""
     if preset != "host" and "avx2" not in open("/proc/cpuinfo").read():
         pytest.skip("this machine has no AVX2 to run x86-avx2 code")
     from edgec.compiler.passes import run_passes
@@ -576,7 +577,7 @@ def test_avx2_padded_pointwise_write_back_is_vector_code(tmp_path):
     if not shutil.which("objdump"):
         pytest.skip("objdump (binutils) is not installed")
     from test_arm_schedules import conv_library
-    lib = conv_library(tmp_path, "x86-avx2", 48, 192, 11, 1)
+    lib = conv_library(tmp_path, "x86-avx2", 128, 192, 11, 1)  # (fewer input channels pad: padded_last_tile)
     asm = subprocess.run(["objdump", "-d", "--no-show-raw-insn", str(lib)], capture_output=True, text=True,
                          check=True).stdout
     ops = [line.split()[1] for line in asm.splitlines() if line.strip() and ":" in line and len(line.split()) > 1]

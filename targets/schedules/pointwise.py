@@ -22,6 +22,10 @@ IN_PLACE_ROWS = 32
 # of the pixels up to which a pointwise GEMM pads its last tile instead of a tail (was 1/32; 1/24
 # takes SqueezeNet's 13x13 expansions, 169 pixels padded to 176: see padded_last_tile)
 PADDING_SHARE = 1 / 24
+# a write-back pass of its own costs the GEMM about what this many reduction channels per vector
+# lane do (it streams each output twice; the GEMM's FMAs per output are the channels over the
+# lanes): up to that share of the pixels padded, a padded last tile beats a tail (see padded_last_tile)
+PASS_CHANNELS_PER_LANE = 0.75
 # of the L1 for the weights of an in-place GEMM up to which its tiles prefetch the next tile's rows
 PREFETCH_L1_SHARE = 0.5
 # output channels up to which a projection whose input outgrows the L2 reads it in place too, its
@@ -300,9 +304,16 @@ def padded_last_tile(preset, channels, block, pixels, tile):
     1024->256 1.35-1.40 -> 1.43-1.47. At 13x13 (169 pixels padded to 176, 4.1%), in SqueezeNet,
     AVX2 (znver3), 1 thread, per-kernel minima alternated (kab), tail -> padded: 64->256 @13
     0.070-0.071 -> 0.067-0.069 ms (x2), 48->192 @13 0.042-0.043 -> 0.040-0.041 (x2); not for its
-    projections, which stay the direct conv (see pack.PROJECTION_PADDING)."""
+    projections, which stay the direct conv (see pack.PROJECTION_PADDING). A short reduction pads
+    more (PASS_CHANNELS_PER_LANE): AVX-512 (Intel, family 6 model 207), 64-pixel tiles at 28x28
+    (784 pixels, 6.1% padded), per-kernel minima alternated, tail -> padded: standalone 128->512
+    + relu 1 thread 0.986 -> 0.864 ms, 2 threads 0.395 -> 0.381 (the tail's write-back pass was
+    20% of the kernel, perf); MobileNetV2's 32->192 @28, 1 thread 0.095-0.102 -> 0.081-0.086 ms,
+    2 threads 0.062-0.085 -> 0.057-0.063; MobileNet v1's 128->256 @28 and SqueezeNet's 27x27 and 13x13
+    expansions within noise. On AVX2 and NEON it changes no layer of the zoo or the MobileNets."""
     padding = -(-pixels // tile) * tile - pixels
-    return channels * block * 4 <= preset.l2_kib * 1024 * PANEL_SHARE and padding <= pixels * PADDING_SHARE
+    share = max(PADDING_SHARE, PASS_CHANNELS_PER_LANE * pack_lanes(preset) / channels)
+    return channels * block * 4 <= preset.l2_kib * 1024 * PANEL_SHARE and padding <= pixels * share
 
 
 def prefetch_locality(preset, in_channels, out_channels, weights):
