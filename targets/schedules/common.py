@@ -14,6 +14,15 @@ from .pool import POOL_BLOCKS, schedule_pool_block
 # 1.47 -> 1.36-1.41; int8 in MobileNetV2 (7-bit), 2 threads: 1x1 576->96 @14 + add 0.119 ->
 # 0.101-0.109 ms, 960->160 @7 0.079 -> 0.073 (1 thread 1-8% faster)
 ACC_SCOPE = "global"
+# bytes under which TVM 0.27 puts a "global" buffer on the stack (its kMaxStackAlloca); a larger
+# register tile (AVX-512's 24 accumulators: 1.5 KB) is workspace memory, which LLVM keeps in
+# registers only where nothing in the loop may read it (see acc_on_stack)
+STACK_BYTES = 1024
+
+
+def acc_on_stack(floats):
+    """Whether a register tile of FLOATS accumulators (ACC_SCOPE) is a stack buffer."""
+    return floats * 4 < STACK_BYTES
 
 
 def has_block(sch, name):

@@ -1,7 +1,7 @@
 """Pointwise (1x1) conv on CPU as a cache-blocked GEMM over pixels; the compute and the weight
 panel layout come from compiler/lower/packed.py and pack.py."""
 from . import buffer_bytes, generic, worth_parallel
-from .common import ACC_SCOPE, LINE_BYTES, divisor, has_block, inline_epilogue, parallel, prefetch, schedule_rest
+from .common import ACC_SCOPE, LINE_BYTES, acc_on_stack, divisor, has_block, inline_epilogue, parallel, prefetch, schedule_rest
 from .pack import lanes as pack_lanes, pointwise_tile, tail_vectors
 
 PANEL_SHARE = 0.25  # of the L2 for a pointwise conv's weight panel (reduction chunk x channel block)
@@ -127,7 +127,7 @@ def schedule(sch, kernel, preset):
             image = nn if padded > oh * ow and n > 1 else None
             tiles = sch.fuse(qo, qc) if image else sch.fuse(nn, qo, qc)
             parallel(sch, tiles, par)
-            locality = prefetch_locality(preset, channels, o, channels * blocks * block)
+            locality = prefetch_locality(preset, channels, o, channels * blocks * block, block * tile)
             if locality:
                 t = sch.get(tiles).loop_var
                 of = (sch.get(image).loop_var, t) if image else (t // (padded // tile), t % (padded // tile))
@@ -316,13 +316,21 @@ def padded_last_tile(preset, channels, block, pixels, tile):
     return channels * block * 4 <= preset.l2_kib * 1024 * PANEL_SHARE and padding <= pixels * share
 
 
-def prefetch_locality(preset, in_channels, out_channels, weights):
+def prefetch_locality(preset, in_channels, out_channels, weights, accumulators=0):
     """The locality hint of an in-place GEMM's prefetch of the next tile's rows (WEIGHTS: floats),
     None for none: 3 (L1) where prefetches says so; 2 (L2: the L1 keeps the tile) where the GEMM
     reads in place only since its input streams (streams_in_place; in ResNet-50, AVX2, 1 thread,
     per-kernel minima alternated, 3 -> 2: 64->64 @56 0.319 -> 0.310 ms, 256->64 @56 within
     noise). None for the other projections read in place: MobileNetV2's 192->32 @28 (24 KB of
-    weights) ran 0.113 -> 0.147 ms with either."""
+    weights) ran 0.113 -> 0.147 ms with either. None where the tile's ACCUMULATORS (floats) are
+    not a stack buffer (common.acc_on_stack): the prefetch in the reduction loop reads memory that
+    LLVM cannot tell from them, so it stored every accumulator in every step (AVX-512's 8 x 48
+    tiles; Intel family 6 model 207, 1 thread, per-kernel minima alternated, with -> without:
+    standalone 192->32 @28 + relu 0.167 -> 0.065 ms; in MobileNetV2 192->32 @28 0.172-0.181 ->
+    0.071-0.078, 144->32 @28 0.132 -> 0.062, 144->24 @56 0.412 -> 0.231, 96->24 @56 0.285 ->
+    0.139, 32->16 @112 0.261 -> 0.172; SqueezeNet's squeezes to 16 @55 0.131-0.133 -> 0.068-0.085)."""
+    if accumulators and not acc_on_stack(accumulators):
+        return None
     if prefetches(preset, weights):
         return 3
     return None if preset.arch != "x86_64" or fits_l1(preset, in_channels, out_channels, weights) else 2
