@@ -103,8 +103,14 @@ def plan(preset, channels, out_channels, oh, ow, m=2):
     under 64 channels direct. Blocks: V in L2_SHARE of the L2 (256->256 @14: blocks of 2 tile rows
     2.9 ms, all 7 rows 3.8; 64->64 @56 blocks of 2 rows 2.97, 4 rows 2.48, 8 rows 3.87)."""
     alpha, th, tw = m + 2, -(-oh // m), -(-ow // m)
+    # (few channels: AVX2 only. AVX-512 doubles the direct and row convs' FMA rate, not the
+    # transforms': Intel AVX-512 (family 6 model 207), 1 thread, per-kernel minima alternated (kab),
+    # Winograd -> direct or row conv: standalone 16->64 @55 + relu 0.779 -> 0.465 ms; in SqueezeNet
+    # 16->64 @55 0.728-0.837 -> 0.464-0.468, 48->192 @13 0.246-0.272 -> 0.198-0.199, 32->128 @27
+    # 0.406 -> 0.429 (the model 0.857x); in DenseNet-121 128->32 @56 2.86-3.03 -> 1.74-1.81, @28
+    # 0.52-0.54 -> 0.40-0.42 (the model 0.877x))
     if preset.arch != "x86_64" or th * tw < MIN_TILES or min(channels, out_channels) < MIN_CHANNELS and \
-            not few_channels(channels, out_channels, th * tw, m):
+            (preset.vector_bits >= 512 or not few_channels(channels, out_channels, th * tw, m)):
         return None
     # AVX-512 doubles the direct conv's FMA rate, not the transforms' or u's stream: there a conv
     # with few tiles (MIN_TILES: 14 x 14) takes Winograd only where u (all points) fits the L2.
