@@ -38,9 +38,9 @@ def test_write_prefetch_matches_numpy(tmp_path, monkeypatch, preset, parallel, c
     g = _projection(c, o, batch, hw, post)
     compile_graph(g, p, str(tmp_path / "m.edgec"), progress=False)
     block, tile = pointwise_tile(p, o, hw[0] * hw[1])
-    x86 = p.arch == "x86_64" and acc_on_stack(block * tile)
-    assert len(reads) == x86
-    assert len(calls) == (x86 and short), calls
+    prefetching = p.arch == "x86_64" and acc_on_stack(block * tile)
+    assert len(reads) == prefetching
+    assert len(calls) == (prefetching and short), calls
     matches_interpreter(g, tmp_path / "m.edgec")
 
 

@@ -1,7 +1,8 @@
 """Pointwise (1x1) conv on CPU as a cache-blocked GEMM over pixels; the compute and the weight
 panel layout come from compiler/lower/packed.py and pack.py."""
 from . import buffer_bytes, generic, worth_parallel
-from .common import ACC_SCOPE, LINE_BYTES, acc_on_stack, divisor, has_block, inline_epilogue, parallel, prefetch, schedule_rest
+from .common import (ACC_SCOPE, LINE_BYTES, acc_on_stack, divisor, has_block, inline_epilogue, parallel, prefetch,
+                     schedule_rest)
 from .pack import lanes as pack_lanes, pointwise_tile, tail_vectors
 
 PANEL_SHARE = 0.25  # of the L2 for a pointwise conv's weight panel (reduction chunk x channel block)
