@@ -47,6 +47,8 @@ PLANES = [  # c, (h, w), (kh, kw), stride, pads (top, left, bottom, right): none
     (9, (11, 8), (3, 3), 1, (0, 1, 2, 0)),  # stride 1, left and bottom only
     (3, (1, 41), (1, 5), 1, (0, 2, 0, 2)),  # a one-row plane
     (4, (60, 130), (3, 3), 1, (1, 1, 1, 1)),  # stride 1 per band of rows
+    (6, (7, 7), (3, 3), 1, (1, 1, 1, 1)),  # MobileNet's last: 7 columns, no whole vector
+    (3, (10, 56), (3, 3), 1, (1, 1, 1, 1)),  # 56: AVX-512 in 7 half vectors (depthwise.row_chunk)
 ]
 
 
@@ -183,3 +185,37 @@ def test_depthwise_planes_on_rpi4_match_onnxruntime(tmp_path, monkeypatch):
               for i in onnx.load(model).graph.input}
     expected = onnxruntime_outputs(model, inputs)
     check(arm_env.run_artifact(art, inputs.values(), tmp_path, len(expected)), expected)
+
+
+def test_row_chunks():
+    """A row is accumulated in whole vectors that divide it (up to 4), else on AVX-512 in half
+    vectors (56 columns: 7 ymm), else in one vector of its width; rows of 5-8 columns are computed
+    as 8 (the lowering rounds them up)."""
+    from edgec.compiler.lower.nn import DEPTHWISE_ROW
+    from edgec.targets.schedules.depthwise import row_chunk
+    assert [row_chunk(w, 16) for w in (64, 112, 32, 56, 8, 24)] == [64, 16, 32, 56, 8, 24]
+    assert [row_chunk(w, 8) for w in (56, 112, 8, 24)] == [8, 16, 8, 24]
+    assert row_chunk(4, 4) == 4 and row_chunk(56, 4) == 8 and row_chunk(7, 16) is None
+
+
+def test_avx512_half_vector_row_keeps_its_taps_in_registers(tmp_path):
+    """x86-avx512's 56-wide depthwise rows (MobileNet's 128 @56) accumulate in 7 ymm registers
+    over the 9 taps, with the tap weights in registers: no stack traffic, no lane inserts (a
+    <56 x float> row, widened by LLVM, spilled its broadcast weights and was put together with
+    vinsertps)."""
+    import shutil
+    if not shutil.which("objdump"):
+        pytest.skip("objdump (binutils) is not installed")
+    from disasm import accumulators, innermost_fma_loops, stack_accesses, vector_fmas
+    from test_arm_schedules import _Model
+    from edgec import api
+    from disasm import library
+    m = _Model()
+    x = m.input((1, 32, 56, 56))
+    m.output(m.node("Relu", [m.node("Conv", [x, m._const(m.rng.standard_normal((32, 1, 3, 3)))], group=32,
+                                    pads=[1] * 4, kernel_shape=[3, 3])]))
+    art = api.compile(m.save(str(tmp_path / "dw.onnx")), "x86-avx512", str(tmp_path / "dw.edgec"), progress=False)
+    main = max(innermost_fma_loops(library(art, tmp_path)), key=len)
+    assert len(vector_fmas(main)) == 63 and len(accumulators(main)) == 7, main
+    assert all("%ymm" in a for _, a in vector_fmas(main))
+    assert not stack_accesses(main) and not [o for o, _ in main if o.startswith("vinsert")], main
