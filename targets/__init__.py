@@ -26,6 +26,7 @@ class Preset:
     vector_regs: int = 0  # vector registers (0: 32 with AVX-512 or on aarch64, else 16)
     l1_kib: int = 32  # L1 data cache per core (schedules size their cache blocks from these)
     l2_kib: int = 256  # L2 per core (a share of it where cores share one)
+    fma_bits: int = 0  # width of the FMA units (0: vector_bits); Zen 4 runs AVX-512 in two 256-bit halves
     tools: list = field(default_factory=list)  # host executables the preset needs
 
     def tvm_target(self):
@@ -35,6 +36,13 @@ class Preset:
     @property
     def regs(self):
         return self.vector_regs or (32 if self.vector_bits >= 512 or self.arch == "aarch64" else 16)
+
+    @property
+    def fma_width(self):
+        """Bits of a vector the FMA units take per instruction and cycle: an AVX-512 core with
+        256-bit units (Zen 4) has AVX2's FMA rate, so a rule that pays for AVX-512's doubled FMA rate
+        (schedules/winograd.py) is not for it."""
+        return self.fma_bits or self.vector_bits
 
     def missing_tools(self):
         return [t for t in self.tools if not shutil.which(t)]
@@ -57,7 +65,30 @@ def _host():
     bits = 512 if "avx512f" in flags else 256 if "avx2" in flags else 128
     return Preset("host", f"this machine ({cpu}, {os.cpu_count()} cores)",
                   {"kind": "llvm", "mcpu": cpu, "num-cores": os.cpu_count() or 1}, arch, vector_bits=bits,
-                  l1_kib=_cache_kib(1, 32), l2_kib=_cache_kib(2, 256))
+                  l1_kib=_cache_kib(1, 32), l2_kib=_cache_kib(2, 256), fma_bits=_fma_bits(bits))
+
+
+def _fma_bits(vector_bits):
+    """The FMA units' width on this machine: AMD's family 25 (Zen 3, Zen 4) executes a 512-bit
+    FMA as two 256-bit halves; the rest as wide as their vectors."""
+    info = _cpu_info("vendor_id", "cpu family")
+    if info.get("vendor_id") == "AuthenticAMD" and info.get("cpu family") == "25":
+        return min(vector_bits, 256)
+    return vector_bits
+
+
+def _cpu_info(*keys):
+    """{key: value} of the first processor's KEYS in /proc/cpuinfo."""
+    out = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in keys and key.strip() not in out:
+                    out[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return out
 
 
 def _cache_kib(level, default):
@@ -78,14 +109,8 @@ def _cache_kib(level, default):
 
 
 def _cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags") or line.startswith("Features"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+    info = _cpu_info("flags", "Features")
+    return set((info.get("flags") or info.get("Features") or "").split())
 
 
 PRESETS = {
@@ -94,6 +119,9 @@ PRESETS = {
     "x86-avx512": Preset("x86-avx512", "x86-64 with AVX-512 (Skylake-SP and newer)",
                          {"kind": "llvm", "mcpu": "skylake-avx512"}, "x86_64", vector_bits=512, l1_kib=32,
                          l2_kib=1024),
+    "x86-zen4": Preset("x86-zen4", "AMD Zen 4 (EPYC 9004, Ryzen 7000): AVX-512 on 256-bit FMA units",
+                       {"kind": "llvm", "mcpu": "znver4"}, "x86_64", vector_bits=512, l1_kib=32, l2_kib=1024,
+                       fma_bits=256),
 }
 
 

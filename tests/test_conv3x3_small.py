@@ -25,6 +25,7 @@ def test_few_channel_choice():
     assert not any(plan(avx2, *s) for s in left)
     assert plan(targets.get("rpi4"), 16, 64, 55, 55) is None  # (NEON: unmeasured)
     assert not any(plan(targets.get("x86-avx512"), *s) for s in taken)  # (AVX-512: the direct convs' pace)
+    assert all(plan(targets.get("x86-zen4"), *s) for s in taken)  # (AVX-512 on 256-bit FMA units: AVX2's pace)
 
 
 CASES = [  # n, c, o, (h, w), pads, epilogue: channels no whole vector / block, odd sizes
@@ -33,16 +34,27 @@ CASES = [  # n, c, o, (h, w), pads, epilogue: channels no whole vector / block, 
 ]
 
 
-@pytest.mark.parametrize("preset", ["host", "x86-avx2"])
+@pytest.mark.parametrize("preset", ["host", "x86-avx2", "x86-zen4"])
 @pytest.mark.parametrize("par", ["parallel", "serial"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"c{c[1]}o{c[2]}h{c[3][0]}w{c[3][1]}")
 def test_few_channel_winograd_matches_numpy(tmp_path, monkeypatch, preset, par, case):
     if "avx2" not in open("/proc/cpuinfo").read():
         pytest.skip("this machine has no AVX2 to run x86 code")
-    if preset == "host" and targets.get("host").vector_bits >= 512:
-        pytest.skip("few-channel Winograd is AVX2's (winograd.plan); the x86-avx2 cases run it here")
+    if preset == "x86-zen4" and "avx512f" not in open("/proc/cpuinfo").read():
+        pytest.skip("this machine has no AVX-512 to run x86-zen4 code (its choice is tested above)")
+    if preset == "host" and targets.get("host").fma_width >= 512:
+        pytest.skip("few-channel Winograd is for 256-bit FMA units (winograd.plan); the x86-avx2 cases run it here")
     n, c, o, hw, pads, post = case
     monkeypatch.setattr(schedules, "PARALLEL_MIN_WORK", 0 if par == "parallel" else float("inf"))
     g = _graph(n, c, o, hw, pads, post)
     m, feed = compiled_winograd(tmp_path, g, preset), seeded_feed(g)
     np.testing.assert_allclose(m.run(feed)[0], interpret(g, feed)[g.outputs[0]], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("vendor,family,bits,fma", [("AuthenticAMD", "25", 512, 256), ("AuthenticAMD", "25", 256, 256),
+                                                    ("AuthenticAMD", "26", 512, 512), ("GenuineIntel", "6", 512, 512)])
+def test_host_fma_width(monkeypatch, vendor, family, bits, fma):
+    """The host preset knows Zen 3/4 (AMD family 25) run AVX-512 on 256-bit FMA units, so its
+    rules that pay for AVX-512's doubled FMA rate (few-channel Winograd left to AVX2) are not its."""
+    monkeypatch.setattr(targets, "_cpu_info", lambda *keys: {"vendor_id": vendor, "cpu family": family})
+    assert targets._fma_bits(bits) == fma

@@ -103,22 +103,26 @@ def plan(preset, channels, out_channels, oh, ow, m=2):
     under 64 channels direct. Blocks: V in L2_SHARE of the L2 (256->256 @14: blocks of 2 tile rows
     2.9 ms, all 7 rows 3.8; 64->64 @56 blocks of 2 rows 2.97, 4 rows 2.48, 8 rows 3.87)."""
     alpha, th, tw = m + 2, -(-oh // m), -(-ow // m)
-    # (few channels: AVX2 only. AVX-512 doubles the direct and row convs' FMA rate, not the
-    # transforms': Intel AVX-512 (family 6 model 207), 1 thread, per-kernel minima alternated (kab),
+    # (few channels: 256-bit FMA units only (AVX2, and Zen 4's AVX-512: preset.fma_width). Full-width
+    # AVX-512 doubles the direct and row convs' FMA rate, not the transforms': on Zen 4 it does not
+    # (znver4, 1 thread, kab, direct -> Winograd: DenseNet-121's 128->32 @56 2.35-2.47 -> 1.73-1.89 ms,
+    # @28 0.57-0.58 -> 0.42, the model 64.4 -> 59.0 ms). Intel AVX-512 (family 6 model 207), 1
+    # thread, per-kernel minima alternated (kab),
     # Winograd -> direct or row conv: standalone 16->64 @55 + relu 0.779 -> 0.465 ms; in SqueezeNet
     # 16->64 @55 0.728-0.837 -> 0.464-0.468, 48->192 @13 0.246-0.272 -> 0.198-0.199, 32->128 @27
     # 0.406 -> 0.429 (the model 0.857x); in DenseNet-121 128->32 @56 2.86-3.03 -> 1.74-1.81, @28
     # 0.52-0.54 -> 0.40-0.42 (the model 0.877x))
     if preset.arch != "x86_64" or th * tw < MIN_TILES or min(channels, out_channels) < MIN_CHANNELS and \
-            (preset.vector_bits >= 512 or not few_channels(channels, out_channels, th * tw, m)):
+            (preset.fma_width >= 512 or not few_channels(channels, out_channels, th * tw, m)):
         return None
-    # AVX-512 doubles the direct conv's FMA rate, not the transforms' or u's stream: there a conv
-    # with few tiles (MIN_TILES: 14 x 14) takes Winograd only where u (all points) fits the L2.
+    # Full-width AVX-512 doubles the direct conv's FMA rate, not the transforms' or u's stream: there
+    # a conv with few tiles (MIN_TILES: 14 x 14) takes Winograd only where u (all points) fits the
+    # L2 (Zen 4's does not: ResNet-50's 256->256 @14 2.24-2.27 -> 1.39-1.43 ms with Winograd).
     # ResNet-50 in model, Intel AVX-512 (2 MB L2), 1 thread, direct -> Winograd: 128->128 @28 (u
     # 1 MB) 1.26-1.31 -> 0.96-0.98 ms, 64->64 @56 (256 KB) 1.33-1.38 -> 1.27-1.49, but 256->256 @14
     # (u 4 MB, 49 tiles) 1.13-1.16 -> 1.42-1.47. With more tiles u pays: VGG-19 (256 @56, 512 @28
     # and @14 direct as well) 126 -> 290 ms
-    if preset.vector_bits >= 512 and th * tw <= MIN_TILES and \
+    if preset.fma_width >= 512 and th * tw <= MIN_TILES and \
             alpha * alpha * channels * out_channels * 4 > preset.l2_kib * 1024:
         return None
     block, tile = conv_block(preset, out_channels), conv_params(preset)[1]
