@@ -182,6 +182,17 @@ def test_conv2d_avx2_preset(tmp_path, rng):
     _check(tmp_path, _conv_graph(rng, 16, 24, (13, 19), (3, 3), pads=(1, 1, 1, 1), post=("relu",)), "x86-avx2")
 
 
+@pytest.mark.parametrize("case", [(64, 256, (23, 29), ("add", "relu")), (40, 100, (57, 9), ("relu",)),
+                                  (96, 24, (19, 19), ())], ids=lambda c: f"c{c[0]}o{c[1]}h{c[2][0]}w{c[2][1]}")
+def test_zen4_preset_pointwise_gemm(tmp_path, rng, case):
+    """x86-zen4's 1x1 GEMMs (12-accumulator tiles: pack.accumulator_budget) on pixels and
+    channels that no tile divides, copied panels and in place, against the numpy reference."""
+    if "avx512f" not in open("/proc/cpuinfo").read():
+        pytest.skip("this machine has no AVX-512 to run x86-zen4 code (its tiles are checked in test_x86_tiles)")
+    c, o, hw, post = case
+    _check(tmp_path, _conv_graph(rng, c, o, hw, (1, 1), post=post), "x86-zen4", want_ops=["conv2d_packed", *post])
+
+
 @pytest.mark.parametrize("case", DEPTHWISE_STRIDED, ids=lambda c: f"c{c[0]}o{c[1]}w{c[2][1]}s{c[5]}d{c[6]}")
 def test_depthwise_strided_avx2_preset(tmp_path, rng, case):
     if "avx2" not in open("/proc/cpuinfo").read():
