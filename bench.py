@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import EdgecError
+from .targets import cpu_info
 
 PEAK_CACHE = Path(os.environ.get("EDGEC_CACHE", Path.home() / ".cache" / "edgec")) / "peak.json"
 PEAK_METHOD = "numpy float32 matmul 2048x2048 (BLAS), best of 10"
@@ -69,14 +70,9 @@ def peak_gflops(threads, seen=0.0):
 
 
 def _cpuinfo(*keys):
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.split(":", 1)[0].strip() in keys:
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
+    """The value of the first of KEYS this machine's /proc/cpuinfo has ("" if none)."""
+    info = cpu_info(*keys)
+    return next((info[k] for k in keys if k in info), "")
 
 
 def cpu_name():

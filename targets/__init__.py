@@ -71,14 +71,14 @@ def _host():
 def _fma_bits(vector_bits):
     """The FMA units' width on this machine: AMD's family 25 (Zen 3, Zen 4) executes a 512-bit
     FMA as two 256-bit halves; the rest as wide as their vectors."""
-    info = _cpu_info("vendor_id", "cpu family")
+    info = cpu_info("vendor_id", "cpu family")
     if info.get("vendor_id") == "AuthenticAMD" and info.get("cpu family") == "25":
         return min(vector_bits, 256)
     return vector_bits
 
 
-def _cpu_info(*keys):
-    """{key: value} of the first processor's KEYS in /proc/cpuinfo."""
+def cpu_info(*keys):
+    """{key: value} of the first processor's KEYS in /proc/cpuinfo (those it has)."""
     out = {}
     try:
         with open("/proc/cpuinfo") as f:
@@ -109,7 +109,7 @@ def _cache_kib(level, default):
 
 
 def _cpu_flags():
-    info = _cpu_info("flags", "Features")
+    info = cpu_info("flags", "Features")
     return set((info.get("flags") or info.get("Features") or "").split())
 
 

@@ -56,5 +56,5 @@ def test_few_channel_winograd_matches_numpy(tmp_path, monkeypatch, preset, par, 
 def test_host_fma_width(monkeypatch, vendor, family, bits, fma):
     """The host preset knows Zen 3/4 (AMD family 25) run AVX-512 on 256-bit FMA units, so its
     rules that pay for AVX-512's doubled FMA rate (few-channel Winograd left to AVX2) are not its."""
-    monkeypatch.setattr(targets, "_cpu_info", lambda *keys: {"vendor_id": vendor, "cpu family": family})
+    monkeypatch.setattr(targets, "cpu_info", lambda *keys: {"vendor_id": vendor, "cpu family": family})
     assert targets._fma_bits(bits) == fma

@@ -189,9 +189,8 @@ def test_depthwise_planes_on_rpi4_match_onnxruntime(tmp_path, monkeypatch):
 
 def test_row_chunks():
     """A row is accumulated in whole vectors that divide it (up to 4), else on AVX-512 in half
-    vectors (56 columns: 7 ymm), else in one vector of its width; rows of 5-8 columns are computed
-    as 8 (the lowering rounds them up)."""
-    from edgec.compiler.lower.nn import DEPTHWISE_ROW
+    vectors (56 columns: 7 ymm), else None: the row is one vector of its width (7 columns on
+    AVX-512)."""
     from edgec.targets.schedules.depthwise import row_chunk
     assert [row_chunk(w, 16) for w in (64, 112, 32, 56, 8, 24)] == [64, 16, 32, 56, 8, 24]
     assert [row_chunk(w, 8) for w in (56, 112, 8, 24)] == [8, 16, 8, 24]
@@ -206,10 +205,9 @@ def test_avx512_half_vector_row_keeps_its_taps_in_registers(tmp_path):
     import shutil
     if not shutil.which("objdump"):
         pytest.skip("objdump (binutils) is not installed")
-    from disasm import accumulators, innermost_fma_loops, stack_accesses, vector_fmas
+    from disasm import accumulators, innermost_fma_loops, library, stack_accesses, vector_fmas
     from test_arm_schedules import _Model
     from edgec import api
-    from disasm import library
     m = _Model()
     x = m.input((1, 32, 56, 56))
     m.output(m.node("Relu", [m.node("Conv", [x, m._const(m.rng.standard_normal((32, 1, 3, 3)))], group=32,

@@ -4,8 +4,8 @@ compile for one): for x86-avx2 (16 ymm) and x86-avx512 (32 zmm), the innermost F
 a 7x7 image's leftover pixel folded into its last tile), the stems' row tiles and the dense GEMV
 use vector FMAs of the ISA's width, touch no stack slot (no spills), and the GEMM's tile holds the
 accumulators the preset's register file allows (pack.pointwise_tile: 12 of AVX2's 16, 24 of
-AVX-512's 32, 12 on x86-zen4's 256-bit FMA units; AVX-512's 1x1s at 14x14 and 7x7 run the direct conv, pack.pointwise_direct: up to 28,
-14 pixels x two vectors). Numerics of these schedules: tests/test_schedules.py."""
+AVX-512's 32, 12 on x86-zen4's 256-bit FMA units; AVX-512's 1x1s at 14x14 and 7x7 run the direct
+conv, pack.pointwise_direct: up to 28, 14 pixels x two vectors). Numerics of these schedules: tests/test_schedules.py."""
 import shutil
 
 import pytest
