@@ -2,6 +2,7 @@
 the layout pass's rewrite of eligible 3x3 convs (and only those), and the compiled kernel
 (targets/schedules/winograd.py) against the numpy references and onnxruntime: odd sizes, channel
 counts that are no whole blocks, batch 2, bias, fused epilogues, several blocks of tiles."""
+import dataclasses
 import warnings
 
 import numpy as np
@@ -93,6 +94,26 @@ def test_plan_sizes(monkeypatch):
     assert "conv2d_winograd" not in _ops(_graph(1, 32, 128, (14, 14)))
     assert "conv2d_winograd" not in _ops(_graph(1, 64, 64, (12, 14)))  # 6 x 7 tiles
     assert "conv2d_winograd" in _ops(_graph(1, 64, 64, (14, 13)))
+
+
+def test_block_rows():
+    """Blocks of tile rows (winograd.block_rows): V within the preset's share of the L2, no rows
+    padded where a count that divides them fits, a quarter of the L2 where AVX-512 runs on
+    256-bit FMA units."""
+    def rows(preset, c, hw):
+        return winograd.plan(preset, c, c, hw, hw)["rows"]
+    avx2_512k = dataclasses.replace(targets.get("x86-avx2"), l2_kib=512)  # (Zen 3's L2)
+    assert rows(avx2_512k, 64, 56) == 4  # 28 tile rows, V 448 KB
+    r = rows(avx2_512k, 128, 28)  # 14 x 14 tiles: blocks of 4 rows would pad 14 rows to 16
+    assert -(-14 // r) * -(-(r * 14) // 6) * 6 <= 7 * 30  # (2 rows: 7 blocks of 28 tiles, in 6-tile registers)
+    zen4, intel = targets.get("x86-zen4"), targets.get("x86-avx512")
+    assert 16 * rows(zen4, 64, 56) * 28 * 64 * 4 <= zen4.l2_kib * 1024 // 4
+    assert rows(zen4, 64, 56) == 2 and rows(zen4, 128, 28) == 2
+    assert rows(intel, 64, 56) == 7 and rows(intel, 128, 28) == 7  # (V in all of its 1 MB; 9 rows padded 28 to 36)
+    for preset in (zen4, intel, avx2_512k, targets.get("x86-avx2")):
+        for c, hw in ((64, 56), (128, 28), (256, 14), (256, 56), (512, 28)):
+            r, th = rows(preset, c, hw), hw // 2
+            assert r >= -(-winograd.BLOCK_TILES // th) and r <= -(-th // 2), (preset.name, c, hw, r)
 
 
 CASES = [  # n, c, k, (h, w), pads, epilogue, tile rows per block (None: the plan's)

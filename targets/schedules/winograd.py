@@ -67,6 +67,8 @@ def schedule(sch, kernel, preset):
 
 
 L2_SHARE = 1.0  # of the L2 for a block's transformed input V (all points and channels)
+# ... where AVX-512 runs on 256-bit FMA units (Zen 4; see block_rows)
+HALF_RATE_L2_SHARE = 0.25
 MIN_CHANNELS = 64  # input and output channels from which the transforms pay for themselves
 MIN_TILES = 49  # output tiles (per image) from which the GEMM's rows pay for streaming u once per block
 BLOCK_TILES = 24  # tiles per block at least (see plan)
@@ -126,6 +128,20 @@ def plan(preset, channels, out_channels, oh, ow, m=2):
             alpha * alpha * channels * out_channels * 4 > preset.l2_kib * 1024:
         return None
     block, tile = conv_block(preset, out_channels), conv_params(preset)[1]
+    return {"m": m, "block": block, "tile": tile, "rows": block_rows(preset, alpha, th, tw, channels, tile)}
+
+
+def block_rows(preset, alpha, th, tw, channels, tile):
+    """Tile rows per block of a Winograd conv with TH x TW tiles of CHANNELS input channels: its
+    V (all points and channels) in L2_SHARE of the L2, and among the row counts up to that the one
+    whose blocks (their rows padded to whole blocks, their tiles to whole register tiles of TILE)
+    compute the fewest tiles, the larger on a tie: 128->128 @28 (14 tile rows) in blocks of 4 had
+    padded two rows (1/7 of the work): AVX2 code on Zen 4, ResNet-50 in model, 1 thread, kab,
+    blocks of 4 -> 2 rows: 1.37-1.42 -> 1.19-1.21 ms. With AVX-512 on 256-bit FMA units (Zen 4,
+    1 MB L2) V in HALF_RATE_L2_SHARE of it: ResNet-50's 64->64 @56 in blocks of 9 tile rows
+    (V 1 MB) 1.88-1.96 ms, 4 rows 1.46-1.55, 2 rows 1.32-1.37 (the AVX2 code's 1.34: its blocks of 4
+    rows and of 2 ran even there, of 1 3% slower). Full-width AVX-512 (Intel) keeps L2_SHARE
+    (unmeasured)."""
     per_row = alpha * alpha * tw * channels * 4
     # at least BLOCK_TILES tiles per block (u, streamed once per block, used by each of them; the
     # block's V then past the L2), at most half the tile rows (two blocks: one per thread; one block
@@ -134,6 +150,7 @@ def plan(preset, channels, out_channels, oh, ow, m=2):
     # 0.79-0.89 ms). Standalone conv + relu, AVX2, 1 thread, tile rows per block, direct -> Winograd:
     # 256->256 @14 rows 2 (V in L2) 3.75 -> 2.90 ms, rows 4 2.90 -> 1.94; 512->512 @14 rows 2
     # 14.1 -> 17.4, rows 4 11.7 -> 9.3; 512->512 @28 rows 1 52.7 -> 52.1, rows 2 44.7 -> 32.0
-    rows = int(preset.l2_kib * 1024 * L2_SHARE // per_row)
-    rows = max(1, min(-(-th // 2), max(rows, -(-BLOCK_TILES // tw))))
-    return {"m": m, "block": block, "tile": tile, "rows": rows}
+    share = HALF_RATE_L2_SHARE if preset.fma_width < preset.vector_bits else L2_SHARE
+    least = -(-BLOCK_TILES // tw)
+    most = max(1, min(-(-th // 2), max(int(preset.l2_kib * 1024 * share // per_row), least)))
+    return min(range(min(least, most), most + 1), key=lambda r: (-(-th // r) * -(-(r * tw) // tile), -r))
