@@ -12,7 +12,8 @@ import numpy as np
 
 from ...errors import EdgecError
 from . import (conv_as_dense, dead_code, decompose, fold_batch_norm, fold_constants, fold_pad, fold_qdq, fold_scale,
-               fold_swish, fuse, layout, reduce_as_pool, remove_identity, sink_transposes, split_k, unroll_recurrent)
+               fold_swish, fuse, layout, reduce_as_pool, remove_identity, sink_transposes, split_k, subsample,
+               unroll_recurrent)
 
 
 @dataclass
@@ -44,10 +45,11 @@ def _p(module):
 # their weights; swish compositions fold into one op (after constant folding computed their
 # constants) so that fusion can take them into the conv; on CUDA, convs too small to fill the GPU
 # split their reduction (after batch-norm folding, so the bias is final) before fusion groups the
-# sum with the bias and activation
+# sum with the bias and activation; on x86, strided 1x1 GEMMs read a strided slice (a kernel of its own)
 PIPELINE = [_p(remove_identity), _p(fold_qdq), _p(decompose), _p(unroll_recurrent), _p(fold_constants),
             _p(sink_transposes), _p(reduce_as_pool), _p(fold_pad), _p(dead_code), _p(fold_batch_norm),
-            _p(fold_scale), _p(conv_as_dense), _p(fold_swish), _p(split_k), _p(fuse), _p(layout)]
+            _p(fold_scale), _p(conv_as_dense), _p(fold_swish), _p(split_k), _p(subsample), _p(fuse),
+            _p(layout)]
 
 
 def names():

@@ -444,7 +444,10 @@ def copy_per_chunk(sch, nn, qo, bi, chunks, blocks, lanes, par, strided):
     (still in L2), in parallel over the chunks; with an odd number of chunks, over halves of the
     channel blocks too (each half copies its chunk: threads stay balanced). Measured on AVX2 in
     ResNet-50, 1 thread, vs a pass copying all panels first: 256->64 @56 0.72-0.75, 512->128 @28
-    0.82-0.90, 64->256 @56 + add 0.90-0.92 of the time. The copy runs tile by tile (a read stream
+    0.82-0.90, 64->256 @56 + add 0.90-0.92 of the time. Not over halves from a strided input
+    (each half's copy is a gather; Zen 4, ResNet-50's 1x1 s2 256->512 @28, 17 chunks, kab, halves
+    -> none: 1 thread 2.52 -> 2.44 ms, 2 threads 1.33 -> 1.26; on x86 the subsample pass now gives
+    such a conv a stride-1 input). The copy runs tile by tile (a read stream
     per channel, one write stream) or, without a stride and with fewer tiles than channels in a
     chunk, channel by channel (one read stream, a write stream per tile). In model, AVX2,
     thread-time minima alternated, tile by tile -> channel by channel: ResNet-50, 1 thread,
@@ -461,7 +464,7 @@ def copy_per_chunk(sch, nn, qo, bi, chunks, blocks, lanes, par, strided):
     256->64 @56 1.21-1.24 -> 1.33-1.37, 64->256 @56 + add 1.14-1.16 -> 1.45-1.54, into L1 or
     L2 alike); the tiles outer and the channel blocks inner within a chunk (each tile's panel in
     L1 for all blocks: 256->64 @56 1.21 -> 1.22-1.23, 64->64 @56 0.323 -> 0.337)."""
-    parts = 2 if chunks % 2 and blocks % 2 == 0 else 1
+    parts = 2 if chunks % 2 and blocks % 2 == 0 and not strided else 1
     bo = sch.split(bi, [parts, None])[0] if parts > 1 else None
     outer = sch.fuse(*[l for l in (nn, qo, bo) if l is not None])
     parallel(sch, outer, par)
