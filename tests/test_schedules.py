@@ -421,7 +421,7 @@ def strided_gemm(monkeypatch):
     """A strided 1x1 conv runs as the strided GEMM (ARM's; on x86 the subsample pass makes it a
     slice and a stride-1 GEMM: tests/test_subsample.py)."""
     from edgec.compiler.passes import subsample
-    monkeypatch.setattr(subsample, "strided_gemm", lambda *a: False)
+    monkeypatch.setattr(subsample, "strided_pointwise", lambda *a: False)
 
 
 @pytest.mark.parametrize("preset", ["host", "x86-avx2"])

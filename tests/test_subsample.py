@@ -1,7 +1,7 @@
 """compiler/passes/subsample.py: on x86, a strided 1x1 conv without padding that runs as the GEMM
-reads a strided slice of its input; the rewrite (and where it is left alone), and the compiled
-kernels against the numpy reference of the graph before the passes (odd sizes, unequal strides,
-batch 2, a fused epilogue, two convs sharing one slice)."""
+or the direct conv reads a strided slice of its input; the rewrite (and where it is left alone),
+and the compiled kernels against the numpy reference of the graph before the passes (odd sizes,
+unequal strides, batch 2, a fused epilogue, two convs sharing one slice)."""
 import numpy as np
 import pytest
 
@@ -46,11 +46,10 @@ def test_rewrite():
                           (_graph(1, 64, 128, (28, 28), (2, 2)), None),
                           (_graph(1, 64, 128, (28, 28), (1, 1)), avx2),
                           (_graph(1, 64, 128, (28, 28), (2, 2), pads=(1, 1, 0, 0)), avx2),
-                          (_graph(1, 64, 64, (28, 28), (2, 2)), avx2),  # (fewer than 128 out: not the GEMM)
-                          # AVX-512's direct conv reads the strided input in place (pack.pointwise_direct)
-                          (_graph(1, 512, 1024, (28, 28), (2, 2)), targets.get("x86-avx512"))]:
+                          (_graph(1, 64, 64, (28, 28), (2, 2)), avx2)]:  # (fewer than 128 out: not the GEMM)
         assert "slice" not in _ops(run_passes(graph, pipeline=_only(), preset=preset)), preset
-    assert "slice" in _ops(run_passes(_graph(1, 512, 1024, (28, 28), (2, 2)), pipeline=_only(), preset=avx2))
+    for preset in (avx2, targets.get("x86-avx512")):  # (the GEMM; AVX-512's direct 1x1, pack.pointwise_direct)
+        assert "slice" in _ops(run_passes(_graph(1, 512, 1024, (28, 28), (2, 2)), pipeline=_only(), preset=preset))
 
 
 def _pipeline():
@@ -67,6 +66,7 @@ CASES = [  # n, c, o, (h, w), strides, two convs, relu after
     (2, 24, 130, (13, 11), (2, 2), True, False),  # odd sizes, batch 2, a shared slice
     (1, 32, 136, (12, 9), (2, 1), False, True),  # unequal strides
     (1, 16, 128, (10, 10), (3, 3), False, False),
+    (1, 256, 512, (14, 14), (2, 2), False, True),  # the direct 1x1 on AVX-512 hosts
 ]
 
 
