@@ -9,7 +9,7 @@ from edgec import targets
 from edgec.compiler.build import compile_graph
 from edgec.compiler.interp import interpret
 from edgec.compiler.ir import Graph
-from edgec.compiler.passes import run_passes, subsample
+from edgec.compiler.passes import PIPELINE, run_passes, subsample
 from edgec.runtime import load
 
 
@@ -52,13 +52,8 @@ def test_rewrite():
         assert "slice" in _ops(run_passes(_graph(1, 512, 1024, (28, 28), (2, 2)), pipeline=_only(), preset=preset))
 
 
-def _pipeline():
-    from edgec.compiler.passes import PIPELINE
-    return PIPELINE
-
-
 def _only():
-    return [p for p in _pipeline() if p.name == subsample.NAME]
+    return [p for p in PIPELINE if p.name == subsample.NAME]
 
 
 CASES = [  # n, c, o, (h, w), strides, two convs, relu after

@@ -20,6 +20,7 @@ only with 128 output channels and more; fewer run as the row conv or the direct 
 padded or int8 convs, non-x86 targets (NEON unmeasured) and CUDA; everything with
 layout.CHANNELS_LAST (its NHWC direct convs read a strided input in place).
 """
+from . import layout
 from .rewrite import constant_conv, make_node
 
 NAME = "subsample"
@@ -29,9 +30,8 @@ def strided_pointwise(graph, node, preset):
     """NODE is a float32 1x1 conv with a stride and no padding that runs as PRESET's pointwise GEMM
     or its direct 1x1 conv."""
     from ...targets.schedules.pack import pointwise_direct, pointwise_gemm, pointwise_tile
-    if not constant_conv(graph, node) or graph.values[node.inputs[1]].shape[2:] != (1, 1):
-        return False
-    if any(node.attrs.get("pads", [0] * 4)) or all(s == 1 for s in node.attrs.get("strides", [1, 1])):
+    if not constant_conv(graph, node) or not layout.pointwise(node, graph.constants[node.inputs[1]]) or \
+            all(s == 1 for s in node.attrs.get("strides", [1, 1])):
         return False
     o, c = graph.values[node.inputs[1]].shape[:2]
     _, _, oh, ow = graph.values[node.outputs[0]].shape
@@ -41,7 +41,6 @@ def strided_pointwise(graph, node, preset):
 
 
 def run(graph, preset=None):
-    from . import layout
     if preset is None or preset.device != "cpu" or preset.arch != "x86_64" or layout.CHANNELS_LAST:
         return graph
     nodes, graph.nodes, slices = graph.nodes, [], {}
