@@ -25,11 +25,19 @@ def test_bench_json(tmp_path, capsys, monkeypatch):
 def test_peak_measured_on_a_busy_machine_is_measured_again(tmp_path, monkeypatch):
     import edgec.bench as bench
     monkeypatch.setattr(bench, "PEAK_CACHE", tmp_path / "peak.json")
-    key = f"{bench.cpu_name()}|1"
+    key = bench.peak_key(1)
     bench.PEAK_CACHE.write_text(json.dumps({key: 0.5}))
     assert bench.peak_gflops(1) == 0.5  # a cached peak serves while nothing beats it
     peak = bench.peak_gflops(1, seen=0.75)  # an engine beat it: the cache was taken under load
     assert peak > 0.75 and json.loads(bench.PEAK_CACHE.read_text())[key] == peak
+
+
+def test_peak_uses_avx512_blas_kernels_where_the_cpu_has_them():
+    import edgec.bench as bench
+    avx512 = {"avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl"}
+    assert bench.blas_cores(avx512) == ["SkylakeX"]
+    assert bench.blas_cores({"avx2", "fma"}) == [] and bench.blas_cores({"avx512f", "avx2"}) == []
+    assert bench.blas_cores(set()) == []  # ARM: /proc/cpuinfo has Features, not flags
 
 
 def test_bench_rejects_non_onnx(tmp_path, capsys):
