@@ -6,7 +6,9 @@ to its blocked NCHWc layout and the output back, which it does not do between th
 model (measured on AVX2: a 64->64 3x3 conv at 56x56 ran at 69 GFLOP/s alone, 88 inside
 ResNet-50). So both engines are profiled running the whole model on the same inputs and thread
 count: edgec with its profiler (`Model.profile`, median per kernel), onnxruntime with its default
-session options plus `enable_profiling` (median per node over the runs after warm-up).
+session options plus `enable_profiling` (median per node over the runs after warm-up), the two in
+BLOCKS alternating blocks (a VM's speed drifts: on a 2-core Zen 5, MobileNetV2's edgec profile
+read 6.1 ms one minute and 4.7 the next, and one engine's block after the other's skewed every row).
 
 Nodes onnxruntime keeps the ONNX name of (a QDQ model's fused `QLinearConv` is `n7_token_8`, its
 concat `n9`) go to the kernel whose layers name them. Nodes it renames after their output tensor
@@ -27,16 +29,19 @@ import numpy as np
 
 from .errors import EdgecError
 
+BLOCKS = 4  # alternating blocks of each engine's profiled runs (a VM's speed drifts over seconds)
 MATCH_TOL = 0.1  # a conv kernel's FLOPs (with its epilogue and pool) over onnxruntime's Conv node's, at most
 POOLS = ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
 CONVS = ("Conv", "FusedConv")
 QCONVS = ("Conv", "ConvInteger", "QLinearConv")  # ONNX ops whose weight shape labels a conv row
 
 
-def ort_node_times(onnx_path, inputs, threads, runs=20, warmup=5):
+def ort_node_times(onnx_path, inputs, threads, runs=20, warmup=5, between=None, blocks=1):
     """[(name, op, input shapes, output shape, median seconds, fastest seconds)] of onnxruntime's
-    nodes, in order."""
+    nodes, in order: BLOCKS blocks of WARMUP + RUNS / BLOCKS runs (the warm-up runs of each
+    block discarded), BETWEEN() called before each block (the other engine's turn)."""
     import onnxruntime as ort
+    per = -(-runs // blocks)
     with tempfile.TemporaryDirectory(prefix="edgec-ortprof-") as tmp:
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
@@ -44,8 +49,11 @@ def ort_node_times(onnx_path, inputs, threads, runs=20, warmup=5):
         so.enable_profiling = True
         so.profile_file_prefix = os.path.join(tmp, "ort")
         sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
-        for _ in range(warmup + runs):
-            sess.run(None, inputs)
+        for _ in range(blocks):
+            if between:
+                between()
+            for _ in range(warmup + per):
+                sess.run(None, inputs)
         sess.end_profiling()
         events = json.load(open(glob.glob(os.path.join(tmp, "ort*.json"))[0]))
     durations, info = {}, {}
@@ -57,8 +65,12 @@ def ort_node_times(onnx_path, inputs, threads, runs=20, warmup=5):
         out = [next(iter(s.values())) for s in e["args"].get("output_type_shape", [])]
         info.setdefault(name, (e["args"].get("op_name", ""), shapes, out[0] if out else []))
         durations.setdefault(name, []).append(e["dur"] * 1e-6)
-    return [(n, *info[n], float(np.median(d[warmup:] or d)), float(np.min(d[warmup:] or d)))
-            for n, d in durations.items()]
+
+    def timed(d):  # without each block's warm-up runs (where the node ran once per run)
+        kept = [t for i, t in enumerate(d) if i % (warmup + per) >= warmup] if len(d) == blocks * (warmup + per) \
+            else d[warmup:]
+        return kept or d
+    return [(n, *info[n], float(np.median(timed(d))), float(np.min(timed(d)))) for n, d in durations.items()]
 
 
 def _logical(shape):
@@ -194,11 +206,16 @@ def bench_layers(model, target="host", thread_counts=None, runs=20, input_shapes
     return results
 
 
-def layer_rows(model, onnx_path, threads, repeat=20):
-    """Profile the loaded edgec MODEL and onnxruntime on ONNX_PATH (same seeded inputs, THREADS)."""
+def layer_rows(model, onnx_path, threads, repeat=20, blocks=BLOCKS):
+    """Profile the loaded edgec MODEL and onnxruntime on ONNX_PATH (same seeded inputs, THREADS), in
+    BLOCKS alternating blocks of each engine, so that a machine's slow phase hits both alike."""
+    from .runtime.profile import Measurement, Profile
     inputs = model.random_inputs(0)
-    profile = model.profile(inputs, repeat=repeat, warmup=5)
-    nodes = ort_node_times(onnx_path, inputs, threads, runs=repeat)
+    per, parts = -(-repeat // blocks), []
+    nodes = ort_node_times(onnx_path, inputs, threads, runs=repeat, blocks=blocks,
+                           between=lambda: parts.append(model.profile(inputs, repeat=per, warmup=5).measurement))
+    m = Measurement(*([x for p in parts for x in getattr(p, f)] for f in ("e2e", "runs", "instrumented")))
+    profile = Profile(model.name, model.kernels, m)
     return match(model.kernels, {r["kernel"]: r for r in profile.rows}, nodes, conv_weights(onnx_path))
 
 

@@ -40,6 +40,32 @@ def test_digits_cnn_every_conv_has_its_onnxruntime_node(tmp_path):
     assert all(row["label"].startswith("3x3") for row in convs)
 
 
+def test_engines_alternate_in_blocks(monkeypatch):
+    # each of the blocks of onnxruntime runs follows one of edgec's profiled blocks, and edgec's
+    # rows pool the runs of all its blocks (a slow phase of the machine hits both engines alike)
+    import edgec.layer_bench as lb
+    from edgec.runtime import load
+    seen = []
+    real = lb.ort_node_times
+
+    def spy(*a, between=None, blocks=1, **k):
+        def turn():
+            seen.append("edgec")
+            between()
+        nodes = real(*a, between=turn, blocks=blocks, **k)
+        seen.append("ort")
+        return nodes
+    monkeypatch.setattr(lb, "ort_node_times", spy)
+    import edgec.api as api
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        model = load(api.compile(str(DIGITS), "host", tmp + "/m.edgec", progress=False))
+        rows = lb.layer_rows(model, str(DIGITS), 1, repeat=6, blocks=3)
+        model.close()
+    assert seen == ["edgec"] * 3 + ["ort"]
+    assert [r for r in rows if r["kind"] == "conv2d"] and all(r["edgec_s"] > 0 for r in rows if r["kind"] == "conv2d")
+
+
 def test_cli_layers_table():
     out = subprocess.run([sys.executable, "-m", "edgec", "bench", str(DIGITS), "--layers", "--threads", "1",
                           "--repeat", "1"], capture_output=True, text=True)
