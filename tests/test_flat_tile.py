@@ -12,7 +12,7 @@ from edgec.compiler.interp import interpret
 from edgec.compiler.passes import run_passes
 from edgec.runtime import load
 from edgec.targets import schedules
-from edgec.targets.schedules.pack import conv_flat_rows, conv_flat_tile
+from edgec.targets.schedules.pack import conv_flat_rows, conv_flat_tile, conv_width_tile
 from test_pointwise_narrow import _projection
 from structure import fixed
 
@@ -27,15 +27,24 @@ def test_flat_tile_choice():
     assert conv_flat_tile(p, 169) == 5 and conv_flat_tile(p, 49) == 5
     assert not conv_flat_rows(p, 3, 3, 28, 28) and not conv_flat_rows(p, 3, 3, 14, 14)
     assert not conv_flat_rows(targets.get("rpi4"), 1, 1, 13, 13)
+    # AVX-512: a 1x1's tile divides the row where one in [7, 14] does (no partial tile: its pixels'
+    # accumulators were kept in memory in every tile); KxK and AVX2 keep theirs
+    for name in ("x86-avx512", "x86-zen4"):
+        q = targets.get(name)
+        assert [conv_flat_tile(q, n, True) for n in (49, 169, 196, 225)] == [7, 13, 14, 9]
+        assert conv_flat_tile(q, 53, True) == conv_width_tile(q, 53)  # (no divisor: the cheapest, partial)
+    assert conv_flat_tile(p, 196, True) == 6 and conv_flat_tile(p, 225, True) == 6
 
 
 @pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "serial"])
 @pytest.mark.parametrize("preset", ["host", "x86-avx2"])
 @pytest.mark.parametrize("case", [(384, 48, (13, 13), ("relu",)), (200, 40, (15, 15), ("add", "relu")),
-                                  (288, 40, (14, 14), ())], ids=["384-48@13", "200-40@15-add", "288-40@14"])
+                                  (288, 40, (14, 14), ()), (320, 48, (7, 7), ("add",))],
+                         ids=["384-48@13", "200-40@15-add", "288-40@14", "320-48@7-add"])
 def test_flat_projection_matches_numpy(tmp_path, monkeypatch, preset, parallel, case):
-    """169, 225 and 196 pixels (partial last tiles of 1, 3 and 4), 48 and 40 output channels
-    (partial blocks of 16), batch 2: the flat direct 1x1 matches numpy."""
+    """169, 225, 196 and 49 pixels (on AVX2 partial last tiles of 1, 3, 4 and 4; AVX-512's tiles
+    divide them), 48 and 40 output channels (partial blocks of 16), batch 2: the flat direct 1x1
+    matches numpy."""
     if preset != "host" and not AVX2:
         pytest.skip("this machine has no AVX2 to run x86-avx2 code")
     monkeypatch.setattr(schedules, "PARALLEL_MIN_WORK", 0 if parallel else float("inf"))

@@ -154,9 +154,19 @@ def conv_flat_tile(preset, pixels, pointwise=False):
     thread: 512->64 @13 0.136-0.141 -> 0.123-0.127 ms, 384->64 0.097-0.102 -> 0.094-0.096, 384->48
     0.077-0.078 -> 0.072, 256->48 0.052-0.054 -> 0.049-0.050; flat in tiles of 5 (34, the last of 4):
     0.135, 0.098, 0.073, 0.051. 2 threads: 512->64 0.088-0.090 -> 0.073-0.074, 384->64 0.066-0.067
-    -> 0.057-0.058, the 48s unchanged (3 channel blocks, the only parallel loop of a flat row)."""
-    t = conv_width_tile(preset, pixels)
-    return t if pixels % t == 0 or pointwise else width_tile(pixels, conv_params(preset)[1])
+    -> 0.057-0.058, the 48s unchanged (3 channel blocks, the only parallel loop of a flat row).
+    On AVX-512 a 1x1 takes a tile in [most / 2, most] that divides the row where one does: the pixels
+    of a partial last tile are a condition in every tile, and LLVM kept their accumulators in memory
+    (a load, FMA and store per reduction step, a chain through the store: perf of MobileNetV2's 960->160
+    @7 in tiles of 10, 49 = 4 x 10 + 9, put half its samples there). Zen 5, 1 thread, in model,
+    per-kernel medians alternated (kab), 49 pixels in tiles of 10 -> 7: MobileNetV2's 960->160 @7 (+ add)
+    0.121 -> 0.082 ms, 960->320 0.239 -> 0.163, 320->1280 0.298 -> 0.237; ResNet-50's six 7x7
+    1x1s 0.61-1.25 -> 0.46-0.94 ms (0.75-0.78x). Not on AVX2: 196 pixels in tiles of 4, not 6 (the
+    last of 4), lost 4-8% (MobileNetV2's 14x14 projections, same machine, `x86-avx2`)."""
+    t, most = conv_width_tile(preset, pixels), conv_params(preset)[1]
+    if pixels % t and pointwise and preset.vector_bits >= 512:
+        return next((d for d in range(most, max(1, most // 2) - 1, -1) if pixels % d == 0), t)
+    return t if pixels % t == 0 or pointwise else width_tile(pixels, most)
 
 
 def width_tile(ow, most):
