@@ -52,6 +52,13 @@ def stack_accesses(body):
     return [(o, a) for o, a in body if "(%rsp)" in a or "[sp" in a]
 
 
+def vector_stores(body):
+    """x86 vector stores of BODY (a register tile's reduction loop stores nothing: a store there is
+    an accumulator kept in memory, a load-FMA-store chain per step)."""
+    return [(o, a) for o, a in body if o.startswith("vmov") and ("%ymm" in a or "%zmm" in a)
+            and a.rstrip().endswith(")")]
+
+
 def vector_fmas(body):
     return [(o, a) for o, a in body if _FMA.match(o) and ("%ymm" in a or "%zmm" in a or ".4s" in a)]
 

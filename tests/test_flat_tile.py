@@ -75,14 +75,18 @@ def test_avx512_small_image_projections_run_direct():
         return "tile" in conv.attrs
     assert not gemm(avx512, 1024, 256, (14, 14)) and not gemm(avx512, 512, 2048, (7, 7))
     assert gemm(avx512, 64, 384, (14, 14)) and gemm(avx512, 512, 1000, (13, 13)) and gemm(avx512, 512, 128, (28, 28))
+    # images of at most 64 pixels: from 128 input channels (MobileNetV2's 160->960 @7), not 96
+    assert not gemm(avx512, 160, 960, (7, 7)) and gemm(avx512, 96, 576, (7, 7)) and gemm(avx512, 160, 960, (14, 14))
     assert gemm(avx2, 1024, 256, (14, 14))
 
 
 @pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "serial"])
-@pytest.mark.parametrize("case", [(256, 64, (7, 7), ("add", "relu")), (288, 96, (13, 11), ("relu",))],
-                         ids=["256-64@7-add", "288-96@13x11"])
+@pytest.mark.parametrize("case", [(256, 64, (7, 7), ("add", "relu")), (288, 96, (13, 11), ("relu",)),
+                                  (160, 96, (7, 7), ("relu",)), (256, 64, (3, 17), ())],
+                         ids=["256-64@7-add", "288-96@13x11", "160-96@7", "256-64@3x17"])
 def test_avx512_direct_projection_matches_numpy(tmp_path, monkeypatch, parallel, case):
-    """The AVX-512 direct 1x1 (two-vector blocks, flat rows with a partial last tile), batch 2."""
+    """The AVX-512 direct 1x1 (two-vector blocks, flat rows in tiles that divide them, or, 51
+    pixels, with a partial last tile), batch 2."""
     if not AVX512:
         pytest.skip("this machine has no AVX-512 to run x86-avx512 code (the choice is tested above)")
     monkeypatch.setattr(schedules, "PARALLEL_MIN_WORK", 0 if parallel else float("inf"))

@@ -352,9 +352,10 @@ def pointwise_gemm(in_channels, out_channels, pixels, tile, strided, padded_in_t
     return out_channels >= 128 or not strided and (pixels % tile == 0 or padded or in_channels <= ROWS_MAX_CHANNELS)
 
 
-# an AVX-512 1x1 conv runs as the direct conv up to these output pixels, from these input channels
-# (see pointwise_direct)
+# an AVX-512 1x1 conv runs as the direct conv up to these output pixels, from these input channels,
+# and on images of up to SMALL_IMAGE_PIXELS from SMALL_IMAGE_CHANNELS (see pointwise_direct)
 DIRECT_POINTWISE_PIXELS, DIRECT_POINTWISE_CHANNELS = 196, 256
+SMALL_IMAGE_PIXELS, SMALL_IMAGE_CHANNELS = 64, 128
 
 
 def pointwise_direct(preset, in_channels, out_channels, pixels):
@@ -371,9 +372,13 @@ def pointwise_direct(preset, in_channels, out_channels, pixels):
     SqueezeNet's 512->1000 @13 + global pool (0.98 -> 1.10). On AVX2 (znver3, one vector of 8
     channels, 16 registers) the same rule lost: ResNet-50 in model, 1 thread, per-kernel minima,
     1024->2048 s2 @7 2.34 -> 3.60 ms, 512->1024 s2 @14 2.29 -> 3.12, the 14x14 ones 3-5% slower;
-    MobileNet v1 even."""
+    MobileNet v1 even. On images of at most one GEMM tile (SMALL_IMAGE_PIXELS; 7 x 7 = 48 pixels +
+    a tail of 1) shorter reductions run direct too: Zen 5, 1 thread, in model, per-kernel medians
+    alternated (kab), MobileNetV2's 160->960 @7 0.120 -> 0.076-0.078 ms (its 96->576 @14 gained 7%
+    on Zen 5, lost 8% on Intel: left to the GEMM)."""
+    small = pixels <= SMALL_IMAGE_PIXELS and in_channels >= SMALL_IMAGE_CHANNELS
     return preset.vector_bits >= 512 and pixels <= DIRECT_POINTWISE_PIXELS and \
-        in_channels >= DIRECT_POINTWISE_CHANNELS and out_channels % conv_params(preset)[0] == 0
+        (in_channels >= DIRECT_POINTWISE_CHANNELS or small) and out_channels % conv_params(preset)[0] == 0
 
 
 def dense_block(preset):
