@@ -37,7 +37,7 @@ def test_write_prefetch_matches_numpy(tmp_path, monkeypatch, preset, parallel, c
     monkeypatch.setattr(pointwise, "prefetch_next_tile", lambda *a: reads.append(a) or orig_reads(*a))
     g = _projection(c, o, batch, hw, post)
     compile_graph(g, p, str(tmp_path / "m.edgec"), progress=False)
-    block, tile = pointwise_tile(p, o, hw[0] * hw[1])
+    block, tile = pointwise_tile(p, o, hw[0] * hw[1], in_channels=c)
     prefetching = p.arch == "x86_64" and acc_on_stack(block * tile)
     assert len(reads) == prefetching
     assert len(calls) == (prefetching and short), calls

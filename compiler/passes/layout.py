@@ -216,7 +216,7 @@ def _conv_attrs(graph, node, w, preset, block, direct=False):
     attrs.update(out_channels=int(w.shape[0]), block=block)
     out = nchw(node.attrs, "out_layout", graph.values[node.outputs[0]].shape)
     pixels = int(out[2] * out[3])
-    mr, nr = pointwise_tile(preset, int(w.shape[0]), pixels)
+    mr, nr = pointwise_tile(preset, int(w.shape[0]), pixels, in_channels=int(w.shape[1]))
     strided = any(s != 1 for s in node.attrs.get("strides", [1, 1]))
     wq = int(nchw(node.attrs, "in_layout", graph.values[node.inputs[0]].shape)[3]) + \
         sum(node.attrs.get("pads", [0] * 4)[1::2])  # padded row

@@ -37,7 +37,7 @@ def strided_pointwise(graph, node, preset):
     _, _, oh, ow = graph.values[node.outputs[0]].shape
     o, c, pixels = int(o), int(c), int(oh * ow)
     return pointwise_direct(preset, c, o, pixels) or \
-        pointwise_gemm(c, o, pixels, pointwise_tile(preset, o, pixels)[1], strided=True)
+        pointwise_gemm(c, o, pixels, pointwise_tile(preset, o, pixels, in_channels=c)[1], strided=True)
 
 
 def run(graph, preset=None):

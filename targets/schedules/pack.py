@@ -252,7 +252,12 @@ def conv_rows_chunk(preset, channels, kh, kw, block, streams):
     return divisor(channels, max(1, min(preset.l1_kib * 1024 // 4 // (kh * kw * block * 4), streamed)))
 
 
-def accumulator_budget(preset):
+# input channels up to which a pointwise GEMM's tile holds the smaller budget on full-width AVX-512
+# too (see accumulator_budget)
+SHORT_REDUCTION = 64
+
+
+def accumulator_budget(preset, in_channels=None):
     """Vector registers a pointwise register tile may hold as accumulators (the rest: its loaded
     pixel vectors and a broadcast weight; at most 24, AVX-512's and NEON's 32 registers included;
     12 where AVX-512 runs on 256-bit FMA units, Zen 4: a 12-zmm tile, 768 bytes, is a stack buffer
@@ -260,18 +265,25 @@ def accumulator_budget(preset):
     thread, in model, per-kernel minima alternated (kab), 24 -> 12: ResNet-50's 64->256 @56 (+ add)
     1.33-1.38 -> 1.05-1.22 ms, 128->512 @28 0.88-0.93x (the model's kernels 76.4 -> 74.2 ms);
     MobileNet's 32->64 @112 0.66 -> 0.56 (12.36 -> 11.86), MobileNetV2 7.30 -> 7.04, DenseNet-121
-    54.2 -> 52.2)."""
-    return min(preset.regs - 4, 24 if preset.fma_width >= preset.vector_bits else 12)
+    54.2 -> 52.2). 12 on full-width AVX-512 too for a reduction of up to SHORT_REDUCTION input
+    channels (IN_CHANNELS): Zen 5, 1 thread, in model, per-kernel medians alternated (kab), 24 -> 12:
+    MobileNetV2's 16->96 @112 0.387 -> 0.223 ms, 32->16 @112 0.120 -> 0.064, 24->144 @56 0.86x,
+    32->192 @28 0.83-0.87x (the model 4.78 -> 4.25 ms), MobileNet's 32->64 @112 0.87x; up to 64
+    channels: ResNet-50's 64->256 @56 (+ add) 0.89-0.95x (one 1.03x), MobileNet's 64->128 @56 0.94x.
+    Deeper reductions keep 24 (MobileNetV2's 192->32 @28 0.050 ms with 24, 0.060 with 12)."""
+    short = in_channels is not None and in_channels <= SHORT_REDUCTION
+    return min(preset.regs - 4, 24 if preset.fma_width >= preset.vector_bits and not short else 12)
 
 
-def pointwise_tile(preset, out_channels, pixels, write_back_pass=False):
-    """(channels, pixels) of the pointwise register tile for OUT_CHANNELS x PIXELS outputs: `nv`
+def pointwise_tile(preset, out_channels, pixels, write_back_pass=False, in_channels=None):
+    """(channels, pixels) of the pointwise register tile for OUT_CHANNELS x PIXELS outputs (a
+    reduction of IN_CHANNELS, where known: see accumulator_budget): `nv`
     pixel vectors x `mr` channels of accumulators, plus nv loaded pixel vectors and a broadcast
     weight, within the preset's vector registers. Among the shapes that fill the accumulator budget,
     the one with the least padded work, weighted by its loads per FMA (and the write-back pass
     padding needs), wins."""
     n, regs = lanes(preset), preset.regs
-    budget = accumulator_budget(preset)
+    budget = accumulator_budget(preset, in_channels)
     best = None
     for nv in (2, 3, 4):  # (one pixel vector: LLVM's scheduling spilled accumulators on AVX2)
         mr = min(budget // nv, (regs - nv - 1) // nv)

@@ -64,7 +64,7 @@ def schedule(sch, kernel, preset):
     accumulators, not 4): LLVM spilled one, no gain."""
     conv, unpack = sch.get_sblock("conv2d_pointwise"), sch.get_sblock("conv2d_unpack")
     n, o, oh, ow = (int(iv.dom.extent) for iv in sch.get(unpack).iter_vars)
-    block, tile = pointwise_tile(preset, o, oh * ow)
+    block, tile = pointwise_tile(preset, o, oh * ow, in_channels=int(sch.get(sch.get_loops(conv)[-1]).extent))
     inline_epilogue(sch, unpack)
     par = worth_parallel(kernel)
     nn, bi, oi, q, rc = sch.get_loops(conv)
