@@ -39,7 +39,7 @@ QCONVS = ("Conv", "ConvInteger", "QLinearConv")  # ONNX ops whose weight shape l
 def ort_node_times(onnx_path, inputs, threads, runs=20, warmup=5, between=None, blocks=1):
     """[(name, op, input shapes, output shape, median seconds, fastest seconds)] of onnxruntime's
     nodes, in order: BLOCKS blocks of WARMUP + RUNS / BLOCKS runs (the warm-up runs of each
-    block discarded), BETWEEN() called before each block (the other engine's turn)."""
+    block discarded), BETWEEN(runs of a block) called before each block (the other engine's turn)."""
     import onnxruntime as ort
     per = -(-runs // blocks)
     with tempfile.TemporaryDirectory(prefix="edgec-ortprof-") as tmp:
@@ -51,7 +51,7 @@ def ort_node_times(onnx_path, inputs, threads, runs=20, warmup=5, between=None, 
         sess = ort.InferenceSession(onnx_path, so, providers=["CPUExecutionProvider"])
         for _ in range(blocks):
             if between:
-                between()
+                between(per)
             for _ in range(warmup + per):
                 sess.run(None, inputs)
         sess.end_profiling()
@@ -70,7 +70,8 @@ def ort_node_times(onnx_path, inputs, threads, runs=20, warmup=5, between=None, 
         kept = [t for i, t in enumerate(d) if i % (warmup + per) >= warmup] if len(d) == blocks * (warmup + per) \
             else d[warmup:]
         return kept or d
-    return [(n, *info[n], float(np.median(timed(d))), float(np.min(timed(d)))) for n, d in durations.items()]
+    return [(n, *info[n], float(np.median(t)), float(np.min(t))) for n, t in
+            ((n, timed(d)) for n, d in durations.items())]
 
 
 def _logical(shape):
@@ -211,9 +212,9 @@ def layer_rows(model, onnx_path, threads, repeat=20, blocks=BLOCKS):
     BLOCKS alternating blocks of each engine, so that a machine's slow phase hits both alike."""
     from .runtime.profile import Measurement, Profile
     inputs = model.random_inputs(0)
-    per, parts = -(-repeat // blocks), []
+    parts = []
     nodes = ort_node_times(onnx_path, inputs, threads, runs=repeat, blocks=blocks,
-                           between=lambda: parts.append(model.profile(inputs, repeat=per, warmup=5).measurement))
+                           between=lambda runs: parts.append(model.profile(inputs, repeat=runs, warmup=5).measurement))
     m = Measurement(*([x for p in parts for x in getattr(p, f)] for f in ("e2e", "runs", "instrumented")))
     profile = Profile(model.name, model.kernels, m)
     return match(model.kernels, {r["kernel"]: r for r in profile.rows}, nodes, conv_weights(onnx_path))

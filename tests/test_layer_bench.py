@@ -49,9 +49,9 @@ def test_engines_alternate_in_blocks(monkeypatch):
     real = lb.ort_node_times
 
     def spy(*a, between=None, blocks=1, **k):
-        def turn():
+        def turn(runs):
             seen.append("edgec")
-            between()
+            between(runs)
         nodes = real(*a, between=turn, blocks=blocks, **k)
         seen.append("ort")
         return nodes

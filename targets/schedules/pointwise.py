@@ -64,10 +64,10 @@ def schedule(sch, kernel, preset):
     accumulators, not 4): LLVM spilled one, no gain."""
     conv, unpack = sch.get_sblock("conv2d_pointwise"), sch.get_sblock("conv2d_unpack")
     n, o, oh, ow = (int(iv.dom.extent) for iv in sch.get(unpack).iter_vars)
-    block, tile = pointwise_tile(preset, o, oh * ow, in_channels=int(sch.get(sch.get_loops(conv)[-1]).extent))
+    nn, bi, oi, q, rc = sch.get_loops(conv)
+    block, tile = pointwise_tile(preset, o, oh * ow, in_channels=int(sch.get(rc).extent))
     inline_epilogue(sch, unpack)
     par = worth_parallel(kernel)
-    nn, bi, oi, q, rc = sch.get_loops(conv)
     if int(sch.get(oi).extent) != block or int(sch.get(q).extent) % tile:
         raise ValueError("pointwise conv packed for another tile than this preset's")
     padded, channels, blocks = int(sch.get(q).extent), int(sch.get(rc).extent), int(sch.get(bi).extent)
