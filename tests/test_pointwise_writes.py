@@ -51,3 +51,37 @@ def test_no_write_prefetch_off_x86(tmp_path, monkeypatch):
     g = _projection(40, 12, 2, (13, 11), ("relu",))
     compile_for_rpi4(g, tmp_path / "m.edgec")
     assert not calls
+
+
+@pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "serial"])
+@pytest.mark.parametrize("preset", ["host", "x86-avx2"])
+@pytest.mark.parametrize("post", [("add", "relu"), ("relu",)], ids=["add", "no-add"])
+def test_residual_prefetch_matches_numpy(tmp_path, monkeypatch, preset, parallel, post):
+    """A copied GEMM whose write-back stays in the tile (whole tiles) prefetches the next tile's
+    residual lines (pointwise.prefetch_residual): one per line of the tile's rows per channel of
+    the block, none without a residual; numerics against the interpreter (2 images, the last
+    tile's lines clamped to the image)."""
+    if preset != "host" and not AVX2:
+        pytest.skip("this machine has no AVX2 to run x86-avx2 code")
+    monkeypatch.setattr(schedules, "PARALLEL_MIN_WORK", 0 if parallel else float("inf"))
+    p = targets.get(preset)
+    c, o, hw = 16, 96, (16, 24)  # 384 pixels: whole tiles of 16, 24, 32, 48 or 64
+    block, tile = pointwise_tile(p, o, hw[0] * hw[1], in_channels=c)
+    assert not pointwise.in_place(p, c, o, block, hw[0] * hw[1], tile, False)
+    made = []
+    orig = pointwise.prefetch_residual
+    monkeypatch.setattr(pointwise, "prefetch_residual", lambda *a: made.append(orig(*a)) or made[-1])
+    g = _projection(c, o, 2, hw, post)
+    compile_graph(g, p, str(tmp_path / "m.edgec"), progress=False)
+    assert len(made) == 1
+    lines = block * -(-tile * 4 // 64) if "add" in post else 0
+    assert str(made[0]).count("T.prefetch(") == lines
+    matches_interpreter(g, tmp_path / "m.edgec")
+
+
+def test_no_residual_prefetch_off_x86(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(pointwise, "prefetch_residual", lambda *a: calls.append(a))
+    g = _projection(16, 96, 2, (16, 24), ("add", "relu"))
+    compile_for_rpi4(g, tmp_path / "m.edgec")
+    assert not calls

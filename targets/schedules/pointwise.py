@@ -109,7 +109,7 @@ def schedule(sch, kernel, preset):
     if merge or fold:
         chunk = padded
     qo, qc, qv, qi = sch.split(q, [None, chunk // tile, tile // lanes, lanes])
-    done, fused, prefetch, writes = ["conv2d_pointwise", "conv2d_unpack"], False, None, None
+    done, fused, prefetch, writes, residual = ["conv2d_pointwise", "conv2d_unpack"], False, None, None, None
     if kc == channels:
         at = bi if in_place else qc
         sch.reorder(*((nn, qo, qc, bi) if in_place else (nn, qo, bi, qc)), rc, oi, qv, qi)
@@ -118,6 +118,8 @@ def schedule(sch, kernel, preset):
             sch.reverse_compute_at(acc, at)
             sch.vectorize(sch.get_loops(acc)[-1])
             fused = write_back_at(sch, acc, unpack, at, ow, padded == oh * ow)
+            if fused and not in_place and padded == oh * ow and preset.arch == "x86_64":
+                residual = (sch.get(qc).loop_var, block, tile)
         chunks = n * -(-padded // chunk)
         if in_place:
             x = pixels_input(sch)
@@ -183,6 +185,7 @@ def schedule(sch, kernel, preset):
     func = simplified(sch.mod["main"])
     func = fold_tail(func, *folded) if folded else func
     func = prefetch_next_tile(func, *prefetch) if prefetch else func
+    func = prefetch_residual(func, *residual) if residual else func
     return prefetch_writes(func, *writes) if writes else func
 
 
@@ -406,6 +409,51 @@ def prefetch_writes(func, y, n, t, block_var, block, tile):
     return func.with_body(tvm_ffi.structural_map(func.body, add))
 
 
+def prefetch_residual(func, qc, block, tile):
+    """FUNC with a software prefetch, at the start of each pixel tile of loop QC (a copied GEMM's
+    tiles, each with its write-back), of the cache lines the next tile's write-back reads from the
+    epilogue's operands of the output's shape (a residual add's), into L1: the tiles of a channel
+    block run a few in a row (a pixel chunk), a short stream per channel the hardware prefetchers
+    barely learn, and the write-back waited on each line (perf, Zen 4, ResNet-50's 64->256 @56 +
+    add: 21% of the kernel's samples on its residual loads). Zen 4, 1 thread, in model, per-kernel
+    medians alternated (kab, 6-8 rounds, five runs): 64->256 @56 + add (3 of them) 0.88-0.97 of the
+    time (1.08-1.19 -> 1.03-1.15 ms; this VM's speed drifts between runs), the AVX2 code
+    (`x86-avx2`) 1.07-1.12 -> 1.00-1.01; 2 threads 0.97-0.99; the other residual adds (128->512
+    @28, the AVX2 code's 14x14 and 7x7 ones) within noise. Prefetching the
+    next tile's output lines for writing too gained less (1.07-1.10 ms), those alone nothing."""
+    import tvm_ffi
+    from tvm import tirx
+    from tvm.s_tir import SBlockRealize
+    from tvm.sym.analyzer import Analyzer
+    from . import substitute
+
+    def add(loop):
+        if not loop.loop_var.same_as(qc):
+            return loop
+        found, inner = [], []
+        tvm_ffi.structural_walk(loop.body, [(SBlockRealize, lambda r: found.append(r)
+                                             if r.block.name_hint == "conv2d_unpack" else None)])
+        tvm_ffi.structural_walk(loop.body, [(tirx.For, lambda f: inner.append(f.loop_var))])
+        y = found[0].block.writes[0].source if found else None
+        shape = [int(d) for d in y.shape] if y is not None else []
+        residuals = [r.source for r in found[0].block.reads if not r.source.same_as(y) and
+                     [int(d) if isinstance(d, tirx.IntImm) else -1 for d in r.source.shape] == shape] if found else []
+        if not residuals or len(found[0].iter_values) != 3:
+            return loop
+        # the tile's first channel and pixel: the write-back's bindings with its own loops at 0
+        zero, ana = {v: tirx.const(0, str(v.ty)) for v in inner}, Analyzer()
+        n, c0, p0 = (ana.simplify(substitute(v, zero)) for v in found[0].iter_values)
+        _, channels, h, w = shape
+        lines = []
+        for r in residuals:
+            for k in range(-(-tile * 4 // LINE_BYTES)):
+                p = tirx.min(p0 + tile + k * (LINE_BYTES // 4), h * w - 1)
+                lines += [prefetch(r, [n, tirx.min(c0 + oi, channels - 1), p // w, p % w], 3) for oi in range(block)]
+        return tirx.For(loop.loop_var, loop.min, loop.extent, loop.kind, tirx.SeqStmt(lines + [loop.body]),
+                        loop.thread_binding, loop.annotations)
+    return func.with_body(tvm_ffi.structural_map(func.body, [(tirx.For, add)]))
+
+
 def pixels_input(sch):
     """The pointwise conv's NCHW input buffer (what its pixel panels are copied from)."""
     return sch.get(sch.get_sblock("conv2d_pixels_copy")).reads[0].source
@@ -507,11 +555,11 @@ def write_back_at(sch, acc, unpack, qc, ow, whole=True):
     vectorized, so that in the whole tiles the simplifier drops the check and LLVM vectorizes the
     stores (the unrolled accumulators stay in registers). Measured on AVX2, 1 thread, thread-time
     minima, standalone conv + relu 64->16 @49 (in place, 101 tiles of 24): 0.137 ms as the direct
-    conv, 0.099 this way (the vectorized write-back with its check: 3.4 ms). Tried and not kept: a
-    prefetch (into L1) of the next tile's residual rows, one line per reduction step (ResNet-50,
-    AVX2, 1 thread, kab minima: 64->256 @56 + add 1.18-1.19 -> 1.32 ms, 128->512 @28 + add
-    1.12-1.17 -> 1.31-1.33; the step's channel and line cost a division each); the same lines
-    prefetched before the reduction loop instead (6 for 6 x 16 tiles): 0-2% either order (noise)."""
+    conv, 0.099 this way (the vectorized write-back with its check: 3.4 ms). The next tile's
+    residual lines are prefetched before each tile's reduction (prefetch_residual; on znver3's
+    AVX2 6 x 16 tiles that was 0-2%, noise; on Zen 4 it gains 10%); one line per reduction step
+    instead lost (ResNet-50, AVX2, 1 thread, kab minima: 64->256 @56 + add 1.18-1.19 -> 1.32 ms,
+    the step's channel and line cost a division each)."""
     sch.transform_block_layout(unpack, lambda nn, f, yy, xx: (nn, f, yy * ow + xx))
     sch.compute_inline(acc)
     try:
