@@ -13,6 +13,7 @@ from edgec.compiler.ir import Graph
 from edgec.runtime import load
 from edgec.targets import schedules
 from edgec.targets.schedules import pointwise
+from edgec.targets.schedules.pack import pointwise_tile
 from structure import fixed
 
 AVX2 = "avx2" in open("/proc/cpuinfo").read()
@@ -101,6 +102,37 @@ def test_streamed_in_place_choice():
         assert not pointwise.in_place(p, 384, 32, 4, 729, 24, False)
         assert pointwise.in_place(p, 192, 32, 6, 784, 16, False) and pointwise.prefetch_locality(p, 192, 32, 192 * 36) is None
     assert not pointwise.in_place(rpi4, 256, 64, 8, 3136, 16, False)
+    # Zen 4's 64-pixel tiles: 4 whole lines of each of 256 rows (64 KB, past half the L1) are read
+    # in place all the same, no line shared with the next tile, prefetched into L2 (12 accumulators
+    # on the stack); not rows of 55 pixels (lines shared), nor 24 accumulators (no prefetch)
+    zen4, avx512 = targets.get("x86-zen4"), targets.get("x86-avx512")
+    assert pointwise_tile(zen4, 64, 3136, in_channels=256) == (3, 64)
+    assert pointwise.in_place(zen4, 256, 64, 3, 3136, 64, False)
+    assert not pointwise.in_place(zen4, 256, 64, 3, 3025, 64, False)
+    block, tile = pointwise_tile(avx512, 64, 3136, in_channels=256)
+    assert not pointwise.in_place(avx512, 256, 64, block, 3136, tile, False)
+
+
+@pytest.mark.parametrize("preset", ["host", "x86-zen4"])
+def test_whole_line_in_place_matches_numpy(tmp_path, preset):
+    """256->64 over 2 images of 32 x 40 (1.3 MB of input, past a 1 MB L2) in 64-pixel tiles:
+    read in place with its rows prefetched into L2, and matches numpy."""
+    p = targets.get(preset)
+    if p.vector_bits < 512:
+        pytest.skip("this machine has no AVX-512: its tiles are not 64 pixels")
+    if preset != "host" and "avx512f" not in open("/proc/cpuinfo").read():
+        pytest.skip(f"this machine has no AVX-512 to run {preset} code")
+    block, tile = pointwise_tile(p, 64, 1280, in_channels=256)
+    if (block, tile) != (3, 64) or p.l2_kib > 1024:
+        pytest.skip(f"{preset}'s tile ({block} x {tile}) or L2 ({p.l2_kib} KB) differs from the case's")
+    calls = []
+    orig = pointwise.prefetch_next_tile
+    g = _projection(256, 64, 2, (32, 40), ("relu",))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pointwise, "prefetch_next_tile", lambda *a: calls.append(a[-1]) or orig(*a))
+        compile_graph(g, p, str(tmp_path / "m.edgec"), progress=False)
+    assert calls == [2]
+    matches_interpreter(g, tmp_path / "m.edgec")
 
 
 def test_avx2_in_place_gemm_prefetches_in_its_reduction_loop(tmp_path):

@@ -266,11 +266,19 @@ def streams_in_place(preset, in_channels, out_channels, weights, pixels, tile):
     Inception v1's 64->64 @55 0.405 -> 0.344; standalone conv + relu 256->64 @56 1.251 -> 1.183.
     Not where the input fits the L2 (MobileNetV2's 384->64 @14, 300 KB, just written by the
     depthwise conv: 0.113 -> 0.139-0.156) nor where a tile's rows outgrow half the L1 (standalone
-    384->32 @27, 24-pixel tiles over 2-3 lines of 384 rows: 0.255 -> 0.290)."""
-    lines = -(-tile * 4 // LINE_BYTES) + bool(tile * 4 % LINE_BYTES or pixels * 4 % LINE_BYTES)
+    384->32 @27, 24-pixel tiles over 2-3 lines of 384 rows: 0.255 -> 0.290), unless each row's
+    piece is whole cache lines no other tile reads and the next tile's rows are prefetched into L2
+    (prefetch_locality: the accumulators a stack buffer): then every channel block streams the
+    tile's rows from L2 as it would its copied panel, without the copy (AVX-512's 64-pixel tiles, 4 lines
+    of each of 256 rows: Zen 4, ResNet-50's 256->64 @56, in model, kab, 8 rounds, copied -> in
+    place: 1 thread 1.13-1.14 -> 0.98-1.00 ms, 2 threads 0.57-0.60 -> 0.52; perf put 17% of the
+    copied kernel in its panel copy, which read the rows from L3)."""
+    whole = not (tile * 4 % LINE_BYTES or pixels * 4 % LINE_BYTES)  # (each line read by one tile)
+    lines = -(-tile * 4 // LINE_BYTES) + (not whole)
     return preset.arch == "x86_64" and out_channels <= min(in_channels, STREAMED_ROWS) \
         and weights * 4 <= preset.l2_kib * 1024 * PANEL_SHARE and in_channels * pixels * 4 > preset.l2_kib * 1024 \
-        and in_channels * lines * LINE_BYTES <= preset.l1_kib * 1024 // 2
+        and (in_channels * lines * LINE_BYTES <= preset.l1_kib * 1024 // 2 or whole and acc_on_stack(
+            tile * pointwise_tile(preset, out_channels, pixels, in_channels=in_channels)[0]))
 
 
 def in_place(preset, in_channels, out_channels, block, pixels, tile, strided):
