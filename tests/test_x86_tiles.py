@@ -5,7 +5,7 @@ a 7x7 image's leftover pixel folded into its last tile), the stems' row tiles an
 use vector FMAs of the ISA's width, touch no stack slot (no spills), store nothing (no accumulator
 kept in memory), and the GEMM's tile holds the accumulators the preset's register file allows
 (pack.pointwise_tile: 12 of AVX2's 16, 24 of AVX-512's 32 (12 for a reduction of up to 64
-channels), 12 on x86-zen4's 256-bit FMA units; AVX-512's 1x1s at 14x14 and 7x7 run the direct
+channels), 12 on x86-zen4's 256-bit FMA units (8 for such a short reduction); AVX-512's 1x1s at 14x14 and 7x7 run the direct
 conv, pack.pointwise_direct: up to 28, 14 pixels x two vectors). Numerics of these schedules:
 tests/test_schedules.py."""
 import shutil
@@ -45,8 +45,10 @@ def test_x86_conv_tiles_fit_registers(tmp_path, preset, c, o, hw, k):
     elif k == 1:  # the GEMM's whole tiles: channels x pixel vectors accumulators
         channels, pixels = pointwise_tile(preset_of(preset), o, hw * hw, in_channels=c)
         tile = channels * pixels // (preset_of(preset).vector_bits // 32)
-        # (a short reduction: 12 on full-width AVX-512 too, pack.accumulator_budget)
-        assert tile == {"x86-avx2": 12, "x86-avx512": 24 if c > 64 else 12, "x86-zen4": 12}[preset]
+        # (a short reduction: 12 on full-width AVX-512 too, pack.accumulator_budget; 8 on Zen 4's
+        # units where 2-vector tiles divide the pixels, pack.short_tile)
+        zen4 = 8 if c <= 64 and hw * hw % 32 == 0 else 12
+        assert tile == {"x86-avx2": 12, "x86-avx512": 24 if c > 64 else 12, "x86-zen4": zen4}[preset]
         assert max(len(accumulators(b)) for b in loops) == tile
 
 
@@ -70,3 +72,14 @@ def test_x86_dense_tile_fits_registers(tmp_path, preset):
     m.output(m.dense(m.node("Flatten", [m.input((1, 1000))]), 1000, 300))
     art = api.compile(m.save(str(tmp_path / "dense.onnx")), preset, str(tmp_path / "d.edgec"), progress=False)
     assert_fits(innermost_fma_loops(library(art, tmp_path)), preset)
+
+
+def test_short_tile_choice():
+    """8-accumulator tiles (pack.short_tile) only on 256-bit FMA units (x86-zen4), for up to 64
+    input channels, on pixels that are whole 2-vector tiles (SqueezeNet's 55x55 keeps 12)."""
+    def tile(preset, out, pixels, c):
+        channels, px = pointwise_tile(preset_of(preset), out, pixels, in_channels=c)
+        return channels * px // (preset_of(preset).vector_bits // 32)
+    assert pointwise_tile(preset_of("x86-zen4"), 256, 3136, in_channels=64) == (4, 32)
+    assert tile("x86-zen4", 256, 3136, 128) == 12 and tile("x86-zen4", 64, 3025, 16) == 12
+    assert tile("x86-avx512", 256, 3136, 64) == 12 and tile("x86-avx2", 256, 3136, 64) == 12

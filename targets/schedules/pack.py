@@ -275,6 +275,21 @@ def accumulator_budget(preset, in_channels=None):
     return min(preset.regs - 4, 24 if preset.fma_width >= preset.vector_bits and not short else 12)
 
 
+def short_tile(preset, in_channels, pixels):
+    """Whether a pointwise GEMM's register tile holds only FMA_CHAINS accumulators (4 channels x 2
+    vectors) instead of accumulator_budget's: where AVX-512 runs on 256-bit FMA units (Zen 4), for a
+    reduction of up to SHORT_REDUCTION input channels (IN_CHANNELS), the tile's write-back and
+    panel a large share of its work, on PIXELS that are whole tiles of 2 vectors. Zen 4, 1 thread,
+    in model, per-kernel medians alternated (kab, 6-8 rounds, two or three runs), 12 -> 8:
+    ResNet-50's 64->256 @56 + add 0.91-0.95 of the time, 64->256 @56 0.94-0.97, 64->64 @56
+    0.94-0.95 (the model 0.982-0.988); ShuffleNet 0.974-0.989 (its 24->112 @56 0.52-0.63);
+    MobileNetV2 0.988-0.993 (32->16 @112 0.92, 24->144 @56 1.03), MobileNet v1 and Inception v1
+    even. Not on pixels that are no whole number of such tiles: with them SqueezeNet's @55 and @27
+    convs ran 6-19% slower (the model 1.024)."""
+    return preset.fma_width < preset.vector_bits and in_channels is not None and \
+        in_channels <= SHORT_REDUCTION and pixels % (2 * lanes(preset)) == 0
+
+
 def pointwise_tile(preset, out_channels, pixels, write_back_pass=False, in_channels=None):
     """(channels, pixels) of the pointwise register tile for OUT_CHANNELS x PIXELS outputs (a
     reduction of IN_CHANNELS, where known: see accumulator_budget): `nv`
@@ -284,6 +299,8 @@ def pointwise_tile(preset, out_channels, pixels, write_back_pass=False, in_chann
     padding needs), wins."""
     n, regs = lanes(preset), preset.regs
     budget = accumulator_budget(preset, in_channels)
+    if budget > FMA_CHAINS and short_tile(preset, in_channels, pixels):
+        budget = FMA_CHAINS
     best = None
     for nv in (2, 3, 4):  # (one pixel vector: LLVM's scheduling spilled accumulators on AVX2)
         mr = min(budget // nv, (regs - nv - 1) // nv)
