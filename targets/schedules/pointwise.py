@@ -442,15 +442,20 @@ def prefetch_residual(func, qc, block, tile):
         tvm_ffi.structural_walk(loop.body, [(SBlockRealize, lambda r: found.append(r)
                                              if r.block.name_hint == "conv2d_unpack" else None)])
         tvm_ffi.structural_walk(loop.body, [(tirx.For, lambda f: inner.append(f.loop_var))])
-        y = found[0].block.writes[0].source if found else None
-        shape = [int(d) for d in y.shape] if y is not None else []
-        residuals = [r.source for r in found[0].block.reads if not r.source.same_as(y) and
-                     [int(d) if isinstance(d, tirx.IntImm) else -1 for d in r.source.shape] == shape] if found else []
-        if not residuals or len(found[0].iter_values) != 3:
+        if not found or len(found[0].iter_values) != 3:
+            return loop
+        write_back = found[0]
+        y = write_back.block.writes[0].source
+        if not all(isinstance(d, tirx.IntImm) for d in y.shape):
+            return loop
+        shape = [int(d) for d in y.shape]
+        residuals = [r.source for r in write_back.block.reads if not r.source.same_as(y) and
+                     [int(d) if isinstance(d, tirx.IntImm) else -1 for d in r.source.shape] == shape]
+        if not residuals:
             return loop
         # the tile's first channel and pixel: the write-back's bindings with its own loops at 0
         zero, ana = {v: tirx.const(0, str(v.ty)) for v in inner}, Analyzer()
-        n, c0, p0 = (ana.simplify(substitute(v, zero)) for v in found[0].iter_values)
+        n, c0, p0 = (ana.simplify(substitute(v, zero)) for v in write_back.iter_values)
         _, channels, h, w = shape
         lines = []
         for r in residuals:
