@@ -399,13 +399,7 @@ def prefetch_writes(func, y, n, t, block_var, block, tile):
     block ahead: 2-4% slower)."""
     import tvm_ffi
     from tvm import tirx
-    _, channels, h, w = (int(v) for v in y.shape)
-    lines = []
-    for k in range(-(-tile * 4 // LINE_BYTES)):
-        p = tirx.min(t * tile + k * (LINE_BYTES // 4), h * w - 1)
-        for oi in range(block):
-            c = tirx.min(block_var * block + oi, channels - 1)
-            lines.append(prefetch(y, [n, c, p // w, p % w], 3, write=True))
+    lines = tile_lines(y, n, block_var * block, t * tile, block, tile, write=True)
 
     def add(loop):  # (before the reduction loop: the first loop inside the channel block's)
         if isinstance(loop, tirx.For) and loop.loop_var.same_as(block_var):
@@ -415,6 +409,19 @@ def prefetch_writes(func, y, n, t, block_var, block, tile):
                             tirx.SeqStmt([*body[:at], *lines, *body[at:]]), loop.thread_binding, loop.annotations)
         return loop
     return func.with_body(tvm_ffi.structural_map(func.body, add))
+
+
+def tile_lines(buf, n, c0, p0, block, tile, write=False):
+    """Prefetches into L1 (for reading, or for WRITE) of the cache lines of a register tile's rows in
+    NCHW BUF: channels C0.. (BLOCK of them) x pixels P0.. (TILE of them) of image N, line by line,
+    each channel and pixel clamped to BUF."""
+    from tvm import tirx
+    _, channels, h, w = (int(v) for v in buf.shape)
+    lines = []
+    for k in range(-(-tile * 4 // LINE_BYTES)):
+        p = tirx.min(p0 + k * (LINE_BYTES // 4), h * w - 1)
+        lines += [prefetch(buf, [n, tirx.min(c0 + oi, channels - 1), p // w, p % w], 3, write) for oi in range(block)]
+    return lines
 
 
 def prefetch_residual(func, qc, block, tile):
@@ -456,12 +463,7 @@ def prefetch_residual(func, qc, block, tile):
         # the tile's first channel and pixel: the write-back's bindings with its own loops at 0
         zero, ana = {v: tirx.const(0, str(v.ty)) for v in inner}, Analyzer()
         n, c0, p0 = (ana.simplify(substitute(v, zero)) for v in write_back.iter_values)
-        _, channels, h, w = shape
-        lines = []
-        for r in residuals:
-            for k in range(-(-tile * 4 // LINE_BYTES)):
-                p = tirx.min(p0 + tile + k * (LINE_BYTES // 4), h * w - 1)
-                lines += [prefetch(r, [n, tirx.min(c0 + oi, channels - 1), p // w, p % w], 3) for oi in range(block)]
+        lines = [line for r in residuals for line in tile_lines(r, n, c0, p0 + tile, block, tile)]
         return tirx.For(loop.loop_var, loop.min, loop.extent, loop.kind, tirx.SeqStmt(lines + [loop.body]),
                         loop.thread_binding, loop.annotations)
     return func.with_body(tvm_ffi.structural_map(func.body, [(tirx.For, add)]))
